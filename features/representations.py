@@ -1,0 +1,606 @@
+"""Time-frequency representations of Choi et al. (2017), computed with librosa.
+
+Every representation is a registered pure function with the same call shape::
+
+    fn(y, *, sr, **params) -> np.ndarray  # shape (n_bins, n_frames) for mono y
+
+``y`` is float32 audio, ``(n,)`` (mono) or ``(channels, n)``; the result keeps any leading
+channel axis, so it is ``(..., n_bins, n_frames)``: time is always the last axis.
+
+STFT-based representations (``stft``, ``mel``, ``logmel``, ``chroma_stft``, ``mfcc``) are
+computed block by block over frames: each block is an exact slice of librosa's centred
+framing, so the result equals the whole-signal librosa call (to float32 rounding) while
+keeping the working set small; a whole-file STFT of a long track is several times slower.
+CQT-based ones (``cqt``, ``chroma_cqt``) use librosa's multirate filter bank on the whole
+signal, because its early downsampling is not frame-local.
+
+The parameters a representation takes are the keyword arguments of its function; the
+:class:`features.spec.FeatureSpec` of that representation has exactly those fields.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import librosa
+import numpy as np
+
+from features.errors import AudioError, ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from features.spec import FeatureSpec
+
+__all__ = [
+    "REPRESENTATIONS",
+    "representation_params",
+    "stft",
+    "mel",
+    "logmel",
+    "cqt",
+    "chroma_stft",
+    "chroma_cqt",
+    "mfcc",
+    "waveform",
+    "DEFAULT_BLOCK_FRAMES",
+    "compute",
+    "silence_column",
+]
+
+#: Frames per block for the STFT-based representations (about 24 s at hop 512 / 22.05 kHz).
+DEFAULT_BLOCK_FRAMES = 1024
+
+REPRESENTATIONS: dict[str, Callable[..., np.ndarray]] = {}
+
+
+def _register(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    REPRESENTATIONS[fn.__name__] = fn
+    return fn
+
+
+def representation_params(name: str) -> dict[str, object]:
+    """Parameters (name -> default) of representation ``name``, as its spec fields.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`REPRESENTATIONS`.
+
+    Returns
+    -------
+    dict
+        Keyword parameters of the representation function with their defaults,
+        excluding ``y``, ``sr`` and ``block_frames`` (which do not change the numbers).
+
+    Examples
+    --------
+    >>> sorted(representation_params("logmel"))[:3]
+    ['center', 'fmax', 'fmin']
+    """
+    if name not in REPRESENTATIONS:
+        raise ConfigError(
+            f"representation={name!r} is not one of {sorted(REPRESENTATIONS)}"
+        )
+    signature = inspect.signature(REPRESENTATIONS[name])
+    return {
+        p.name: p.default
+        for p in signature.parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("sr", "block_frames")
+    }
+
+
+def _check_block_frames(block_frames: int) -> None:
+    if not isinstance(block_frames, int) or block_frames < 1:
+        raise ConfigError(f"block_frames={block_frames!r} must be a positive integer")
+
+
+def _stft_power_blocks(
+    y: np.ndarray,
+    *,
+    n_fft: int,
+    hop_length: int,
+    win_length: int | None,
+    window: str,
+    center: bool,
+    power: float,
+    block_frames: int,
+) -> np.ndarray:
+    """``|STFT(y)| ** power`` as librosa computes it, frame blocks at a time, shape (..., 1 + n_fft // 2, t)."""
+    _check_block_frames(block_frames)
+    y = np.asarray(y, dtype=np.float32)
+    if center:
+        # librosa >= 0.10 pads with zeros (pad_mode="constant") by n_fft // 2 on both sides.
+        pad = [(0, 0)] * (y.ndim - 1) + [(n_fft // 2, n_fft // 2)]
+        y = np.pad(y, pad, mode="constant")
+    n_samples = y.shape[-1]
+    if n_samples < n_fft:
+        raise ConfigError(
+            f"n_fft={n_fft} is longer than the padded signal ({n_samples} samples); "
+            "use a smaller n_fft or center=True"
+        )
+    n_frames = 1 + (n_samples - n_fft) // hop_length
+    out = np.empty(y.shape[:-1] + (1 + n_fft // 2, n_frames), dtype=np.float32)
+    for start in range(0, n_frames, block_frames):
+        stop = min(start + block_frames, n_frames)
+        chunk = y[..., start * hop_length : (stop - 1) * hop_length + n_fft]
+        spectrum = librosa.stft(
+            chunk, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
+            window=window, center=False,
+        )
+        magnitude = np.abs(spectrum)
+        out[..., start:stop] = magnitude if power == 1.0 else magnitude**power
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None, htk: bool,
+               norm: str | None) -> np.ndarray:
+    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
+    basis.setflags(write=False)
+    return basis
+
+
+@functools.lru_cache(maxsize=32)
+def _chroma_basis(sr: int, n_fft: int, n_chroma: int, tuning: float) -> np.ndarray:
+    basis = librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=tuning)
+    basis.setflags(write=False)
+    return basis
+
+
+def _apply_basis(basis: np.ndarray, spectrogram: np.ndarray) -> np.ndarray:
+    # (bins, freq) @ (..., freq, time) -> (..., bins, time), as librosa's einsum does.
+    return np.einsum("mf,...ft->...mt", basis, spectrogram, optimize=True).astype(np.float32, copy=False)
+
+
+def _to_db(spectrogram: np.ndarray, *, power: float, amin: float, top_db: float | None) -> np.ndarray:
+    if power == 2.0:
+        return librosa.power_to_db(spectrogram, ref=1.0, amin=amin, top_db=top_db).astype(np.float32)
+    if power == 1.0:
+        return librosa.amplitude_to_db(spectrogram, ref=1.0, amin=amin, top_db=top_db).astype(np.float32)
+    raise ConfigError(f"power={power!r} must be 1.0 (magnitude) or 2.0 (power) for a dB scale")
+
+
+@_register
+def stft(
+    y: np.ndarray,
+    *,
+    sr: int,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    win_length: int | None = None,
+    window: str = "hann",
+    center: bool = True,
+    log: bool = True,
+    amin: float = 1e-5,
+    top_db: float | None = None,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+) -> np.ndarray:
+    """STFT magnitude, linear or in dB, shape (..., 1 + n_fft // 2, n_frames), float32.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n)], finite float32
+        Audio.
+    sr : int > 0
+        Sample rate of ``y`` (unused by the STFT itself; kept for the common call shape).
+    n_fft, hop_length, win_length, window, center
+        As :func:`librosa.stft` (``pad_mode="constant"``).
+    log : bool
+        If True, ``librosa.amplitude_to_db(|S|, ref=1.0, amin=amin, top_db=top_db)``.
+    amin : float > 0
+        Floor of the magnitude before the log.
+    top_db : float > 0 or None
+        Dynamic range below the clip's peak kept by the log; None keeps absolute dB.
+    block_frames : int > 0
+        Frames computed per block (does not change the numbers).
+
+    Returns
+    -------
+    np.ndarray [shape=(..., 1 + n_fft // 2, n_frames)], float32
+
+    Examples
+    --------
+    >>> y = np.sin(2 * np.pi * 440 * np.arange(22050) / 22050).astype(np.float32)
+    >>> stft(y, sr=22050, n_fft=1024, hop_length=256).shape
+    (513, 87)
+    """
+    magnitude = _stft_power_blocks(
+        y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+        center=center, power=1.0, block_frames=block_frames,
+    )
+    return _to_db(magnitude, power=1.0, amin=amin, top_db=top_db) if log else magnitude
+
+
+@_register
+def mel(
+    y: np.ndarray,
+    *,
+    sr: int,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    win_length: int | None = None,
+    window: str = "hann",
+    center: bool = True,
+    power: float = 2.0,
+    n_mels: int = 128,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    htk: bool = False,
+    norm: str | None = "slaney",
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+) -> np.ndarray:
+    """Mel spectrogram (linear amplitude), shape (..., n_mels, n_frames), float32.
+
+    Equal to ``librosa.feature.melspectrogram`` with the same parameters.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n)], finite float32
+    sr : int > 0
+    n_fft, hop_length, win_length, window, center, power
+        As :func:`librosa.feature.melspectrogram`.
+    n_mels, fmin, fmax, htk, norm
+        As :func:`librosa.filters.mel`.
+    block_frames : int > 0
+
+    Returns
+    -------
+    np.ndarray [shape=(..., n_mels, n_frames)], float32
+
+    Examples
+    --------
+    >>> y = np.zeros(22050, dtype=np.float32)
+    >>> mel(y, sr=22050, n_mels=64).shape
+    (64, 44)
+    """
+    spectrogram = _stft_power_blocks(
+        y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+        center=center, power=power, block_frames=block_frames,
+    )
+    return _apply_basis(_mel_basis(sr, n_fft, n_mels, fmin, fmax, htk, norm), spectrogram)
+
+
+@_register
+def logmel(
+    y: np.ndarray,
+    *,
+    sr: int,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    win_length: int | None = None,
+    window: str = "hann",
+    center: bool = True,
+    n_mels: int = 128,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    htk: bool = False,
+    norm: str | None = "slaney",
+    amin: float = 1e-10,
+    top_db: float | None = None,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+) -> np.ndarray:
+    """Log-mel power spectrogram in dB, shape (..., n_mels, n_frames), float32.
+
+    ``librosa.power_to_db(librosa.feature.melspectrogram(power=2.0, ...), ref=1.0,
+    amin=amin, top_db=top_db)``. The default ``top_db=None`` keeps absolute dB, so the
+    value of a frame does not depend on the loudest frame of the clip; silence is
+    ``10 * log10(amin)`` (-100 dB).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n)], finite float32
+    sr : int > 0
+    n_fft, hop_length, win_length, window, center, n_mels, fmin, fmax, htk, norm
+        As :func:`mel`.
+    amin : float > 0
+        Power floor before the log.
+    top_db : float > 0 or None
+        Dynamic range kept below the clip's peak; None keeps absolute dB.
+    block_frames : int > 0
+
+    Returns
+    -------
+    np.ndarray [shape=(..., n_mels, n_frames)], float32
+
+    Examples
+    --------
+    >>> y = np.zeros(22050, dtype=np.float32)
+    >>> float(logmel(y, sr=22050, n_mels=32).max())
+    -100.0
+    """
+    power_mel = mel(
+        y, sr=sr, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+        center=center, power=2.0, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm,
+        block_frames=block_frames,
+    )
+    return _to_db(power_mel, power=2.0, amin=amin, top_db=top_db)
+
+
+@_register
+def cqt(
+    y: np.ndarray,
+    *,
+    sr: int,
+    hop_length: int = 512,
+    fmin: float = 32.70319566257483,
+    n_bins: int = 84,
+    bins_per_octave: int = 12,
+    tuning: float = 0.0,
+    filter_scale: float = 1.0,
+    log: bool = True,
+    amin: float = 1e-5,
+    top_db: float | None = None,
+) -> np.ndarray:
+    """Constant-Q transform magnitude, linear or in dB, shape (..., n_bins, n_frames), float32.
+
+    ``np.abs(librosa.cqt(y, sr=sr, ...))``; ``fmin`` defaults to C1 (32.70 Hz), 7 octaves.
+    With ``log``, ``librosa.amplitude_to_db(ref=1.0, amin=amin, top_db=top_db)``.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n)], finite float32
+    sr : int > 0
+    hop_length : int > 0
+        Must be a multiple of ``2 ** (n_octaves - 1)`` as librosa requires.
+    fmin, n_bins, bins_per_octave, tuning, filter_scale
+        As :func:`librosa.cqt`; ``tuning`` is fixed (not estimated) so the numbers
+        depend on the spec only.
+    log, amin, top_db
+        As :func:`stft`.
+
+    Returns
+    -------
+    np.ndarray [shape=(..., n_bins, n_frames)], float32
+
+    Examples
+    --------
+    >>> y = np.zeros(22050, dtype=np.float32)
+    >>> cqt(y, sr=22050, n_bins=48).shape
+    (48, 44)
+    """
+    magnitude = np.abs(
+        librosa.cqt(
+            np.asarray(y, dtype=np.float32), sr=sr, hop_length=hop_length, fmin=fmin, n_bins=n_bins,
+            bins_per_octave=bins_per_octave, tuning=tuning, filter_scale=filter_scale,
+        )
+    ).astype(np.float32)
+    return _to_db(magnitude, power=1.0, amin=amin, top_db=top_db) if log else magnitude
+
+
+@_register
+def chroma_stft(
+    y: np.ndarray,
+    *,
+    sr: int,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    win_length: int | None = None,
+    window: str = "hann",
+    center: bool = True,
+    n_chroma: int = 12,
+    tuning: float = 0.0,
+    norm: float | None = np.inf,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+) -> np.ndarray:
+    """Chromagram from the STFT power spectrum, shape (..., n_chroma, n_frames), float32.
+
+    Equal to ``librosa.feature.chroma_stft`` with a fixed ``tuning``; each frame is
+    normalised by its ``norm`` (``inf``: max), frame by frame.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n)], finite float32
+    sr : int > 0
+    n_fft, hop_length, win_length, window, center
+        As :func:`stft`.
+    n_chroma : int > 0
+    tuning : float
+        Tuning deviation in fractions of a bin, fixed rather than estimated.
+    norm : float or None
+        Per-frame normalisation (``np.inf``, 1, 2, or None).
+    block_frames : int > 0
+
+    Returns
+    -------
+    np.ndarray [shape=(..., n_chroma, n_frames)], float32
+
+    Examples
+    --------
+    >>> y = np.sin(2 * np.pi * 440 * np.arange(22050) / 22050).astype(np.float32)
+    >>> int(chroma_stft(y, sr=22050)[:, 10].argmax())  # A
+    9
+    """
+    power = _stft_power_blocks(
+        y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+        center=center, power=2.0, block_frames=block_frames,
+    )
+    chroma = _apply_basis(_chroma_basis(sr, n_fft, n_chroma, tuning), power)
+    return librosa.util.normalize(chroma, norm=norm, axis=-2).astype(np.float32)
+
+
+@_register
+def chroma_cqt(
+    y: np.ndarray,
+    *,
+    sr: int,
+    hop_length: int = 512,
+    fmin: float = 32.70319566257483,
+    n_chroma: int = 12,
+    n_octaves: int = 7,
+    bins_per_octave: int = 36,
+    tuning: float = 0.0,
+    norm: float | None = np.inf,
+) -> np.ndarray:
+    """Chromagram from the constant-Q transform, shape (..., n_chroma, n_frames), float32.
+
+    Equal to ``librosa.feature.chroma_cqt`` with a fixed ``tuning``.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n)], finite float32
+    sr : int > 0
+    hop_length, fmin, n_chroma, n_octaves, bins_per_octave, tuning, norm
+        As :func:`librosa.feature.chroma_cqt`.
+
+    Returns
+    -------
+    np.ndarray [shape=(..., n_chroma, n_frames)], float32
+
+    Examples
+    --------
+    >>> y = np.sin(2 * np.pi * 440 * np.arange(22050) / 22050).astype(np.float32)
+    >>> int(chroma_cqt(y, sr=22050)[:, 20].argmax())  # A
+    9
+    """
+    return librosa.feature.chroma_cqt(
+        y=np.asarray(y, dtype=np.float32), sr=sr, hop_length=hop_length, fmin=fmin, n_chroma=n_chroma,
+        n_octaves=n_octaves, bins_per_octave=bins_per_octave, tuning=tuning, norm=norm,
+    ).astype(np.float32)
+
+
+@_register
+def mfcc(
+    y: np.ndarray,
+    *,
+    sr: int,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    win_length: int | None = None,
+    window: str = "hann",
+    center: bool = True,
+    n_mels: int = 128,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    htk: bool = False,
+    n_mfcc: int = 20,
+    dct_type: int = 2,
+    lifter: float = 0.0,
+    amin: float = 1e-10,
+    top_db: float | None = 80.0,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+) -> np.ndarray:
+    """Mel-frequency cepstral coefficients, shape (..., n_mfcc, n_frames), float32.
+
+    Equal to ``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=..., ...)``, i.e. the DCT of
+    ``power_to_db(mel power, top_db=80)`` (librosa's default, relative to the clip peak).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n)], finite float32
+    sr : int > 0
+    n_fft, hop_length, win_length, window, center, n_mels, fmin, fmax, htk
+        As :func:`mel` (Slaney-normalised filters).
+    n_mfcc : int > 0
+    dct_type : {1, 2, 3}
+    lifter : float >= 0
+    amin, top_db
+        As :func:`logmel`.
+    block_frames : int > 0
+
+    Returns
+    -------
+    np.ndarray [shape=(..., n_mfcc, n_frames)], float32
+
+    Examples
+    --------
+    >>> y = np.sin(2 * np.pi * 440 * np.arange(22050) / 22050).astype(np.float32)
+    >>> mfcc(y, sr=22050, n_mfcc=13).shape
+    (13, 44)
+    """
+    log_power = logmel(
+        y, sr=sr, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+        center=center, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm="slaney", amin=amin,
+        top_db=top_db, block_frames=block_frames,
+    )
+    return librosa.feature.mfcc(S=log_power, n_mfcc=n_mfcc, dct_type=dct_type, norm="ortho",
+                                lifter=lifter).astype(np.float32)
+
+
+@_register
+def waveform(y: np.ndarray, *, sr: int) -> np.ndarray:
+    """Raw waveform as a one-bin "spectrogram", shape (..., 1, n), float32.
+
+    For end-to-end models (sample-level convnets); one frame per sample.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n)], finite float32
+    sr : int > 0
+
+    Returns
+    -------
+    np.ndarray [shape=(..., 1, n)], float32
+
+    Examples
+    --------
+    >>> waveform(np.zeros(4, dtype=np.float32), sr=8000).shape
+    (1, 4)
+    """
+    return np.asarray(y, dtype=np.float32)[..., np.newaxis, :]
+
+
+def compute(y: np.ndarray, *, spec: FeatureSpec, block_frames: int = DEFAULT_BLOCK_FRAMES) -> np.ndarray:
+    """Compute the feature ``spec`` describes from audio already at its rate and channels.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,) if spec.channels == 1 else (spec.channels, n)], finite float
+        Audio at ``spec.sample_rate`` (see :func:`features.audio.load`).
+    spec : FeatureSpec
+    block_frames : int > 0
+        Frames per block for STFT-based representations (does not change the numbers).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_bins, n_frames) or (channels, n_bins, n_frames)], ``spec.dtype``
+
+    Examples
+    --------
+    >>> from features.spec import FeatureSpec
+    >>> spec = FeatureSpec(representation="logmel", params={"n_mels": 40})
+    >>> compute(np.zeros(22050, dtype=np.float32), spec=spec).shape
+    (40, 44)
+    """
+    y = np.asarray(y)
+    expected_ndim = 1 if spec.channels == 1 else 2
+    if y.ndim != expected_ndim or (spec.channels > 1 and y.shape[0] != spec.channels):
+        raise AudioError(
+            f"audio of shape {y.shape} does not match spec.channels={spec.channels} "
+            f"(expected {'(n,)' if spec.channels == 1 else f'({spec.channels}, n)'})"
+        )
+    if y.shape[-1] == 0:
+        raise AudioError("audio has no samples")
+    params = dict(spec.params)
+    if "block_frames" in inspect.signature(REPRESENTATIONS[spec.representation]).parameters:
+        params["block_frames"] = block_frames
+    try:
+        out = REPRESENTATIONS[spec.representation](y.astype(np.float32, copy=False), sr=spec.sample_rate, **params)
+    except librosa.ParameterError as err:
+        raise ConfigError(f"spec {spec.name!r} ({spec.representation}): {err}") from err
+    return out.astype(spec.dtype, copy=False)
+
+
+def silence_column(spec: FeatureSpec) -> np.ndarray:
+    """The feature of silence for one frame, shape (..., n_bins, 1): the padding value for segments.
+
+    Computed by applying ``spec`` to a short zero signal, so it is right for every
+    representation (-100 dB for log-mel, 0 for linear ones, the MFCC of silence, ...).
+
+    Parameters
+    ----------
+    spec : FeatureSpec
+
+    Returns
+    -------
+    np.ndarray [shape=(n_bins, 1) or (channels, n_bins, 1)], ``spec.dtype``
+    """
+    n = max(dict(spec.params).get("n_fft", 1), 4 * dict(spec.params).get("hop_length", 1), 2 * spec.sample_rate)
+    zeros = np.zeros((n,) if spec.channels == 1 else (spec.channels, n), dtype=np.float32)
+    with warnings.catch_warnings():
+        # CQT's lowest octaves are computed on a heavily downsampled signal; harmless here.
+        warnings.simplefilter("ignore", UserWarning)
+        feature = compute(zeros, spec=spec)
+    middle = feature.shape[-1] // 2
+    return np.ascontiguousarray(feature[..., middle : middle + 1])

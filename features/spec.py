@@ -1,0 +1,312 @@
+"""`FeatureSpec`: everything that changes the numbers of a feature, with a stable fingerprint.
+
+A spec names a representation (a key of :data:`features.representations.REPRESENTATIONS`),
+the sample rate and channel count the audio is brought to, the output dtype, and every
+parameter of the representation function (defaults filled in). Two specs with the same
+numbers have the same :meth:`FeatureSpec.fingerprint` on any machine and in any process;
+the ``name`` (the key a store uses for the feature) is not part of it.
+
+Examples
+--------
+>>> spec = FeatureSpec(representation="logmel", params={"n_mels": 96})
+>>> spec.n_mels, spec.hop_length
+(96, 512)
+>>> FeatureSpec.from_dict(spec.to_dict()) == spec
+True
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from features.errors import ConfigError
+from features.representations import REPRESENTATIONS, representation_params
+
+__all__ = ["SPEC_FORMAT_VERSION", "FeatureSpec", "load_specs", "canonical_json", "stable_hash"]
+
+#: Bumped whenever the meaning of a spec field or a representation's numbers changes.
+SPEC_FORMAT_VERSION = 1
+
+_DTYPES = ("float32", "float16")
+_POSITIVE_INTS = {"n_fft", "hop_length", "n_mels", "n_bins", "bins_per_octave", "n_chroma",
+                  "n_mfcc", "n_octaves"}
+_POSITIVE_FLOATS = {"amin", "filter_scale"}
+_OPTIONAL_POSITIVE_FLOATS = {"top_db"}
+_BOOLS = {"center", "log", "htk"}
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys, no spaces and non-finite floats as strings: the hashing form."""
+    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def stable_hash(value: Any, *, n_hex: int = 16) -> str:
+    """First ``n_hex`` hex digits of the sha256 of :func:`canonical_json` of ``value``."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:n_hex]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
+        return _jsonable(value.item())
+    return value
+
+
+def _check_param(name: str, value: Any, *, sample_rate: int) -> Any:
+    """Validate one representation parameter; return it in canonical Python type."""
+    where = f"spec.{name}={value!r}"
+    if name in _POSITIVE_INTS:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where} must be a positive integer")
+        return int(value)
+    if name in _BOOLS:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false")
+        return value
+    if name in _POSITIVE_FLOATS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"{where} must be a positive number")
+        return float(value)
+    if name in _OPTIONAL_POSITIVE_FLOATS:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"{where} must be a positive number or null")
+        return float(value)
+    if name == "win_length":
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where} must be a positive integer or null")
+        return int(value)
+    if name in ("fmin", "fmax"):
+        if value is None and name == "fmax":
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{where} must be a number >= 0")
+        if value > sample_rate / 2:
+            raise ConfigError(f"{where} is above the Nyquist frequency {sample_rate / 2:g} Hz")
+        return float(value)
+    if name == "power":
+        if value not in (1, 2, 1.0, 2.0) or isinstance(value, bool):
+            raise ConfigError(f"{where} must be 1 (magnitude) or 2 (power)")
+        return float(value)
+    if name in ("tuning", "lifter"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number")
+        if name == "tuning" and not -0.5 <= value < 0.5:
+            raise ConfigError(f"{where} must be in [-0.5, 0.5) (fractions of a bin)")
+        if name == "lifter" and value < 0:
+            raise ConfigError(f"{where} must be >= 0")
+        return float(value)
+    if name == "window":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where} must be a window name such as 'hann'")
+        return value
+    if name == "dct_type":
+        if value not in (1, 2, 3) or isinstance(value, bool):
+            raise ConfigError(f"{where} must be 1, 2 or 3")
+        return int(value)
+    if name == "norm":
+        # mel filters: "slaney" or None; chroma: a p-norm (inf, 1, 2, ...) or None.
+        if value is None or value == "slaney":
+            return value
+        if value in ("inf", "Infinity") or (isinstance(value, float) and math.isinf(value) and value > 0):
+            return math.inf
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{where} must be 'slaney', inf, a positive number or null")
+        return float(value)
+    raise ConfigError(f"spec.{name} is not a known parameter")  # pragma: no cover - registry guard
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What a feature is: representation, audio format and every parameter that changes the numbers.
+
+    Parameters
+    ----------
+    representation : str
+        One of ``stft, mel, logmel, cqt, chroma_stft, chroma_cqt, mfcc, waveform``.
+    sample_rate : int > 0
+        Audio is resampled to this rate before the representation.
+    channels : int >= 1
+        1 downmixes to mono (output ``(n_bins, n_frames)``); k > 1 keeps k channels
+        (output ``(k, n_bins, n_frames)``, mono files duplicated).
+    dtype : {"float32", "float16"}
+        Storage dtype of the output.
+    params : dict
+        Parameters of the representation function; missing ones take the function's
+        defaults, unknown ones raise :class:`ConfigError`. Read them back as attributes
+        (``spec.n_mels``) or as the dict ``spec.params``.
+    name : str or None
+        Key of the feature in a store (defaults to ``representation``); not fingerprinted.
+    """
+
+    representation: str
+    sample_rate: int = 22050
+    channels: int = 1
+    dtype: str = "float32"
+    params: Any = field(default_factory=dict)
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.representation not in REPRESENTATIONS:
+            raise ConfigError(
+                f"spec.representation={self.representation!r} must be one of {sorted(REPRESENTATIONS)}"
+            )
+        if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int) \
+                or not 1000 <= self.sample_rate <= 384000:
+            raise ConfigError(f"spec.sample_rate={self.sample_rate!r} must be an integer in [1000, 384000]")
+        if isinstance(self.channels, bool) or not isinstance(self.channels, int) or not 1 <= self.channels <= 64:
+            raise ConfigError(f"spec.channels={self.channels!r} must be an integer in [1, 64]")
+        if self.dtype not in _DTYPES:
+            raise ConfigError(f"spec.dtype={self.dtype!r} must be one of {list(_DTYPES)}")
+        if self.name is not None and (not isinstance(self.name, str) or not self.name.isidentifier()):
+            raise ConfigError(f"spec.name={self.name!r} must be an identifier (letters, digits, _)")
+        given = dict(self.params) if not isinstance(self.params, tuple) else dict(self.params)
+        defaults = representation_params(self.representation)
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ConfigError(
+                f"spec.{unknown[0]} is not a parameter of representation {self.representation!r} "
+                f"(its parameters: {sorted(defaults)})"
+            )
+        resolved = {
+            key: _check_param(key, given.get(key, default), sample_rate=self.sample_rate)
+            for key, default in sorted(defaults.items())
+        }
+        self._check_relations(resolved)
+        # Stored as sorted pairs so the dataclass stays hashable and immutable.
+        object.__setattr__(self, "params", tuple(resolved.items()))
+        if self.name is None:
+            object.__setattr__(self, "name", self.representation)
+
+    def _check_relations(self, params: dict[str, Any]) -> None:
+        n_fft, win_length = params.get("n_fft"), params.get("win_length")
+        if n_fft is not None and win_length is not None and win_length > n_fft:
+            raise ConfigError(f"spec.win_length={win_length} must be <= n_fft={n_fft}")
+        fmin, fmax = params.get("fmin"), params.get("fmax")
+        if fmax is not None and fmin is not None and fmax <= fmin:
+            raise ConfigError(f"spec.fmax={fmax} must be above fmin={fmin}")
+        if self.representation in ("mel", "logmel") and params["norm"] not in ("slaney", None):
+            raise ConfigError(f"spec.norm={params['norm']!r} must be 'slaney' or null for mel filters")
+        if self.representation.startswith("chroma") and params["norm"] == "slaney":
+            raise ConfigError("spec.norm='slaney' is for mel filters; chroma takes inf, 1, 2 or null")
+        if self.representation == "cqt":
+            top = params["fmin"] * 2 ** (params["n_bins"] / params["bins_per_octave"])
+            if top > self.sample_rate / 2:
+                raise ConfigError(
+                    f"spec.n_bins={params['n_bins']} reaches {top:.0f} Hz, above the Nyquist "
+                    f"frequency {self.sample_rate / 2:g} Hz of sample_rate={self.sample_rate}"
+                )
+
+    def __getattr__(self, key: str) -> Any:
+        # Only called when normal lookup fails: expose representation parameters as attributes.
+        if key.startswith("__"):
+            raise AttributeError(key)
+        for name, value in object.__getattribute__(self, "params"):
+            if name == key:
+                return value
+        raise AttributeError(f"FeatureSpec of {self.representation!r} has no parameter {key!r}")
+
+    @property
+    def param_dict(self) -> dict[str, Any]:
+        """The representation parameters as a new dict."""
+        return dict(self.params)
+
+    @property
+    def hop_seconds(self) -> float:
+        """Seconds between frames (one sample for ``waveform``)."""
+        hop = dict(self.params).get("hop_length", 1)
+        return hop / self.sample_rate
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-able form; :meth:`from_dict` inverts it."""
+        return {
+            "name": self.name,
+            "representation": self.representation,
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "dtype": self.dtype,
+            "params": _jsonable(dict(self.params)),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> FeatureSpec:
+        """Build a spec from a mapping; parameters may be nested under ``params`` or given flat."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"spec must be a mapping, got {type(data).__name__}")
+        data = dict(data)
+        top = {key: data.pop(key) for key in ("name", "representation", "sample_rate", "channels", "dtype")
+               if key in data}
+        if "representation" not in top:
+            raise ConfigError("spec.representation is missing")
+        params = data.pop("params", {}) or {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"spec.params must be a mapping, got {type(params).__name__}")
+        params = {**params, **data}  # flat keys are parameters too
+        return cls(params=params, **top)
+
+    def fingerprint(self) -> str:
+        """Stable 16-hex-digit hash of everything that changes the numbers (not ``name``)."""
+        payload = self.to_dict()
+        payload.pop("name")
+        payload["spec_format_version"] = SPEC_FORMAT_VERSION
+        return stable_hash(payload)
+
+    def to_yaml(self) -> str:
+        """YAML text of :meth:`to_dict`."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> FeatureSpec:
+        """Load one spec from a YAML or JSON file; errors name the file and the field."""
+        specs = load_specs(path)
+        if len(specs) != 1:
+            raise ConfigError(f"{path}: expected one spec, found {len(specs)}")
+        return specs[0]
+
+
+def load_specs(path: str | Path) -> list[FeatureSpec]:
+    """Load one spec (a mapping) or several (a list, or a mapping with ``features:``) from YAML/JSON.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.yaml``/``.yml``/``.json`` file.
+
+    Returns
+    -------
+    list of FeatureSpec
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read spec file ({err.strerror or err})") from err
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from err
+    if isinstance(data, dict) and "features" in data:
+        data = data["features"]
+    entries = data if isinstance(data, list) else [data]
+    try:
+        specs = [FeatureSpec.from_dict(entry) for entry in entries]
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: spec.name values must be unique, got {names}")
+    return specs

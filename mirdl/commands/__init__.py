@@ -1,0 +1,1 @@
+"""Subcommands of ``mirdl``: each module has ``configure(parser)`` and ``run(args) -> int``."""

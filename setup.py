@@ -1,0 +1,47 @@
+"""Install mirdl: ``pip install -e .[dev]`` (add ``[tfio]`` where tensorflow-io loads)."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "mirdl" / "__init__.py").read_text()).group(1)
+
+# Lower bounds are the versions this project is tested with (see README, "Install").
+INSTALL_REQUIRES = [
+    "numpy>=1.26",
+    "scipy>=1.11",
+    "librosa>=0.11",
+    "soundfile>=0.12.1",
+    "soxr>=0.5",
+    "pyyaml>=6.0",
+    "tqdm>=4.66",
+    "h5py>=3.11",
+    "pyarrow>=17",
+    "apache-beam>=2.77",
+    "tensorflow>=2.17",
+    "jams>=0.3.4",
+    "mir_eval>=0.8",
+    "scikit-learn>=1.5",
+    "matplotlib>=3.8",
+]
+
+EXTRAS_REQUIRE = {
+    "dev": ["pytest>=8", "hypothesis>=6.100", "pandas>=2.2"],
+    # tensorflow-io's last release (0.37.1) loads its native ops only with TensorFlow 2.17.
+    "tfio": ["tensorflow-io==0.37.1", "tensorflow==2.17.1", "numpy<2"],
+}
+
+setup(
+    name="mirdl",
+    version=VERSION,
+    description="Audio corpora to sharded deep-learning feature stores, streamed into Keras models",
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["features*", "pipelines*", "mirdl_tf*", "mirdl*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={"console_scripts": ["mirdl=mirdl.cli:main"]},
+)
