@@ -22,7 +22,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from features.checks import integer
 from features.errors import AudioError, ConfigError
+
 
 __all__ = ["AudioInfo", "probe", "load", "iter_blocks", "resample", "to_channels", "check_audio"]
 
@@ -259,8 +261,8 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int, quality: str = "HQ"
     (22050,)
     """
     check_audio(y)
-    _check_positive_int(orig_sr, name="orig_sr")
-    _check_positive_int(target_sr, name="target_sr")
+    integer(orig_sr, name="orig_sr", minimum=1)
+    integer(target_sr, name="target_sr", minimum=1)
     _check_quality(quality)
     if orig_sr == target_sr:
         return y
@@ -303,7 +305,7 @@ def to_channels(y: np.ndarray, *, channels: int) -> np.ndarray:
     (2, 3)
     """
     check_audio(y)
-    _check_positive_int(channels, name="channels")
+    integer(channels, name="channels", minimum=1)
     n_in = 1 if y.ndim == 1 else y.shape[0]
     _check_channel_match(n_in, channels=channels, what="y")
     if channels == 1:
@@ -507,11 +509,6 @@ def _check_channel_match(n_in: int, *, channels: int, what: str) -> None:
         raise AudioError(f"{what} has {n_in} channels; spec expects {channels}")
 
 
-def _check_positive_int(value, *, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ConfigError(f"{name}={value!r} must be a positive integer")
-
-
 def _check_quality(quality) -> None:
     if quality not in RESAMPLE_QUALITIES:
         raise ConfigError(f"quality={quality!r} must be one of {', '.join(RESAMPLE_QUALITIES)}")
@@ -520,9 +517,9 @@ def _check_quality(quality) -> None:
 def _check_decode_args(*, sample_rate, channels, block_frames, offset, duration, quality) -> None:
     """Validate :func:`load` / :func:`iter_blocks` arguments once, before any I/O."""
     if sample_rate is not None:
-        _check_positive_int(sample_rate, name="sample_rate")
-    _check_positive_int(channels, name="channels")
-    _check_positive_int(block_frames, name="block_frames")
+        integer(sample_rate, name="sample_rate", minimum=1)
+    integer(channels, name="channels", minimum=1)
+    integer(block_frames, name="block_frames", minimum=1)
     if isinstance(offset, bool) or not isinstance(offset, numbers.Real) or not (
             np.isfinite(offset) and offset >= 0):
         raise ConfigError(f"offset={offset!r} must be a finite number of seconds >= 0")

@@ -44,7 +44,10 @@ import scipy.signal
 
 from features.audio import check_audio
 from features.errors import AudioError, ConfigError
-from features.labels import Annotations, _finite_float, _integer, transform_annotations
+from features.checks import finite_float as _finite_float
+from features.checks import integer as _integer
+from features.checks import positive_float as _positive
+from features.labels import Annotations, transform_annotations
 from features.spec import stable_hash
 
 __all__ = [
@@ -118,13 +121,6 @@ def variant_rng(*, seed: int, track_id: str, variant: int) -> np.random.Generato
 
 # --------------------------------------------------------------------------------------------------
 # ops
-
-
-def _positive(value: Any, *, name: str) -> float:
-    value_f = _finite_float(value, name=name)
-    if value_f <= 0:
-        raise ConfigError(f"{name}={value!r} must be > 0")
-    return value_f
 
 
 def _check_rng(rng: Any) -> np.random.Generator:

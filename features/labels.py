@@ -19,14 +19,14 @@ array([0. , 0.5, 1. , 0.5], dtype=float32)
 """
 from __future__ import annotations
 
-import math
-import operator
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from features.checks import finite_float as _finite_float
+from features.checks import integer as _integer
 from features.errors import ConfigError
 
 __all__ = [
@@ -51,30 +51,6 @@ _FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 # Harte syntax: root = natural + any number of '#'/'b'; the rest (":quality(extensions)/bass")
 # is relative to the root (the bass is an interval), so it is kept as is.
 _CHORD_ROOT = re.compile(r"^(?P<natural>[A-G])(?P<accidentals>[#b]*)(?P<rest>(?::|/).*)?$")
-
-
-# Argument checkers shared by features.labels, features.segment and features.augment.
-
-
-def _integer(value: Any, *, name: str, minimum: int | None = None) -> int:
-    """``value`` as an int (numpy integers accepted, bools refused), at least ``minimum``."""
-    try:
-        result = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        result = None
-    if result is None or (minimum is not None and result < minimum):
-        raise ConfigError(f"{name}={value!r} must be an integer" + ("" if minimum is None else f" >= {minimum}"))
-    return result
-
-
-def _finite_float(value: Any, *, name: str) -> float:
-    """``value`` as a finite float (numpy numbers accepted, bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{name}={value!r} must be a number")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"{name}={value!r} must be finite")
-    return value
 
 
 def _time(value: Any, *, name: str) -> float:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import librosa
 import numpy as np
 
+from features.checks import integer
 from features.errors import AudioError, ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,7 +78,7 @@ def representation_params(name: str) -> dict[str, object]:
     Examples
     --------
     >>> sorted(representation_params("logmel"))[:3]
-    ['center', 'fmax', 'fmin']
+    ['amin', 'center', 'fmax']
     """
     if name not in REPRESENTATIONS:
         raise ConfigError(
@@ -89,11 +90,6 @@ def representation_params(name: str) -> dict[str, object]:
         for p in signature.parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("sr", "block_frames")
     }
-
-
-def _check_block_frames(block_frames: int) -> None:
-    if not isinstance(block_frames, int) or block_frames < 1:
-        raise ConfigError(f"block_frames={block_frames!r} must be a positive integer")
 
 
 def _stft_power_blocks(
@@ -108,7 +104,7 @@ def _stft_power_blocks(
     block_frames: int,
 ) -> np.ndarray:
     """``|STFT(y)| ** power`` as librosa computes it, frame blocks at a time, shape (..., 1 + n_fft // 2, t)."""
-    _check_block_frames(block_frames)
+    integer(block_frames, name="block_frames", minimum=1)
     y = np.asarray(y, dtype=np.float32)
     if center:
         # librosa >= 0.10 pads with zeros (pad_mode="constant") by n_fft // 2 on both sides.

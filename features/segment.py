@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from features.errors import ConfigError
-from features.labels import _integer
+from features.checks import integer as _integer
 
 __all__ = ["PAD_MODES", "n_patches", "patches", "frame_windows", "center_crop", "random_crop"]
 
