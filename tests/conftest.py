@@ -1,0 +1,56 @@
+"""Shared fixtures with known answers: short test signals and a small synthetic corpus.
+
+- ``sine``, ``impulse``, ``silence``: 0.5 s float32 mono arrays at :data:`SR` (22050 Hz).
+- ``synth_corpus``: a :class:`features.synth.CorpusListing` of :data:`CORPUS_TRACKS` tracks of
+  :data:`CORPUS_SECONDS` s (4 per class, mixed wav/flac/ogg, 16/22.05/44.1 kHz, some stereo),
+  written once per session. Read-only: copy it before changing anything.
+- ``odd_audio``: :func:`features.synth.odd_files` written once per session; see
+  :data:`features.synth.ODD_FILES` for which must decode and which must fail.
+"""
+import numpy as np
+import pytest
+
+from features.synth import odd_files, write_corpus
+
+#: Sample rate of the array fixtures.
+SR = 22050
+#: Samples in each array fixture (0.5 s).
+N_SAMPLES = SR // 2
+#: Size of the session corpus; small, so every test that uses it stays fast.
+CORPUS_TRACKS = 16
+CORPUS_SECONDS = 2.0
+CORPUS_SEED = 0
+
+
+@pytest.fixture
+def sine() -> np.ndarray:
+    """0.5 s of a 440 Hz sine, amplitude 0.5, zero phase, float32 (11025,) at 22050 Hz."""
+    t = np.arange(N_SAMPLES) / SR
+    return (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+
+
+@pytest.fixture
+def impulse() -> np.ndarray:
+    """0.5 s of zeros with a single 1.0 at the middle sample (index 5512), float32 (11025,)."""
+    y = np.zeros(N_SAMPLES, dtype=np.float32)
+    y[N_SAMPLES // 2] = 1.0
+    return y
+
+
+@pytest.fixture
+def silence() -> np.ndarray:
+    """0.5 s of digital silence, float32 (11025,)."""
+    return np.zeros(N_SAMPLES, dtype=np.float32)
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory):
+    """The session's synthetic corpus (a ``CorpusListing``; files under ``listing.root``)."""
+    root = tmp_path_factory.mktemp("synth") / "corpus"
+    return write_corpus(root, n_tracks=CORPUS_TRACKS, seed=CORPUS_SEED, duration=CORPUS_SECONDS)
+
+
+@pytest.fixture(scope="session")
+def odd_audio(tmp_path_factory):
+    """``ODD_FILES`` name -> path of each odd input (empty, truncated, NaN, 6-channel, ...)."""
+    return odd_files(tmp_path_factory.mktemp("odd_audio"))
