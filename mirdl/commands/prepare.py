@@ -1,0 +1,61 @@
+"""``mirdl prepare --config CONFIG.yaml``: run the Beam precompute job (corpus -> sharded feature store).
+
+The job's own flags are :func:`add_arguments` (:func:`pipelines.precompute.run` parses the same);
+every other argument is a Beam pipeline option and is passed through unchanged
+(``--runner=DataflowRunner --project=...``).
+Exit status: 0 all files made it, 3 some failed (see ``STORE/errors.jsonl``), 4 aborted by
+``--max-error-rate`` (nothing written), 2 bad config or destination (one line on stderr).
+
+Examples
+--------
+::
+
+    mirdl prepare --config configs/prepare_demo.yaml --workers 2
+    mirdl prepare --config big.yaml --runner=FlinkRunner --flink_master=host:8081 --parallelism=32
+"""
+from __future__ import annotations
+
+import argparse
+
+from pathlib import Path
+
+__all__ = ["add_arguments", "configure", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The job's own flags. Defined here, not beside the job, so building the CLI imports no Beam."""
+    parser.add_argument("--config", required=True, type=Path, help="prepare config (YAML)")
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="worker processes of the local runner (default 2; 1 = in this process, fastest "
+                             "for small corpora); not used with --runner")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace store.out if it holds a store with another fingerprint")
+    parser.add_argument("--max-error-rate", type=float, default=None, metavar="F",
+                        help="abort without writing anything (exit 4) if more than this fraction of the "
+                             "input files fail")
+    parser.epilog = ("Any other option is a Beam pipeline option, passed through unchanged, e.g. "
+                     "--runner=FlinkRunner --flink_master=HOST:8081 --parallelism=32. Exit status: 0 all "
+                     "files made it, 3 some failed (see STORE/errors.jsonl), 4 aborted by --max-error-rate.")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``mirdl prepare``; unknown ones are kept as Beam options (``args.beam_args``)."""
+    add_arguments(parser)
+    parse_known_args = parser.parse_known_args
+
+    # mirdl's top-level parser rejects unknown arguments; Beam's options cannot all be declared,
+    # so this subcommand's parser keeps whatever it does not know in `beam_args` instead.
+    def keep_unknown(args=None, namespace=None):
+        namespace, unknown = parse_known_args(args, namespace)
+        namespace.beam_args = list(getattr(namespace, "beam_args", None) or []) + unknown
+        return namespace, []
+
+    parser.parse_known_args = keep_unknown
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the job; return its exit status."""
+    from pipelines.precompute import prepare
+
+    return prepare(args.config, workers=args.workers, overwrite=args.overwrite,
+                   max_error_rate=args.max_error_rate, beam_args=list(getattr(args, "beam_args", []) or []))

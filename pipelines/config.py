@@ -1,0 +1,397 @@
+"""The prepare config: one YAML file says what ``mirdl prepare`` builds, validated up front.
+
+Every section becomes a frozen dataclass; every bad field raises
+:class:`~features.errors.ConfigError` naming it (``store.format='zarr' must be one of
+['hdf5', 'parquet', 'tfrecord']``), before any audio is read. Relative paths resolve against
+the folder of the YAML file, so a config travels with its corpus.
+
+Schema (``docs/store-format.md`` has the same with examples)::
+
+    name: demo                 # store name: shard files are NAME-SPLIT.EXT-00000-of-00004
+    seed: 0                    # default seed of splits and augment (each may set its own)
+    corpus: {...}              # pipelines.corpus.CorpusConfig
+    splits: {...}              # pipelines.corpus.SplitConfig (optional: 80/10/10 by group)
+    features:                  # one or more features.spec.FeatureSpec, computed in one pass;
+      - {name: logmel, representation: logmel, sample_rate: 22050, n_mels: 96}
+                               # all share sample_rate and channels
+    augment: {...}             # features.augment.AugmentSpec (optional: 1 variant, the clean one)
+                               # + background_dir: folder of background recordings
+    segment:
+      mode: clip               # clip: patch_seconds, hop_seconds, pad  (clip labels)
+      patch_seconds: 3.0       # frames: window_seconds, hop_seconds, pad, onset_widen (frame labels)
+      hop_seconds: 3.0         # default: = patch/window seconds (no overlap)
+      pad: silence             # silence | wrap | drop
+    store:
+      format: tfrecord         # tfrecord | hdf5 | parquet
+      out: stores/demo         # the store directory
+      shard_bytes: 64MB        # int bytes or "512KB" / "64MB" / "1GB" (powers of 1024)
+      compression: none        # tfrecord: none|gzip; hdf5: none|gzip|lzf; parquet: none|gzip|zstd
+      row_group_records: 256   # parquet only
+
+Seconds become frames of the first feature: ``frames = max(1, floor(seconds / hop + 0.5))``
+with its hop (``hop_length / sample_rate``), i.e. the nearest frame, halves up
+(:meth:`SegmentConfig.frames`); the other features cover the same time span in their own
+frames (:mod:`pipelines.transforms`, "Time grid of a record").
+
+Examples
+--------
+>>> SegmentConfig.from_dict({"mode": "clip", "patch_seconds": 3.0, "hop_seconds": 1.5})
+SegmentConfig(mode='clip', seconds=3.0, hop_seconds=1.5, pad='silence', onset_widen=0)
+>>> parse_bytes("64MB"), parse_bytes(1000)
+(67108864, 1000)
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from features.augment import AugmentSpec
+from features.checks import integer, positive_float
+from features.errors import ConfigError
+from features.segment import PAD_MODES
+from features.spec import FeatureSpec, stable_hash
+from features.store_format import STORE_FORMATS
+from pipelines.corpus import CorpusConfig, SplitConfig
+from pipelines.writers import COMPRESSIONS, DEFAULT_ROW_GROUP_RECORDS
+
+__all__ = [
+    "SEGMENT_MODES",
+    "DEFAULT_SHARD_BYTES",
+    "parse_bytes",
+    "SegmentConfig",
+    "StoreConfig",
+    "PrepareConfig",
+]
+
+SEGMENT_MODES = ("clip", "frames")
+DEFAULT_SHARD_BYTES = 64 * 1024**2
+_SECTIONS = ("name", "seed", "corpus", "splits", "features", "augment", "segment", "store")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
+_BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+_AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "mp3", "opus", "aiff", "aif")
+
+
+def _mapping(data: Any, *, where: str) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    return dict(data)
+
+
+def _reject_unknown(data: dict[str, Any], known: tuple[str, ...], *, where: str) -> None:
+    unknown = sorted(set(data) - set(known), key=str)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]} is not a field (fields: {', '.join(sorted(known))})")
+
+
+def parse_bytes(value: Any, *, where: str = "store.shard_bytes") -> int:
+    """A byte count from an int or a string such as ``"64MB"`` (K/M/G/T are powers of 1024)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ConfigError(f"{where}={value!r} must be a positive number of bytes")
+        return value
+    match = _BYTES.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError(f"{where}={value!r} must be a positive integer or a size such as '64MB'")
+    count = float(match[1]) * 1024 ** " KMGT".index(match[2].upper() or " ")
+    if count < 1:
+        raise ConfigError(f"{where}={value!r} must be at least 1 byte")
+    return int(count)
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """How features are cut into records: the ``segment:`` section.
+
+    Parameters
+    ----------
+    mode : {"clip", "frames"}
+        ``clip``: long decision scale, every patch gets the track's label (YAML
+        ``patch_seconds``). ``frames``: short decision scale, windows with one label per
+        frame from the track's annotations (YAML ``window_seconds``).
+    seconds : float > 0
+        Length of a segment.
+    hop_seconds : float > 0
+        Distance between segment starts (default: ``seconds``).
+    pad : {"silence", "wrap", "drop"}
+        What happens to the last, partial segment (:mod:`features.segment`).
+    onset_widen : int >= 0
+        ``frames`` mode with onset targets: frames either side of an onset marked 0.5
+        (:func:`features.labels.onset_frames`).
+    """
+
+    mode: str = "clip"
+    seconds: float = 3.0
+    hop_seconds: float | None = None
+    pad: str = "silence"
+    onset_widen: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in SEGMENT_MODES:
+            raise ConfigError(f"segment.mode={self.mode!r} must be one of {list(SEGMENT_MODES)}")
+        length_key = self.length_key
+        object.__setattr__(self, "seconds", positive_float(self.seconds, name=f"segment.{length_key}"))
+        hop = self.seconds if self.hop_seconds is None else self.hop_seconds
+        object.__setattr__(self, "hop_seconds", positive_float(hop, name="segment.hop_seconds"))
+        if self.pad not in PAD_MODES:
+            raise ConfigError(f"segment.pad={self.pad!r} must be one of {list(PAD_MODES)}")
+        object.__setattr__(self, "onset_widen", integer(self.onset_widen, name="segment.onset_widen", minimum=0))
+        if self.onset_widen and self.mode != "frames":
+            raise ConfigError("segment.onset_widen is only used with mode: frames")
+
+    @property
+    def length_key(self) -> str:
+        """The YAML name of :attr:`seconds` in this mode."""
+        return "patch_seconds" if self.mode == "clip" else "window_seconds"
+
+    def frames(self, seconds: float, spec: FeatureSpec) -> int:
+        """``seconds`` in frames of ``spec``: nearest frame, halves up, at least 1."""
+        return max(1, math.floor(seconds / spec.hop_seconds + 0.5))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"mode": self.mode, self.length_key: self.seconds, "hop_seconds": self.hop_seconds, "pad": self.pad}
+        if self.mode == "frames":
+            data["onset_widen"] = self.onset_widen
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SegmentConfig:
+        data = _mapping(data, where="segment")
+        mode = data.get("mode", "clip")
+        if mode not in SEGMENT_MODES:
+            raise ConfigError(f"segment.mode={mode!r} must be one of {list(SEGMENT_MODES)}")
+        length_key = "patch_seconds" if mode == "clip" else "window_seconds"
+        known = ("mode", length_key, "hop_seconds", "pad") + (("onset_widen",) if mode == "frames" else ())
+        _reject_unknown(data, known, where="segment")
+        if length_key not in data:
+            raise ConfigError(f"segment.{length_key} is missing (mode: {mode})")
+        return cls(mode=mode, seconds=data[length_key], hop_seconds=data.get("hop_seconds"),
+                   pad=data.get("pad", "silence"), onset_widen=data.get("onset_widen", 0))
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where and how the store is written: the ``store:`` section.
+
+    Parameters
+    ----------
+    format : {"tfrecord", "hdf5", "parquet"}
+    out : str
+        Absolute path of the store directory (the YAML's relative path, resolved). On a
+        cluster it must be on a filesystem every worker sees.
+    shard_bytes : int > 0
+        Target bytes of records per shard (before compression).
+    compression : str
+        One of :data:`pipelines.writers.COMPRESSIONS` ``[format]``.
+    row_group_records : int > 0
+        Parquet records per row group.
+    """
+
+    format: str
+    out: str
+    shard_bytes: int = DEFAULT_SHARD_BYTES
+    compression: str = "none"
+    row_group_records: int = DEFAULT_ROW_GROUP_RECORDS
+
+    def __post_init__(self) -> None:
+        if self.format not in STORE_FORMATS:
+            raise ConfigError(f"store.format={self.format!r} must be one of {sorted(STORE_FORMATS)}")
+        if not isinstance(self.out, str) or not self.out:
+            raise ConfigError(f"store.out={self.out!r} must be a path")
+        object.__setattr__(self, "shard_bytes", parse_bytes(self.shard_bytes))
+        if self.compression not in COMPRESSIONS[self.format]:
+            raise ConfigError(f"store.compression={self.compression!r} must be one of "
+                              f"{list(COMPRESSIONS[self.format])} for format {self.format!r}")
+        object.__setattr__(self, "row_group_records",
+                           integer(self.row_group_records, name="store.row_group_records", minimum=1))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"format": self.format, "shard_bytes": self.shard_bytes, "compression": self.compression}
+        if self.format == "parquet":
+            data["row_group_records"] = self.row_group_records
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, *, base_dir: str | os.PathLike) -> StoreConfig:
+        data = _mapping(data, where="store")
+        _reject_unknown(data, ("format", "out", "shard_bytes", "compression", "row_group_records"), where="store")
+        for key in ("format", "out"):
+            if key not in data:
+                raise ConfigError(f"store.{key} is missing")
+        if "row_group_records" in data and data["format"] != "parquet":
+            raise ConfigError(f"store.row_group_records is only used by format 'parquet', not {data['format']!r}")
+        out = data["out"]
+        if isinstance(out, str) and out:
+            data["out"] = os.path.normpath(os.path.join(os.fspath(base_dir), os.path.expanduser(out)))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Everything ``mirdl prepare`` needs, checked: see the module docstring for the YAML.
+
+    Attributes
+    ----------
+    name : str
+    corpus : CorpusConfig
+    splits : SplitConfig
+    features : tuple of FeatureSpec
+        Unique names; one sample rate and channel count. The first sets the segment grid
+        (and the frame grid of frame labels).
+    augment : AugmentSpec
+    segment : SegmentConfig
+    store : StoreConfig
+    seed : int
+    background_dir : str or None
+        Folder of background recordings for ``augment.background_snr_db`` (YAML
+        ``augment.background_dir``).
+    source : str or None
+        The YAML file this came from (for messages only).
+    """
+
+    name: str
+    corpus: CorpusConfig
+    splits: SplitConfig
+    features: tuple[FeatureSpec, ...]
+    augment: AugmentSpec
+    segment: SegmentConfig
+    store: StoreConfig
+    seed: int = 0
+    background_dir: str | None = None
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ConfigError(f"name={self.name!r} must be letters, digits, '_' and '.', starting with a "
+                              "letter or digit (it names the shard files)")
+        if not self.features:
+            raise ConfigError("features is empty: give at least one feature spec")
+        first = self.features[0]
+        names = [spec.name for spec in self.features]
+        for i, spec in enumerate(self.features):
+            if names.count(spec.name) > 1:
+                raise ConfigError(f"features[{i}].name={spec.name!r} is used twice; names must be unique")
+            if spec.name in ("key", "track_id", "variant", "segment", "start_frame", "label", "split"):
+                raise ConfigError(f"features[{i}].name={spec.name!r} is a record column; choose another name")
+            for attribute in ("sample_rate", "channels"):
+                if getattr(spec, attribute) != getattr(first, attribute):
+                    raise ConfigError(
+                        f"features[{i}].{attribute}={getattr(spec, attribute)!r} differs from features[0]"
+                        f".{attribute}={getattr(first, attribute)!r}: all features are computed from one decode")
+        frame_labels = self.corpus.type == "annotations"
+        if frame_labels != (self.segment.mode == "frames"):
+            raise ConfigError(
+                f"segment.mode={self.segment.mode!r} does not fit corpus.type={self.corpus.type!r}: "
+                "annotation corpora have frame labels (mode: frames), the others clip labels (mode: clip)")
+        if (self.augment.background_snr_db is None) != (self.background_dir is None):
+            raise ConfigError("augment.background_dir and augment.background_snr_db go together: "
+                              "give both (mix backgrounds) or neither")
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate audio is decoded at (shared by every feature)."""
+        return self.features[0].sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.features[0].channels
+
+    def background_files(self) -> list[str]:
+        """Background recordings (sorted absolute paths; empty without ``background_dir``)."""
+        if self.background_dir is None:
+            return []
+        return sorted(
+            os.path.join(folder, name)
+            for folder, _, names in os.walk(self.background_dir)
+            for name in names
+            if not name.startswith(".") and name.rsplit(".", 1)[-1].lower() in _AUDIO_EXTENSIONS
+        )
+
+    def background_listing(self) -> list[list[Any]]:
+        """(relative name, size) of every background file: what the fingerprint covers."""
+        return [[os.path.relpath(path, self.background_dir), os.path.getsize(path)]
+                for path in self.background_files()]
+
+    def fingerprint_payload(self) -> dict[str, Any]:
+        """Everything in the config that changes the bytes of the store (not paths or the source file)."""
+        return {
+            "name": self.name,
+            "features": [{"name": spec.name, "fingerprint": spec.fingerprint()} for spec in self.features],
+            "augment": self.augment.fingerprint(),
+            "background": stable_hash(self.background_listing()) if self.background_dir else None,
+            "segment": self.segment.to_dict(),
+            "splits": self.splits.to_dict(),
+            "corpus": {key: value for key, value in self.corpus.to_dict().items() if key not in ("root", "csv")},
+            "store": self.store.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, base_dir: str | os.PathLike, source: str | None = None) -> PrepareConfig:
+        """Check and build a config from the YAML mapping; relative paths resolve against ``base_dir``."""
+        data = _mapping(data, where="config")
+        _reject_unknown(data, _SECTIONS, where="config")
+        for key in ("name", "corpus", "features", "store"):
+            if key not in data:
+                raise ConfigError(f"{key} is missing (a prepare config needs name, corpus, features, store)")
+        seed = integer(data.get("seed", 0), name="seed", minimum=0)
+        corpus = CorpusConfig.from_dict(_mapping(data["corpus"], where="corpus"), base_dir=base_dir)
+        splits_data = _mapping(data.get("splits"), where="splits")
+        splits_data.setdefault("seed", seed)
+        splits = SplitConfig.from_dict(splits_data)
+        entries = data["features"]
+        if isinstance(entries, dict):
+            entries = [entries]
+        if not isinstance(entries, list):
+            raise ConfigError(f"features must be a list of feature specs, got {type(entries).__name__}")
+        specs = []
+        for i, entry in enumerate(entries):
+            try:
+                specs.append(FeatureSpec.from_dict(entry))
+            except ConfigError as err:
+                raise ConfigError(f"features[{i}]: {err}") from err
+        augment_data = _mapping(data.get("augment"), where="augment")
+        background_dir = augment_data.pop("background_dir", None)
+        if background_dir is not None:
+            if not isinstance(background_dir, str) or not background_dir:
+                raise ConfigError(f"augment.background_dir={background_dir!r} must be a folder path")
+            background_dir = os.path.normpath(os.path.join(os.fspath(base_dir), os.path.expanduser(background_dir)))
+            if not os.path.isdir(background_dir):
+                raise ConfigError(f"augment.background_dir={background_dir!r} is not a directory")
+        augment_data.setdefault("seed", seed)
+        augment = AugmentSpec.from_dict(augment_data)
+        if "segment" not in data:
+            raise ConfigError("segment is missing (mode: clip with patch_seconds, or mode: frames with "
+                              "window_seconds)")
+        config = cls(
+            name=data["name"], corpus=corpus, splits=splits, features=tuple(specs), augment=augment,
+            segment=SegmentConfig.from_dict(data["segment"]),
+            store=StoreConfig.from_dict(data["store"], base_dir=base_dir), seed=seed,
+            background_dir=background_dir, source=source,
+        )
+        if background_dir is not None and not config.background_files():
+            raise ConfigError(f"augment.background_dir={background_dir!r} holds no audio files")
+        return config
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> PrepareConfig:
+        """Load a YAML config; errors name the file and the field."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read config ({err.strerror or err})") from err
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        try:
+            return cls.from_dict(data, base_dir=path.resolve().parent, source=str(path))
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from err

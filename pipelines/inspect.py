@@ -1,0 +1,259 @@
+"""Look inside a store: a text summary of its manifest, example plots, an integrity check.
+
+:func:`summary` needs only ``manifest.json`` and ``errors.jsonl``; :func:`plot` reads a few
+records (:func:`pipelines.writers.read_shard`) for one example spectrogram per class and
+draws the label distribution and track durations from the manifest; :func:`verify` checks
+every shard's size and sha256. matplotlib (Agg) and librosa.display are imported only by
+:func:`plot`.
+
+Examples
+--------
+>>> print(summary("stores/demo"))  # doctest: +SKIP
+store demo: hdf5, 5 shards, 0.40 MB, created 2025-01-01T00:00:00+00:00 by mirdl 0.1.0
+...
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from features.store_format import read_manifest, shard_paths, verify_store
+from pipelines.dead_letter import ErrorRecord
+from pipelines.writers import read_shard
+
+__all__ = ["summary", "plot", "verify", "iter_records", "MAX_SCAN_RECORDS"]
+
+#: Records :func:`plot` reads at most while looking for one example per class.
+MAX_SCAN_RECORDS = 5000
+_FIRST_REASONS = 5
+_VOCABULARY_SHOWN = 12
+# librosa.display y axis per representation.
+_Y_AXES = {"stft": "linear", "mel": "mel", "logmel": "mel", "cqt": "cqt_note", "chroma_stft": "chroma",
+           "chroma_cqt": "chroma", "mfcc": None, "waveform": None}
+
+
+def _megabytes(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.2f} MB"
+
+
+def summary(store: str | os.PathLike, *, first_reasons: int = _FIRST_REASONS) -> str:
+    """A readable summary of a store: contents, splits, features, task, errors.
+
+    Parameters
+    ----------
+    store : path-like
+    first_reasons : int
+        Error records shown (from ``errors.jsonl``).
+
+    Returns
+    -------
+    str
+    """
+    store = Path(store)
+    m = read_manifest(store)
+    splits = m["splits"]
+    n_shards = sum(len(entry["shards"]) for entry in splits.values())
+    total = sum(entry.get("bytes", 0) for entry in splits.values())
+    lines = [
+        f"store {m['name']}: {m['format']} (compression {m.get('compression', 'none')}), {n_shards} shards, "
+        f"{_megabytes(total)}, created {m.get('created', '?')} by mirdl {m.get('mirdl_version', '?')}",
+        f"fingerprint {m.get('fingerprint', '?')}, format_version {m['format_version']}",
+    ]
+    task = m["task"]
+    vocabulary = task.get("vocabulary") or []
+    shown = ", ".join(vocabulary[:_VOCABULARY_SHOWN]) + (", ..." if len(vocabulary) > _VOCABULARY_SHOWN else "")
+    lines.append(f"task {task['type']}: {task.get('n_outputs')} outputs [{shown}]; "
+                 f"label shape {task.get('label_shape')} {task.get('label_dtype')}")
+    lines.append("features:")
+    for name, entry in m["features"].items():
+        spec = entry.get("spec", {})
+        params = spec.get("params", {})
+        hop = f", hop {params['hop_length']}" if "hop_length" in params else ""
+        stats = entry.get("stats")
+        stats_text = f"; stats on {stats['split']} ({stats['frames']} frames)" if stats else "; no stats"
+        lines.append(f"  {name:<12} {entry['shape']} {entry['dtype']} ({', '.join(entry.get('axes', []))}): "
+                     f"{spec.get('representation')} at {spec.get('sample_rate')} Hz{hop}{stats_text}")
+    segment = m.get("segment", {})
+    if segment:
+        seconds = segment.get("patch_seconds", segment.get("window_seconds"))
+        lines.append(f"segment {segment['mode']}: {seconds} s, hop {segment['hop_seconds']} s, pad {segment['pad']} "
+                     f"({segment.get('patch_frames')} frames, hop {segment.get('hop_frames')} frames)")
+    augment = m.get("augment", {})
+    if augment:
+        lines.append(f"augment: {augment.get('n_variants')} variant(s) per track (0 = clean), "
+                     f"fingerprint {augment.get('fingerprint')}")
+    lines.append(f"  {'split':<10}{'tracks':>8}{'records':>10}{'shards':>8}{'MB':>10}")
+    for split, entry in splits.items():
+        lines.append(f"  {split:<10}{entry.get('tracks', 0):>8}{entry['records']:>10}{len(entry['shards']):>8}"
+                     f"{entry.get('bytes', 0) / 1e6:>10.2f}")
+    corpus = m.get("corpus", {})
+    if corpus:
+        lines.append(f"corpus {corpus.get('type')}: {corpus.get('files')} files, {corpus.get('tracks')} tracks in "
+                     f"the store, {corpus.get('failed')} failed, {corpus.get('audio_seconds', 0) / 3600:.3f} h of "
+                     f"audio; listing sha256 {str(corpus.get('listing_sha256'))[:16]}")
+    errors = m.get("errors", {})
+    count = errors.get("count", 0)
+    by_stage = ", ".join(f"{stage} {n}" for stage, n in errors.get("by_stage", {}).items())
+    lines.append(f"errors: {count}" + (f" ({by_stage}) in {errors.get('file')}" if count else ""))
+    errors_path = store / errors.get("file", "errors.jsonl")
+    if count and errors_path.is_file():
+        with open(errors_path, encoding="utf-8") as handle:
+            for line in itertools.islice(handle, first_reasons):
+                error = ErrorRecord.from_json(line)
+                lines.append(f"  [{error.stage}] {error.path}: {error.reason}")
+        if count > first_reasons:
+            lines.append(f"  ... {count - first_reasons} more")
+    return "\n".join(lines)
+
+
+def verify(store: str | os.PathLike) -> int:
+    """Check every shard's size and sha256 against the manifest; return the number of shards.
+
+    Raises
+    ------
+    StoreError
+        Naming the first missing, resized or changed shard.
+    """
+    manifest = read_manifest(store)
+    verify_store(store, manifest, checksums=True)
+    return sum(len(entry["shards"]) for entry in manifest["splits"].values())
+
+
+def iter_records(store: str | os.PathLike, *, splits: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Every record of ``splits`` (default: train first, then the others), shard by shard."""
+    manifest = read_manifest(store)
+    names = splits or sorted(manifest["splits"], key=lambda split: (split != "train", split))
+    for split in names:
+        for path in shard_paths(store, manifest, split):
+            yield from read_shard(path, store_format=manifest["format"], manifest=manifest)
+
+
+def _examples(store: Path, manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(title, record) pairs: one clean record per class / tag, or the first few for other tasks."""
+    task = manifest["task"]
+    vocabulary = task.get("vocabulary") or []
+    per_class = task["type"] in ("single_label", "multi_label")
+    wanted = len(vocabulary) if per_class else 4
+    found: dict[str, dict[str, Any]] = {}
+    for record in itertools.islice(iter_records(store), MAX_SCAN_RECORDS):
+        if record["variant"] != 0:
+            continue
+        label = np.asarray(record["label"])
+        if task["type"] == "single_label":
+            names = [vocabulary[int(label)]]
+        elif task["type"] == "multi_label":
+            names = [vocabulary[i] for i in np.flatnonzero(label)]
+        else:
+            names = [record["key"]]
+        for name in names:
+            found.setdefault(name, record)
+        if len(found) >= wanted:
+            break
+    order = vocabulary if per_class else list(found)
+    return [(name, found[name]) for name in order if name in found]
+
+
+def plot(store: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
+    """Write PNGs: ``examples.png`` (one spectrogram per class), ``labels.png`` (label
+    distribution per split), ``durations.png`` (track-duration histogram). Returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    store, out_dir = Path(store), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(store)
+    written = []
+    for name, draw in (("examples.png", _plot_examples), ("labels.png", _plot_labels),
+                       ("durations.png", _plot_durations)):
+        figure = draw(plt, store, manifest)
+        if figure is None:
+            continue
+        path = out_dir / name
+        figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def _plot_examples(plt, store: Path, manifest: dict[str, Any]):
+    import librosa.display
+    from matplotlib.ticker import MaxNLocator
+
+    examples = _examples(store, manifest)
+    if not examples:
+        return None
+    feature_name = manifest.get("segment", {}).get("grid_feature") or next(iter(manifest["features"]))
+    entry = manifest["features"][feature_name]
+    spec = entry["spec"]
+    frame_task = manifest["task"]["type"].startswith("frame_")
+    rows = 2 if frame_task else 1
+    figure, axes = plt.subplots(rows, len(examples), figsize=(3.2 * len(examples), 2.8 * rows), squeeze=False,
+                                layout="constrained")
+    for column, (title, record) in enumerate(examples):
+        x = np.asarray(record[feature_name], dtype=np.float32)
+        x = x.reshape(-1, x.shape[-1]) if "channel" not in entry.get("axes", []) else x[0]
+        axis = axes[0, column]
+        if spec["representation"] == "waveform":
+            axis.plot(x[0], linewidth=0.5)
+        else:
+            librosa.display.specshow(x, sr=spec["sample_rate"], hop_length=spec["params"].get("hop_length", 512),
+                                     x_axis="time", y_axis=_Y_AXES.get(spec["representation"]), ax=axis,
+                                     cmap="magma")
+        heading = f"{record['track_id']} #{record['segment']}"
+        axis.set_title(heading if title == record["key"] else f"{title}\n{heading}", fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.xaxis.set_major_locator(MaxNLocator(4))
+        if frame_task:
+            label = np.asarray(record["label"])
+            if label.ndim == 2:
+                axes[1, column].imshow(label, aspect="auto", origin="lower", interpolation="nearest")
+            else:
+                axes[1, column].step(np.arange(label.shape[-1]), label, where="mid")
+            axes[1, column].set_title("label", fontsize=8)
+            axes[1, column].tick_params(labelsize=7)
+    figure.suptitle(f"{manifest['name']}: {feature_name}, clean variant")
+    return figure
+
+
+def _plot_labels(plt, store: Path, manifest: dict[str, Any]):
+    task = manifest["task"]
+    vocabulary = task.get("vocabulary") or []
+    splits = {split: entry.get("label_counts") for split, entry in manifest["splits"].items()}
+    splits = {split: counts for split, counts in splits.items() if counts}
+    if not splits or not vocabulary:
+        return None
+    positions = np.arange(len(vocabulary))
+    width = 0.8 / len(splits)
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.35 * len(vocabulary) + 2), 3.5), layout="constrained")
+    for i, (split, counts) in enumerate(splits.items()):
+        axis.bar(positions + i * width, counts, width=width, label=split)
+    axis.set_xticks(positions + 0.4 - width / 2)
+    axis.set_xticklabels(vocabulary, rotation=90 if len(vocabulary) > 12 else 0, fontsize=7)
+    unit = "records" if task["type"] in ("single_label", "multi_label") else "frames"
+    axis.set_ylabel(unit)
+    axis.set_title(f"{manifest['name']}: label distribution ({task['type']})")
+    axis.legend()
+    return figure
+
+
+def _plot_durations(plt, store: Path, manifest: dict[str, Any]):
+    histogram = manifest.get("corpus", {}).get("duration_histogram")
+    if not histogram:
+        return None
+    edges, counts = histogram["upper_edges_seconds"], histogram["counts"]
+    names = [f"<{edges[0]:g}"] + [f"{low:g}-{high:g}" for low, high in zip(edges, edges[1:])] + [f">={edges[-1]:g}"]
+    figure, axis = plt.subplots(figsize=(7, 3.2), layout="constrained")
+    axis.bar(np.arange(len(counts)), counts)
+    axis.set_xticks(np.arange(len(counts)))
+    axis.set_xticklabels(names, rotation=45, fontsize=7)
+    axis.set_xlabel("track duration (s)")
+    axis.set_ylabel("tracks")
+    axis.set_title(f"{manifest['name']}: {manifest['corpus'].get('decoded_tracks')} decoded tracks")
+    return figure

@@ -1,0 +1,329 @@
+"""The precompute job: a corpus and a config in, a sharded feature store out (``mirdl prepare``).
+
+::
+
+    Listing (file) -> ParseTracks -> Reshuffle -> [Annotations] -> Decode -> Augment -> Features -> Segment -> records
+    records -> RecordBytes -> BytesPerSplit -> ShardsPerSplit --(side input)--+
+    records -> AssignShard <------------------------------------------------+
+            -> GroupByShard -> WriteShard (sorted by key) -> ShardList -> SaveShards
+    records -> TrainRecords -> Stats (per-bin mean/std, CombineFn) -> SaveStats
+    records -> SplitTrack -> DistinctTracks -> TracksPerSplit -> SaveTracks
+    Decode  -> DecodedSamples -> Durations -> SaveCorpus
+    errors of every step + listing errors -> ErrorList -> SaveErrors (errors.jsonl, sorted)
+                                                     \\-> TooManyFailed --(side input)--> WriteShard
+
+The driver holds the listing (paths and labels) only: audio and features live in the
+workers. Everything is written into a temporary sibling of ``store.out``; the driver reads
+the small summaries the pipeline saved there, writes ``manifest.json`` last and renames the
+directory onto ``store.out``. Shards are byte-identical for the same corpus, config and seed
+whatever the runner or worker count (records are sharded by a hash of their key and sorted
+inside a shard).
+
+Exit status of :func:`run`: 0 every file made it into the store; 3 the store was written
+but some files failed (``errors.jsonl``); 4 more than ``--max-error-rate`` of the files
+failed, nothing was written. A config or destination problem raises
+:class:`~features.errors.MirdlError` (the CLI prints one line and exits 2).
+
+Runner: without ``--runner``, Beam's DirectRunner with ``--direct_running_mode=multi_processing
+--direct_num_workers=N`` (``--workers N``; 1 runs in this process). Any other Beam option is
+passed through unchanged (``--runner=DataflowRunner --project=...``, ``--runner=FlinkRunner
+...``); on a cluster ``store.out`` must be on a filesystem every worker sees. The local
+runner keeps the records it shuffles in memory, so local runs need RAM for the store's
+size; a distributed runner shuffles on disk.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, TextIO
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineState
+
+from features.errors import ConfigError, StoreError
+from features.store_format import ERRORS_NAME, MANIFEST_NAME, atomic_path, write_json_atomic
+from mirdl.commands.prepare import add_arguments
+from pipelines.config import PrepareConfig
+from pipelines.corpus import Track, list_tracks, listing_hash, task_for
+from pipelines.dead_letter import ErrorRecord
+from pipelines.manifest import build_manifest, destination_status, store_fingerprint
+from pipelines.stats import DurationSummaryFn, FeatureStatsFn
+from pipelines.transforms import (
+    METRICS_NAMESPACE,
+    ComputeRecords,
+    RecordLayout,
+    WriteShards,
+    track_from_json,
+    track_to_json,
+)
+
+__all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "run", "prepare", "pipeline_options"]
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 3
+EXIT_ABORTED = 4
+#: Folder inside the temporary store where the pipeline leaves its summaries for the driver.
+WORK_DIR = "_work"
+_FIRST_REASONS = 5
+
+
+class _Aborted(Exception):
+    """Too many files failed: unwinds out of the temporary store, which is then deleted."""
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the job with command-line arguments; unknown ones are Beam pipeline options.
+
+    Examples
+    --------
+    >>> run(["--config", "configs/prepare_demo.yaml", "--workers", "2"])  # doctest: +SKIP
+    0
+    """
+    parser = argparse.ArgumentParser(prog="mirdl prepare", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args, beam_args = parser.parse_known_args(argv)
+    return prepare(args.config, workers=args.workers, overwrite=args.overwrite,
+                   max_error_rate=args.max_error_rate, beam_args=beam_args)
+
+
+def pipeline_options(beam_args: list[str], *, workers: int) -> PipelineOptions:
+    """Beam options: ``beam_args`` as given; unless they name a runner, Beam's local FnApiRunner
+    with ``workers`` processes (1: in this process). Not ``DirectRunner``: in Beam 2.77 it first
+    tries to download and start the Prism runner, which needs the network."""
+    args = list(beam_args)
+
+    def given(flag: str) -> bool:
+        return any(arg == flag or arg.startswith(flag + "=") for arg in args)
+
+    if not given("--runner"):
+        args.append("--runner=FnApiRunner")
+        if not given("--direct_running_mode"):
+            args.append(f"--direct_running_mode={'multi_processing' if workers > 1 else 'in_memory'}")
+        if not given("--direct_num_workers"):
+            args.append(f"--direct_num_workers={workers}")
+    return PipelineOptions(args)
+
+
+def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool = False,
+            max_error_rate: float | None = None, beam_args: list[str] | None = None,
+            out: TextIO | None = None) -> int:
+    """Build (or confirm) the store a config describes; return the exit status (see module docs)."""
+    out = out or sys.stdout
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"--workers={workers!r} must be an integer >= 1")
+    if max_error_rate is not None and not 0.0 <= max_error_rate <= 1.0:
+        raise ConfigError(f"--max-error-rate={max_error_rate!r} must be in [0, 1]")
+    config = PrepareConfig.from_file(config_path)
+    tracks, listing_errors = list_tracks(config.corpus, config.splits)
+    layout = RecordLayout.build(config, task_for(config.corpus, tracks))
+    listing_sha256 = listing_hash(tracks)
+    fingerprint = store_fingerprint(config, task=layout.task, listing_sha256=listing_sha256)
+    store = Path(config.store.out)
+    if destination_status(store, fingerprint=fingerprint, overwrite=overwrite) == "up to date":
+        print(f"{store}: up to date (fingerprint {fingerprint}); nothing to do", file=out)
+        return EXIT_OK
+    n_files = len(tracks) + len(listing_errors)
+    split_names = sorted({track.split for track in tracks} | set(config.splits.names if config.splits.column is None
+                                                                   else ()))
+    stats_split = "train" if "train" in split_names or not split_names else split_names[0]
+    print(f"{config.name}: {len(tracks)} tracks listed ({len(listing_errors)} rejected), "
+          f"{config.augment.n_variants} variant(s), {config.store.format} -> {store}", file=out)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    options = pipeline_options(beam_args or [], workers=workers)
+    started = time.monotonic()
+    try:
+        with atomic_path(store) as tmp:
+            work = tmp / WORK_DIR
+            work.mkdir(parents=True)
+            pipeline = beam.Pipeline(options=options)
+            _build(pipeline, config=config, layout=layout, tracks=tracks, listing_errors=listing_errors,
+                   directory=tmp, work=work, n_files=n_files, max_error_rate=max_error_rate,
+                   stats_split=stats_split)
+            with _ProgressBar(work / "progress.log", total=len(tracks)):
+                result = pipeline.run()
+                state = result.wait_until_finish()
+            if state != PipelineState.DONE:
+                raise StoreError(f"the Beam pipeline ended in state {state}; nothing was written")
+            outputs = {name: json.loads((work / f"{name}.json").read_text(encoding="utf-8"))
+                       for name in ("shards", "stats", "tracks_per_split", "corpus", "errors")}
+            failed = outputs["errors"]["failed_files"]
+            if _too_many_failed(failed, n_files, max_error_rate):
+                _print_errors(tmp / ERRORS_NAME, outputs["errors"], file=sys.stderr)
+                raise _Aborted
+            manifest = build_manifest(config=config, layout=layout, fingerprint=fingerprint,
+                                      listing_sha256=listing_sha256, n_files=n_files, split_names=split_names,
+                                      stats_split=stats_split, outputs=outputs)
+            shutil.rmtree(work)
+            write_json_atomic(tmp / MANIFEST_NAME, manifest)
+    except _Aborted:
+        print(f"mirdl prepare: aborted: {failed} of {n_files} files failed, more than --max-error-rate="
+              f"{max_error_rate:g}; nothing was written", file=sys.stderr)
+        return EXIT_ABORTED
+    elapsed = time.monotonic() - started
+    _print_summary(store, manifest, metrics=_metrics(result), elapsed=elapsed, workers=workers, file=out)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _too_many_failed(failed: int, n_files: int, max_error_rate: float | None) -> bool:
+    return max_error_rate is not None and n_files > 0 and failed / n_files > max_error_rate
+
+
+# ------------------------------------------------------------------------------------------ the graph
+def _save_json(value: Any, path: str) -> None:
+    write_json_atomic(path, value)
+
+
+def _save_errors(errors: list[ErrorRecord], *, path: str, summary_path: str) -> dict[str, Any]:
+    """Write ``errors.jsonl`` sorted (file, stage, reason) and its summary; return the summary."""
+    ordered = sorted(errors, key=lambda e: (e.path, e.stage, e.track_id or "", e.reason, e.error_type))
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(error.to_json() + "\n" for error in ordered), encoding="utf-8")
+    summary = {"count": len(ordered), "failed_files": len({error.path for error in ordered}),
+               "by_stage": dict(sorted(Counter(error.stage for error in ordered).items()))}
+    write_json_atomic(summary_path, summary)
+    return summary
+
+
+def _build(pipeline: beam.Pipeline, *, config: PrepareConfig, layout: RecordLayout, tracks: list[Track],
+           listing_errors: list[ErrorRecord], directory: Path, work: Path, n_files: int,
+           max_error_rate: float | None, stats_split: str) -> None:
+    """Add the job's steps to ``pipeline`` (see the module docstring for the graph)."""
+    # The listing goes through a file, not beam.Create: the pipeline graph stays small and the
+    # runner splits the reading, however many tracks there are.
+    listing_path = work / "listing.jsonl"
+    with atomic_path(listing_path) as tmp:
+        tmp.write_text("".join(track_to_json(track) + "\n" for track in tracks), encoding="utf-8")
+    listing = (pipeline
+               | "Listing" >> beam.io.ReadFromText(str(listing_path))
+               | "ParseTracks" >> beam.Map(track_from_json)
+               | "Reshuffle" >> beam.Reshuffle())
+    computed = listing | "ComputeRecords" >> ComputeRecords(config=config, layout=layout,
+                                                            progress_path=str(work / "progress.log"))
+    records = computed["records"]
+    errors = (
+        (computed["errors"], pipeline | "ListingErrors" >> beam.Create(listing_errors))
+        | "AllErrors" >> beam.Flatten()
+    )
+    errors_summary = (
+        errors
+        | "ErrorList" >> beam.combiners.ToList()
+        | "SaveErrors" >> beam.Map(_save_errors, path=str(directory / ERRORS_NAME),
+                                   summary_path=str(work / "errors.json"))
+    )
+    abort = errors_summary | "TooManyFailed" >> beam.Map(
+        lambda summary: _too_many_failed(summary["failed_files"], n_files, max_error_rate))
+    (records
+     | "WriteShards" >> WriteShards(directory=str(directory), config=config, layout=layout, abort=abort)
+     | "ShardList" >> beam.combiners.ToList()
+     | "SaveShards" >> beam.Map(_save_json, path=str(work / "shards.json")))
+    (records
+     | "TrainRecords" >> beam.Filter(lambda record: record["split"] == stats_split)
+     | "Stats" >> beam.CombineGlobally(FeatureStatsFn(layout.feature_names))
+     | "SaveStats" >> beam.Map(_save_json, path=str(work / "stats.json")))
+    (records
+     | "SplitTrack" >> beam.Map(lambda record: (record["split"], record["track_id"]))
+     | "DistinctTracks" >> beam.Distinct()
+     | "TracksPerSplit" >> beam.combiners.Count.PerKey()
+     | "TracksDict" >> beam.combiners.ToDict()
+     | "SaveTracks" >> beam.Map(_save_json, path=str(work / "tracks_per_split.json")))
+    (computed["samples"]
+     | "Durations" >> beam.CombineGlobally(DurationSummaryFn(config.sample_rate))
+     | "SaveCorpus" >> beam.Map(_save_json, path=str(work / "corpus.json")))
+
+
+# ------------------------------------------------------------------------------------------ reporting
+class _ProgressBar:
+    """A tqdm bar of files done and audio hours, fed by the progress file the workers append to.
+
+    Workers (in any process, on any machine sharing the store's filesystem) append one line
+    per file with its decoded seconds; a thread here follows the file.
+    """
+
+    def __init__(self, path: Path, *, total: int, interval: float = 0.5) -> None:
+        self.path, self.total, self.interval = path, total, interval
+        self._stop = threading.Event()
+        self._offset, self._seconds = 0, 0.0
+
+    def __enter__(self) -> _ProgressBar:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=self.total, unit="file", desc="prepare", mininterval=self.interval, file=sys.stderr)
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except OSError:
+            return
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        lines = complete.split()
+        if lines:
+            self._seconds += sum(float(line) for line in lines)
+            self._bar.set_postfix_str(f"audio {self._bar.format_interval(self._seconds)}", refresh=False)
+            self._bar.update(len(lines))
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._poll()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._poll()
+        self._bar.close()
+
+
+def _metrics(result: Any) -> dict[str, int]:
+    """The job's counters (namespace ``mirdl``), committed values where the runner has them."""
+    try:
+        counters = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
+    except Exception:  # noqa: BLE001 - some runners do not report metrics; the summary goes without
+        return {}
+    values: dict[str, int] = {}
+    for counter in counters:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        values[counter.key.metric.name] = values.get(counter.key.metric.name, 0) + int(value or 0)
+    return values
+
+
+def _print_errors(errors_path: Path, summary: dict[str, Any], *, file: TextIO) -> None:
+    by_stage = ", ".join(f"{stage} {count}" for stage, count in summary["by_stage"].items())
+    print(f"{summary['failed_files']} file(s) failed ({by_stage}); first reasons:", file=file)
+    with open(errors_path, encoding="utf-8") as handle:
+        for _, line in zip(range(_FIRST_REASONS), handle):
+            error = ErrorRecord.from_json(line)
+            print(f"  [{error.stage}] {error.path}: {error.reason}", file=file)
+
+
+def _print_summary(store: Path, manifest: dict[str, Any], *, metrics: dict[str, int], elapsed: float,
+                   workers: int, file: TextIO) -> None:
+    print(f"store {manifest['name']} ({manifest['format']}) written to {store}, "
+          f"fingerprint {manifest['fingerprint']}", file=file)
+    print(f"  {'split':<10}{'tracks':>8}{'records':>10}{'shards':>8}{'MB':>10}", file=file)
+    for split, entry in manifest["splits"].items():
+        print(f"  {split:<10}{entry['tracks']:>8}{entry['records']:>10}{len(entry['shards']):>8}"
+              f"{entry['bytes'] / 1e6:>10.2f}", file=file)
+    corpus, errors = manifest["corpus"], manifest["errors"]
+    seconds = corpus["audio_seconds"]
+    print(f"  files {corpus['files']}, read {metrics.get('files_read', corpus['decoded_tracks'])}, "
+          f"failed {corpus['failed']}; {seconds / 3600:.3f} h of audio in {elapsed:.1f} s "
+          f"({seconds / max(elapsed, 1e-9):.1f} audio s/s with {workers} worker(s))", file=file)
+    if metrics:
+        shown = ("variants", "segments", "shards", "shard_bytes", "errors_unexpected")
+        print("  counters: " + ", ".join(f"{name} {metrics[name]}" for name in shown if name in metrics), file=file)
+    if errors["count"]:
+        by_stage = ", ".join(f"{stage} {count}" for stage, count in errors["by_stage"].items())
+        print(f"  {corpus['failed']} file(s) failed ({by_stage}): see {store / ERRORS_NAME}", file=file)

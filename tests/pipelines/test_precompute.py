@@ -1,0 +1,332 @@
+"""End-to-end tests of the precompute job through ``run(argv)`` (and ``mirdl prepare`` once).
+
+One tiny corpus: 8 synthetic tracks of 2 s (mixed formats, rates, stereo) + the odd files of
+:func:`features.synth.odd_files` + one CSV row naming a missing file. Each store format is
+written once per module (in this process, ``--workers 1``) and checked from several sides.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from features import audio, representations, segment  # noqa: E402
+from features.errors import ConfigError, StoreError  # noqa: E402
+from features.labels import onset_frames  # noqa: E402
+from features.spec import FeatureSpec  # noqa: E402
+from features.store_format import read_manifest, sha256_file, shard_paths, verify_store  # noqa: E402
+from features.synth import ODD_FILES  # noqa: E402
+from pipelines.corpus import load_annotations  # noqa: E402
+from pipelines.dead_letter import ErrorRecord  # noqa: E402
+from pipelines.precompute import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, pipeline_options, run  # noqa: E402
+from pipelines.writers import read_shard  # noqa: E402
+
+N_TRACKS = 8
+SR = 16000
+LOGMEL = {"name": "logmel", "representation": "logmel", "sample_rate": SR,
+          "params": {"n_fft": 512, "hop_length": 256, "n_mels": 32}}
+PATCH_FRAMES, HOP_FRAMES = 31, 16  # 0.5 s and 0.25 s at a 16 ms hop
+FAILING = sorted(name for name, (_, decodes, _) in ODD_FILES.items() if not decodes)
+DECODABLE = sorted(name for name, (_, decodes, _) in ODD_FILES.items() if decodes)
+
+
+@pytest.fixture(scope="module")
+def corpus(synth_corpus, odd_audio, tmp_path_factory):
+    """A corpus folder: labels.csv (8 tracks + odd files + a missing file) and annotations.csv (8 tracks)."""
+    root = tmp_path_factory.mktemp("prepare") / "corpus"
+    tracks = synth_corpus.tracks[:N_TRACKS]
+    for track in tracks:
+        for relative in (track.path, track.onsets_path):
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(synth_corpus.root / relative, root / relative)
+    (root / "odd").mkdir()
+    rows = [f"{t.path},{t.label},{t.artist}" for t in tracks]
+    for name, path in sorted(odd_audio.items()):
+        shutil.copy(path, root / "odd" / path.name)
+        rows.append(f"odd/{path.name},pluck,odd")
+    rows.append("audio/missing.wav,pad,odd")
+    (root / "labels.csv").write_text("path,label,artist\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    (root / "annotations.csv").write_text(
+        "path,onsets\n" + "".join(f"{t.path},{t.onsets_path}\n" for t in tracks), encoding="utf-8")
+    return {"root": root, "tracks": tracks, "good": [t.track_id for t in tracks]
+            + [f"odd/{odd_audio[name].stem}" for name in DECODABLE],
+            "failing": {str(root / "odd" / odd_audio[name].name) for name in FAILING}}
+
+
+def write_config(path: Path, *, fmt="hdf5", out="store", compression="none", n_variants=1, extra_features=(),
+                 shard_bytes="32KB", corpus="csv") -> Path:
+    """A prepare config in ``path``'s folder, next to the corpus."""
+    if corpus == "csv":
+        corpus_section = {"type": "csv", "csv": "corpus/labels.csv", "group_column": "artist"}
+        segment_section = {"mode": "clip", "patch_seconds": 0.5, "hop_seconds": 0.25, "pad": "silence"}
+    else:
+        corpus_section = {"type": "annotations", "csv": "corpus/annotations.csv", "annotation_column": "onsets",
+                          "annotation_kind": "onsets"}
+        segment_section = {"mode": "frames", "window_seconds": 0.5, "hop_seconds": 0.5, "onset_widen": 1}
+    config = {
+        "name": "tiny",
+        "seed": 3,
+        "corpus": corpus_section,
+        "splits": {"fractions": {"train": 0.6, "valid": 0.2, "test": 0.2}, "group_by": "track"},
+        "features": [LOGMEL, *extra_features],
+        "augment": {"n_variants": n_variants, "time_stretch_rate": [0.8, 1.25], "pitch_shift_steps": None},
+        "segment": segment_section,
+        "store": {"format": fmt, "out": out, "compression": compression, "shard_bytes": shard_bytes},
+    }
+    path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+def all_records(store, manifest, split=None):
+    splits = [split] if split else sorted(manifest["splits"])
+    return [record for name in splits for path in shard_paths(store, manifest, name)
+            for record in read_shard(path, store_format=manifest["format"], manifest=manifest)]
+
+
+STORES = {  # format -> (compression, variants, extra features)
+    "tfrecord": ("gzip", 2, ()),
+    "hdf5": ("lzf", 1, ({"name": "mfcc", "representation": "mfcc", "sample_rate": SR,
+                         "params": {"n_fft": 512, "hop_length": 512, "n_mfcc": 13}},)),
+    "parquet": ("zstd", 1, ()),
+}
+
+
+@pytest.fixture(scope="module")
+def job(corpus):
+    """``job(fmt)`` -> (status, store, config path): each format's store, written once."""
+    done = {}
+
+    def make(fmt):
+        if fmt not in done:
+            compression, variants, extra = STORES[fmt]
+            config = write_config(corpus["root"].parent / f"prepare-{fmt}.yaml", fmt=fmt, out=f"store-{fmt}",
+                                  compression=compression, n_variants=variants, extra_features=extra)
+            status = run(["--config", str(config), "--workers", "1"])
+            done[fmt] = (status, corpus["root"].parent / f"store-{fmt}", config)
+        return done[fmt]
+
+    return make
+
+
+@pytest.mark.parametrize("fmt", sorted(STORES))
+def test_store_holds_what_features_computes(job, corpus, fmt):
+    status, store, _ = job(fmt)
+    assert status == EXIT_SOME_FAILED
+    manifest = read_manifest(store)
+    verify_store(store, manifest)  # every shard exists with its size and sha256
+    records = all_records(store, manifest)
+    # Nothing lost: every good file (the converted 6-channel, 8 kHz, 96 kHz/24-bit ones too), nothing else.
+    assert sorted({r["track_id"] for r in records}) == sorted(corpus["good"])
+    assert {r["variant"] for r in records} == set(range(STORES[fmt][1]))
+    spec = FeatureSpec.from_dict(LOGMEL)
+    silence = representations.silence_column(spec)
+    by_key = {r["key"]: r for r in records}
+    for track_id in corpus["good"]:
+        path = corpus["root"] / f"{track_id}.wav" if track_id.startswith("odd/") else \
+            next(corpus["root"] / t.path for t in corpus["tracks"] if t.track_id == track_id)
+        y, _ = audio.load(path, sample_rate=SR, channels=1)
+        windows, starts = segment.patches(representations.compute(y, spec=spec), patch_frames=PATCH_FRAMES,
+                                          hop_frames=HOP_FRAMES, pad="silence", pad_column=silence)
+        assert sum(r["track_id"] == track_id and r["variant"] == 0 for r in records) == len(windows)
+        for i, (window, start) in enumerate(zip(windows, starts)):
+            record = by_key[f"{track_id}#v000#s{i:06d}"]
+            np.testing.assert_array_equal(record["logmel"], window)
+            assert record["start_frame"] == start
+            assert manifest["task"]["vocabulary"][int(record["label"])] == \
+                ("pluck" if track_id.startswith("odd/") else track_id.split("/")[1])
+
+
+@pytest.mark.parametrize("fmt", sorted(STORES))
+def test_manifest_counts_checksums_and_stats(job, fmt):
+    _, store, _ = job(fmt)
+    manifest = read_manifest(store)
+    assert manifest["format"] == fmt and manifest["compression"] == STORES[fmt][0]
+    assert len(manifest["fingerprint"]) == 16
+    files = sorted(p.name for p in store.iterdir())
+    listed = sorted(s["path"] for entry in manifest["splits"].values() for s in entry["shards"])
+    assert files == sorted(listed + ["manifest.json", "errors.jsonl"])  # no temporary or work files
+    total_records = 0
+    for split, entry in manifest["splits"].items():
+        records = all_records(store, manifest, split)
+        assert entry["records"] == len(records) == sum(s["records"] for s in entry["shards"])
+        assert entry["tracks"] == len({r["track_id"] for r in records})
+        for shard, path in zip(entry["shards"], shard_paths(store, manifest, split)):
+            assert shard["bytes"] == path.stat().st_size and shard["sha256"] == sha256_file(path)
+            keys = [r["key"] for r in read_shard(path, store_format=fmt, manifest=manifest)]
+            assert keys == sorted(keys) and len(keys) == shard["records"]
+        counts = np.bincount([int(r["label"]) for r in records], minlength=manifest["task"]["n_outputs"])
+        assert entry["label_counts"] == counts.tolist()
+        total_records += len(records)
+    assert sum(len(e["shards"]) for e in manifest["splits"].values()) > len(manifest["splits"])  # 32KB shards
+    train = all_records(store, manifest, "train")
+    for name, entry in manifest["features"].items():
+        frames = np.concatenate([r[name].astype(np.float64) for r in train], axis=-1)
+        stats = entry["stats"]
+        assert stats["split"] == "train" and stats["frames"] == frames.shape[-1]
+        np.testing.assert_allclose(stats["mean"], frames.mean(axis=-1), rtol=1e-6)
+        np.testing.assert_allclose(stats["std"], frames.std(axis=-1), rtol=1e-6)
+        assert np.shape(stats["mean"]) == tuple(entry["shape"][:-1])
+    corpus = manifest["corpus"]
+    assert (corpus["files"], corpus["failed"], corpus["tracks"]) == (N_TRACKS + len(ODD_FILES) + 1,
+                                                                     len(FAILING) + 1, N_TRACKS + len(DECODABLE))
+    assert sum(corpus["duration_histogram"]["counts"]) == corpus["decoded_tracks"] == N_TRACKS + len(DECODABLE)
+
+
+def test_bad_files_land_in_errors_jsonl_sorted(job, corpus):
+    _, store, _ = job("hdf5")
+    lines = (store / "errors.jsonl").read_text(encoding="utf-8").splitlines()
+    errors = [ErrorRecord.from_json(line) for line in lines]
+    assert {e.path for e in errors if e.stage == "decode"} == corpus["failing"]
+    assert [(e.stage, e.track_id) for e in errors if e.stage == "list"] == [("list", "audio/missing")]
+    assert all(e.reason for e in errors)
+    assert [e.path for e in errors] == sorted(e.path for e in errors)
+    manifest = read_manifest(store)
+    assert manifest["errors"] == {"file": "errors.jsonl", "count": len(errors), "failed_files": len(errors),
+                                  "by_stage": {"decode": len(FAILING), "list": 1}}
+
+
+def test_rerun_is_a_no_op_and_a_changed_config_needs_overwrite(job, capsys):
+    _, store, config = job("hdf5")
+    before = {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir()}
+    capsys.readouterr()
+    assert run(["--config", str(config), "--workers", "1"]) == EXIT_OK
+    assert "up to date" in capsys.readouterr().out
+    assert {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir()} == before
+    changed = config.with_name("changed.yaml")
+    changed.write_text(config.read_text().replace('"lzf"', '"gzip"'), encoding="utf-8")
+    with pytest.raises(StoreError, match="fingerprint .* pass --overwrite"):
+        run(["--config", str(changed), "--workers", "1"])
+    assert {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir()} == before
+
+
+def test_max_error_rate_aborts_and_leaves_nothing(corpus, capsys):
+    folder = corpus["root"].parent
+    config = write_config(folder / "abort.yaml", out="store-abort")
+    before = sorted(p.name for p in folder.iterdir())
+    assert run(["--config", str(config), "--workers", "1", "--max-error-rate", "0.1"]) == EXIT_ABORTED
+    assert sorted(p.name for p in folder.iterdir()) == before  # no store, no temporary directory
+    err = capsys.readouterr().err
+    assert f"{len(FAILING) + 1} of {N_TRACKS + len(ODD_FILES) + 1} files failed" in err and "[decode]" in err
+
+
+def test_frame_mode_aligns_onsets_and_exits_0(corpus):
+    folder = corpus["root"].parent
+    config = write_config(folder / "onsets.yaml", fmt="parquet", out="store-onsets", corpus="annotations",
+                          n_variants=2)
+    assert run(["--config", str(config), "--workers", "1"]) == EXIT_OK
+    store = folder / "store-onsets"
+    manifest = read_manifest(store)
+    assert manifest["task"]["type"] == "frame_onset" and manifest["task"]["label_shape"] == [PATCH_FRAMES]
+    assert manifest["errors"]["count"] == 0
+    records = all_records(store, manifest)
+    assert {r["variant"] for r in records} == {0, 1}
+    checked = 0
+    for track in corpus["tracks"]:
+        onsets = load_annotations(corpus["root"] / track.onsets_path, kind="onsets").onsets
+        mine = sorted((r for r in records if r["track_id"] == track.track_id and r["variant"] == 0),
+                      key=lambda r: r["segment"])
+        y, _ = audio.load(corpus["root"] / track.path, sample_rate=SR)
+        n_frames = 1 + len(y) // 256  # centred frames of the track; past them the windows are padding (0)
+        expected = np.zeros(mine[-1]["start_frame"] + PATCH_FRAMES, np.float32)
+        expected[:n_frames] = onset_frames(onsets, n_frames=n_frames, sr=SR, hop_length=256, widen=1)
+        for record in mine:
+            start = record["start_frame"]
+            np.testing.assert_array_equal(record["label"], expected[start:start + PATCH_FRAMES])
+            checked += int(record["label"].sum() > 0)
+    assert checked > 0
+    # A changed config replaces the store with --overwrite (and only then).
+    changed = config.with_name("onsets-changed.yaml")
+    changed.write_text(config.read_text().replace('"n_variants": 2', '"n_variants": 1'), encoding="utf-8")
+    with pytest.raises(StoreError, match="pass --overwrite"):
+        run(["--config", str(changed), "--workers", "1"])
+    assert run(["--config", str(changed), "--workers", "1", "--overwrite"]) == EXIT_OK
+    replaced = read_manifest(store)
+    assert replaced["fingerprint"] != manifest["fingerprint"] and replaced["augment"]["n_variants"] == 1
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []  # no temporary leftovers
+
+
+def test_beam_options_pass_through_unchanged():
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    from mirdl.cli import build_parser
+
+    args = build_parser().parse_args(["prepare", "--config", "x.yaml", "--runner=FlinkRunner", "--parallelism",
+                                      "8", "--workers", "3"])
+    assert (args.workers, args.beam_args) == (3, ["--runner=FlinkRunner", "--parallelism", "8"])
+    flink = pipeline_options(args.beam_args, workers=args.workers)
+    assert flink.view_as(StandardOptions).runner == "FlinkRunner"
+    assert flink.get_all_options()["parallelism"] == 8
+    local = pipeline_options([], workers=2).view_as(DirectOptions)
+    assert (local.direct_running_mode, local.direct_num_workers) == ("multi_processing", 2)
+    assert pipeline_options([], workers=1).view_as(DirectOptions).direct_running_mode == "in_memory"
+
+
+def test_bad_config_names_the_field(corpus):
+    config = write_config(corpus["root"].parent / "bad.yaml", fmt="zarr")
+    with pytest.raises(ConfigError, match=r"store\.format='zarr' must be one of \['hdf5', 'parquet', 'tfrecord'\]"):
+        run(["--config", str(config)])
+    config = write_config(corpus["root"].parent / "bad2.yaml", fmt="tfrecord", compression="lzf")
+    with pytest.raises(ConfigError, match=r"store\.compression='lzf' must be one of \['none', 'gzip'\]"):
+        run(["--config", str(config)])
+
+
+BAD_FIELDS = [
+    ({"name": "my store"}, r"name='my store' must be letters"),
+    ({"colour": "red"}, r"config\.colour is not a field"),
+    ({"store": {"format": "hdf5", "out": "s", "shard_bytes": "64XB"}}, r"store\.shard_bytes='64XB' must be"),
+    ({"store": {"format": "hdf5", "out": "s", "row_group_records": 10}}, r"store\.row_group_records is only"),
+    ({"segment": {"mode": "clip", "patch_seconds": -1}}, r"segment\.patch_seconds=-1 must be > 0"),
+    ({"segment": {"mode": "frames", "window_seconds": 1}}, r"segment\.mode='frames' does not fit corpus\.type"),
+    ({"augment": {"n_variants": 0}}, r"augment\.n_variants=0"),
+    ({"features": [LOGMEL, dict(LOGMEL, name="other", sample_rate=22050)]},
+     r"features\[1\]\.sample_rate=22050 differs from features\[0\]\.sample_rate=16000"),
+    ({"features": [dict(LOGMEL, representation="sonogram")]}, r"features\[0\]: spec\.representation='sonogram'"),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD_FIELDS)
+def test_every_bad_field_is_named(corpus, change, message):
+    from pipelines.config import PrepareConfig
+
+    data = json.loads(write_config(corpus["root"].parent / "fields.yaml").read_text())
+    with pytest.raises(ConfigError, match=message):
+        PrepareConfig.from_dict({**data, **change}, base_dir=corpus["root"].parent)
+
+
+@pytest.mark.slow
+def test_cli_with_two_worker_processes_writes_identical_shards(job, corpus, tmp_path):
+    """`mirdl prepare --workers 2` (multi_processing, a subprocess) == run(--workers 1) in this process."""
+    _, store, config = job("hdf5")
+    other = config.with_name("prepare-hdf5-workers2.yaml")
+    other.write_text(config.read_text().replace('"store-hdf5"', '"store-hdf5-w2"'), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "mirdl", "prepare", "--config", str(other), "--workers", "2"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == EXIT_SOME_FAILED, result.stderr[-2000:]
+    assert "errors.jsonl" in result.stdout
+    mine, theirs = read_manifest(store), read_manifest(store.with_name("store-hdf5-w2"))
+    assert theirs["fingerprint"] == mine["fingerprint"]
+    assert theirs["splits"] == mine["splits"]  # same shard names, sizes and sha256
+    assert (store / "errors.jsonl").read_bytes() == (store.with_name("store-hdf5-w2") / "errors.jsonl").read_bytes()
+
+
+def test_inspect_cli_summarises_plots_and_verifies(job, tmp_path, capsys):
+    from mirdl.cli import main
+
+    _, store, _ = job("hdf5")
+    assert main(["inspect", str(store), "--plot", str(tmp_path / "plots"), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "store tiny: hdf5" in out and "task single_label" in out and "[decode]" in out
+    assert "verified:" in out
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["durations.png", "examples.png", "labels.png"]
+    shard = next(p for p in store.iterdir() if p.name.startswith("tiny-"))
+    damaged = tmp_path / "damaged"
+    shutil.copytree(store, damaged)
+    (damaged / shard.name).write_bytes(b"x" + (damaged / shard.name).read_bytes()[1:])
+    assert main(["inspect", str(damaged), "--verify"]) == 2
+    assert "sha256 does not match" in capsys.readouterr().err

@@ -1,0 +1,174 @@
+"""Tests of pipelines.writers: one interface, three formats, same records back, reproducible bytes.
+
+Records are read back twice: through :func:`read_shard`, and with the plain libraries exactly as
+``docs/store-format.md`` shows a reader without mirdl (tf.data, h5py, pyarrow/pandas).
+"""
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import pytest  # noqa: E402
+
+from features.errors import StoreError  # noqa: E402
+from features.store_format import record_key, sha256_file  # noqa: E402
+from pipelines.writers import COMPRESSIONS, ShardInfo, read_shard, record_nbytes, write_shard  # noqa: E402
+
+FORMATS = ("tfrecord", "hdf5", "parquet")
+FEATURES = {"logmel": {"shape": [4, 6], "dtype": "float32"}, "wave": {"shape": [1, 9], "dtype": "float16"}}
+TASKS = {
+    "single_label": {"type": "single_label", "label_shape": [], "label_dtype": "int64", "n_outputs": 3},
+    "frame_notes": {"type": "frame_notes", "label_shape": [3, 6], "label_dtype": "float32", "n_outputs": 3},
+}
+
+
+def make_records(task, n_tracks=3, n_segments=2, seed=0):
+    rng = np.random.default_rng(seed)
+    records = []
+    for track in range(n_tracks):
+        for segment in range(n_segments):
+            track_id = f"cls/t{track:02d}é"  # non-ASCII ids survive every format
+            label = np.int64(track % 3) if task["label_dtype"] == "int64" else \
+                rng.random(task["label_shape"]).astype(np.float32)
+            records.append({
+                "key": record_key(track_id=track_id, variant=segment % 2, segment=segment),
+                "track_id": track_id, "variant": segment % 2, "segment": segment, "start_frame": 6 * segment,
+                "logmel": rng.standard_normal((4, 6)).astype(np.float32),
+                "wave": rng.standard_normal((1, 9)).astype(np.float16),
+                "label": label, "split": "train",
+            })
+    return sorted(records, key=lambda record: record["key"])
+
+
+def assert_same(got, expected):
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        for name in ("key", "track_id", "variant", "segment", "start_frame"):
+            assert a[name] == b[name]
+        for name, entry in FEATURES.items():
+            assert a[name].dtype == np.dtype(entry["dtype"]) and a[name].shape == tuple(entry["shape"])
+            np.testing.assert_array_equal(a[name], b[name])
+        np.testing.assert_array_equal(a["label"], b["label"])
+
+
+def manifest_of(task, compression="none"):
+    return {"features": FEATURES, "task": task, "compression": compression}
+
+
+@pytest.mark.parametrize("task_name", sorted(TASKS))
+@pytest.mark.parametrize("store_format", FORMATS)
+def test_round_trip_through_read_shard(tmp_path, store_format, task_name):
+    task, records = TASKS[task_name], make_records(TASKS[task_name])
+    compression = COMPRESSIONS[store_format][-1]
+    path = tmp_path / "demo-train.x-00000-of-00001"
+    info = write_shard(records, path=path, store_format=store_format, features=FEATURES, task=task,
+                       compression=compression, row_group_records=4)
+    assert info == ShardInfo(path=path.name, records=len(records), bytes=path.stat().st_size,
+                             sha256=sha256_file(path))
+    got = list(read_shard(path, store_format=store_format, manifest=manifest_of(task, compression)))
+    assert_same(got, records)
+    assert [entry.name for entry in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_plain_tf_data_reads_tfrecord(tmp_path):
+    import tensorflow as tf
+
+    task, records = TASKS["frame_notes"], make_records(TASKS["frame_notes"])
+    path = tmp_path / "demo-train.tfrecord-00000-of-00001"
+    write_shard(records, path=path, store_format="tfrecord", features=FEATURES, task=task, compression="gzip")
+    m = manifest_of(task, "gzip")
+    desc = {"logmel": tf.io.FixedLenFeature([], tf.string), "key": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature(m["task"]["label_shape"], tf.float32)}
+
+    def parse(x):
+        ex = tf.io.parse_single_example(x, desc)
+        f = m["features"]["logmel"]
+        return tf.reshape(tf.io.decode_raw(ex["logmel"], f["dtype"]), f["shape"]), ex["label"], ex["key"]
+
+    ds = tf.data.TFRecordDataset([str(path)], compression_type="GZIP").map(parse)
+    got = [(x.numpy(), y.numpy(), k.numpy().decode()) for x, y, k in ds]
+    assert [k for _, _, k in got] == [r["key"] for r in records]
+    for (x, y, _), record in zip(got, records):
+        np.testing.assert_array_equal(x, record["logmel"])
+        np.testing.assert_array_equal(y, record["label"])
+
+
+def test_plain_h5py_reads_hdf5(tmp_path):
+    task, records = TASKS["single_label"], make_records(TASKS["single_label"])
+    path = tmp_path / "demo-train.h5-00000-of-00001"
+    write_shard(records, path=path, store_format="hdf5", features=FEATURES, task=task, compression="gzip")
+    with h5py.File(path) as h5:
+        np.testing.assert_array_equal(h5["features/logmel"][:], np.stack([r["logmel"] for r in records]))
+        np.testing.assert_array_equal(h5["label"][:], [r["label"] for r in records])
+        assert list(h5["key"].asstr()[:]) == [r["key"] for r in records]
+        assert h5["features/logmel"].chunks == (1, 4, 6)  # one record per chunk
+        assert h5["features/logmel"].compression == "gzip"
+        assert h5["features/wave"].dtype == np.float16
+
+
+def test_plain_pandas_and_pyarrow_read_parquet(tmp_path):
+    task, records = TASKS["frame_notes"], make_records(TASKS["frame_notes"])
+    path = tmp_path / "demo-train.parquet-00000-of-00001"
+    write_shard(records, path=path, store_format="parquet", features=FEATURES, task=task, compression="zstd",
+                row_group_records=4)
+    m = manifest_of(task)
+    df = pd.read_parquet(path)
+    x = np.stack(df["logmel"].to_numpy()).reshape(-1, *m["features"]["logmel"]["shape"])
+    np.testing.assert_array_equal(x, np.stack([r["logmel"] for r in records]))
+    labels = np.stack(df["label"].to_numpy()).reshape(-1, *m["task"]["label_shape"])
+    np.testing.assert_array_equal(labels, np.stack([r["label"] for r in records]))
+    assert list(df["key"]) == [r["key"] for r in records]
+    parquet = pq.ParquetFile(path)
+    assert parquet.metadata.num_row_groups == 2  # 6 records, 4 per row group
+    logmel = parquet.schema_arrow.field("logmel").type
+    assert pa.types.is_fixed_size_list(logmel) and logmel.list_size == 24 and logmel.value_type == pa.float32()
+
+
+def test_writing_twice_gives_identical_bytes(tmp_path):
+    """No timestamps or other run-dependent bytes in any format (HDF5 keeps whole seconds: wait one)."""
+    task, records = TASKS["single_label"], make_records(TASKS["single_label"])
+    cases = [(fmt, compression) for fmt in FORMATS for compression in COMPRESSIONS[fmt]]
+
+    def write_all(folder):
+        return [write_shard(records, path=tmp_path / folder / f"{fmt}-{compression}", store_format=fmt,
+                            features=FEATURES, task=task, compression=compression).sha256
+                for fmt, compression in cases]
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = write_all("a")
+    time.sleep(1.1)
+    assert write_all("b") == first
+
+
+def test_empty_shard_is_readable(tmp_path):
+    task = TASKS["single_label"]
+    for fmt in FORMATS:
+        path = tmp_path / f"empty-{fmt}"
+        info = write_shard([], path=path, store_format=fmt, features=FEATURES, task=task)
+        assert info.records == 0
+        assert list(read_shard(path, store_format=fmt, manifest=manifest_of(task))) == []
+
+
+def test_unsorted_records_and_bad_shapes_are_refused(tmp_path):
+    task, records = TASKS["single_label"], make_records(TASKS["single_label"])
+    with pytest.raises(StoreError, match="sorted by key"):
+        write_shard(records[::-1], path=tmp_path / "x", store_format="hdf5", features=FEATURES, task=task)
+    bad = [dict(records[0], logmel=np.zeros((4, 5), np.float32))]
+    with pytest.raises(StoreError, match="feature 'logmel' has shape"):
+        write_shard(bad, path=tmp_path / "y", store_format="parquet", features=FEATURES, task=task)
+    with pytest.raises(StoreError, match="compression='lzf' is not supported by parquet"):
+        write_shard(records, path=tmp_path / "z", store_format="parquet", features=FEATURES, task=task,
+                    compression="lzf")
+    assert not any(tmp_path.iterdir())  # failed writes leave nothing behind
+
+
+def test_record_nbytes_counts_arrays_and_strings():
+    record = make_records(TASKS["single_label"])[0]
+    expected = 4 * 6 * 4 + 9 * 2 + 8 + 3 * 8 + len(record["key"].encode()) + len(record["track_id"].encode())
+    assert record_nbytes(record, feature_names=FEATURES) == expected
