@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-main
 DEMO ?= demo-out
 WORKERS ?= 2
+TFIO_VENV ?= .venv-tfio
+TFIO_BIN := $(TFIO_VENV)/bin
+TFIO_STAMP := $(TFIO_VENV)/.installed-tfio
 
 .PHONY: venv demo test test-tfio bench clean
 
@@ -23,6 +26,19 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# tensorflow-io 0.37.1 loads its native ops only with TensorFlow 2.17 and numpy<2: a second venv
+# runs the tf.data reader tests there, including the tfio HDF5 path that is skipped in the main venv.
+$(TFIO_STAMP): setup.py
+	$(PYTHON) -m venv $(TFIO_VENV)
+	$(TFIO_BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,tfio]'
+	touch $(TFIO_STAMP)
+
+test-tfio: $(TFIO_STAMP)
+	$(TFIO_BIN)/python -m pytest tests/mirdl_tf/test_data.py
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_read.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .hypothesis

@@ -1,0 +1,21 @@
+"""mirdl_tf: TensorFlow side of mirdl — tf.data input pipelines from feature stores, Keras models.
+
+Submodules are imported on first use (``mirdl_tf.data``, ``mirdl_tf.models``,
+``mirdl_tf.layers``), so ``import mirdl_tf`` itself does not import TensorFlow.
+Imports TensorFlow and :mod:`features`, never Apache Beam.
+
+Examples
+--------
+>>> import mirdl_tf
+>>> sorted(mirdl_tf.__all__)
+['data', 'layers', 'models']
+"""
+import importlib
+
+__all__ = ["data", "layers", "models"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,652 @@
+"""Stream a mirdl feature store (TFRecord, HDF5 or Parquet) into Keras as a ``tf.data.Dataset``.
+
+:func:`load` builds the input pipeline in the order of the tf.data performance guide::
+
+    list shards -> [shard by files] -> interleave(read shard, parallel) -> [shard by records]
+    -> parse -> select variants -> cache (optional) -> shuffle -> repeat (optional)
+    -> crop + standardise + SpecAugment (parallel map) -> batch -> mixup (optional) -> prefetch
+
+Only the per-shard reader differs between formats (:mod:`mirdl_tf._readers`); after it every
+record is the same dict (``feature, label, key, track_id, variant, segment, start_frame``) and
+takes one code path. The manifest is the only source of shapes, dtypes, compression,
+normalisation statistics and the task; nothing is inferred from the shard files.
+
+Examples are ``(features, labels)``:
+
+- ``features``: float32 ``(batch, *feature_shape[:-1], patch_frames)``, i.e. ``(batch, n_freq,
+  patch_frames)`` for a mono spectrogram: frequency x time, **no channel axis** (models add
+  it, e.g. with a ``Reshape``/``expand_dims`` layer; :func:`input_shape` gives the per-example
+  shape). Static shapes whenever the manifest gives them (always, for format_version 1).
+- ``labels``: manifest ``task.label_shape`` and dtype; frame tasks (``frame_*``, time last)
+  are cropped with the same offset as the features; with ``mixup_alpha`` single-label
+  class indices become float32 one-hot vectors of length :func:`n_outputs`.
+
+Randomness (file order, shuffle buffer, crops, SpecAugment, mixup, variant choice) is drawn
+from ``seed`` with stateless ops and ``Dataset.random``: two pipelines built with the same
+``seed`` and ``deterministic=True`` give identical batches, while each new epoch (a new
+iteration, or the next round of ``repeat``) draws new crops and a new order.
+
+Examples
+--------
+>>> ds = load("demo-out/store", "train", batch_size=32, patch_frames=128, seed=0)  # doctest: +SKIP
+>>> x, y = next(iter(ds))                                                           # doctest: +SKIP
+>>> x.shape                                                                         # doctest: +SKIP
+TensorShape([32, 96, 128])
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from features import store_format
+from features.errors import StoreError
+from mirdl_tf import _readers
+
+__all__ = ["STD_FLOOR", "SPEC_AUGMENT_DEFAULTS", "load", "describe", "input_shape", "n_outputs"]
+
+AUTOTUNE = tf.data.AUTOTUNE
+#: Standard deviations below this are raised to it before dividing (silent frequency bins).
+STD_FLOOR = 1e-6
+#: SpecAugment settings used for keys missing from ``spec_augment`` (Park et al. 2019, "LB"-like).
+SPEC_AUGMENT_DEFAULTS = {"freq_masks": 1, "freq_width": 8, "time_masks": 1, "time_width": 16}
+#: Records held by the shuffle buffer when ``shuffle_buffer`` is not given (capped by the split size).
+DEFAULT_SHUFFLE_BUFFER = 2048
+#: Shards read at the same time by the interleave.
+MAX_CYCLE_LENGTH = 8
+_HDF5_BACKENDS = ("h5py", "tfio")
+_CROPS = ("random", "center")
+# Salts that make the stateless streams of one element independent of each other.
+_SALT_CROP, _SALT_FREQ, _SALT_TIME = 0, 1, 2
+
+
+# --------------------------------------------------------------------------- manifest view
+@dataclass(frozen=True)
+class _Store:
+    """A store's manifest, read once, and the facts :func:`load` and :func:`describe` need."""
+
+    path: Path
+    manifest: dict[str, Any]
+    feature: str
+
+    @property
+    def format(self) -> str:
+        return self.manifest["format"]
+
+    @property
+    def feature_entry(self) -> dict[str, Any]:
+        return self.manifest["features"][self.feature]
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.feature_entry["shape"])
+
+    @property
+    def n_frames(self) -> int:
+        return self.feature_shape[-1]
+
+    @property
+    def task(self) -> dict[str, Any]:
+        return self.manifest["task"]
+
+    @property
+    def task_type(self) -> str:
+        return self.task["type"]
+
+    @property
+    def is_frame_task(self) -> bool:
+        return self.task_type.startswith("frame_")
+
+    @property
+    def label_shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.task["label_shape"])
+
+    def layout(self) -> _readers.Layout:
+        return _readers.Layout(
+            feature=self.feature,
+            feature_shape=self.feature_shape,
+            feature_dtype=self.feature_entry["dtype"],
+            label_shape=self.label_shape,
+            label_dtype=self.task["label_dtype"],
+            compression=self.manifest.get("compression"),
+        )
+
+    def n_outputs(self) -> int:
+        return int(self.task["n_outputs"])
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-bin train mean and std, shaped to broadcast over a record's feature (time last)."""
+        where = f"{self.path / store_format.MANIFEST_NAME}: features.{self.feature}.stats"
+        stats = self.feature_entry.get("stats")
+        if not stats or stats.get("mean") is None or stats.get("std") is None:
+            raise StoreError(f"{where} is missing; pass standardize=False to read unstandardised features")
+        mean = np.asarray(stats["mean"], dtype=np.float32)
+        std = np.asarray(stats["std"], dtype=np.float32)
+        shape = self.feature_shape
+        # Stats cover the leading axes (channels, frequency) and are broadcast over time.
+        if mean.shape != std.shape or mean.ndim >= len(shape) or mean.shape != shape[len(shape) - 1 - mean.ndim:-1]:
+            raise StoreError(
+                f"{where}: mean/std of shape {mean.shape}/{std.shape} do not match feature shape {shape} "
+                f"(expected the non-time axes {shape[:-1]})"
+            )
+        bcast = mean.shape + (1,)
+        return mean.reshape(bcast), np.maximum(std, STD_FLOOR).reshape(bcast)
+
+    def variants(self) -> list[int]:
+        """The variant numbers every track has in the store (0 = clean)."""
+        return list(range(int(self.manifest.get("augment", {}).get("n_variants", 1))))
+
+    def split_records(self, split: str) -> int:
+        return sum(int(entry["records"]) for entry in store_format.shard_entries(self.manifest, split))
+
+
+#: Manifest fields :func:`load` relies on beyond those :func:`features.store_format.read_manifest` checks.
+_TASK_KEYS = ("type", "label_shape", "label_dtype", "n_outputs")
+_FEATURE_KEYS = ("shape", "dtype")
+
+
+def _open_store(store: str | os.PathLike, feature: str | None) -> _Store:
+    path = Path(store)
+    manifest = store_format.read_manifest(path)
+    where = path / store_format.MANIFEST_NAME
+    features = manifest["features"]
+    if not features:
+        raise StoreError(f"{where}: features is empty")
+    if feature is None:
+        feature = next(iter(features))
+    elif feature not in features:
+        raise StoreError(f"{where}: feature {feature!r} is not in the store (features: {sorted(features)})")
+    missing = [f"features.{feature}.{key}" for key in _FEATURE_KEYS if key not in features[feature]]
+    missing += [f"task.{key}" for key in _TASK_KEYS if key not in manifest["task"]]
+    if missing:
+        raise StoreError(f"{where}: {missing[0]} is missing")
+    return _Store(path=path, manifest=manifest, feature=feature)
+
+
+# --------------------------------------------------------------------------- describe
+def describe(store: str | os.PathLike, *, feature: str | None = None,
+             patch_frames: int | None = None) -> dict[str, Any]:
+    """What a model builder needs to know about a store, from its manifest alone.
+
+    Parameters
+    ----------
+    store : path-like
+        Store directory (with ``manifest.json``).
+    feature : str, optional
+        Feature name; default the store's first (manifest order; sorted by name).
+    patch_frames : int > 0, optional
+        Frames per example as :func:`load` will crop them; default the stored segment length.
+
+    Returns
+    -------
+    dict
+        ``name``, ``format``, ``task`` (type), ``n_outputs``, ``label_shape``, ``label_dtype``,
+        ``feature``, ``features`` (all names), ``n_frames`` (stored segment length),
+        ``input_shape`` (one example as :func:`load` yields it, time last, no channel axis),
+        ``splits`` (records per split) and ``variants`` (variant numbers, 0 = clean).
+
+    Examples
+    --------
+    >>> describe("demo-out/store", patch_frames=128)["input_shape"]  # doctest: +SKIP
+    (96, 128)
+    """
+    info = _open_store(store, feature)
+    patch = _check_patch_frames(patch_frames, info)
+    return {
+        "name": info.manifest.get("name"),
+        "format": info.format,
+        "task": info.task_type,
+        "n_outputs": info.n_outputs(),
+        "label_shape": info.label_shape if not info.is_frame_task else info.label_shape[:-1] + (patch,),
+        "label_dtype": info.task["label_dtype"],
+        "feature": info.feature,
+        "features": list(info.manifest["features"]),
+        "n_frames": info.n_frames,
+        "input_shape": info.feature_shape[:-1] + (patch,),
+        "splits": {split: info.split_records(split) for split in info.manifest["splits"]},
+        "variants": info.variants(),
+    }
+
+
+def input_shape(store: str | os.PathLike, feature: str | None = None,
+                patch_frames: int | None = None) -> tuple[int, ...]:
+    """Shape of one example's features as :func:`load` yields it, e.g. ``(n_freq, patch_frames)``."""
+    return describe(store, feature=feature, patch_frames=patch_frames)["input_shape"]
+
+
+def n_outputs(store: str | os.PathLike) -> int:
+    """Number of model outputs the store's task needs (classes, tags, targets, pitches)."""
+    return _open_store(store, None).n_outputs()
+
+
+# --------------------------------------------------------------------------- argument checks
+def _check_patch_frames(patch_frames: Any, info: _Store) -> int:
+    if patch_frames is None:
+        return info.n_frames
+    if isinstance(patch_frames, bool) or not isinstance(patch_frames, (int, np.integer)) or patch_frames < 1:
+        raise ValueError(f"patch_frames must be a positive integer or None. Received: patch_frames={patch_frames!r}")
+    if patch_frames > info.n_frames:
+        raise ValueError(
+            f"patch_frames={patch_frames} is longer than the stored segments of feature {info.feature!r} "
+            f"({info.n_frames} frames); re-run prepare with longer segments or crop less"
+        )
+    return int(patch_frames)
+
+
+def _check_variants(variants: Any) -> list[int] | None:
+    """None for every variant, else the list of variant numbers to keep."""
+    if isinstance(variants, str):
+        if variants == "all":
+            return None
+        if variants == "clean":
+            return [0]
+    elif isinstance(variants, (list, tuple)) and variants and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in variants):
+        return sorted({int(v) for v in variants})
+    raise ValueError(f'variants must be "all", "clean" or a non-empty list of ints >= 0. '
+                     f"Received: variants={variants!r}")
+
+
+def _check_spec_augment(spec_augment: Any, info: _Store) -> dict[str, int] | None:
+    if spec_augment is None or spec_augment is False:
+        return None
+    if spec_augment is True:
+        spec_augment = {}
+    if not isinstance(spec_augment, dict):
+        raise ValueError(f"spec_augment must be a dict or None. Received: spec_augment={spec_augment!r}")
+    unknown = sorted(set(spec_augment) - set(SPEC_AUGMENT_DEFAULTS))
+    if unknown:
+        raise ValueError(f"spec_augment has unknown key {unknown[0]!r} (keys: {sorted(SPEC_AUGMENT_DEFAULTS)})")
+    settings = {**SPEC_AUGMENT_DEFAULTS, **spec_augment}
+    for key, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"spec_augment[{key!r}] must be an integer >= 0. Received: {value!r}")
+    if len(info.feature_shape) < 2:
+        raise ValueError(f"spec_augment needs a (..., freq, time) feature; {info.feature!r} has shape "
+                         f"{info.feature_shape}")
+    return {key: int(value) for key, value in settings.items()}
+
+
+def _workers(input_context, num_shards, shard_index) -> tuple[int, int]:
+    if input_context is not None:
+        if num_shards is not None or shard_index is not None:
+            raise ValueError("pass either input_context or num_shards/shard_index, not both")
+        return int(input_context.num_input_pipelines), int(input_context.input_pipeline_id)
+    if num_shards is None and shard_index is None:
+        return 1, 0
+    if num_shards is None or shard_index is None:
+        raise ValueError(f"num_shards and shard_index go together. Received: num_shards={num_shards}, "
+                         f"shard_index={shard_index}")
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard_index must be in [0, num_shards). Received: shard_index={shard_index}, "
+                         f"num_shards={num_shards}")
+    return int(num_shards), int(shard_index)
+
+
+def _derived_seed(seed: int | None, offset: int) -> int | None:
+    return None if seed is None else int(seed) + offset
+
+
+# --------------------------------------------------------------------------- graph pieces
+def _stateless_seed(rnd: tf.Tensor, salt: int) -> tf.Tensor:
+    return tf.stack([rnd, tf.constant(salt, tf.int64)])
+
+
+def _interval_mask(seed: tf.Tensor, *, size: int, count: int, max_width: int) -> tf.Tensor:
+    """Bool ``(size,)``: the union of ``count`` intervals of width U{0..max_width}, start uniform."""
+    max_width = min(max_width, size)
+    if count == 0 or max_width == 0:
+        return tf.zeros([size], tf.bool)
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    widths = tf.random.stateless_uniform([count], seeds[0], minval=0, maxval=max_width + 1, dtype=tf.int32)
+    unit = tf.random.stateless_uniform([count], seeds[1])
+    starts = tf.cast(tf.floor(unit * tf.cast(size - widths + 1, tf.float32)), tf.int32)
+    index = tf.range(size)[tf.newaxis, :]
+    inside = (index >= starts[:, tf.newaxis]) & (index < (starts + widths)[:, tf.newaxis])
+    return tf.reduce_any(inside, axis=0)
+
+
+def _crop_time(x: tf.Tensor, offset: tf.Tensor, length: int) -> tf.Tensor:
+    """``x[..., offset:offset + length]`` with a static result shape."""
+    rank = x.shape.rank
+    begin = tf.concat([tf.zeros([rank - 1], tf.int32), tf.reshape(offset, [1])], axis=0)
+    size = x.shape[:-1].as_list() + [length]
+    return tf.slice(x, begin, size)
+
+
+def _mixup(x: tf.Tensor, y: tf.Tensor, rnd: tf.Tensor, *, alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mix every example with another of the same batch (Zhang et al. 2018), lambda ~ Beta(alpha, alpha)."""
+    n = tf.shape(x)[0]
+    gamma_a = tf.random.stateless_gamma([n], _stateless_seed(rnd, 0), alpha=alpha)
+    gamma_b = tf.random.stateless_gamma([n], _stateless_seed(rnd, 1), alpha=alpha)
+    lam = gamma_a / tf.maximum(gamma_a + gamma_b, 1e-12)
+    partner = tf.argsort(tf.random.stateless_uniform([n], _stateless_seed(rnd, 2)))
+
+    def mix(t: tf.Tensor) -> tf.Tensor:
+        weight = tf.reshape(lam, [-1] + [1] * (t.shape.rank - 1))
+        return weight * t + (1.0 - weight) * tf.gather(t, partner)
+
+    return mix(x), mix(y)
+
+
+# --------------------------------------------------------------------------- load
+def load(
+    store: str | os.PathLike,
+    split: str,
+    *,
+    feature: str | None = None,
+    batch_size: int,
+    patch_frames: int | None = None,
+    shuffle: bool = True,
+    seed: int | None = None,
+    variants: str | list[int] = "all",
+    variant_choice: str | None = None,
+    standardize: bool = True,
+    cache: bool | str = False,
+    repeat: bool | int = False,
+    input_context: tf.distribute.InputContext | None = None,
+    num_shards: int | None = None,
+    shard_index: int | None = None,
+    deterministic: bool | None = None,
+    verify: bool = False,
+    spec_augment: dict[str, int] | None = None,
+    mixup_alpha: float | None = None,
+    crop: str = "random",
+    drop_remainder: bool = False,
+    hdf5_backend: str = "h5py",
+    shuffle_buffer: int | None = None,
+    with_metadata: bool = False,
+) -> tf.data.Dataset:
+    """A batched, prefetched ``tf.data.Dataset`` of ``(features, labels)`` from a mirdl store.
+
+    Parameters
+    ----------
+    store : path-like
+        Store directory written by ``mirdl prepare`` (TFRecord, HDF5 or Parquet shards).
+    split : str
+        Split name in the manifest (``"train"``, ``"valid"``, ...).
+    feature : str, optional
+        Feature to read; default the store's first (manifest order). Required in practice
+        when a store holds several.
+    batch_size : int > 0
+    patch_frames : int > 0, optional
+        Frames per example. Stored segments are cropped to this length: at a random
+        offset drawn anew every epoch (``crop="random"``) or in the centre
+        (``crop="center"``, offset ``(n_frames - patch_frames) // 2`` as
+        :func:`features.segment.center_crop`). For frame tasks the labels are cropped with
+        the same offset. Default: the whole segment.
+    shuffle : bool
+        Shuffle shard order and records (buffer of ``shuffle_buffer`` records) every epoch.
+    seed : int, optional
+        Seed of every random choice; with ``deterministic=True`` two builds give the same batches.
+    variants : "all", "clean" or list of int
+        Augmentation variants to read: every one, only variant 0 (clean audio), or these.
+    variant_choice : None or "random"
+        ``"random"``: each epoch keeps, per track, the records of ONE variant drawn from
+        ``variants`` (a different draw every epoch). ``None`` keeps all selected variants
+        (shuffling then mixes variants within each epoch).
+    standardize : bool
+        Subtract the manifest's train mean and divide by its std (per frequency bin,
+        broadcast over time; std floored at :data:`STD_FLOOR`).
+    cache : bool or str
+        Cache parsed records in memory (True) or in files with this prefix (str), after
+        variant selection and before shuffling, so later epochs skip I/O and parsing.
+    repeat : bool or int
+        Repeat forever (True) or this many epochs (int); False: one epoch per iteration.
+    input_context : tf.distribute.InputContext, optional
+        From ``strategy.distribute_datasets_from_function``; or give ``num_shards`` and
+        ``shard_index``. Each worker gets a disjoint part, all workers together get every
+        record: whole shard files when there are at least as many files as workers, else
+        every ``num_shards``-th record of a fixed file order (then file order is not shuffled,
+        and the interleave is deterministic so that workers agree on record order).
+    deterministic : bool, optional
+        Order guarantee of the parallel interleave/maps; None leaves tf.data's default
+        (``tf.data.Options.deterministic``). False is faster when order does not matter.
+    verify : bool
+        Check every shard's sha256 against the manifest before reading. Shard existence and
+        byte size are always checked.
+    spec_augment : dict, optional
+        SpecAugment masks (Park et al. 2019): ``freq_masks``, ``freq_width``, ``time_masks``,
+        ``time_width`` (missing keys from :data:`SPEC_AUGMENT_DEFAULTS`). Masked bins are set to
+        the train mean (0 after standardisation). Widths are drawn in ``[0, width]``.
+    mixup_alpha : float > 0, optional
+        Mixup within each batch with lambda ~ Beta(alpha, alpha) per example; clip tasks
+        only. Single-label labels become float32 one-hot.
+    crop : {"random", "center"}
+        How ``patch_frames`` are cut from a segment ("center" for evaluation).
+    drop_remainder : bool
+        Drop the last, smaller batch (static batch dimension).
+    hdf5_backend : {"h5py", "tfio"}
+        HDF5 reader: h5py in a per-shard generator, or tensorflow-io's native ops (raises
+        StoreError where tensorflow-io does not load, and for LZF-compressed stores, a filter
+        only h5py has).
+    shuffle_buffer : int, optional
+        Records in the shuffle buffer; default ``min(records in split, 2048)``.
+    with_metadata : bool
+        Yield ``(features, labels, meta)`` with ``meta`` a dict of ``key``, ``track_id``,
+        ``variant``, ``segment``, ``start_frame`` and ``crop_offset`` (first frame of the
+        patch in its segment): for evaluation loops that aggregate per track. (Keras
+        ``fit`` would read a third element as sample weights.)
+
+    Returns
+    -------
+    tf.data.Dataset
+        Elements ``(features, labels)``: float32 ``(batch, *feature_shape[:-1], patch_frames)``
+        (frequency x time, no channel axis) and labels of shape ``(batch, *label_shape)``
+        (time axis cropped to ``patch_frames`` for frame tasks).
+
+    Raises
+    ------
+    StoreError
+        Missing/incomplete store or manifest, unknown format_version, unknown split or
+        feature, a shard that is missing or of the wrong size, a sha256 mismatch
+        (``verify=True``), missing stats with ``standardize=True``, tensorflow-io not
+        loadable or an LZF store (``hdf5_backend="tfio"``).
+    ValueError
+        An argument out of range (message shows what was received).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
+    if crop not in _CROPS:
+        raise ValueError(f"crop must be one of {_CROPS}. Received: crop={crop!r}")
+    if hdf5_backend not in _HDF5_BACKENDS:
+        raise ValueError(f"hdf5_backend must be one of {_HDF5_BACKENDS}. Received: hdf5_backend={hdf5_backend!r}")
+    if variant_choice not in (None, "random"):
+        raise ValueError(f'variant_choice must be None or "random". Received: variant_choice={variant_choice!r}')
+    if mixup_alpha is not None and not (isinstance(mixup_alpha, (int, float)) and mixup_alpha > 0):
+        raise ValueError(f"mixup_alpha must be a number > 0 or None. Received: mixup_alpha={mixup_alpha!r}")
+    if shuffle_buffer is not None and (not isinstance(shuffle_buffer, int) or shuffle_buffer < 1):
+        raise ValueError(f"shuffle_buffer must be a positive integer. Received: shuffle_buffer={shuffle_buffer!r}")
+    if not isinstance(repeat, (bool, int)) or (not isinstance(repeat, bool) and repeat < 1):
+        raise ValueError(f"repeat must be a bool or an int >= 1. Received: repeat={repeat!r}")
+    selected = _check_variants(variants)
+    num_workers, worker = _workers(input_context, num_shards, shard_index)
+
+    info = _open_store(store, feature)
+    patch = _check_patch_frames(patch_frames, info)
+    augment = _check_spec_augment(spec_augment, info)
+    if mixup_alpha is not None and info.is_frame_task:
+        raise ValueError(f"mixup is for clip tasks; the store's task is {info.task_type!r} (frame labels)")
+    if info.is_frame_task and (not info.label_shape or info.label_shape[-1] != info.n_frames):
+        raise StoreError(
+            f"{info.path / store_format.MANIFEST_NAME}: frame task label_shape {info.label_shape} must end with "
+            f"the feature's {info.n_frames} frames"
+        )
+    entries = store_format.shard_entries(info.manifest, split)  # StoreError for an unknown split
+    if not entries:
+        raise StoreError(f"{info.path / store_format.MANIFEST_NAME}: split {split!r} has no shards")
+    # Existence and size of every shard now (cheap), checksums only when asked.
+    store_format.verify_store(info.path, info.manifest, splits=[split], checksums=verify)
+    paths = [os.fspath(path) for path in store_format.shard_paths(info.path, info.manifest, split)]
+    read, parse = _shard_reader(info, hdf5_backend=hdf5_backend)
+
+    # ---- list shards, [shard by files], interleave, [shard by records], parse
+    ds, worker_records = _read_records(paths, [int(e["records"]) for e in entries], read=read, parse=parse,
+                                       num_workers=num_workers, worker=worker, shuffle=shuffle, seed=seed,
+                                       deterministic=deterministic)
+
+    # ---- select variants, cache
+    if selected is not None and variant_choice is None:
+        keep = tf.constant(selected, tf.int64)
+        ds = ds.filter(lambda r: tf.reduce_any(tf.equal(r["variant"], keep)))
+    if cache:
+        ds = ds.cache(cache if isinstance(cache, str) else "")
+    if variant_choice == "random":
+        pool = selected if selected is not None else info.variants()
+        ds = _choose_variant_per_epoch(ds, pool, seed=_derived_seed(seed, 1))
+
+    # ---- shuffle, repeat
+    if shuffle:
+        buffer = shuffle_buffer or max(1, min(worker_records, DEFAULT_SHUFFLE_BUFFER))
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat is True:
+        ds = ds.repeat()
+    elif repeat is not False:
+        ds = ds.repeat(int(repeat))
+
+    # ---- crop, standardise, augment (one parallel map)
+    needs_random = (patch != info.n_frames and crop == "random") or augment is not None
+    mean, std = info.stats() if standardize else (None, None)
+    fill = None  # SpecAugment's mask value: the train mean (0 once standardised, or if unknown)
+    if augment is not None and not standardize and info.feature_entry.get("stats"):
+        fill = info.stats()[0]
+    prepare = _make_prepare(info, patch=patch, crop=crop, mean=mean, std=std, augment=augment, fill=fill,
+                            with_metadata=with_metadata)
+    if needs_random:
+        randoms = tf.data.Dataset.random(seed=_derived_seed(seed, 2), rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, randoms)).map(prepare, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    else:
+        ds = ds.map(lambda r: prepare(r, None), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+
+    # ---- batch, mixup, prefetch
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    if mixup_alpha is not None:
+        ds = _apply_mixup(ds, alpha=float(mixup_alpha), n_classes=info.n_outputs(),
+                          one_hot=info.task_type == "single_label",
+                          seed=_derived_seed(seed, 3), with_metadata=with_metadata, deterministic=deterministic)
+    if selected is None and variant_choice is None and repeat is not True:
+        # Batches run across epoch boundaries (repeat comes before batch).
+        n_records = worker_records * (1 if repeat is False else int(repeat))
+        n_batches = n_records // batch_size if drop_remainder else -(-n_records // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
+    ds = ds.prefetch(AUTOTUNE)
+    if deterministic is not None:
+        options = tf.data.Options()
+        options.deterministic = bool(deterministic)
+        ds = ds.with_options(options)
+    return ds
+
+
+def _shard_reader(info: _Store, *, hdf5_backend: str):
+    """``(read, parse)``: ``read(path) -> dataset`` per shard; ``parse`` for batches of serialised records, or None."""
+    layout = info.layout()
+    if info.format == "tfrecord":
+        return _readers.tfrecord_reader(layout), _readers.tfrecord_parser(layout)
+    if info.format == "parquet":
+        return _readers.parquet_reader(layout), None
+    if hdf5_backend == "h5py":
+        return _readers.hdf5_reader(layout), None
+    if info.manifest.get("compression") == "lzf":
+        # LZF is a filter h5py ships; the HDF5 library inside tensorflow-io does not have it.
+        raise StoreError(f"{info.path / store_format.MANIFEST_NAME}: compression='lzf' cannot be read with "
+                         f"hdf5_backend='tfio' (LZF is h5py's own filter); use hdf5_backend='h5py'")
+    return _readers.tfio_hdf5_reader(layout), None
+
+
+def _read_records(paths: list[str], counts: list[int], *, read, parse, num_workers: int, worker: int,
+                  shuffle: bool, seed: int | None, deterministic: bool | None) -> tuple[tf.data.Dataset, int]:
+    """Records of this worker's part of the split, parsed; and how many there are.
+
+    Whole files per worker when there are at least as many files as workers, else every
+    ``num_workers``-th record of the interleaved stream (then the file order is fixed and
+    the interleave deterministic, so that every worker sees the same stream).
+    """
+    by_files = len(paths) >= num_workers
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    if num_workers > 1 and by_files:
+        files = files.shard(num_workers, worker)
+        n_files, n_records = len(paths[worker::num_workers]), sum(counts[worker::num_workers])
+    else:
+        n_files, n_records = len(paths), len(range(worker, sum(counts), num_workers))
+    if shuffle and by_files and n_files > 1:
+        files = files.shuffle(n_files, seed=seed, reshuffle_each_iteration=True)
+    ds = files.interleave(read, cycle_length=min(n_files, MAX_CYCLE_LENGTH), block_length=1,
+                          num_parallel_calls=AUTOTUNE, deterministic=True if not by_files else deterministic)
+    if not by_files:
+        ds = ds.shard(num_workers, worker)
+    if parse is not None:  # vectorised: one parse op per READ_CHUNK serialised records
+        ds = ds.batch(_readers.READ_CHUNK).map(parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        ds = ds.unbatch()
+    return ds, n_records
+
+
+def _choose_variant_per_epoch(ds: tf.data.Dataset, pool: list[int], *, seed: int | None) -> tf.data.Dataset:
+    """Keep, per track, the records of one variant from ``pool``, drawn anew every iteration."""
+    pool_t = tf.constant(pool, tf.int64)
+    # One random value per iteration of the dataset (Dataset.random re-randomises each
+    # iteration), repeated alongside every record of that iteration.
+    epoch_value = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(
+        lambda value: tf.data.Dataset.from_tensors(value).repeat())
+
+    def keep(record: dict[str, tf.Tensor], value: tf.Tensor) -> tf.Tensor:
+        token = tf.strings.join([record["track_id"], tf.strings.as_string(value)], separator="#")
+        chosen = tf.gather(pool_t, tf.strings.to_hash_bucket_fast(token, len(pool)))
+        return tf.equal(record["variant"], chosen)
+
+    return tf.data.Dataset.zip((ds, epoch_value)).filter(keep).map(lambda record, value: record)
+
+
+def _make_prepare(info: _Store, *, patch: int, crop: str, mean, std, augment, fill, with_metadata: bool):
+    """The per-record map: cast, crop (features and frame labels), standardise, SpecAugment."""
+    n_frames = info.n_frames
+    frame_task = info.is_frame_task
+    center_offset = (n_frames - patch) // 2
+
+    def prepare(record: dict[str, tf.Tensor], rnd: tf.Tensor | None):
+        x = tf.cast(record["feature"], tf.float32)
+        y = record["label"]
+        if patch == n_frames:
+            offset = tf.constant(0, tf.int32)
+        elif crop == "center":
+            offset = tf.constant(center_offset, tf.int32)
+        else:
+            offset = tf.random.stateless_uniform([], _stateless_seed(rnd, _SALT_CROP), minval=0,
+                                                 maxval=n_frames - patch + 1, dtype=tf.int32)
+        if patch != n_frames:
+            x = _crop_time(x, offset, patch)
+            if frame_task:
+                y = _crop_time(y, offset, patch)
+        if mean is not None:
+            x = (x - mean) / std
+        if augment is not None:
+            n_freq = x.shape[-2]
+            freq = _interval_mask(_stateless_seed(rnd, _SALT_FREQ), size=n_freq, count=augment["freq_masks"],
+                                  max_width=augment["freq_width"])
+            time = _interval_mask(_stateless_seed(rnd, _SALT_TIME), size=patch, count=augment["time_masks"],
+                                  max_width=augment["time_width"])
+            masked = freq[:, tf.newaxis] | time[tf.newaxis, :]
+            x = tf.where(masked, tf.constant(0.0) if fill is None else tf.constant(fill), x)
+        if not with_metadata:
+            return x, y
+        meta = {name: record[name] for name in ("key", "track_id", "variant", "segment", "start_frame")}
+        meta["crop_offset"] = tf.cast(offset, tf.int64)
+        return x, y, meta
+
+    return prepare
+
+
+def _apply_mixup(ds: tf.data.Dataset, *, alpha: float, n_classes: int, one_hot: bool, seed: int | None,
+                 with_metadata: bool, deterministic: bool | None) -> tf.data.Dataset:
+    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+    def mix(batch, rnd):
+        x, y = batch[0], batch[1]
+        y = tf.one_hot(y, n_classes, dtype=tf.float32) if one_hot else tf.cast(y, tf.float32)
+        x, y = _mixup(x, y, rnd, alpha=alpha)
+        return (x, y, batch[2]) if with_metadata else (x, y)
+
+    return tf.data.Dataset.zip((ds, randoms)).map(mix, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
