@@ -24,8 +24,11 @@ but some files failed (``errors.jsonl``); 4 more than ``--max-error-rate`` of th
 failed, nothing was written. A config or destination problem raises
 :class:`~features.errors.MirdlError` (the CLI prints one line and exits 2).
 
-Runner: without ``--runner``, Beam's DirectRunner with ``--direct_running_mode=multi_processing
---direct_num_workers=N`` (``--workers N``; 1 runs in this process). Any other Beam option is
+Runner: without ``--runner``, the DirectRunner's own local engine (Beam's FnApiRunner) with
+``--direct_running_mode=multi_processing --direct_num_workers=N`` (``--workers N``; 1 runs in
+this process). It is named directly because Beam 2.77's ``DirectRunner`` first tries to
+download and start the Prism runner, a network call that fails offline before it falls back
+to this same engine; ``--runner=DirectRunner`` still works when given. Any other Beam option is
 passed through unchanged (``--runner=DataflowRunner --project=...``, ``--runner=FlinkRunner
 ...``); on a cluster ``store.out`` must be on a filesystem every worker sees. The local
 runner keeps the records it shuffles in memory, so local runs need RAM for the store's
