@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from features.errors import MirdlError
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``mirdl`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    # TensorFlow's C++ start-up chatter (no GPU found, CPU features) is noise on a command line;
+    # a user who wants it sets TF_CPP_MIN_LOG_LEVEL themselves.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
