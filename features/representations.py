@@ -102,32 +102,54 @@ def _stft_power_blocks(
     center: bool,
     power: float,
     block_frames: int,
+    basis: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``|STFT(y)| ** power`` as librosa computes it, frame blocks at a time, shape (..., 1 + n_fft // 2, t)."""
+    """``|STFT(y)| ** power`` as librosa computes it, frame blocks at a time.
+
+    With ``basis`` (shape (n_bins, 1 + n_fft // 2)), each block is projected onto it before the
+    next is computed, so neither the complex STFT nor the full-resolution spectrogram of the
+    whole signal is ever held: memory is the input, the output and one block. Centre padding
+    (zeros, librosa's ``pad_mode="constant"``) is applied to the edge blocks only.
+
+    Returns
+    -------
+    np.ndarray [shape=(..., 1 + n_fft // 2 or n_bins, n_frames)], float32
+    """
     integer(block_frames, name="block_frames", minimum=1)
     y = np.asarray(y, dtype=np.float32)
-    if center:
-        # librosa >= 0.10 pads with zeros (pad_mode="constant") by n_fft // 2 on both sides.
-        pad = [(0, 0)] * (y.ndim - 1) + [(n_fft // 2, n_fft // 2)]
-        y = np.pad(y, pad, mode="constant")
-    n_samples = y.shape[-1]
+    offset = n_fft // 2 if center else 0
+    n_samples = y.shape[-1] + 2 * offset
     if n_samples < n_fft:
         raise ConfigError(
             f"n_fft={n_fft} is longer than the padded signal ({n_samples} samples); "
             "use a smaller n_fft or center=True"
         )
     n_frames = 1 + (n_samples - n_fft) // hop_length
-    out = np.empty(y.shape[:-1] + (1 + n_fft // 2, n_frames), dtype=np.float32)
+    n_bins = 1 + n_fft // 2 if basis is None else basis.shape[0]
+    out = np.empty(y.shape[:-1] + (n_bins, n_frames), dtype=np.float32)
     for start in range(0, n_frames, block_frames):
         stop = min(start + block_frames, n_frames)
-        chunk = y[..., start * hop_length : (stop - 1) * hop_length + n_fft]
+        chunk = _zero_padded_slice(y, start * hop_length - offset, (stop - 1) * hop_length + n_fft - offset)
         spectrum = librosa.stft(
             chunk, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
             window=window, center=False,
         )
         magnitude = np.abs(spectrum)
-        out[..., start:stop] = magnitude if power == 1.0 else magnitude**power
+        block = magnitude if power == 1.0 else magnitude**power
+        out[..., start:stop] = block if basis is None else _apply_basis(basis, block)
     return out
+
+
+def _zero_padded_slice(y: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``y[..., lo:hi]`` where samples outside ``[0, n)`` are zeros (lo may be < 0, hi > n)."""
+    n = y.shape[-1]
+    if lo >= 0 and hi <= n:
+        return y[..., lo:hi]
+    chunk = np.zeros(y.shape[:-1] + (hi - lo,), dtype=y.dtype)
+    src_lo, src_hi = max(lo, 0), min(hi, n)
+    if src_hi > src_lo:
+        chunk[..., src_lo - lo : src_hi - lo] = y[..., src_lo:src_hi]
+    return chunk
 
 
 @functools.lru_cache(maxsize=32)
@@ -146,8 +168,8 @@ def _chroma_basis(sr: int, n_fft: int, n_chroma: int, tuning: float) -> np.ndarr
 
 
 def _apply_basis(basis: np.ndarray, spectrogram: np.ndarray) -> np.ndarray:
-    # (bins, freq) @ (..., freq, time) -> (..., bins, time), as librosa's einsum does.
-    return np.einsum("mf,...ft->...mt", basis, spectrogram, optimize=True).astype(np.float32, copy=False)
+    # (bins, freq) @ (..., freq, time) -> (..., bins, time): librosa's einsum, as one BLAS call.
+    return np.matmul(basis, spectrogram).astype(np.float32, copy=False)
 
 
 def _to_db(spectrogram: np.ndarray, *, power: float, amin: float, top_db: float | None) -> np.ndarray:
@@ -251,11 +273,11 @@ def mel(
     >>> mel(y, sr=22050, n_mels=64).shape
     (64, 44)
     """
-    spectrogram = _stft_power_blocks(
+    return _stft_power_blocks(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
         center=center, power=power, block_frames=block_frames,
+        basis=_mel_basis(sr, n_fft, n_mels, fmin, fmax, htk, norm),
     )
-    return _apply_basis(_mel_basis(sr, n_fft, n_mels, fmin, fmax, htk, norm), spectrogram)
 
 
 @_register
@@ -408,11 +430,10 @@ def chroma_stft(
     >>> int(chroma_stft(y, sr=22050)[:, 10].argmax())  # A
     9
     """
-    power = _stft_power_blocks(
+    chroma = _stft_power_blocks(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
-        center=center, power=2.0, block_frames=block_frames,
+        center=center, power=2.0, block_frames=block_frames, basis=_chroma_basis(sr, n_fft, n_chroma, tuning),
     )
-    chroma = _apply_basis(_chroma_basis(sr, n_fft, n_chroma, tuning), power)
     return librosa.util.normalize(chroma, norm=norm, axis=-2).astype(np.float32)
 
 

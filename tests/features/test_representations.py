@@ -114,9 +114,13 @@ def test_waveform_is_the_samples(music):
 
 
 def test_blocks_do_not_change_the_numbers(music):
+    # Each block is projected onto the filterbank by its own BLAS call, so blocks may differ from
+    # one whole-signal call by float32 rounding only (a store always uses the same block size).
     whole = rep.logmel(music, sr=SR, block_frames=10_000)
     for block_frames in (1, 3, 64):
-        np.testing.assert_array_equal(rep.logmel(music, sr=SR, block_frames=block_frames), whole)
+        np.testing.assert_allclose(rep.logmel(music, sr=SR, block_frames=block_frames), whole, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(rep.stft(music, sr=SR, log=False, block_frames=3),
+                                  rep.stft(music, sr=SR, log=False, block_frames=10_000))
 
 
 def test_a_sine_lands_in_its_bins():
