@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "pyarrow>=17",
     "apache-beam>=2.77",
     "tensorflow>=2.17",
+    "tensorboard>=2.17",  # TensorFlow >= 2.20 no longer installs it; `mirdl train` writes its logs
     "jams>=0.3.4",
     "mir_eval>=0.8",
     "scikit-learn>=1.5",

@@ -28,7 +28,7 @@ import yaml
 from features.errors import ConfigError
 from features.representations import REPRESENTATIONS, representation_params
 
-__all__ = ["SPEC_FORMAT_VERSION", "FeatureSpec", "load_specs", "canonical_json", "stable_hash"]
+__all__ = ["SPEC_FORMAT_VERSION", "FeatureSpec", "load_specs", "read_config", "canonical_json", "stable_hash"]
 
 #: Bumped whenever the meaning of a spec field or a representation's numbers changes.
 SPEC_FORMAT_VERSION = 1
@@ -278,6 +278,41 @@ class FeatureSpec:
         return specs[0]
 
 
+def read_config(path: str | Path) -> Any:
+    """Parse a YAML (or ``.json``) config file; every failure is one line naming the file.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    The parsed document (usually a dict).
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read, or is not valid YAML/JSON (with line and column).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file ({err.strerror or err})") from err
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from err
+
+
 def load_specs(path: str | Path) -> list[FeatureSpec]:
     """Load one spec (a mapping) or several (a list, or a mapping with ``features:``) from YAML/JSON.
 
@@ -291,14 +326,7 @@ def load_specs(path: str | Path) -> list[FeatureSpec]:
     list of FeatureSpec
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read spec file ({err.strerror or err})") from err
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from err
+    data = read_config(path)
     if isinstance(data, dict) and "features" in data:
         data = data["features"]
     entries = data if isinstance(data, list) else [data]

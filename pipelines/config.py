@@ -49,13 +49,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from features.augment import AugmentSpec
 from features.checks import integer, positive_float
 from features.errors import ConfigError
 from features.segment import PAD_MODES
-from features.spec import FeatureSpec, stable_hash
+from features.spec import FeatureSpec, read_config, stable_hash
 from features.store_format import STORE_FORMATS
 from pipelines.corpus import CorpusConfig, SplitConfig
 from pipelines.writers import COMPRESSIONS, DEFAULT_ROW_GROUP_RECORDS
@@ -383,14 +382,7 @@ class PrepareConfig:
     def from_file(cls, path: str | os.PathLike) -> PrepareConfig:
         """Load a YAML config; errors name the file and the field."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read config ({err.strerror or err})") from err
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        data = read_config(path)
         try:
             return cls.from_dict(data, base_dir=path.resolve().parent, source=str(path))
         except ConfigError as err:

@@ -1,0 +1,62 @@
+"""``mirdl evaluate --model DIR --store STORE``: per-track metrics of a trained model on a split.
+
+See :mod:`mirdl_tf.evaluate` for how patches are aggregated per track and which
+scikit-learn / mir_eval metrics each task gets. Writes ``OUT/metrics.json`` (default
+``DIR/eval-SPLIT``) and, with ``--plot``, the task's PNG; prints the metrics.
+
+Examples
+--------
+::
+
+    mirdl evaluate --model runs/fcn --store stores/demo --split test --plot
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["configure", "run", "format_metrics"]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``mirdl evaluate``."""
+    parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="a mirdl train run directory")
+    parser.add_argument("--store", required=True, type=Path, metavar="STORE", help="store to evaluate on")
+    parser.add_argument("--split", default="test", help="split (default: test)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="where metrics.json goes (default DIR/eval-SPLIT)")
+    parser.add_argument("--plot", action="store_true",
+                        help="also draw the task's PNG (confusion matrix, per-tag AUCs, onset activations, ...)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint (best)")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="onset peak / piano-roll activation threshold (frame tasks; default 0.5)")
+
+
+def format_metrics(metrics: dict[str, Any], indent: str = "  ") -> list[str]:
+    """The scalar metrics (and baseline) as aligned ``name value`` lines; per-class tables left out."""
+    lines = []
+    for key, value in metrics.items():
+        if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
+            lines.append(f"{indent}{key:<24} {value:.4f}" if isinstance(value, float) else f"{indent}{key:<24} {value}")
+        elif key == "baseline" and isinstance(value, dict):
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in value.items() if isinstance(v, float))
+            lines.append(f"{indent}{'baseline':<24} {shown} ({value.get('method')})")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from mirdl_tf.evaluate import evaluate
+
+    result = evaluate(args.model, args.store, args.split, out=args.out, plot=args.plot, checkpoint=args.checkpoint,
+                      threshold=args.threshold)
+    print(f"{result['model']} ({result['checkpoint']}) on {args.store} [{args.split}]: {result['task']}, "
+          f"{result['tracks']} tracks, {result['patches']} patches")
+    for line in format_metrics(result["metrics"]):
+        print(line)
+    print(f"metrics: {Path(result['out']) / 'metrics.json'}")
+    if "plot" in result:
+        print(f"plot: {result['plot']}")
+    return 0

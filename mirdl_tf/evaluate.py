@@ -1,0 +1,670 @@
+"""Evaluate a trained model on a store split: per-track predictions, standard metrics, a plot.
+
+Predictions are made per track, as the tasks are defined:
+
+1. Every stored segment of the split's clean records (variant 0) is cut into patches of the
+   model's ``patch_frames``: all of it when the segment is that long, else sliding windows
+   with hop ``patch_frames`` plus one window flush with the segment's end, so every frame
+   is covered (:func:`window_offsets`). Features are standardised with the *training*
+   statistics saved in ``model_info.json``, not the evaluated store's.
+2. Clip tasks: the track's output is the mean of its patch outputs (over all windows of all
+   segments). Frame tasks: patch outputs are placed at ``start_frame + offset`` on the
+   track's frame grid and averaged where they overlap; the reference is stitched the same
+   way from the stored frame labels (which the job derived from the annotations).
+3. Metrics, from scikit-learn and mir_eval (nothing reimplemented):
+
+   - ``single_label``: accuracy, macro F1, confusion matrix; with chance (1 / classes) and
+     the trivial baseline (always the majority class of the training split).
+   - ``multi_label``: macro ROC-AUC and PR-AUC (average precision) over the tags that have
+     both positives and negatives in the split, and per tag.
+   - ``regression``: MAE and R², overall and per target.
+   - ``frame_onset``: ``mir_eval.onset.f_measure`` (window 50 ms) per track, averaged over
+     tracks with reference onsets (MIREX style), and pooled over all onsets. Peak picking
+     (:func:`pick_onsets`): local maxima of the activation above ``threshold`` (0.5), at
+     least :data:`ONSET_MIN_DISTANCE` s apart (``scipy.signal.find_peaks``). Reference
+     onsets are the frames whose label is 1 (widened neighbours, 0.5, are not onsets);
+     frame ``k`` is at ``k * hop_length / sample_rate`` s.
+   - ``frame_notes``: ``mir_eval.transcription.precision_recall_f1_overlap`` with
+     ``offset_ratio=None`` (onset-only note F, 50 ms) on notes read off the thresholded
+     piano roll (:func:`roll_to_notes`), averaged over tracks with reference notes, and pooled.
+   - ``frame_chords``: ``mir_eval.chord`` majmin and root weighted accuracy (by duration,
+     pooled over tracks) of the per-frame argmax, and frame accuracy.
+
+Examples
+--------
+>>> window_offsets(10, 4)
+[0, 4, 6]
+>>> pick_onsets(np.array([0, 0.9, 0.2, 0.1, 0.8, 0.7, 0]), min_distance=1)
+array([1, 4])
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from features.errors import ConfigError, StoreError
+from features.store_format import atomic_path, read_manifest, write_json_atomic
+
+__all__ = [
+    "ONSET_THRESHOLD",
+    "ONSET_MIN_DISTANCE",
+    "ONSET_WINDOW",
+    "TrackOutputs",
+    "window_offsets",
+    "load_trained",
+    "check_compatible",
+    "track_outputs",
+    "pick_onsets",
+    "roll_to_notes",
+    "clip_metrics",
+    "frame_metrics",
+    "task_metrics",
+    "plot_metrics",
+    "hop_seconds_of",
+    "evaluate",
+]
+
+#: Activation a peak must reach to be an onset (and a piano-roll cell to be a note).
+ONSET_THRESHOLD = 0.5
+#: Minimum distance between two picked onsets, seconds.
+ONSET_MIN_DISTANCE = 0.03
+#: mir_eval's tolerance window for onsets and note onsets, seconds.
+ONSET_WINDOW = 0.05
+#: MIDI pitch of row 0 of a ``frame_notes`` label (as features.labels.note_roll).
+MIN_PITCH = 21
+#: What the tracks' outputs are, for metrics.json.
+AGGREGATION = ("clean records (variant 0); patches of patch_frames frames (sliding, hop patch_frames, last "
+               "window flush with the segment end); clip tasks: mean of patch outputs per track; frame tasks: "
+               "patch outputs stitched per track by start_frame, overlaps averaged")
+
+
+@dataclass
+class TrackOutputs:
+    """Per-track outputs and references of one split, in track-id order.
+
+    Attributes
+    ----------
+    track_ids : list of str
+    outputs : list of np.ndarray
+        Clip tasks: ``(n_outputs,)``; frame tasks: ``(n_frames, n_outputs)`` on the track's grid.
+    labels : list of np.ndarray
+        Clip tasks: the stored label; frame tasks: time first, ``(n_frames,)`` or
+        ``(n_frames, n_outputs)``.
+    patches : int
+        Patches the model saw.
+    """
+
+    track_ids: list[str] = field(default_factory=list)
+    outputs: list[np.ndarray] = field(default_factory=list)
+    labels: list[np.ndarray] = field(default_factory=list)
+    patches: int = 0
+
+
+def window_offsets(n_frames: int, patch_frames: int) -> list[int]:
+    """Start frames of the patches that cover ``n_frames`` frames: hop ``patch_frames``, last flush with the end."""
+    if patch_frames > n_frames:
+        raise ConfigError(f"patch_frames={patch_frames} is longer than the stored segments ({n_frames} frames)")
+    offsets = list(range(0, n_frames - patch_frames + 1, patch_frames))
+    if offsets[-1] != n_frames - patch_frames:
+        offsets.append(n_frames - patch_frames)
+    return offsets
+
+
+# --------------------------------------------------------------------------------------------
+# Model directory
+
+
+def load_trained(model_dir: str | os.PathLike, *, checkpoint: str = "best"):
+    """``(model, model_info)`` of a ``mirdl train`` run directory.
+
+    ``checkpoint`` is ``"best"`` (``best.keras``) or ``"last"`` (``last.keras``).
+    """
+    import keras
+
+    from mirdl_tf import layers  # noqa: F401 - registers the custom layers a model may hold
+    from mirdl_tf.train import RUN_FILES, read_model_info
+
+    if checkpoint not in ("best", "last"):
+        raise ConfigError(f"checkpoint={checkpoint!r} must be 'best' or 'last'")
+    info = read_model_info(model_dir)
+    path = Path(model_dir) / RUN_FILES[checkpoint]
+    if not path.is_file():
+        raise StoreError(f"{path}: missing (the run has not finished an epoch)")
+    return keras.models.load_model(path, compile=False), info
+
+
+def check_compatible(info: Mapping[str, Any], manifest: Mapping[str, Any], *, store: Any,
+                     same_task: bool = True) -> None:
+    """Raise StoreError unless ``manifest``'s feature is the one the model was trained on (and, if
+    ``same_task``, its task type and vocabulary are the model's)."""
+    name = info["feature"]["name"]
+    feature = manifest["features"].get(name)
+    if feature is None:
+        raise StoreError(f"{store}: has no feature {name!r}, which the model was trained on "
+                         f"(features: {', '.join(sorted(manifest['features']))})")
+    expected, found = info["feature"].get("fingerprint"), feature.get("fingerprint")
+    if expected != found or list(feature["shape"][:-1]) != list(info["feature"]["shape"][:-1]):
+        raise StoreError(f"{store}: feature {name!r} (fingerprint {found}, shape {feature['shape']}) is not the one "
+                         f"the model was trained on (fingerprint {expected}, shape {info['feature']['shape']})")
+    if same_task:
+        task, trained = manifest["task"], info["task"]
+        if task["type"] != trained["type"] or task.get("vocabulary") != trained.get("vocabulary"):
+            raise StoreError(f"{store}: task {task['type']!r} with {task.get('n_outputs')} outputs is not the "
+                             f"model's ({trained['type']!r}, {trained.get('n_outputs')} outputs)")
+
+
+# --------------------------------------------------------------------------------------------
+# Predictions per track
+
+
+def _time_first(label: np.ndarray, task: str) -> np.ndarray:
+    return label.T if task == "frame_notes" else label
+
+
+def track_outputs(predict: Callable[[np.ndarray], np.ndarray], store: str | os.PathLike, split: str, *,
+                  feature: str, patch_frames: int, task: str, frame_level: bool,
+                  normalization: Mapping[str, Any] | None, batch_size: int = 32) -> TrackOutputs:
+    """Run ``predict`` over every patch of a split's clean records and aggregate per track.
+
+    Parameters
+    ----------
+    predict : callable
+        Model-layout patches ``(n, freq, patch_frames[, channels])`` -> outputs ``(n, k)`` or,
+        if ``frame_level``, ``(n, patch_frames, k)``.
+    store, split, feature : the records to read
+    patch_frames : int
+        Model input length (see :func:`window_offsets`).
+    task : str
+        The store's task type (frame labels are turned time first).
+    frame_level : bool
+        Frame outputs are stitched per track; clip outputs averaged.
+    normalization : mapping or None
+        ``mean`` and ``std`` (the training statistics) applied to the features; None applies the
+        store's own (as :func:`mirdl_tf.data.load` does).
+    batch_size : int
+        Records per batch (each gives one or more patches).
+
+    Returns
+    -------
+    TrackOutputs
+    """
+    from mirdl_tf import data
+
+    ds = data.load(store, split, feature=feature, batch_size=batch_size, patch_frames=None, shuffle=False,
+                   standardize=normalization is None, variants="clean", with_metadata=True, deterministic=True)
+    if normalization is not None:
+        mean = np.asarray(normalization["mean"], dtype=np.float32)[..., None]
+        std = np.maximum(np.asarray(normalization["std"], dtype=np.float32), data.STD_FLOOR)[..., None]
+    sums: dict[str, Any] = {}
+    counts: dict[str, Any] = {}
+    labels: dict[str, list[tuple[int, np.ndarray]]] = {}
+    patches = 0
+    for x, y, meta in ds.as_numpy_iterator():
+        if normalization is not None:
+            x = (x - mean) / std
+        n_records, n_frames = x.shape[0], x.shape[-1]
+        offsets = window_offsets(n_frames, patch_frames)
+        windows = np.stack([x[..., o:o + patch_frames] for o in offsets], axis=1)
+        windows = windows.reshape((-1,) + windows.shape[2:])
+        if windows.ndim == 4:  # (n, channels, freq, time) -> the models' (n, freq, time, channels)
+            windows = np.moveaxis(windows, 1, -1)
+        outputs = np.asarray(predict(windows), dtype=np.float64)
+        outputs = outputs.reshape((n_records, len(offsets)) + outputs.shape[1:])
+        patches += n_records * len(offsets)
+        for i in range(n_records):
+            track = meta["track_id"][i].decode()
+            if frame_level:
+                start = int(meta["start_frame"][i])
+                record_sum = np.zeros((n_frames, outputs.shape[-1]))
+                record_count = np.zeros((n_frames, 1))
+                for w, o in enumerate(offsets):
+                    record_sum[o:o + patch_frames] += outputs[i, w]
+                    record_count[o:o + patch_frames] += 1
+                sums.setdefault(track, []).append((start, record_sum, record_count))
+                labels.setdefault(track, []).append((start, _time_first(np.asarray(y[i]), task)))
+            else:
+                sums[track] = sums.get(track, 0.0) + outputs[i].sum(axis=0)
+                counts[track] = counts.get(track, 0) + len(offsets)
+                labels.setdefault(track, []).append((0, np.asarray(y[i])))
+    result = TrackOutputs(patches=patches)
+    for track in sorted(sums):
+        result.track_ids.append(track)
+        if not frame_level:
+            result.outputs.append(sums[track] / counts[track])
+            result.labels.append(labels[track][0][1])
+            continue
+        pieces = sums[track]
+        length = max(start + piece.shape[0] for start, piece, _ in pieces)
+        total, count = np.zeros((length, pieces[0][1].shape[1])), np.zeros((length, 1))
+        for start, piece_sum, piece_count in pieces:
+            total[start:start + piece_sum.shape[0]] += piece_sum
+            count[start:start + piece_count.shape[0]] += piece_count
+        result.outputs.append(total / np.maximum(count, 1))
+        first_label = labels[track][0][1]
+        stitched = np.zeros((length,) + first_label.shape[1:], dtype=first_label.dtype)
+        for start, label in labels[track]:  # overlapping windows carry the same labels
+            stitched[start:start + label.shape[0]] = label
+        result.labels.append(stitched)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+def clip_metrics(task: str, y_true: np.ndarray, y_score: np.ndarray, *, vocabulary: Sequence[str] | None = None,
+                 train_label_counts: Sequence[float] | None = None) -> dict[str, Any]:
+    """scikit-learn metrics of per-track clip predictions (see the module docstring).
+
+    Parameters
+    ----------
+    task : {"single_label", "multi_label", "regression"}
+    y_true : np.ndarray
+        Class indices ``(n,)``, multi-hot ``(n, k)`` or targets ``(n, k)``.
+    y_score : np.ndarray [shape=(n, k)]
+        Class probabilities, tag probabilities or predicted targets.
+    vocabulary : sequence of str, optional
+        Names of the classes, tags or targets (per-output entries are keyed by them).
+    train_label_counts : sequence, optional
+        Records per class in the training split: the majority-class baseline.
+
+    Returns
+    -------
+    dict
+        Numbers as Python floats; see the module docstring for the keys.
+    """
+    from sklearn import metrics
+
+    y_score = np.asarray(y_score, dtype=np.float64)
+    n_outputs = y_score.shape[1]
+    names = list(vocabulary) if vocabulary is not None else [str(i) for i in range(n_outputs)]
+    if task == "single_label":
+        y_true = np.asarray(y_true).astype(np.int64).reshape(-1)
+        y_pred = y_score.argmax(axis=1)
+        labels = list(range(n_outputs))
+        result = {
+            "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
+            "macro_f1": float(metrics.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+            "chance_accuracy": 1.0 / n_outputs,
+            "confusion_matrix": metrics.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+            "classes": names,
+        }
+        if train_label_counts is not None and len(train_label_counts) == n_outputs:
+            majority = int(np.argmax(train_label_counts))
+            constant = np.full_like(y_true, majority)
+            result["baseline"] = {
+                "method": f"always the training split's majority class {names[majority]!r}",
+                "accuracy": float(metrics.accuracy_score(y_true, constant)),
+                "macro_f1": float(metrics.f1_score(y_true, constant, labels=labels, average="macro",
+                                                   zero_division=0)),
+            }
+        return result
+    if task == "multi_label":
+        y_true = np.asarray(y_true, dtype=np.float64) >= 0.5
+        per_tag, roc, pr = {}, [], []
+        for j, name in enumerate(names):
+            positives = int(y_true[:, j].sum())
+            entry = {"positives": positives, "roc_auc": None, "pr_auc": None}
+            if 0 < positives < len(y_true):
+                entry["roc_auc"] = float(metrics.roc_auc_score(y_true[:, j], y_score[:, j]))
+                entry["pr_auc"] = float(metrics.average_precision_score(y_true[:, j], y_score[:, j]))
+                roc.append(entry["roc_auc"])
+                pr.append(entry["pr_auc"])
+            per_tag[name] = entry
+        evaluated = [j for j, name in enumerate(names) if per_tag[name]["roc_auc"] is not None]
+        return {
+            "roc_auc_macro": float(np.mean(roc)) if roc else None,
+            "pr_auc_macro": float(np.mean(pr)) if pr else None,
+            "tags_evaluated": len(roc),
+            "tags_skipped": [name for name in names if per_tag[name]["roc_auc"] is None],
+            "per_tag": per_tag,
+            # A constant score: ROC-AUC 0.5, PR-AUC the positive rate.
+            "baseline": {"method": "constant score", "roc_auc_macro": 0.5,
+                         "pr_auc_macro": float(np.mean(y_true[:, evaluated].mean(axis=0))) if evaluated else None},
+        }
+    if task == "regression":
+        y_true = np.asarray(y_true, dtype=np.float64).reshape(len(y_score), -1)
+        per_target = {name: {"mae": float(metrics.mean_absolute_error(y_true[:, j], y_score[:, j])),
+                             "r2": float(metrics.r2_score(y_true[:, j], y_score[:, j])) if len(y_true) > 1 else None}
+                      for j, name in enumerate(names)}
+        return {
+            "mae": float(metrics.mean_absolute_error(y_true, y_score)),
+            "r2": float(metrics.r2_score(y_true, y_score)) if len(y_true) > 1 else None,
+            "per_target": per_target,
+            "baseline": {"method": "the split's mean target (R² 0 by definition)", "r2": 0.0,
+                         "mae": float(np.mean(np.abs(y_true - y_true.mean(axis=0))))},
+        }
+    raise ConfigError(f"clip_metrics is for clip tasks. Received: task={task!r}")
+
+
+def pick_onsets(activation: np.ndarray, *, threshold: float = ONSET_THRESHOLD, min_distance: int = 1) -> np.ndarray:
+    """Frames of the onsets in a per-frame activation: local maxima >= ``threshold``, ``min_distance`` frames apart.
+
+    ``scipy.signal.find_peaks`` (a plateau counts once, at its middle); of two peaks closer
+    than ``min_distance`` the higher is kept.
+    """
+    import scipy.signal
+
+    peaks, _ = scipy.signal.find_peaks(np.asarray(activation, dtype=np.float64).reshape(-1), height=threshold,
+                                       distance=max(1, int(min_distance)))
+    return peaks
+
+
+def roll_to_notes(roll: np.ndarray, *, hop_seconds: float, min_pitch: int = MIN_PITCH) -> tuple[np.ndarray, np.ndarray]:
+    """Notes of a binary piano roll ``(n_frames, n_pitches)``: ``(intervals (n, 2) s, pitches (n,) Hz)``.
+
+    A note is a run of active frames of one pitch, from its first frame's time to the end of its last.
+    """
+    roll = np.asarray(roll, dtype=bool)
+    padded = np.pad(roll, ((1, 1), (0, 0)))
+    change = np.diff(padded.astype(np.int8), axis=0)
+    intervals, pitches = [], []
+    for row in range(roll.shape[1]):
+        starts = np.flatnonzero(change[:, row] == 1)
+        ends = np.flatnonzero(change[:, row] == -1)
+        for start, end in zip(starts, ends):
+            intervals.append((start * hop_seconds, end * hop_seconds))
+            pitches.append(440.0 * 2.0 ** ((min_pitch + row - 69) / 12.0))
+    return np.asarray(intervals, dtype=np.float64).reshape(-1, 2), np.asarray(pitches, dtype=np.float64)
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _event_scores(prefix: str, per_track: list[tuple[float, float, float]], *, matched: int, n_ref: int,
+                  n_est: int) -> dict[str, float | None]:
+    """Mean over tracks of mir_eval's per-track (F, P, R), and the F of all tracks' events pooled."""
+    precision = matched / n_est if n_est else 0.0
+    recall = matched / n_ref if n_ref else 0.0
+    return {
+        f"{prefix}_f": _mean([f for f, _, _ in per_track]),
+        f"{prefix}_precision": _mean([p for _, p, _ in per_track]),
+        f"{prefix}_recall": _mean([r for _, _, r in per_track]),
+        f"{prefix}_f_pooled": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+    }
+
+
+def frame_metrics(task: str, outputs: Sequence[np.ndarray], labels: Sequence[np.ndarray], *, hop_seconds: float,
+                  vocabulary: Sequence[str] | None = None, threshold: float = ONSET_THRESHOLD) -> dict[str, Any]:
+    """mir_eval metrics of stitched per-track frame outputs (see the module docstring).
+
+    Parameters
+    ----------
+    task : {"frame_onset", "frame_notes", "frame_chords"}
+    outputs : sequence of np.ndarray [shape=(n_frames, k)]
+    labels : sequence of np.ndarray
+        Time first: onsets ``(n_frames,)`` in {0, 0.5, 1}, piano roll ``(n_frames, 88)``, chord
+        indices ``(n_frames,)``.
+    hop_seconds : float
+        Seconds per frame.
+    vocabulary : sequence of str
+        Chord labels (``frame_chords``).
+    threshold : float
+        Onset peak height / piano-roll activation threshold.
+    """
+    import mir_eval
+
+    if task == "frame_onset":
+        min_distance = max(1, math.ceil(ONSET_MIN_DISTANCE / hop_seconds))
+        per_track, matched, n_ref, n_est = [], 0, 0, 0
+        for output, label in zip(outputs, labels):
+            reference = np.flatnonzero(np.asarray(label).reshape(-1) >= 1.0) * hop_seconds
+            estimated = pick_onsets(output[:, 0], threshold=threshold, min_distance=min_distance) * hop_seconds
+            n_ref, n_est = n_ref + len(reference), n_est + len(estimated)
+            matched += len(mir_eval.util.match_events(reference, estimated, ONSET_WINDOW))
+            if len(reference):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "estimated onsets are empty" is a score of 0, not news
+                    per_track.append(mir_eval.onset.f_measure(reference, estimated, window=ONSET_WINDOW))
+        return {
+            **_event_scores("onset", per_track, matched=matched, n_ref=n_ref, n_est=n_est),
+            "tracks_with_onsets": len(per_track),
+            "reference_onsets": n_ref,
+            "estimated_onsets": n_est,
+            "window_seconds": ONSET_WINDOW,
+            "peak_picking": {"threshold": threshold, "min_distance_frames": min_distance,
+                             "method": "scipy.signal.find_peaks local maxima"},
+        }
+    if task == "frame_notes":
+        per_track, matched, n_ref, n_est = [], 0, 0, 0
+        for output, label in zip(outputs, labels):
+            ref_intervals, ref_pitches = roll_to_notes(np.asarray(label) >= 0.5, hop_seconds=hop_seconds)
+            est_intervals, est_pitches = roll_to_notes(np.asarray(output) >= threshold, hop_seconds=hop_seconds)
+            n_ref, n_est = n_ref + len(ref_pitches), n_est + len(est_pitches)
+            if len(ref_pitches) and len(est_pitches):
+                matched += len(mir_eval.transcription.match_notes(
+                    ref_intervals, ref_pitches, est_intervals, est_pitches, onset_tolerance=ONSET_WINDOW,
+                    offset_ratio=None))
+            if len(ref_pitches):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    precision, recall, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
+                        ref_intervals, ref_pitches, est_intervals, est_pitches, onset_tolerance=ONSET_WINDOW,
+                        offset_ratio=None)
+                per_track.append((f, precision, recall))
+        return {
+            **_event_scores("note_onset", per_track, matched=matched, n_ref=n_ref, n_est=n_est),
+            "tracks_with_notes": len(per_track),
+            "reference_notes": n_ref,
+            "estimated_notes": n_est,
+            "threshold": threshold,
+        }
+    if task == "frame_chords":
+        if vocabulary is None:
+            raise ConfigError("frame_chords metrics need the chord vocabulary")
+        vocabulary = list(vocabulary)
+        majmin, root, durations, frames_right, frames = [], [], [], 0, 0
+        for output, label in zip(outputs, labels):
+            estimated = np.asarray(output).argmax(axis=1)
+            reference = np.asarray(label).astype(np.int64).reshape(-1)
+            frames_right += int((estimated == reference).sum())
+            frames += len(reference)
+            grid = np.arange(len(reference) + 1) * hop_seconds
+            frame_intervals = np.stack([grid[:-1], grid[1:]], axis=1)
+            intervals, ref_labels, est_labels = mir_eval.util.merge_labeled_intervals(
+                frame_intervals, [vocabulary[i] for i in reference], frame_intervals,
+                [vocabulary[i] for i in estimated])
+            durations.append(np.diff(intervals, axis=1).reshape(-1))
+            majmin.append(mir_eval.chord.majmin(ref_labels, est_labels))
+            root.append(mir_eval.chord.root(ref_labels, est_labels))
+        weights = np.concatenate(durations) if durations else np.zeros(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return {
+                "majmin": float(mir_eval.chord.weighted_accuracy(np.concatenate(majmin), weights)) if frames else None,
+                "root": float(mir_eval.chord.weighted_accuracy(np.concatenate(root), weights)) if frames else None,
+                "frame_accuracy": frames_right / frames if frames else None,
+            }
+    raise ConfigError(f"frame_metrics is for frame tasks. Received: task={task!r}")
+
+
+def task_metrics(task: str, outputs: TrackOutputs, *, vocabulary: Sequence[str] | None, hop_seconds: float | None,
+                 train_label_counts: Sequence[float] | None = None,
+                 threshold: float = ONSET_THRESHOLD) -> dict[str, Any]:
+    """:func:`clip_metrics` or :func:`frame_metrics` of a split's :class:`TrackOutputs`."""
+    if task.startswith("frame_"):
+        return frame_metrics(task, outputs.outputs, outputs.labels, hop_seconds=hop_seconds, vocabulary=vocabulary,
+                             threshold=threshold)
+    return clip_metrics(task, np.stack(outputs.labels), np.stack(outputs.outputs), vocabulary=vocabulary,
+                        train_label_counts=train_label_counts)
+
+
+# --------------------------------------------------------------------------------------------
+# Plot
+
+
+def plot_metrics(path: str | os.PathLike, *, task: str, metrics: Mapping[str, Any], outputs: TrackOutputs,
+                 hop_seconds: float | None = None, vocabulary: Sequence[str] | None = None,
+                 title: str = "") -> Path:
+    """One PNG per task kind: confusion matrix (single label), per-tag AUC bars (multi label),
+    predicted vs true (regression), activation vs reference onsets, piano rolls, chord classes
+    (frame tasks, for the first track with events). Written atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    fig = Figure(figsize=(8, 6) if task in ("single_label", "multi_label") else (10, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    names = list(vocabulary) if vocabulary is not None else None
+    if task == "single_label":
+        from sklearn.metrics import ConfusionMatrixDisplay
+
+        matrix = np.asarray(metrics["confusion_matrix"])
+        ConfusionMatrixDisplay(matrix, display_labels=names).plot(ax=ax, colorbar=False)
+        ax.set_title(f"{title} accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}")
+    elif task == "multi_label":
+        tags = list(metrics["per_tag"])
+        roc = [metrics["per_tag"][t]["roc_auc"] or 0.0 for t in tags]
+        pr = [metrics["per_tag"][t]["pr_auc"] or 0.0 for t in tags]
+        positions = np.arange(len(tags))
+        ax.bar(positions - 0.2, roc, width=0.4, label="ROC-AUC")
+        ax.bar(positions + 0.2, pr, width=0.4, label="PR-AUC")
+        ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+        ax.set_xticks(positions, tags, rotation=45, ha="right")
+        ax.set_ylim(0, 1)
+        ax.legend()
+        ax.set_title(f"{title} macro ROC-AUC {_number(metrics['roc_auc_macro'])}, "
+                     f"PR-AUC {_number(metrics['pr_auc_macro'])}")
+    elif task == "regression":
+        true, predicted = np.stack(outputs.labels).reshape(len(outputs.labels), -1), np.stack(outputs.outputs)
+        for j in range(predicted.shape[1]):
+            label = names[j] if names else str(j)
+            ax.scatter(true[:, j], predicted[:, j], s=12, label=label)
+        low, high = float(min(true.min(), predicted.min())), float(max(true.max(), predicted.max()))
+        ax.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1)
+        ax.set_xlabel("true")
+        ax.set_ylabel("predicted")
+        ax.legend()
+        ax.set_title(f"{title} MAE {metrics['mae']:.3g}, R² {_number(metrics['r2'])}")
+    else:
+        index = _first_track_with_events(task, outputs)
+        output, label = outputs.outputs[index], outputs.labels[index]
+        times = np.arange(len(output)) * hop_seconds
+        track = outputs.track_ids[index]
+        if task == "frame_onset":
+            min_distance = metrics["peak_picking"]["min_distance_frames"]
+            threshold = metrics["peak_picking"]["threshold"]
+            ax.plot(times, output[:, 0], label="activation", linewidth=1)
+            for i, t in enumerate(np.flatnonzero(np.asarray(label) >= 1.0) * hop_seconds):
+                ax.axvline(t, color="green", alpha=0.6, linewidth=1, label="reference onset" if i == 0 else None)
+            peaks = pick_onsets(output[:, 0], threshold=threshold, min_distance=min_distance)
+            ax.plot(peaks * hop_seconds, output[peaks, 0], "rx", label="picked onset")
+            ax.axhline(threshold, color="grey", linestyle="--", linewidth=1)
+            ax.set_ylim(0, 1.05)
+            ax.set_ylabel("onset activation")
+            ax.set_title(f"{title} {track}: onset F {_number(metrics['onset_f'])} (all tracks)")
+        elif task == "frame_notes":
+            shown = np.where(np.asarray(label) >= 0.5, 1.0, 0.0) - np.asarray(output)
+            extent = (0, len(output) * hop_seconds, MIN_PITCH - 0.5, MIN_PITCH + output.shape[1] - 0.5)
+            image = ax.imshow(shown.T, origin="lower", aspect="auto", extent=extent, cmap="coolwarm", vmin=-1, vmax=1)
+            fig.colorbar(image, ax=ax, label="reference - activation")
+            ax.set_ylabel("MIDI pitch")
+            ax.set_title(f"{title} {track}: note onset F {_number(metrics['note_onset_f'])} (all tracks)")
+        else:
+            ax.step(times, np.asarray(label), where="post", label="reference")
+            ax.step(times, np.asarray(output).argmax(axis=1), where="post", label="estimate", alpha=0.7)
+            ax.set_ylabel("chord class")
+            ax.set_title(f"{title} {track}: majmin {_number(metrics['majmin'])} (all tracks)")
+        ax.set_xlabel("time (s)")
+        if task != "frame_notes":  # the piano roll has a colorbar instead
+            ax.legend(loc="upper right")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return path
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _first_track_with_events(task: str, outputs: TrackOutputs) -> int:
+    for i, label in enumerate(outputs.labels):
+        events = np.asarray(label) >= 1.0 if task != "frame_chords" else np.asarray(label) > 0
+        if events.any():
+            return i
+    return 0
+
+
+_PLOT_NAMES = {"single_label": "confusion_matrix.png", "multi_label": "tag_auc.png", "regression": "regression.png",
+               "frame_onset": "onsets.png", "frame_notes": "notes.png", "frame_chords": "chords.png"}
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluate
+
+
+def hop_seconds_of(feature: Mapping[str, Any]) -> float | None:
+    """Seconds per frame of a manifest feature entry (``spec.params.hop_length / spec.sample_rate``)."""
+    spec = feature.get("spec") or {}
+    hop, sr = (spec.get("params") or {}).get("hop_length"), spec.get("sample_rate")
+    return None if not hop or not sr else float(hop) / float(sr)
+
+
+def evaluate(model_dir: str | os.PathLike, store: str | os.PathLike, split: str = "test", *,
+             out: str | os.PathLike | None = None, plot: bool = False, checkpoint: str = "best",
+             batch_size: int = 32, threshold: float = ONSET_THRESHOLD) -> dict[str, Any]:
+    """Evaluate a ``mirdl train`` run on ``store``'s ``split``; write ``OUT/metrics.json`` (and a PNG).
+
+    Parameters
+    ----------
+    model_dir : path-like
+        The run directory (``model_info.json``, ``best.keras`` / ``last.keras``).
+    store : path-like
+        A store with the model's feature (same spec fingerprint) and task.
+    split : str
+    out : path-like, optional
+        Default ``MODEL_DIR/eval-SPLIT``.
+    plot : bool
+        Also write the task's PNG (:func:`plot_metrics`).
+    checkpoint : {"best", "last"}
+    batch_size : int
+        Records per prediction batch.
+    threshold : float
+        Onset / note activation threshold.
+
+    Returns
+    -------
+    dict
+        What ``metrics.json`` holds: ``task``, ``split``, ``store``, ``model_dir``, ``checkpoint``,
+        ``tracks``, ``patches``, ``aggregation``, ``metrics`` (and ``plot``).
+    """
+    model, info = load_trained(model_dir, checkpoint=checkpoint)
+    manifest = read_manifest(store)
+    check_compatible(info, manifest, store=store)
+    if split not in manifest["splits"]:
+        raise StoreError(f"split {split!r} is not in {store} (splits: {', '.join(sorted(manifest['splits']))})")
+    task = info["task"]["type"]
+    feature = manifest["features"][info["feature"]["name"]]
+    hop = hop_seconds_of(feature)
+    if task.startswith("frame_") and hop is None:
+        raise StoreError(f"{store}: feature {info['feature']['name']!r} has no spec hop_length / sample_rate")
+    outputs = track_outputs(lambda x: model.predict_on_batch(x), store, split, feature=info["feature"]["name"],
+                            patch_frames=int(info["patch_frames"]), task=task, frame_level=task.startswith("frame_"),
+                            normalization=info.get("normalization"), batch_size=batch_size)
+    if not outputs.track_ids:
+        raise StoreError(f"{store}: split {split!r} has no clean records to evaluate")
+    vocabulary = info["task"].get("vocabulary")
+    metrics = task_metrics(task, outputs, vocabulary=vocabulary, hop_seconds=hop,
+                           train_label_counts=info.get("train_label_counts"), threshold=threshold)
+    out = Path(out) if out is not None else Path(model_dir) / f"eval-{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"task": task, "split": split, "store": str(Path(store).resolve()),
+              "store_fingerprint": manifest.get("fingerprint"), "model_dir": str(Path(model_dir).resolve()),
+              "model": info["model"]["name"], "checkpoint": checkpoint, "tracks": len(outputs.track_ids),
+              "patches": outputs.patches, "aggregation": AGGREGATION, "metrics": metrics}
+    if plot:
+        result["plot"] = str(plot_metrics(out / _PLOT_NAMES[task], task=task, metrics=metrics, outputs=outputs,
+                                          hop_seconds=hop, vocabulary=vocabulary,
+                                          title=f"{info['model']['name']} {split}:"))
+    write_json_atomic(out / "metrics.json", result)
+    result["out"] = str(out)
+    return result

@@ -1,0 +1,754 @@
+"""Train a Keras model from a feature store: config in, a self-contained model directory out.
+
+Training is thin (STYLE.md section 4): the store's manifest (:func:`mirdl_tf.data.describe`)
+gives the task, input shape and output size; :func:`mirdl_tf.models.build_model` the model;
+:func:`mirdl_tf.data.load` the train and validation datasets; ``model.fit`` does the rest,
+with callbacks for TensorBoard logs, checkpoints, early stopping and one progress line per
+epoch.
+
+The run directory ``OUT`` holds everything evaluation and extraction need, so they take
+only ``--model OUT``::
+
+    OUT/
+      train_config.yaml     # the config, paths resolved
+      model_info.json       # model, task, feature spec + fingerprint, store fingerprint,
+                            # normalisation (train mean/std), patch_frames, train label counts
+      best.keras            # best epoch by early_stopping.monitor (weights + optimizer state)
+      last.keras            # latest epoch (what a resumed run starts from)
+      state.json            # epochs done, best value and epoch, early-stopping counter, history
+      metrics.json          # final summary (written when the run ends)
+      logs/                 # TensorBoard event files
+
+Resuming: a run whose ``OUT`` holds ``state.json`` + ``last.keras`` with the same config
+fingerprint (everything but ``out``, ``epochs`` and ``early_stopping``) continues from the
+epoch after the last one saved, with the optimizer state, the best value so far and the
+early-stopping counter restored; ``epochs`` may be raised to train longer. Checkpoints and
+``state.json`` are replaced atomically after every epoch, so an interrupted run resumes from
+its last complete epoch. The data order after a resume is drawn from ``seed + epoch``, so it
+is reproducible, though not the order an uninterrupted run would have seen.
+
+Config (YAML; relative paths resolve against the YAML file's folder, as in ``mirdl prepare``)::
+
+    store: ../demo-out/store       # the store (required)
+    feature: logmel                # optional: the store's first feature
+    model: {name: fcn, args: {n_layers: 3, base_filters: 8}}   # name in mirdl_tf.models.MODELS
+    optimizer: {name: adam, learning_rate: 0.001}              # adam | adamw | sgd | rmsprop
+    epochs: 20
+    batch_size: 16
+    patch_frames: null             # frames per example (random crop); null: the stored segment
+    train_split: train
+    valid_split: valid             # null: no validation (monitor then defaults to loss)
+    augment: {variants: all, spec_augment: null, mixup_alpha: null}
+    early_stopping: {monitor: val_loss, patience: 5, mode: auto}   # null: never stop early
+    cache: false                   # cache parsed records in memory (small stores)
+    seed: 0
+    out: ../demo-out/run           # run directory (or --out)
+
+Examples
+--------
+>>> config = TrainConfig.from_dict({"store": "../demo-out/stores/demo", "model": {"name": "fcn"}}, base_dir="configs")
+>>> config.store, config.optimizer.learning_rate, config.monitor
+('demo-out/stores/demo', 0.001, 'val_loss')
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from features import checks
+from features.errors import ConfigError, StoreError
+from features.spec import read_config, stable_hash
+from features.store_format import atomic_path, read_manifest, write_json_atomic
+
+__all__ = [
+    "OPTIMIZERS",
+    "ModelConfig",
+    "OptimizerConfig",
+    "AugmentConfig",
+    "EarlyStoppingConfig",
+    "TrainConfig",
+    "RUN_FILES",
+    "train",
+    "build_for_store",
+    "model_inputs",
+    "model_labels",
+    "read_model_info",
+]
+
+#: Optimizer names a config may use -> Keras class name.
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
+#: Files of a run directory.
+RUN_FILES = {
+    "config": "train_config.yaml",
+    "info": "model_info.json",
+    "best": "best.keras",
+    "last": "last.keras",
+    "state": "state.json",
+    "metrics": "metrics.json",
+    "logs": "logs",
+}
+#: Version of model_info.json / state.json written here.
+RUN_FORMAT_VERSION = 1
+_FIELDS = ("store", "feature", "model", "optimizer", "epochs", "batch_size", "patch_frames", "train_split",
+           "valid_split", "augment", "early_stopping", "cache", "seed", "out")
+_SPEC_AUGMENT_KEYS = ("freq_masks", "freq_width", "time_masks", "time_width")
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+
+
+def _mapping(value: Any, *, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
+    return dict(value)
+
+
+def _reject_unknown(data: Mapping[str, Any], known: tuple[str, ...], *, where: str | None) -> None:
+    unknown = sorted(set(data) - set(known), key=str)
+    if unknown:
+        name = unknown[0] if where is None else f"{where}.{unknown[0]}"
+        raise ConfigError(f"{name} is not a field (fields: {', '.join(sorted(known))})")
+
+
+def _int(value: Any, *, where: str, minimum: int) -> int:
+    return checks.integer(value, name=where, minimum=minimum)
+
+
+def _name(value: Any, *, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}={value!r} must be a non-empty string")
+    return value
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``model:``: a :data:`mirdl_tf.models.MODELS` name and its builder's keyword arguments."""
+
+    name: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from mirdl_tf.models import MODELS
+
+        if self.name not in MODELS:
+            raise ConfigError(f"model.name={self.name!r} must be one of {sorted(MODELS)}")
+        args = _mapping(self.args, where="model.args")
+        for key in ("input_shape", "n_outputs", "task"):
+            if key in args:
+                raise ConfigError(f"model.args.{key} is set from the store; remove it")
+        object.__setattr__(self, "args", args)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelConfig:
+        data = _mapping(data, where="model")
+        _reject_unknown(data, ("name", "args"), where="model")
+        if "name" not in data:
+            raise ConfigError("model.name is missing")
+        return cls(name=data["name"], args=data.get("args") or {})
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """``optimizer:``: one of :data:`OPTIMIZERS` and its learning rate."""
+
+    name: str = "adam"
+    learning_rate: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ConfigError(f"optimizer.name={self.name!r} must be one of {sorted(OPTIMIZERS)}")
+        object.__setattr__(self, "learning_rate",
+                           checks.positive_float(self.learning_rate, name="optimizer.learning_rate"))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> OptimizerConfig:
+        data = _mapping(data, where="optimizer")
+        _reject_unknown(data, ("name", "learning_rate"), where="optimizer")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """``augment:``: which stored variants to read, SpecAugment masks and mixup (train split only).
+
+    ``variants`` is ``"all"``, ``"clean"`` (variant 0) or a list of variant numbers;
+    ``spec_augment`` a mapping of :data:`mirdl_tf.data.SPEC_AUGMENT_DEFAULTS` keys (``{}``:
+    the defaults) or null; ``mixup_alpha`` a number > 0 or null (clip tasks only).
+    """
+
+    variants: str | tuple[int, ...] = "all"
+    spec_augment: Mapping[str, int] | None = None
+    mixup_alpha: float | None = None
+
+    def __post_init__(self) -> None:
+        variants = self.variants
+        if isinstance(variants, list):
+            variants = tuple(variants)
+        ok = variants in ("all", "clean") or (
+            isinstance(variants, tuple) and variants
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in variants))
+        if not ok:
+            raise ConfigError(f"augment.variants={self.variants!r} must be 'all', 'clean' or a list of "
+                              "variant numbers >= 0")
+        object.__setattr__(self, "variants", variants)
+        if self.spec_augment is not None:
+            masks = _mapping(self.spec_augment, where="augment.spec_augment")
+            _reject_unknown(masks, _SPEC_AUGMENT_KEYS, where="augment.spec_augment")
+            for key, value in masks.items():
+                _int(value, where=f"augment.spec_augment.{key}", minimum=0)
+            object.__setattr__(self, "spec_augment", masks)
+        if self.mixup_alpha is not None:
+            object.__setattr__(self, "mixup_alpha", checks.positive_float(self.mixup_alpha, name="augment.mixup_alpha"))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> AugmentConfig:
+        data = _mapping(data, where="augment")
+        _reject_unknown(data, ("variants", "spec_augment", "mixup_alpha"), where="augment")
+        return cls(**data)
+
+    def load_variants(self) -> str | list[int]:
+        return self.variants if isinstance(self.variants, str) else list(self.variants)
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """``early_stopping:``: the monitored quantity (also picks ``best.keras``), patience, direction.
+
+    ``monitor`` is ``loss`` or a metric of :func:`mirdl_tf.models.metrics_for_task`, with a
+    ``val_`` prefix for the validation split (default ``val_loss``; ``loss`` without a
+    validation split). ``mode`` ``auto`` minimises losses and errors (``loss``, ``mae``) and
+    maximises everything else (accuracy, AUCs, precision, recall). ``patience`` None never
+    stops early (the monitor still chooses ``best.keras``).
+    """
+
+    monitor: str | None = None
+    patience: int | None = 5
+    mode: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.monitor is not None:
+            _name(self.monitor, where="early_stopping.monitor")
+        if self.patience is not None:
+            _int(self.patience, where="early_stopping.patience", minimum=1)
+        if self.mode not in ("auto", "min", "max"):
+            raise ConfigError(f"early_stopping.mode={self.mode!r} must be 'auto', 'min' or 'max'")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> EarlyStoppingConfig:
+        if data is None:
+            return cls(patience=None)
+        data = _mapping(data, where="early_stopping")
+        _reject_unknown(data, ("monitor", "patience", "mode"), where="early_stopping")
+        return cls(**data)
+
+    def resolved_mode(self, monitor: str) -> str:
+        if self.mode != "auto":
+            return self.mode
+        bare = monitor.removeprefix("val_")
+        return "min" if bare == "loss" or bare in ("mae", "mse") or bare.endswith("error") else "max"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A checked ``mirdl train`` config; see the module docstring for the YAML.
+
+    Every bad field raises :class:`~features.errors.ConfigError` naming it.
+    """
+
+    store: str
+    model: ModelConfig
+    out: str | None = None
+    feature: str | None = None
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    epochs: int = 20
+    batch_size: int = 16
+    patch_frames: int | None = None
+    train_split: str = "train"
+    valid_split: str | None = "valid"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    cache: bool = False
+    seed: int = 0
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        _name(self.store, where="store")
+        if self.out is not None:
+            _name(self.out, where="out")
+        if self.feature is not None:
+            _name(self.feature, where="feature")
+        _int(self.epochs, where="epochs", minimum=1)
+        _int(self.batch_size, where="batch_size", minimum=1)
+        if self.patch_frames is not None:
+            _int(self.patch_frames, where="patch_frames", minimum=1)
+        _name(self.train_split, where="train_split")
+        if self.valid_split is not None:
+            _name(self.valid_split, where="valid_split")
+            if self.valid_split == self.train_split:
+                raise ConfigError(f"valid_split={self.valid_split!r} is the train split; use another or null")
+        if not isinstance(self.cache, bool):
+            raise ConfigError(f"cache={self.cache!r} must be true or false")
+        _int(self.seed, where="seed", minimum=0)
+
+    # ---- monitor
+    @property
+    def monitor(self) -> str:
+        """The monitored quantity: ``early_stopping.monitor`` or ``val_loss`` / ``loss``."""
+        if self.early_stopping.monitor is not None:
+            return self.early_stopping.monitor
+        return "val_loss" if self.valid_split is not None else "loss"
+
+    @property
+    def monitor_mode(self) -> str:
+        return self.early_stopping.resolved_mode(self.monitor)
+
+    # ---- (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML mapping (paths as resolved); :meth:`from_dict` inverts it."""
+        data = {name: getattr(self, name) for name in _FIELDS}
+        data["model"] = {"name": self.model.name, "args": dict(self.model.args)}
+        data["optimizer"] = asdict(self.optimizer)
+        augment = asdict(self.augment)
+        augment["variants"] = self.augment.load_variants()
+        augment["spec_augment"] = None if self.augment.spec_augment is None else dict(self.augment.spec_augment)
+        data["augment"] = augment
+        data["early_stopping"] = asdict(self.early_stopping)
+        return data
+
+    def fingerprint(self, *, store_fingerprint: str | None) -> str:
+        """16 hex digits identifying a run: everything but ``out``, ``epochs`` and ``early_stopping``.
+
+        Two configs with the same fingerprint train the same model the same way, so one may
+        resume the other's run (with more epochs or another patience).
+        """
+        payload = {key: value for key, value in self.to_dict().items()
+                   if key not in ("out", "epochs", "early_stopping", "store")}
+        payload["store_fingerprint"] = store_fingerprint
+        payload["run_format_version"] = RUN_FORMAT_VERSION
+        return stable_hash(payload)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, base_dir: str | os.PathLike = ".", source: str | None = None) -> TrainConfig:
+        """Check and build a config from a YAML mapping; relative paths resolve against ``base_dir``."""
+        data = _mapping(data, where="config")
+        _reject_unknown(data, _FIELDS, where=None)
+        for key in ("store", "model"):
+            if key not in data:
+                raise ConfigError(f"{key} is missing (a train config needs store and model)")
+        for key in ("store", "out"):
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                data[key] = os.path.normpath(os.path.join(os.fspath(base_dir), os.path.expanduser(value)))
+        data["model"] = ModelConfig.from_dict(data["model"])
+        data["optimizer"] = OptimizerConfig.from_dict(data.get("optimizer"))
+        data["augment"] = AugmentConfig.from_dict(data.get("augment"))
+        if "early_stopping" in data:
+            data["early_stopping"] = EarlyStoppingConfig.from_dict(data["early_stopping"])
+        return cls(**data, source=source)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> TrainConfig:
+        """Load a YAML config; errors name the file and the field."""
+        path = Path(path)
+        data = read_config(path)
+        try:
+            return cls.from_dict(data, base_dir=path.resolve().parent, source=str(path))
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from err
+
+
+# --------------------------------------------------------------------------------------------
+# Store -> model, dataset -> model layout
+
+
+def build_for_store(model: ModelConfig, info: Mapping[str, Any]):
+    """Build (uncompiled) ``model`` for a store described by :func:`mirdl_tf.data.describe`.
+
+    The store's ``(channels,) freq, time`` examples become the model's ``(freq, time[,
+    channels])`` input; task and output size come from the manifest. A builder's
+    ``ValueError`` (bad argument, task it does not support) becomes a ConfigError naming
+    ``model``.
+    """
+    from mirdl_tf.models import build_model
+
+    shape = tuple(info["input_shape"])
+    input_shape = shape if len(shape) == 2 else shape[1:] + shape[:1]
+    try:
+        return build_model(model.name, input_shape=input_shape, n_outputs=int(info["n_outputs"]),
+                           task=info["task"], **dict(model.args))
+    except ValueError as err:
+        raise ConfigError(f"model: {err}") from err
+
+
+def model_inputs(x):
+    """Store layout ``(batch, [channels,] freq, time)`` -> model layout ``(batch, freq, time[, channels])``."""
+    import tensorflow as tf
+
+    if x.shape.rank == 4:
+        return tf.transpose(x, (0, 2, 3, 1))
+    return x
+
+
+def model_labels(y, task: str, *, n_outputs: int):
+    """Frame labels as :func:`mirdl_tf.data.load` yields them (time last) -> the model's (time first).
+
+    ``frame_onset`` ``(batch, time)`` -> ``(batch, time, 1)``; ``frame_notes`` ``(batch, n_outputs,
+    time)`` -> ``(batch, time, n_outputs)``; ``frame_chords`` ``(batch, time)`` class indices and
+    clip labels are unchanged. Labels already time first are left alone (when
+    ``n_outputs == time``, the documented time-last layout is assumed).
+    """
+    import tensorflow as tf
+
+    if task == "frame_onset" and y.shape.rank == 2:
+        return y[..., tf.newaxis]
+    if task == "frame_notes" and y.shape.rank == 3 and y.shape[1] == n_outputs:
+        return tf.transpose(y, (0, 2, 1))
+    return y
+
+
+def _optimizer(config: OptimizerConfig):
+    import keras
+
+    return getattr(keras.optimizers, OPTIMIZERS[config.name])(learning_rate=config.learning_rate)
+
+
+def _datasets(config: TrainConfig, info: Mapping[str, Any], *, epoch: int):
+    """``(train, valid or None)``: batches in model layout."""
+    from mirdl_tf import data
+
+    task, n_outputs = info["task"], int(info["n_outputs"])
+
+    def to_model(x, y):
+        return model_inputs(x), model_labels(y, task, n_outputs=n_outputs)
+
+    common = {"feature": info["feature"], "batch_size": config.batch_size, "patch_frames": config.patch_frames,
+              "cache": config.cache, "deterministic": True}
+    try:
+        train_ds = data.load(
+            config.store, config.train_split, shuffle=True, seed=config.seed + epoch, crop="random",
+            variants=config.augment.load_variants(), spec_augment=config.augment.spec_augment,
+            mixup_alpha=config.augment.mixup_alpha, **common)
+        valid_ds = None if config.valid_split is None else data.load(
+            config.store, config.valid_split, shuffle=False, crop="center", variants="clean", **common)
+    except ValueError as err:  # an argument the store does not allow (mixup on frame labels, ...)
+        raise ConfigError(str(err)) from err
+    train_ds = train_ds.map(to_model)
+    if valid_ds is not None:
+        valid_ds = valid_ds.map(to_model)
+        if config.augment.mixup_alpha is not None and task == "single_label":
+            import tensorflow as tf
+
+            # Mixup made the training labels one-hot (and the loss categorical): match them.
+            valid_ds = valid_ds.map(lambda x, y: (x, tf.one_hot(y, n_outputs, dtype=tf.float32)))
+    return train_ds, valid_ds
+
+
+def _model_info(config: TrainConfig, info: Mapping[str, Any], manifest: Mapping[str, Any],
+                fingerprint: str) -> dict[str, Any]:
+    """What evaluation and extraction need to use the model without the train config."""
+    feature = manifest["features"][info["feature"]]
+    stats = feature.get("stats")
+    train_split = manifest["splits"].get(config.train_split, {})
+    return {
+        "run_format_version": RUN_FORMAT_VERSION,
+        "config_fingerprint": fingerprint,
+        "model": {"name": config.model.name, "args": dict(config.model.args)},
+        "task": dict(manifest["task"]),
+        "n_outputs": int(info["n_outputs"]),
+        "feature": {"name": info["feature"], "shape": list(feature["shape"]), "dtype": feature.get("dtype"),
+                    "fingerprint": feature.get("fingerprint"), "spec": feature.get("spec")},
+        "patch_frames": int(info["input_shape"][-1]),
+        "input_shape": list(info["input_shape"]),
+        # Evaluation applies these (not the evaluated store's own statistics).
+        "normalization": None if not stats else {
+            "split": stats.get("split"), "mean": stats["mean"], "std": stats["std"]},
+        "store": {"path": str(Path(config.store).resolve()), "name": manifest.get("name"),
+                  "fingerprint": manifest.get("fingerprint"), "train_split": config.train_split,
+                  "valid_split": config.valid_split},
+        "train_label_counts": train_split.get("label_counts"),
+        "monitor": config.monitor,
+    }
+
+
+def read_model_info(model_dir: str | os.PathLike) -> dict[str, Any]:
+    """``model_info.json`` of a run directory; StoreError if it is not one."""
+    path = Path(model_dir) / RUN_FILES["info"]
+    if not Path(model_dir).is_dir():
+        raise StoreError(f"{model_dir}: no such model directory")
+    if not path.is_file():
+        raise StoreError(f"{path}: missing; {model_dir} is not a mirdl train run directory")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise StoreError(f"{path}: cannot be read as JSON ({err})") from err
+
+
+# --------------------------------------------------------------------------------------------
+# Run directory, callbacks
+
+
+def _save_model_atomic(model, path: Path) -> None:
+    """``model.save`` to a temporary sibling folder, then one rename onto ``path``.
+
+    (Keras insists on a ``.keras`` file name, so :func:`features.store_format.atomic_path`'s
+    temporary file name cannot be used directly.)
+    """
+    staging = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    staging.mkdir()
+    try:
+        model.save(staging / path.name)
+        os.replace(staging / path.name, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _copy_atomic(source: Path, path: Path) -> None:
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_state(out: Path) -> dict[str, Any] | None:
+    path = out / RUN_FILES["state"]
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise StoreError(f"{path}: cannot be read as JSON ({err}); remove it or pass --overwrite") from err
+
+
+def _make_callbacks(*, out: Path, monitor: str, mode: str, patience: int | None, state: dict[str, Any],
+                    epochs: int, log: Callable[[str], None]):
+    import keras
+
+    better = (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
+
+    class RunState(keras.callbacks.Callback):
+        """After every epoch: ``last.keras``, ``best.keras`` if the monitor improved, then ``state.json``.
+
+        One callback in this order, so ``state.json`` never names an epoch whose checkpoint
+        is not on disk; early stopping is counted here too, so its counter survives a resume.
+        """
+
+        improved = False
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {key: float(value) for key, value in (logs or {}).items()}
+            if monitor not in logs:
+                raise ConfigError(f"early_stopping.monitor={monitor!r} is not a logged quantity "
+                                  f"(logged: {', '.join(sorted(logs))})")
+            value = logs[monitor]
+            _save_model_atomic(self.model, out / RUN_FILES["last"])
+            improved = math.isfinite(value) and (state["best"] is None or better(value, state["best"]))
+            if improved:
+                _copy_atomic(out / RUN_FILES["last"], out / RUN_FILES["best"])
+                state.update(best=value, best_epoch=epoch + 1, wait=0)
+            else:
+                state["wait"] += 1
+            state["epoch"] = epoch + 1
+            state["history"].append({"epoch": epoch + 1, **logs})
+            if patience is not None and state["wait"] >= patience:
+                state["stopped_early"] = True
+                self.model.stop_training = True
+            write_json_atomic(out / RUN_FILES["state"], state)
+            self.improved = improved
+
+    class EpochLine(keras.callbacks.Callback):
+        """One line per epoch: number, every logged quantity, time, ``*`` when best improved."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            values = "  ".join(f"{key} {float(value):.4f}" for key, value in (logs or {}).items())
+            mark = "  *" if run_state.improved else ""
+            stop = f"  (early stop: no {monitor} improvement in {patience} epochs)" if state["stopped_early"] else ""
+            log(f"epoch {epoch + 1}/{epochs}  {values}  ({time.perf_counter() - self.start:.1f} s){mark}{stop}")
+
+    run_state = RunState()
+    callbacks = [run_state, EpochLine()]
+    # TensorFlow >= 2.20 no longer installs TensorBoard, whose summary ops the callback needs.
+    if importlib.util.find_spec("tensorboard") is None:
+        log("TensorBoard is not installed (pip install tensorboard): no logs in "
+            f"{out / RUN_FILES['logs']}")
+    else:
+        callbacks.insert(0, keras.callbacks.TensorBoard(log_dir=str(out / RUN_FILES["logs"]), write_graph=False,
+                                                        profile_batch=0))
+    return callbacks
+
+
+def _summary(state: dict[str, Any], *, monitor: str, mode: str, seconds: float) -> dict[str, Any]:
+    history = state["history"]
+    best = next((row for row in history if row["epoch"] == state["best_epoch"]), None)
+    return {
+        "monitor": monitor,
+        "mode": mode,
+        "epochs_run": state["epoch"],
+        "stopped_early": state["stopped_early"],
+        "best_epoch": state["best_epoch"],
+        "best_value": state["best"],
+        "best": best,
+        "final": history[-1] if history else None,
+        "history": {key: [row.get(key) for row in history] for key in (history[0] if history else {})},
+        "train_seconds": round(seconds, 3),
+    }
+
+
+def _prepare_out(out: Path, *, fingerprint: str, resume: bool | None, overwrite: bool) -> dict[str, Any] | None:
+    """The state to resume from, or None for a fresh run (after clearing a previous one)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} exists and is not a directory")
+    state = _read_state(out) if out.is_dir() else None
+    can_resume = state is not None and (out / RUN_FILES["last"]).is_file()
+    if overwrite:
+        if resume:
+            raise ConfigError("--resume and --overwrite exclude each other")
+        can_resume = False
+    elif can_resume and state.get("fingerprint") != fingerprint:
+        raise ConfigError(
+            f"out={str(out)!r} holds a run of another config or store (fingerprint {state.get('fingerprint')}, "
+            f"this config gives {fingerprint}); use another --out, or --overwrite to replace it")
+    if resume and not can_resume:
+        raise ConfigError(f"--resume: out={str(out)!r} holds no run to resume (no {RUN_FILES['state']} "
+                          f"with {RUN_FILES['last']})")
+    if can_resume:
+        return state
+    if out.is_dir():
+        for key in ("best", "last", "state", "metrics"):
+            (out / RUN_FILES[key]).unlink(missing_ok=True)
+        shutil.rmtree(out / RUN_FILES["logs"], ignore_errors=True)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Train
+
+
+def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: int | None = None,
+          resume: bool | None = None, overwrite: bool = False,
+          log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train ``config``'s model on its store; write the run directory (see the module docstring).
+
+    Parameters
+    ----------
+    config : TrainConfig
+    out : path-like, optional
+        Run directory; default ``config.out``.
+    epochs : int, optional
+        Overrides ``config.epochs`` (the total, counting epochs of a resumed run).
+    resume : bool or None
+        None: resume when ``out`` holds a run of the same config, else start afresh.
+        True: resume or fail. False: same as None (use ``overwrite`` to discard a run).
+    overwrite : bool
+        Discard whatever run ``out`` holds and start afresh.
+    log : callable
+        Receives the progress lines (one per epoch).
+
+    Returns
+    -------
+    dict
+        The content of ``metrics.json``, plus ``out``.
+
+    Raises
+    ------
+    ConfigError
+        Bad config value, a model argument its builder rejects, ``out`` holding a run of
+        another config, an unknown monitor.
+    StoreError
+        Missing store, split or feature.
+    """
+    import keras
+
+    from mirdl_tf import data
+    from mirdl_tf.models import loss_for_task, metrics_for_task
+
+    if out is None and config.out is None:
+        raise ConfigError("out is missing: set out in the config or pass --out")
+    if epochs is not None:
+        config = replace(config, epochs=_int(epochs, where="epochs", minimum=1))
+    out = Path(out if out is not None else config.out)
+    manifest = read_manifest(config.store)
+    for split in (config.train_split, config.valid_split):
+        if split is not None and split not in manifest["splits"]:
+            where = "train_split" if split == config.train_split else "valid_split"
+            raise ConfigError(f"{where}={split!r} is not a split of {config.store} "
+                              f"(splits: {', '.join(sorted(manifest['splits']))})")
+    try:
+        info = data.describe(config.store, feature=config.feature, patch_frames=config.patch_frames)
+    except ValueError as err:
+        raise ConfigError(f"patch_frames: {err}") from err
+    task = info["task"]
+    monitor, mode = config.monitor, config.monitor_mode
+    known = ["loss"] + [metric.name for metric in metrics_for_task(task)]
+    allowed = known + ([f"val_{name}" for name in known] if config.valid_split is not None else [])
+    if monitor not in allowed:
+        raise ConfigError(f"early_stopping.monitor={monitor!r} must be one of {allowed} for task {task!r}")
+    fingerprint = config.fingerprint(store_fingerprint=manifest.get("fingerprint"))
+    state = _prepare_out(out, fingerprint=fingerprint, resume=resume, overwrite=overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    one_hot = config.augment.mixup_alpha is not None and task == "single_label"
+    if state is None:
+        keras.utils.set_random_seed(config.seed)
+        model = build_for_store(config.model, info)
+        model.compile(optimizer=_optimizer(config.optimizer), loss=loss_for_task(task, one_hot=one_hot),
+                      metrics=metrics_for_task(task, one_hot=one_hot))
+        state = {"run_format_version": RUN_FORMAT_VERSION, "fingerprint": fingerprint, "epoch": 0, "best": None,
+                 "best_epoch": None, "wait": 0, "stopped_early": False, "history": [], "seconds": 0.0}
+        write_json_atomic(out / RUN_FILES["info"], _model_info(config, info, manifest, fingerprint))
+        log(f"train {config.model.name} on {config.store} ({task}, input {tuple(info['input_shape'])}, "
+            f"{info['n_outputs']} outputs, {model.count_params()} parameters) -> {out}")
+    else:
+        keras.utils.set_random_seed(config.seed + state["epoch"])
+        model = keras.models.load_model(out / RUN_FILES["last"])
+        log(f"resume {out} after epoch {state['epoch']} (best {monitor} {state['best']} at epoch "
+            f"{state['best_epoch']})")
+    with atomic_path(out / RUN_FILES["config"]) as tmp:  # rewritten on resume: epochs may have changed
+        tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    state["stopped_early"] = state["stopped_early"] and config.early_stopping.patience is not None \
+        and state["wait"] >= config.early_stopping.patience
+
+    if state["epoch"] < config.epochs and not state["stopped_early"]:
+        train_ds, valid_ds = _datasets(config, info, epoch=state["epoch"])
+        callbacks = _make_callbacks(out=out, monitor=monitor, mode=mode, patience=config.early_stopping.patience,
+                                    state=state, epochs=config.epochs, log=log)
+        with warnings.catch_warnings():
+            # Keras' notes on tf.data input that is fine here: the dataset shuffles itself, and a
+            # dataset of unknown length (variant filter) ends its first epoch by running out.
+            warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed", category=UserWarning)
+            warnings.filterwarnings("ignore", message=r"Your input ran out of data", category=UserWarning)
+            # Keras 3.15 converting TF tensors with np.array under numpy 2 (harmless, once per logged value).
+            warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept a copy keyword",
+                                    category=DeprecationWarning)
+            model.fit(train_ds, validation_data=valid_ds, epochs=config.epochs, initial_epoch=state["epoch"],
+                      callbacks=callbacks, verbose=0)
+        state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - start
+        write_json_atomic(out / RUN_FILES["state"], state)
+    else:
+        log(f"{out}: nothing to do ({state['epoch']} epochs done"
+            f"{', stopped early' if state['stopped_early'] else ''})")
+    summary = _summary(state, monitor=monitor, mode=mode, seconds=state.get("seconds", 0.0))
+    write_json_atomic(out / RUN_FILES["metrics"], summary)
+    log(f"best {monitor} {summary['best_value']:.4f} at epoch {summary['best_epoch']}; "
+        f"{out / RUN_FILES['best']}" if summary["best_value"] is not None else f"no finite {monitor}")
+    return {**summary, "out": str(out)}
