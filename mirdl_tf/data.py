@@ -127,6 +127,12 @@ class _Store:
         mean = np.asarray(stats["mean"], dtype=np.float32)
         std = np.asarray(stats["std"], dtype=np.float32)
         shape = self.feature_shape
+        if "time" not in self.feature_entry.get("axes", ["time"]):
+            # A feature without a time axis (e.g. a transfer-feature vector): stats per element.
+            if mean.shape != shape or std.shape != shape:
+                raise StoreError(f"{where}: mean/std of shape {mean.shape}/{std.shape} do not match "
+                                 f"feature shape {shape}")
+            return mean, np.maximum(std, STD_FLOOR)
         # Stats cover the leading axes (channels, frequency) and are broadcast over time.
         if mean.shape != std.shape or mean.ndim >= len(shape) or mean.shape != shape[len(shape) - 1 - mean.ndim:-1]:
             raise StoreError(

@@ -175,3 +175,17 @@ def test_probe_of_random_weight_features_runs(known_store, tmp_path):
     result = probe(out, split_test="train")  # the known store has only a train split
     assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
     assert json.loads(json.dumps(result)) == result  # JSON-able as it is
+
+
+def test_extracted_store_streams_through_data_load_standardised(known_store, tmp_path):
+    from mirdl_tf import data
+
+    _, out, manifest = random_store(known_store, tmp_path)
+    stats = manifest["features"][TRANSFER_FEATURE]["stats"]
+    batches = list(data.load(out, "train", batch_size=3, shuffle=False, standardize=True))
+    x = np.concatenate([b[0].numpy() for b in batches])
+    _, vectors, _ = read_split(out, "train")
+    mean, std = np.asarray(stats["mean"]), np.maximum(np.asarray(stats["std"]), data.STD_FLOOR)
+    assert x.shape == vectors.shape
+    # Undo the standardisation: per-dimension stats, no time axis to broadcast over.
+    np.testing.assert_allclose(x * std + mean, vectors, rtol=1e-5, atol=1e-5)
