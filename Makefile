@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-main
-DEMO ?= demo-out
+# The demo configs (configs/prepare_demo.yaml, configs/train_demo.yaml) point at demo-out/.
+DEMO := demo-out
 WORKERS ?= 2
 TFIO_VENV ?= .venv-tfio
 TFIO_BIN := $(TFIO_VENV)/bin
@@ -19,10 +20,14 @@ $(STAMP): setup.py
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/mirdl synth-corpus $(DEMO)/corpus --tracks 48 --seed 0 --overwrite
+	$(BIN)/mirdl synth-corpus $(DEMO)/corpus --tracks 96 --seed 0 --overwrite
 	$(BIN)/mirdl features $(DEMO)/corpus/audio/pluck/t0000.wav --spec configs/logmel.yaml \
 		--plot $(DEMO)/t0000-logmel.png --out $(DEMO)/t0000-logmel.npy
-	@echo "demo: corpus in $(DEMO)/corpus, spectrogram in $(DEMO)/t0000-logmel.png"
+	$(BIN)/mirdl prepare --config configs/prepare_demo.yaml --workers $(WORKERS) --overwrite
+	$(BIN)/mirdl inspect $(DEMO)/stores/demo --verify --plot $(DEMO)/plots
+	$(BIN)/mirdl train --config configs/train_demo.yaml --overwrite
+	$(BIN)/mirdl evaluate --model $(DEMO)/runs/fcn --store $(DEMO)/stores/demo --split test --plot
+	@echo "demo: corpus, store, run and plots are under $(DEMO)/"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
