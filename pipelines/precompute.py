@@ -3,9 +3,10 @@
 ::
 
     Listing (file) -> ParseTracks -> Reshuffle -> [Annotations] -> Decode -> Augment -> Features -> Segment -> records
-    records -> RecordBytes -> BytesPerSplit -> ShardsPerSplit --(side input)--+
-    records -> AssignShard <------------------------------------------------+
-            -> GroupByShard -> WriteShard (sorted by key) -> ShardList -> SaveShards
+    records -> SpillRecords (record to a spill file, index entry out) -> index
+    index   -> RecordBytes -> BytesPerSplit -> ShardsPerSplit --(side input)--+
+    index   -> AssignShard <------------------------------------------------+
+            -> GroupByShard -> WriteShard (read back from the spill, sorted by key) -> ShardList -> SaveShards
     records -> TrainRecords -> Stats (per-bin mean/std, CombineFn) -> SaveStats
     records -> SplitTrack -> DistinctTracks -> TracksPerSplit -> SaveTracks
     Decode  -> DecodedSamples -> Durations -> SaveCorpus
@@ -13,9 +14,13 @@
                                                      \\-> TooManyFailed --(side input)--> WriteShard
 
 The driver holds the listing (paths and labels) only: audio and features live in the
-workers. Everything is written into a temporary sibling of ``store.out``; the driver reads
-the small summaries the pipeline saved there, writes ``manifest.json`` last and renames the
-directory onto ``store.out``. Shards are byte-identical for the same corpus, config and seed
+workers. Records do not go through the runner's shuffle: each one is appended to a spill
+file of its bundle (:mod:`pipelines.spill`) and only a small index entry per record is
+shuffled; the shard writer reads its records back. Everything, spill files included, is
+written into a temporary sibling of ``store.out``; the driver reads the small summaries the
+pipeline saved there, deletes the spill files and the summaries, writes ``manifest.json``
+last and renames the directory onto ``store.out`` (on any failure or abort the whole
+temporary directory is deleted). Shards are byte-identical for the same corpus, config and seed
 whatever the runner or worker count (records are sharded by a hash of their key and sorted
 inside a shard).
 
@@ -30,9 +35,10 @@ this process). It is named directly because Beam 2.77's ``DirectRunner`` first t
 download and start the Prism runner, a network call that fails offline before it falls back
 to this same engine; ``--runner=DirectRunner`` still works when given. Any other Beam option is
 passed through unchanged (``--runner=DataflowRunner --project=...``, ``--runner=FlinkRunner
-...``); on a cluster ``store.out`` must be on a filesystem every worker sees. The local
-runner keeps the records it shuffles in memory, so local runs need RAM for the store's
-size; a distributed runner shuffles on disk.
+...``); on a cluster ``store.out`` must be on a filesystem every worker sees (shards and
+spill files are written there). The local runner keeps what it shuffles in memory: the
+index entries (about 0.5 KB per record at the peak), not the records, so a local run's
+memory is about one shard per worker plus that index, whatever the store's size in bytes.
 """
 from __future__ import annotations
 
@@ -75,6 +81,8 @@ EXIT_SOME_FAILED = 3
 EXIT_ABORTED = 4
 #: Folder inside the temporary store where the pipeline leaves its summaries for the driver.
 WORK_DIR = "_work"
+#: Folder inside WORK_DIR for the records on their way to their shard (:mod:`pipelines.spill`).
+SPILL_DIR = "spill"
 _FIRST_REASONS = 5
 
 
@@ -155,6 +163,7 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
                 state = result.wait_until_finish()
             if state != PipelineState.DONE:
                 raise StoreError(f"the Beam pipeline ended in state {state}; nothing was written")
+            shutil.rmtree(work / SPILL_DIR, ignore_errors=True)  # as big as the store: free it now
             outputs = {name: json.loads((work / f"{name}.json").read_text(encoding="utf-8"))
                        for name in ("shards", "stats", "tracks_per_split", "corpus", "errors")}
             failed = outputs["errors"]["failed_files"]
@@ -224,7 +233,8 @@ def _build(pipeline: beam.Pipeline, *, config: PrepareConfig, layout: RecordLayo
     abort = errors_summary | "TooManyFailed" >> beam.Map(
         lambda summary: _too_many_failed(summary["failed_files"], n_files, max_error_rate))
     (records
-     | "WriteShards" >> WriteShards(directory=str(directory), config=config, layout=layout, abort=abort)
+     | "WriteShards" >> WriteShards(directory=str(directory), spill_directory=str(work / SPILL_DIR), config=config,
+                                    layout=layout, abort=abort)
      | "ShardList" >> beam.combiners.ToList()
      | "SaveShards" >> beam.Map(_save_json, path=str(work / "shards.json")))
     (records
@@ -325,7 +335,7 @@ def _print_summary(store: Path, manifest: dict[str, Any], *, metrics: dict[str, 
           f"failed {corpus['failed']}; {seconds / 3600:.3f} h of audio in {elapsed:.1f} s "
           f"({seconds / max(elapsed, 1e-9):.1f} audio s/s with {workers} worker(s))", file=file)
     if metrics:
-        shown = ("variants", "segments", "shards", "shard_bytes", "errors_unexpected")
+        shown = ("variants", "segments", "spilled_bytes", "shards", "shard_bytes", "errors_unexpected")
         print("  counters: " + ", ".join(f"{name} {metrics[name]}" for name in shown if name in metrics), file=file)
     if errors["count"]:
         by_stage = ", ".join(f"{stage} {count}" for stage, count in errors["by_stage"].items())

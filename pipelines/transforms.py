@@ -9,11 +9,14 @@ The work is done by plain functions that a test calls without Beam:
   :func:`make_records` turns them into the record dicts the writers take.
 - :func:`label_counts` summarises the labels of a shard for the manifest.
 
-Each DoFn (``Annotations`` -> ``Decode`` -> ``Augment`` -> ``Features`` -> ``Segment`` ->
-``WriteShard``) calls one of them (or :mod:`features`) and sends any failure of one file to
-the tagged ``errors`` output as an :class:`~pipelines.dead_letter.ErrorRecord` with its
-stage, never failing the bundle. Counters (namespace ``mirdl``) count files read and
-failed, audio seconds, variants, segments, record bytes and shards.
+Each DoFn (``Annotations`` -> ``Decode`` -> ``Augment`` -> ``Features`` -> ``Segment``)
+calls one of them (or :mod:`features`) and sends any failure of one file to the tagged
+``errors`` output as an :class:`~pipelines.dead_letter.ErrorRecord` with its stage, never
+failing the bundle. ``SpillRecords`` and ``WriteShard`` move the records to their shards
+through spill files (:mod:`pipelines.spill`), so that only a small index entry per record
+is shuffled; their failures (a full disk) fail the job. Counters (namespace ``mirdl``)
+count files read and failed, audio seconds, variants, segments, spilled bytes, record
+bytes and shards.
 
 Time grid of a record
 ---------------------
@@ -47,6 +50,7 @@ from features.store_format import LABEL_COLUMN, record_key, shard_filename, shar
 from pipelines.config import PrepareConfig
 from pipelines.corpus import Track, load_annotations
 from pipelines.dead_letter import ErrorRecord
+from pipelines.spill import IndexEntry, SpillReader, SpillWriter
 from pipelines.writers import record_nbytes, write_shard
 
 __all__ = [
@@ -70,6 +74,7 @@ __all__ = [
     "AugmentVariants",
     "ComputeFeatures",
     "SegmentRecords",
+    "SpillRecords",
     "WriteShard",
     "assign_shard",
     "ComputeRecords",
@@ -350,19 +355,27 @@ def make_records(item: TrackFeatures, *, layout: RecordLayout) -> list[dict[str,
 def label_counts(records: Iterable[Mapping[str, Any]], task: Mapping[str, Any]) -> list[int] | None:
     """How often each vocabulary entry occurs: records per class / tag, positive frames per
     onset / pitch / chord; None for regression."""
+    counts = None if task["type"] == "regression" else np.zeros(task["n_outputs"], dtype=np.int64)
+    for _ in _counting_labels(records, counts, task):
+        pass
+    return None if counts is None else counts.tolist()
+
+
+def _counting_labels(records: Iterable[Mapping[str, Any]], counts: np.ndarray | None,
+                     task: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """The records, unchanged, adding each one's :func:`label_counts` to ``counts`` on the way
+    (so a shard's records are counted as they stream to the writer); ``counts`` None: nothing."""
     task_type, n_outputs = task["type"], task["n_outputs"]
-    if task_type == "regression":
-        return None
-    counts = np.zeros(n_outputs, dtype=np.int64)
     for record in records:
-        label = np.asarray(record[LABEL_COLUMN])
-        if task_type in ("single_label", "frame_chords"):
-            counts += np.bincount(label.reshape(-1), minlength=n_outputs)[:n_outputs]
-        elif task_type == "frame_onset":
-            counts[0] += int(np.count_nonzero(label == 1))
-        else:  # multi-hot (n_outputs,) or piano roll (n_outputs, frames)
-            counts += np.count_nonzero(label.reshape(n_outputs, -1), axis=-1)
-    return counts.tolist()
+        if counts is not None:
+            label = np.asarray(record[LABEL_COLUMN])
+            if task_type in ("single_label", "frame_chords"):
+                counts += np.bincount(label.reshape(-1), minlength=n_outputs)[:n_outputs]
+            elif task_type == "frame_onset":
+                counts[0] += int(np.count_nonzero(label == 1))
+            else:  # multi-hot (n_outputs,) or piano roll (n_outputs, frames)
+                counts += np.count_nonzero(label.reshape(n_outputs, -1), axis=-1)
+        yield record
 
 
 def pick_background(files: list[str], *, seed: int, track_id: str, variant: int) -> str:
@@ -513,34 +526,72 @@ class SegmentRecords(beam.DoFn):
         yield from records
 
 
-class WriteShard(beam.DoFn):
-    """``((split, index, n_shards), records)`` -> the shard's manifest entry, after writing it.
+class SpillRecords(beam.DoFn):
+    """Record -> its :data:`~pipelines.spill.IndexEntry`, after appending the record to this
+    bundle's spill file in ``spill_directory`` (:class:`~pipelines.spill.SpillWriter`).
 
-    Records are sorted by key, so a shard's bytes do not depend on the order the runner
-    delivers them in. With ``abort`` (a side input: too many files failed) nothing is written.
-    A write failure is not one file's fault: it fails the job, which publishes nothing.
+    The index entry (key and 32-byte location) is what the runner shuffles, not the record.
+    A spill failure (a full disk) is not one file's fault: it fails the job, which publishes nothing.
     """
 
-    def __init__(self, *, directory: str, name: str, store_format: str, compression: str,
+    def __init__(self, *, spill_directory: str, feature_names: tuple[str, ...]) -> None:
+        self.spill_directory, self.feature_names = spill_directory, feature_names
+        self._writer: SpillWriter | None = None
+
+    def start_bundle(self) -> None:
+        self._writer = SpillWriter(self.spill_directory)
+
+    def process(self, record: dict[str, Any]) -> Iterator[IndexEntry]:
+        location = self._writer.append(record)
+        yield record["split"], record["key"], record_nbytes(record, feature_names=self.feature_names), location
+
+    def finish_bundle(self) -> None:
+        # Closed (flushed) here: the runner commits the bundle's index entries after this.
+        self._writer.close()
+        _count("spilled_bytes", self._writer.bytes_written)
+        self._writer = None
+
+    def teardown(self) -> None:
+        if self._writer is not None:  # a failed bundle: its partial file is never read
+            self._writer.close()
+
+
+class WriteShard(beam.DoFn):
+    """``((split, index, n_shards), [(key, location), ...])`` -> the shard's manifest entry, after writing it.
+
+    The records are read back from the spill files (``spill_directory``) one at a time in
+    key order, so a shard's bytes do not depend on the order the runner delivers its
+    entries in, and a worker holds one record (TFRecord), one row group (Parquet) or one
+    shard (HDF5) at a time. With ``abort`` (a side input: too many files failed) nothing is
+    written. A write failure is not one file's fault: it fails the job, which publishes nothing.
+    """
+
+    def __init__(self, *, directory: str, spill_directory: str, name: str, store_format: str, compression: str,
                  row_group_records: int, layout: RecordLayout) -> None:
-        self.directory, self.name, self.store_format = directory, name, store_format
-        self.compression, self.row_group_records = compression, row_group_records
+        self.directory, self.spill_directory, self.name = directory, spill_directory, name
+        self.store_format, self.compression, self.row_group_records = store_format, compression, row_group_records
         self.features, self.task = layout.features, layout.task
 
-    def process(self, element: tuple[tuple[str, int, int], Iterable[dict[str, Any]]],
+    def process(self, element: tuple[tuple[str, int, int], Iterable[tuple[str, bytes]]],
                 abort: bool = False) -> Iterator[dict[str, Any]]:
         if abort:
             return
-        (split, index, n_shards), records = element
-        records = sorted(records, key=lambda record: record["key"])
+        (split, index, n_shards), locations = element
+        locations = sorted(locations)  # by key (unique)
         filename = shard_filename(name=self.name, split=split, store_format=self.store_format, index=index,
                                   n_shards=n_shards)
-        info = write_shard(records, path=os.path.join(self.directory, filename), store_format=self.store_format,
-                           features=self.features, task=self.task, compression=self.compression,
-                           row_group_records=self.row_group_records)
+        counts = None if self.task["type"] == "regression" else np.zeros(self.task["n_outputs"], dtype=np.int64)
+        with SpillReader(self.spill_directory) as spill:
+            # A generator: records are read as the writer takes them, never a whole list here.
+            records = (spill.read(location) for _, location in locations)
+            info = write_shard(_counting_labels(records, counts, self.task),
+                               path=os.path.join(self.directory, filename), store_format=self.store_format,
+                               features=self.features, task=self.task, compression=self.compression,
+                               row_group_records=self.row_group_records)
         _count("shards")
         _count("shard_bytes", info.bytes)
-        yield {"split": split, "index": index, **info.to_dict(), "label_counts": label_counts(records, self.task)}
+        yield {"split": split, "index": index, **info.to_dict(),
+               "label_counts": None if counts is None else counts.tolist()}
 
 
 # ------------------------------------------------------------------------------------------ composites
@@ -580,37 +631,45 @@ def ComputeRecords(tracks, *, config: PrepareConfig, layout: RecordLayout,  # no
     }
 
 
-def assign_shard(record: dict[str, Any], n_shards: Mapping[str, int]) -> tuple[tuple[str, int, int], dict[str, Any]]:
-    """``((split, shard index, shard count), record)``: the shard is a stable hash of the key."""
-    count = n_shards[record["split"]]
-    return (record["split"], shard_for_key(record["key"], n_shards=count), count), record
+def assign_shard(entry: IndexEntry, n_shards: Mapping[str, int]) -> tuple[tuple[str, int, int], tuple[str, bytes]]:
+    """``((split, shard index, shard count), (key, location))``: the shard is a stable hash of the key.
+
+    Only what :class:`WriteShard` needs is grouped: the local runner holds it all in memory.
+    """
+    split, key, _, location = entry
+    count = n_shards[split]
+    return (split, shard_for_key(key, n_shards=count), count), (key, location)
 
 
 @beam.ptransform_fn
-def WriteShards(records, *, directory: str, config: PrepareConfig, layout: RecordLayout,  # noqa: N802
-                abort):
+def WriteShards(records, *, directory: str, spill_directory: str, config: PrepareConfig,  # noqa: N802
+                layout: RecordLayout, abort):
     """Records -> one manifest entry per shard written into ``directory``.
 
-    The shard count of a split is ``ceil(record bytes / store.shard_bytes)`` (at least 1),
-    from a global sum of the records' sizes used as a side input; each record goes to shard
-    ``shard_for_key(key)``, a GroupByKey per (split, shard) gathers them and
-    :class:`WriteShard` writes them sorted. ``abort`` is a singleton PCollection of bool.
+    Each record is appended to a spill file in ``spill_directory`` (:class:`SpillRecords`)
+    and only its index entry goes on. The shard count of a split is ``ceil(record bytes /
+    store.shard_bytes)`` (at least 1), from a global sum of the entries' record sizes used as
+    a side input; each entry goes to shard ``shard_for_key(key)``, a GroupByKey per (split,
+    shard) gathers them and :class:`WriteShard` reads the records back and writes them
+    sorted. ``abort`` is a singleton PCollection of bool. The caller deletes the spill
+    directory when the job is over.
     """
     shard_bytes = config.store.shard_bytes
+    index = records | "SpillRecords" >> beam.ParDo(
+        SpillRecords(spill_directory=spill_directory, feature_names=layout.feature_names))
     n_shards = (
-        records
-        | "RecordBytes" >> beam.Map(
-            lambda record: (record["split"], record_nbytes(record, feature_names=layout.feature_names)))
+        index
+        | "RecordBytes" >> beam.Map(lambda entry: (entry[0], entry[2]))
         | "BytesPerSplit" >> beam.CombinePerKey(sum)
         | "ShardsPerSplit" >> beam.MapTuple(lambda split, total: (split, max(1, -(-total // shard_bytes))))
     )
     return (
-        records
+        index
         | "AssignShard" >> beam.Map(assign_shard, n_shards=beam.pvalue.AsDict(n_shards))
         | "GroupByShard" >> beam.GroupByKey()
         | "WriteShard" >> beam.ParDo(
-            WriteShard(directory=directory, name=config.name, store_format=config.store.format,
-                       compression=config.store.compression, row_group_records=config.store.row_group_records,
-                       layout=layout),
+            WriteShard(directory=directory, spill_directory=spill_directory, name=config.name,
+                       store_format=config.store.format, compression=config.store.compression,
+                       row_group_records=config.store.row_group_records, layout=layout),
             abort=beam.pvalue.AsSingleton(abort))
     )

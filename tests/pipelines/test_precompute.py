@@ -215,6 +215,53 @@ def test_max_error_rate_aborts_and_leaves_nothing(corpus, capsys):
     assert f"{len(FAILING) + 1} of {N_TRACKS + len(ODD_FILES) + 1} files failed" in err and "[decode]" in err
 
 
+@pytest.mark.slow
+def test_spill_files_are_deleted_after_success_abort_and_failure(corpus, monkeypatch):
+    """Records reach their shard through spill files in the temporary store; none outlive the run."""
+    from pipelines import transforms
+    from pipelines.spill import SpillWriter
+
+    spilled = []  # every spill file appended to (--workers 1: the DoFns run in this process)
+
+    class RecordingWriter(SpillWriter):
+        def append(self, record):
+            where = super().append(record)
+            spilled.append(self.directory / self.name)
+            return where
+
+    monkeypatch.setattr(transforms, "SpillWriter", RecordingWriter)
+    folder = corpus["root"].parent
+    runs = [("spill-ok", [], EXIT_SOME_FAILED), ("spill-abort", ["--max-error-rate", "0.1"], EXIT_ABORTED)]
+    for name, flags, status in runs:
+        spilled.clear()
+        config = write_config(folder / f"{name}.yaml", out=f"store-{name}")
+        before = sorted(p.name for p in folder.iterdir())
+        assert run(["--config", str(config), "--workers", "1", *flags]) == status
+        files = set(spilled)
+        assert files and all(f.parent.name == "spill" and f.parents[2].name.startswith(f".store-{name}.tmp-")
+                             for f in files)  # <store temp dir>/_work/spill/<uuid>.spill
+        assert not any(f.exists() or f.parent.exists() or f.parents[2].exists() for f in files)
+        after = sorted(p.name for p in folder.iterdir())
+        if status == EXIT_ABORTED:
+            assert after == before  # no store, no temporary directory, no spill
+        else:
+            assert after == sorted(before + [f"store-{name}"])
+            assert all(not p.name.startswith((".", "_")) for p in (folder / f"store-{name}").iterdir())
+
+    # A job that fails while writing shards (a full disk) leaves nothing either.
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(transforms, "write_shard", full_disk)
+    spilled.clear()
+    config = write_config(folder / "spill-fail.yaml", out="store-spill-fail")
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(Exception, match="No space left on device"):
+        run(["--config", str(config), "--workers", "1"])
+    assert spilled and not any(f.parents[2].exists() for f in spilled)
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
 def test_frame_mode_aligns_onsets_and_exits_0(corpus):
     folder = corpus["root"].parent
     config = write_config(folder / "onsets.yaml", fmt="parquet", out="store-onsets", corpus="annotations",

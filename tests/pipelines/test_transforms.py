@@ -4,7 +4,7 @@ import apache_beam as beam
 import numpy as np
 import soundfile as sf
 from apache_beam.testing import test_pipeline
-from apache_beam.testing.util import assert_that
+from apache_beam.testing.util import assert_that, equal_to
 
 from features import audio, representations, segment
 from features.labels import Annotations, onset_frames
@@ -21,11 +21,13 @@ from pipelines.transforms import (
     SegmentRecords,
     TrackFeatures,
     Variant,
+    WriteShards,
     clip_label,
     label_counts,
     make_records,
     segment_track,
 )
+from pipelines.writers import read_shard, record_nbytes
 
 SR = 16000
 LOGMEL = FeatureSpec(representation="logmel", sample_rate=SR, params={"n_fft": 512, "hop_length": 256, "n_mels": 16})
@@ -198,6 +200,58 @@ def test_segment_records_match_features_segment(tmp_path):
                | "Segment" >> beam.ParDo(SegmentRecords(layout=layout)).with_outputs(ERRORS, main="main"))
         assert_that(out.main, check_records, label="records")
         assert_that(out[ERRORS], check_errors, label="errors")
+
+
+def test_write_shards_goes_through_spill_files_and_writes_sorted_shards(tmp_path):
+    (tmp_path / "labels.csv").write_text("path,label\n", encoding="utf-8")
+    config = PrepareConfig.from_dict({
+        "name": "t", "corpus": {"type": "csv", "csv": "labels.csv"}, "features": [LOGMEL.to_dict()],
+        "segment": {"mode": "clip", "patch_seconds": 0.25, "hop_seconds": 0.25},
+        "store": {"format": "hdf5", "out": "store", "shard_bytes": "4KB"},
+    }, base_dir=tmp_path)
+    layout = RecordLayout.build(config, TASK)
+    shape = layout.features["logmel"]["shape"]  # 16 x 16 float32: 1 KB a record
+    rng = np.random.default_rng(1)
+    records = [{"key": f"c/t{i}#v000#s000000", "track_id": f"c/t{i}", "variant": 0, "segment": 0, "start_frame": 0,
+                "split": "train" if i < 5 else "test", "logmel": rng.standard_normal(shape).astype(np.float32),
+                "label": np.asarray(i % 2, dtype=np.int64)} for i in range(7)]
+    train_bytes = sum(record_nbytes(r, feature_names=["logmel"]) for r in records[:5])
+    store, spill = tmp_path / "out", tmp_path / "spill"
+    store.mkdir()
+
+    def check(shards):
+        by_split = {split: sorted(s["index"] for s in shards if s["split"] == split) for split in ("train", "test")}
+        assert by_split == {"train": list(range(-(-train_bytes // 4096))), "test": [0]}  # ceil(bytes / shard_bytes)
+        assert sum(s["records"] for s in shards) == 7
+        assert [sum(c) for c in zip(*(s["label_counts"] for s in shards))] == [4, 3]
+
+    with pipeline() as p:
+        shards = (p | beam.Create(records)
+                  | WriteShards(directory=str(store), spill_directory=str(spill), config=config, layout=layout,
+                                abort=p | "NoAbort" >> beam.Create([False])))
+        assert_that(shards, check)
+    assert list(spill.iterdir())  # the records went through spill files (the job deletes them, not the transform)
+    manifest = {"features": layout.features, "task": layout.task}
+    by_key = {r["key"]: r for r in records}
+    seen = []
+    for path in sorted(store.iterdir()):
+        keys = []
+        for record in read_shard(path, store_format="hdf5", manifest=manifest):
+            np.testing.assert_array_equal(record["logmel"], by_key[record["key"]]["logmel"])
+            assert int(record["label"]) == int(by_key[record["key"]]["label"])
+            keys.append(record["key"])
+        assert keys == sorted(keys)
+        seen += keys
+    assert sorted(seen) == sorted(by_key)
+
+    aborted = tmp_path / "aborted"
+    aborted.mkdir()
+    with pipeline() as p:
+        shards = (p | beam.Create(records)
+                  | WriteShards(directory=str(aborted), spill_directory=str(spill), config=config, layout=layout,
+                                abort=p | "Abort" >> beam.Create([True])))
+        assert_that(shards, equal_to([]))
+    assert list(aborted.iterdir()) == []
 
 
 def test_stats_combine_equals_numpy_over_concatenated_frames():
