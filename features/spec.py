@@ -28,7 +28,7 @@ import yaml
 from features.errors import ConfigError
 from features.representations import REPRESENTATIONS, representation_params
 
-__all__ = ["SPEC_FORMAT_VERSION", "FeatureSpec", "load_specs", "read_config", "canonical_json", "stable_hash"]
+__all__ = ["SPEC_FORMAT_VERSION", "FeatureSpec", "load_specs", "read_config", "load_config", "canonical_json", "stable_hash"]
 
 #: Bumped whenever the meaning of a spec field or a representation's numbers changes.
 SPEC_FORMAT_VERSION = 1
@@ -311,6 +311,21 @@ def read_config(path: str | Path) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or " ".join(str(err).split())
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from err
+
+
+def load_config(path: str | Path, build: Any) -> Any:
+    """Read a config file and build it with ``build(data, base_dir=..., source=...)``.
+
+    Relative paths in the config resolve against the file's folder; any :class:`ConfigError`
+    the builder raises is prefixed with the file name, so the CLI prints one line naming the
+    file and the field.
+    """
+    path = Path(path)
+    data = read_config(path)
+    try:
+        return build(data, base_dir=path.resolve().parent, source=str(path))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
 
 
 def load_specs(path: str | Path) -> list[FeatureSpec]:

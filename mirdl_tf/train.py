@@ -69,7 +69,7 @@ import yaml
 
 from features import checks
 from features.errors import ConfigError, StoreError
-from features.spec import read_config, stable_hash
+from features.spec import load_config, stable_hash
 from features.store_format import atomic_path, read_manifest, write_json_atomic
 
 __all__ = [
@@ -364,12 +364,7 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> TrainConfig:
         """Load a YAML config; errors name the file and the field."""
-        path = Path(path)
-        data = read_config(path)
-        try:
-            return cls.from_dict(data, base_dir=path.resolve().parent, source=str(path))
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from err
+        return load_config(path, cls.from_dict)
 
 
 # --------------------------------------------------------------------------------------------

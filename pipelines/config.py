@@ -46,7 +46,6 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 
@@ -54,7 +53,7 @@ from features.augment import AugmentSpec
 from features.checks import integer, positive_float
 from features.errors import ConfigError
 from features.segment import PAD_MODES
-from features.spec import FeatureSpec, read_config, stable_hash
+from features.spec import FeatureSpec, load_config, stable_hash
 from features.store_format import STORE_FORMATS
 from pipelines.corpus import CorpusConfig, SplitConfig
 from pipelines.writers import COMPRESSIONS, DEFAULT_ROW_GROUP_RECORDS
@@ -381,9 +380,4 @@ class PrepareConfig:
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> PrepareConfig:
         """Load a YAML config; errors name the file and the field."""
-        path = Path(path)
-        data = read_config(path)
-        try:
-            return cls.from_dict(data, base_dir=path.resolve().parent, source=str(path))
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from err
+        return load_config(path, cls.from_dict)
