@@ -12,7 +12,7 @@ TFIO_STAMP := $(TFIO_VENV)/.installed-tfio
 
 .PHONY: venv demo test test-tfio bench clean
 
-$(STAMP): setup.py
+$(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
@@ -34,7 +34,7 @@ test: $(STAMP)
 
 # tensorflow-io 0.37.1 loads its native ops only with TensorFlow 2.17 and numpy<2: a second venv
 # runs the tf.data reader tests there, including the tfio HDF5 path that is skipped in the main venv.
-$(TFIO_STAMP): setup.py
+$(TFIO_STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(TFIO_VENV)
 	$(TFIO_BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,tfio]'
 	touch $(TFIO_STAMP)

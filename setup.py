@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "mirdl" / "__init__.py").read_text()).group(1)
@@ -41,7 +41,10 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["features*", "pipelines*", "mirdl_tf*", "mirdl*"]),
+    # features/ and pipelines/ are folders at the top of the repository but import as
+    # mirdl.features and mirdl.pipelines, so they never clash with a user's own features.py.
+    packages=["mirdl", "mirdl.commands", "mirdl.store", "mirdl.features", "mirdl.pipelines", "mirdl_tf"],
+    package_dir={"mirdl.features": "features", "mirdl.pipelines": "pipelines"},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": ["mirdl=mirdl.cli:main"]},

@@ -5,7 +5,7 @@ Run from the repository root::
     python benchmarks/bench_features.py [--seconds 60] [--long-minutes 10] [--repeat 3]
 
 Prints a markdown table (best of ``--repeat`` timings, after one warm-up call) with each
-representation's time and its ratio to log-mel, then the time of ``features.representations.logmel``
+representation's time and its ratio to log-mel, then the time of ``mirdl.features.representations.logmel``
 (computed in blocks of frames) against one whole-signal ``librosa.feature.melspectrogram`` call on a
 ``--long-minutes`` track (time and peak allocated memory), and checks both give the same numbers.
 """
@@ -18,8 +18,8 @@ import tracemalloc
 import librosa
 import numpy as np
 
-from features import representations as rep
-from features.spec import FeatureSpec
+from mirdl.features import representations as rep
+from mirdl.features.spec import FeatureSpec
 
 SR = 22050
 
@@ -81,7 +81,7 @@ def main() -> None:
     print(f"\n### log-mel of a {args.long_minutes:g}-minute track (n_fft 2048, hop 512, 128 mels)\n")
     print("| method | s | x blocked | peak MB allocated | x blocked |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    print(f"| features.representations.logmel (blocks of {rep.DEFAULT_BLOCK_FRAMES} frames) | {blocked:.2f} | 1.00 "
+    print(f"| mirdl.features.representations.logmel (blocks of {rep.DEFAULT_BLOCK_FRAMES} frames) | {blocked:.2f} | 1.00 "
           f"| {blocked_mb:.0f} | 1.00 |")
     print(f"| one whole-signal librosa call | {whole:.2f} | {whole / blocked:.2f} | {whole_mb:.0f} "
           f"| {whole_mb / blocked_mb:.2f} |")

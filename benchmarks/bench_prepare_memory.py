@@ -1,7 +1,7 @@
 """Peak memory of ``mirdl prepare`` against the size of the store it writes, side by side.
 
 One run writes a synthetic corpus (WAV, 22.05 kHz mono, ``--seconds`` per track), then
-runs the precompute job (:func:`pipelines.precompute.run`, ``--workers 1``: Beam's local
+runs the precompute job (:func:`mirdl.pipelines.precompute.run`, ``--workers 1``: Beam's local
 FnApiRunner in one process, what ``mirdl prepare --workers 1`` runs) once per corpus size in
 ``--tracks`` (the first N tracks of the same corpus: a smaller corpus is a prefix of a
 larger one), each in a fresh child process, and reads the child's peak resident set size
@@ -44,7 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_RATE = 22050
 # The child: the job's own entry point, with its exit status.
-CHILD = "import sys; from pipelines.precompute import run; sys.exit(run(sys.argv[1:]))"
+CHILD = "import sys; from mirdl.pipelines.precompute import run; sys.exit(run(sys.argv[1:]))"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -124,7 +124,7 @@ def measure(config: Path, *, cwd: Path, pythonpath: Path | None) -> dict:
 
 
 def store_summary(store: Path) -> dict:
-    from features.store_format import read_manifest
+    from mirdl.store.format import read_manifest
 
     manifest = read_manifest(store)
     splits = manifest["splits"]
@@ -144,7 +144,7 @@ def spilled_bytes(log: Path) -> int | None:
 
 def run(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from features.synth import write_corpus
+    from mirdl.features.synth import write_corpus
 
     own = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="bench-prepare-")) if own else args.workdir

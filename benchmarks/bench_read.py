@@ -1,7 +1,7 @@
 """Read throughput of the three store formats through ``mirdl_tf.data.load``, side by side.
 
 One run builds a synthetic corpus (WAV, 22.05 kHz mono), cuts it into ``--records``
-log-mel records of ``--n-mels x --frames`` (librosa's numbers, via :mod:`features`), writes
+log-mel records of ``--n-mels x --frames`` (librosa's numbers, via :mod:`mirdl.features`), writes
 the same records as a TFRecord, an HDF5 and a Parquet store (``--shards`` shards each, the
 real shard writer), then times (best of ``--repeats``, each ``--passes`` epochs through one
 iterator after a warm-up epoch):
@@ -70,11 +70,11 @@ def build_stores(workdir: Path, args: argparse.Namespace) -> tuple[dict[str, Pat
 
     Returns the stores, (wav path, first sample) of each record, and the first record's feature.
     """
-    from features import store_format
-    from features.representations import compute
-    from features.spec import FeatureSpec
-    from features.synth import write_corpus
-    from pipelines.writers import write_shard
+    from mirdl.store import format as store_format
+    from mirdl.features.representations import compute
+    from mirdl.features.spec import FeatureSpec
+    from mirdl.features.synth import write_corpus
+    from mirdl.pipelines.writers import write_shard
 
     samples_per_record = args.frames * HOP_LENGTH
     n_tracks = math.ceil(args.records / args.segments_per_track)
@@ -208,7 +208,7 @@ def run(argv: list[str] | None = None) -> int:
 
         import tensorflow as tf
 
-        from features.store_format import read_manifest, shard_paths
+        from mirdl.store.format import read_manifest, shard_paths
         from mirdl_tf import _readers, data
 
         shard_files = {fmt: shard_paths(store, read_manifest(store), "train") for fmt, store in stores.items()}

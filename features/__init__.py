@@ -2,6 +2,6 @@
 
 No Beam and no TensorFlow are imported here.
 """
-from features.errors import AudioError, ConfigError, MirdlError, StoreError
+from mirdl.errors import AudioError, ConfigError, MirdlError, StoreError
 
 __all__ = ["AudioError", "ConfigError", "MirdlError", "StoreError"]

@@ -6,8 +6,8 @@ blocks (target rate, target channels) are kept, so a long file is never held in 
 rate and channel count.
 
 Layout is channels-first, as in librosa: mono is shape ``(n,)``, multichannel ``(channels, n)``; samples
-are float32. Every failure to produce usable samples raises :class:`~features.errors.AudioError` naming the
-path and the reason; bad arguments raise :class:`~features.errors.ConfigError`.
+are float32. Every failure to produce usable samples raises :class:`~mirdl.errors.AudioError` naming the
+path and the reason; bad arguments raise :class:`~mirdl.errors.ConfigError`.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from features.checks import integer
-from features.errors import AudioError, ConfigError
+from mirdl.features.checks import integer
+from mirdl.errors import AudioError, ConfigError
 
 
 __all__ = ["AudioInfo", "probe", "load", "iter_blocks", "resample", "to_channels", "check_audio"]
@@ -337,7 +337,7 @@ def check_audio(y: np.ndarray, *, name: str = "y") -> None:
     >>> check_audio(np.array([0.0, np.nan]))
     Traceback (most recent call last):
     ...
-    features.errors.AudioError: y has 1 non-finite sample(s) (NaN/Inf); first at index 1
+    mirdl.errors.AudioError: y has 1 non-finite sample(s) (NaN/Inf); first at index 1
     """
     if not isinstance(y, np.ndarray):
         raise AudioError(f"{name} must be a numpy.ndarray, got {type(y).__name__}")

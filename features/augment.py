@@ -42,13 +42,13 @@ import librosa
 import numpy as np
 import scipy.signal
 
-from features.audio import check_audio
-from features.errors import AudioError, ConfigError
-from features.checks import finite_float as _finite_float
-from features.checks import integer as _integer
-from features.checks import positive_float as _positive
-from features.labels import Annotations, transform_annotations
-from features.spec import stable_hash
+from mirdl.features.audio import check_audio
+from mirdl.errors import AudioError, ConfigError
+from mirdl.features.checks import finite_float as _finite_float
+from mirdl.features.checks import integer as _integer
+from mirdl.features.checks import positive_float as _positive
+from mirdl.features.labels import Annotations, transform_annotations
+from mirdl.features.spec import stable_hash
 
 __all__ = [
     "AUGMENT_FORMAT_VERSION",
@@ -219,7 +219,7 @@ def time_stretch(y: np.ndarray, *, rate: float, n_fft: int = 2048) -> tuple[np.n
     rate : float > 0
         ``> 1`` is faster (shorter): the output has ``round(n / rate)`` samples and an
         event at ``t`` seconds moves to ``t / rate`` (see
-        :func:`features.labels.transform_annotations`). ``1`` returns a copy.
+        :func:`mirdl.features.labels.transform_annotations`). ``1`` returns a copy.
     n_fft : even int >= 16
         Phase-vocoder window (hop ``n_fft // 4``); 2048 is librosa's default.
 
@@ -566,7 +566,7 @@ class AugmentSpec:
     pitch_shift_steps : (low, high) semitones, or None
     pitch_shift_integer : bool
         Draw whole semitones only (uniform over the integers in the range), so that chord
-        labels can be transposed (:func:`features.labels.transform_annotations`).
+        labels can be transposed (:func:`mirdl.features.labels.transform_annotations`).
     phase_vocoder_n_fft : even int >= 16
         Window of the phase vocoder behind time stretch and pitch shift. 2048 (librosa's
         default) suits tonal material; transients move by up to about half a window, so
@@ -814,7 +814,7 @@ def apply_variant(
         Required when ``spec.background_snr_db`` is set (:func:`mix_background`).
     annotations : Annotations, optional
         Mapped through the variant's time stretch and pitch shift with
-        :func:`features.labels.transform_annotations`.
+        :func:`mirdl.features.labels.transform_annotations`.
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """Argument checkers shared by every ``features`` module: one place for "must be a positive integer".
 
-Each returns the value in canonical Python type or raises :class:`~features.errors.ConfigError`
+Each returns the value in canonical Python type or raises :class:`~mirdl.errors.ConfigError`
 whose message starts with ``name=value``, so the caller's field name reaches the user.
 
 Examples
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from features.errors import ConfigError
+from mirdl.errors import ConfigError
 
 __all__ = ["integer", "finite_float", "positive_float"]
 

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from features.checks import finite_float as _finite_float
-from features.checks import integer as _integer
-from features.errors import ConfigError
+from mirdl.features.checks import finite_float as _finite_float
+from mirdl.features.checks import integer as _integer
+from mirdl.errors import ConfigError
 
 __all__ = [
     "NO_CHORD",

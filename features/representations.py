@@ -15,7 +15,7 @@ CQT-based ones (``cqt``, ``chroma_cqt``) use librosa's multirate filter bank on 
 signal, because its early downsampling is not frame-local.
 
 The parameters a representation takes are the keyword arguments of its function; the
-:class:`features.spec.FeatureSpec` of that representation has exactly those fields.
+:class:`mirdl.features.spec.FeatureSpec` of that representation has exactly those fields.
 """
 from __future__ import annotations
 
@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 import librosa
 import numpy as np
 
-from features.checks import integer
-from features.errors import AudioError, ConfigError
+from mirdl.features.checks import integer
+from mirdl.errors import AudioError, ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from features.spec import FeatureSpec
+    from mirdl.features.spec import FeatureSpec
 
 __all__ = [
     "REPRESENTATIONS",
@@ -564,7 +564,7 @@ def compute(y: np.ndarray, *, spec: FeatureSpec, block_frames: int = DEFAULT_BLO
     Parameters
     ----------
     y : np.ndarray [shape=(n,) if spec.channels == 1 else (spec.channels, n)], finite float
-        Audio at ``spec.sample_rate`` (see :func:`features.audio.load`).
+        Audio at ``spec.sample_rate`` (see :func:`mirdl.features.audio.load`).
     spec : FeatureSpec
     block_frames : int > 0
         Frames per block for STFT-based representations (does not change the numbers).
@@ -575,7 +575,7 @@ def compute(y: np.ndarray, *, spec: FeatureSpec, block_frames: int = DEFAULT_BLO
 
     Examples
     --------
-    >>> from features.spec import FeatureSpec
+    >>> from mirdl.features.spec import FeatureSpec
     >>> spec = FeatureSpec(representation="logmel", params={"n_mels": 40})
     >>> compute(np.zeros(22050, dtype=np.float32), spec=spec).shape
     (40, 44)

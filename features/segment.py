@@ -16,7 +16,7 @@ piece, the last, is partial, and no piece covers only padding or frames already 
 by an earlier full piece. What happens to the partial piece depends on ``pad``:
 
 - ``"silence"``: padded at its end with ``pad_column``, the feature of silence
-  (e.g. :func:`features.representations.silence_column`; default zeros, right for linear
+  (e.g. :func:`mirdl.features.representations.silence_column`; default zeros, right for linear
   spectrograms but not for dB-scaled ones). A track shorter than one piece gives one
   padded piece.
 - ``"wrap"``: padded by looping the track from its start (frame ``i`` is frame
@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from features.errors import ConfigError
-from features.checks import integer as _integer
+from mirdl.errors import ConfigError
+from mirdl.features.checks import integer as _integer
 
 __all__ = ["PAD_MODES", "n_patches", "patches", "frame_windows", "center_crop", "random_crop"]
 

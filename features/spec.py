@@ -1,6 +1,6 @@
 """`FeatureSpec`: everything that changes the numbers of a feature, with a stable fingerprint.
 
-A spec names a representation (a key of :data:`features.representations.REPRESENTATIONS`),
+A spec names a representation (a key of :data:`mirdl.features.representations.REPRESENTATIONS`),
 the sample rate and channel count the audio is brought to, the output dtype, and every
 parameter of the representation function (defaults filled in). Two specs with the same
 numbers have the same :meth:`FeatureSpec.fingerprint` on any machine and in any process;
@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from features.errors import ConfigError
-from features.representations import REPRESENTATIONS, representation_params
+from mirdl.errors import ConfigError
+from mirdl.features.representations import REPRESENTATIONS, representation_params
 
 __all__ = ["SPEC_FORMAT_VERSION", "FeatureSpec", "load_specs", "read_config", "load_config", "canonical_json", "stable_hash"]
 

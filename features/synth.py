@@ -82,9 +82,9 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 
-from features.errors import ConfigError
-from features.labels import Annotations
-from features.store_format import atomic_path
+from mirdl.errors import ConfigError
+from mirdl.features.labels import Annotations
+from mirdl.store.format import atomic_path
 
 __all__ = [
     "SYNTH_VERSION",
@@ -170,7 +170,7 @@ class SynthTrack:
         The :data:`TAGS` that apply, in vocabulary order.
     targets : dict
         :data:`TARGETS` name -> float.
-    annotations : features.labels.Annotations
+    annotations : mirdl.features.labels.Annotations
         Onsets and notes (no chords).
     artist : str
         The group for split-by-group; also decides the room.
@@ -945,14 +945,14 @@ def _readme(listing: CorpusListing, *, arguments: dict[str, Any]) -> str:
     rates = sorted({t.sample_rate for t in listing.tracks})
     n_stereo = sum(t.channels == 2 for t in listing.tracks)
     lines = [
-        f"{_README_MARKER} (features.synth, version {SYNTH_VERSION})",
+        f"{_README_MARKER} (mirdl.features.synth, version {SYNTH_VERSION})",
         "",
         f"{len(listing.tracks)} tracks of {arguments['duration']:g} s, seed {listing.seed}; "
         f"{listing.seconds / 3600:.4f} hours of audio.",
         f"Formats {', '.join(formats)}; sample rates {', '.join(map(str, rates))} Hz; "
         f"{n_stereo} stereo, {len(listing.tracks) - n_stereo} mono.",
         f"Every track is band-limited to {MAX_FREQUENCY:g} Hz.",
-        "Regenerate with features.synth.write_corpus(OUT, "
+        "Regenerate with mirdl.features.synth.write_corpus(OUT, "
         + ", ".join(f"{key}={value!r}" for key, value in arguments.items()) + ").",
         "",
         "Classes (labels.csv: path,label,artist)",
@@ -1023,8 +1023,8 @@ def _set_ogg_serial(data: bytes, serial: int) -> bytes:
 # odd inputs for the decoders' tests
 
 
-#: name -> (file name, decodes, what it is). ``decodes`` False: :func:`features.audio.load`
-#: must raise :class:`~features.errors.AudioError`; True: it must return finite samples.
+#: name -> (file name, decodes, what it is). ``decodes`` False: :func:`mirdl.features.audio.load`
+#: must raise :class:`~mirdl.errors.AudioError`; True: it must return finite samples.
 ODD_FILES = {
     "empty": ("empty.wav", False, "zero-byte file named .wav"),
     "truncated": ("truncated.wav", False, "16-bit WAV whose header declares 1 s but holds the first 0.5 s"),

@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-from features.errors import MirdlError
+from mirdl.errors import MirdlError
 from mirdl import __version__
 
 __all__ = ["main", "COMMANDS", "build_parser"]

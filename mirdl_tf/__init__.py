@@ -2,7 +2,7 @@
 
 Submodules are imported on first use (``mirdl_tf.data``, ``mirdl_tf.models``,
 ``mirdl_tf.layers``, ``mirdl_tf.train``, ``mirdl_tf.evaluate``, ``mirdl_tf.transfer``), so ``import mirdl_tf`` itself does not import TensorFlow.
-Imports TensorFlow and :mod:`features`, never Apache Beam.
+Imports TensorFlow and :mod:`mirdl.features`, never Apache Beam.
 
 Examples
 --------

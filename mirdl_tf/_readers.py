@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from features.errors import StoreError
+from mirdl.errors import StoreError
 
 __all__ = [
     "READ_CHUNK",

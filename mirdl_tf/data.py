@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from features import store_format
-from features.errors import StoreError
+from mirdl.store import format as store_format
+from mirdl.errors import StoreError
 from mirdl_tf import _readers
 
 __all__ = ["STD_FLOOR", "SPEC_AUGMENT_DEFAULTS", "load", "describe", "input_shape", "n_outputs"]
@@ -150,7 +150,7 @@ class _Store:
         return sum(int(entry["records"]) for entry in store_format.shard_entries(self.manifest, split))
 
 
-#: Manifest fields :func:`load` relies on beyond those :func:`features.store_format.read_manifest` checks.
+#: Manifest fields :func:`load` relies on beyond those :func:`mirdl.store.format.read_manifest` checks.
 _TASK_KEYS = ("type", "label_shape", "label_dtype", "n_outputs")
 _FEATURE_KEYS = ("shape", "dtype")
 
@@ -383,7 +383,7 @@ def load(
         Frames per example. Stored segments are cropped to this length: at a random
         offset drawn anew every epoch (``crop="random"``) or in the centre
         (``crop="center"``, offset ``(n_frames - patch_frames) // 2`` as
-        :func:`features.segment.center_crop`). For frame tasks the labels are cropped with
+        :func:`mirdl.features.segment.center_crop`). For frame tasks the labels are cropped with
         the same offset. Default: the whole segment.
     shuffle : bool
         Shuffle shard order and records (buffer of ``shuffle_buffer`` records) every epoch.

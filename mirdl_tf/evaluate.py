@@ -49,8 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from features.errors import ConfigError, StoreError
-from features.store_format import atomic_path, read_manifest, write_json_atomic
+from mirdl.errors import ConfigError, StoreError
+from mirdl.store.format import atomic_path, read_manifest, write_json_atomic
 
 __all__ = [
     "ONSET_THRESHOLD",
@@ -77,7 +77,7 @@ ONSET_THRESHOLD = 0.5
 ONSET_MIN_DISTANCE = 0.03
 #: mir_eval's tolerance window for onsets and note onsets, seconds.
 ONSET_WINDOW = 0.05
-#: MIDI pitch of row 0 of a ``frame_notes`` label (as features.labels.note_roll).
+#: MIDI pitch of row 0 of a ``frame_notes`` label (as mirdl.features.labels.note_roll).
 MIN_PITCH = 21
 #: What the tracks' outputs are, for metrics.json.
 AGGREGATION = ("clean records (variant 0); patches of patch_frames frames (sliding, hop patch_frames, last "

@@ -1,4 +1,4 @@
-"""Keras layers that compute features on the fly, numerically matching :mod:`features`.
+"""Keras layers that compute features on the fly, numerically matching :mod:`mirdl.features`.
 
 :class:`LogMel` turns a waveform batch into the same log-mel patches a store holds for a
 ``FeatureSpec`` of representation ``"logmel"`` (axis order (freq, time)), so a model
@@ -8,7 +8,7 @@ audio.
 Examples
 --------
 >>> import numpy as np
->>> from features.spec import FeatureSpec
+>>> from mirdl.features.spec import FeatureSpec
 >>> spec = FeatureSpec(representation="logmel", params={"n_mels": 40})
 >>> layer = LogMel.from_spec(spec)
 >>> tuple(layer(np.zeros((2, 22050), dtype="float32")).shape)
@@ -47,7 +47,7 @@ class LogMel(keras.layers.Layer):
 
     Waveform ``(batch, n_samples)`` (or ``(batch, channels, n_samples)``) float32 ->
     ``(batch, n_mels, n_frames)`` (or ``(batch, channels, n_mels, n_frames)``) float32,
-    equal to :func:`features.representations.logmel` with the same parameters (to float32
+    equal to :func:`mirdl.features.representations.logmel` with the same parameters (to float32
     FFT rounding): zero centre padding by ``n_fft // 2`` (librosa's ``pad_mode="constant"``),
     librosa's window (``get_window(window, win_length, fftbins=True)`` zero-padded centred to
     ``n_fft``), power 2, the filterbank of :func:`librosa.filters.mel` (Slaney by default;
@@ -144,7 +144,7 @@ class LogMel(keras.layers.Layer):
 
     @classmethod
     def from_spec(cls, spec: Any, **kwargs: Any) -> LogMel:
-        """The layer computing ``spec`` (a :class:`features.spec.FeatureSpec` of ``"logmel"``).
+        """The layer computing ``spec`` (a :class:`mirdl.features.spec.FeatureSpec` of ``"logmel"``).
 
         Parameters
         ----------

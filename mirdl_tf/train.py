@@ -67,10 +67,10 @@ from typing import Any
 
 import yaml
 
-from features import checks
-from features.errors import ConfigError, StoreError
-from features.spec import load_config, stable_hash
-from features.store_format import atomic_path, read_manifest, write_json_atomic
+from mirdl.features import checks
+from mirdl.errors import ConfigError, StoreError
+from mirdl.features.spec import load_config, stable_hash
+from mirdl.store.format import atomic_path, read_manifest, write_json_atomic
 
 __all__ = [
     "OPTIMIZERS",
@@ -267,7 +267,7 @@ class EarlyStoppingConfig:
 class TrainConfig:
     """A checked ``mirdl train`` config; see the module docstring for the YAML.
 
-    Every bad field raises :class:`~features.errors.ConfigError` naming it.
+    Every bad field raises :class:`~mirdl.errors.ConfigError` naming it.
     """
 
     store: str
@@ -500,7 +500,7 @@ def read_model_info(model_dir: str | os.PathLike) -> dict[str, Any]:
 def _save_model_atomic(model, path: Path) -> None:
     """``model.save`` to a temporary sibling folder, then one rename onto ``path``.
 
-    (Keras insists on a ``.keras`` file name, so :func:`features.store_format.atomic_path`'s
+    (Keras insists on a ``.keras`` file name, so :func:`mirdl.store.format.atomic_path`'s
     temporary file name cannot be used directly.)
     """
     staging = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"

@@ -9,7 +9,7 @@ Choi et al. The vector of a track is the mean over all patches of its clean segm
 (variant 0), cut as :func:`mirdl_tf.evaluate.window_offsets` says: **one record per track**.
 
 The new store has the layout of ``docs/store-format.md`` (shards written with
-:func:`pipelines.writers.write_shard`, one per split; ``manifest.json`` last; the whole
+:func:`mirdl.pipelines.writers.write_shard`, one per split; ``manifest.json`` last; the whole
 directory renamed into place). Its one feature is ``transfer``, a float32 vector::
 
     features.transfer = {shape: [D], dtype: float32, axes: ["feature"], fingerprint,
@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from features.errors import ConfigError, StoreError
-from features.spec import stable_hash
-from features.store_format import (
+from mirdl.errors import ConfigError, StoreError
+from mirdl.features.spec import stable_hash
+from mirdl.store.format import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     STORE_FORMATS,
@@ -155,7 +155,7 @@ def extract(store: str | os.PathLike, out: str | os.PathLike, *, model_dir: str 
     """
     from mirdl_tf.evaluate import track_outputs
     from mirdl_tf.models import feature_extractor, feature_layers
-    from pipelines.writers import write_shard
+    from mirdl.pipelines.writers import write_shard
 
     out = Path(out)
     if store_format not in STORE_FORMATS:
@@ -262,7 +262,7 @@ def _label_counts(task: Mapping[str, Any], labels: Sequence[np.ndarray]) -> list
 def read_split(store: str | os.PathLike, split: str, *, feature: str = TRANSFER_FEATURE,
                manifest: Mapping[str, Any] | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(track_ids, X (n, D), labels)`` of one split of a vector store (no TensorFlow involved)."""
-    from pipelines.writers import read_shard
+    from mirdl.pipelines.writers import read_shard
 
     manifest = read_manifest(store) if manifest is None else manifest
     if feature not in manifest["features"]:

@@ -1,7 +1,7 @@
 """The prepare config: one YAML file says what ``mirdl prepare`` builds, validated up front.
 
 Every section becomes a frozen dataclass; every bad field raises
-:class:`~features.errors.ConfigError` naming it (``store.format='zarr' must be one of
+:class:`~mirdl.errors.ConfigError` naming it (``store.format='zarr' must be one of
 ['hdf5', 'parquet', 'tfrecord']``), before any audio is read. Relative paths resolve against
 the folder of the YAML file, so a config travels with its corpus.
 
@@ -9,12 +9,12 @@ Schema (``docs/store-format.md`` has the same with examples)::
 
     name: demo                 # store name: shard files are NAME-SPLIT.EXT-00000-of-00004
     seed: 0                    # default seed of splits and augment (each may set its own)
-    corpus: {...}              # pipelines.corpus.CorpusConfig
-    splits: {...}              # pipelines.corpus.SplitConfig (optional: 80/10/10 by group)
-    features:                  # one or more features.spec.FeatureSpec, computed in one pass;
+    corpus: {...}              # mirdl.pipelines.corpus.CorpusConfig
+    splits: {...}              # mirdl.pipelines.corpus.SplitConfig (optional: 80/10/10 by group)
+    features:                  # one or more mirdl.features.spec.FeatureSpec, computed in one pass;
       - {name: logmel, representation: logmel, sample_rate: 22050, n_mels: 96}
                                # all share sample_rate and channels
-    augment: {...}             # features.augment.AugmentSpec (optional: 1 variant, the clean one)
+    augment: {...}             # mirdl.features.augment.AugmentSpec (optional: 1 variant, the clean one)
                                # + background_dir: folder of background recordings
     segment:
       mode: clip               # clip: patch_seconds, hop_seconds, pad  (clip labels)
@@ -31,7 +31,7 @@ Schema (``docs/store-format.md`` has the same with examples)::
 Seconds become frames of the first feature: ``frames = max(1, floor(seconds / hop + 0.5))``
 with its hop (``hop_length / sample_rate``), i.e. the nearest frame, halves up
 (:meth:`SegmentConfig.frames`); the other features cover the same time span in their own
-frames (:mod:`pipelines.transforms`, "Time grid of a record").
+frames (:mod:`mirdl.pipelines.transforms`, "Time grid of a record").
 
 Examples
 --------
@@ -49,14 +49,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-from features.augment import AugmentSpec
-from features.checks import integer, positive_float
-from features.errors import ConfigError
-from features.segment import PAD_MODES
-from features.spec import FeatureSpec, load_config, stable_hash
-from features.store_format import STORE_FORMATS
-from pipelines.corpus import CorpusConfig, SplitConfig
-from pipelines.writers import COMPRESSIONS, DEFAULT_ROW_GROUP_RECORDS
+from mirdl.features.augment import AugmentSpec
+from mirdl.features.checks import integer, positive_float
+from mirdl.errors import ConfigError
+from mirdl.features.segment import PAD_MODES
+from mirdl.features.spec import FeatureSpec, load_config, stable_hash
+from mirdl.store.format import STORE_FORMATS
+from mirdl.pipelines.corpus import CorpusConfig, SplitConfig
+from mirdl.pipelines.writers import COMPRESSIONS, DEFAULT_ROW_GROUP_RECORDS
 
 __all__ = [
     "SEGMENT_MODES",
@@ -119,10 +119,10 @@ class SegmentConfig:
     hop_seconds : float > 0
         Distance between segment starts (default: ``seconds``).
     pad : {"silence", "wrap", "drop"}
-        What happens to the last, partial segment (:mod:`features.segment`).
+        What happens to the last, partial segment (:mod:`mirdl.features.segment`).
     onset_widen : int >= 0
         ``frames`` mode with onset targets: frames either side of an onset marked 0.5
-        (:func:`features.labels.onset_frames`).
+        (:func:`mirdl.features.labels.onset_frames`).
     """
 
     mode: str = "clip"
@@ -187,7 +187,7 @@ class StoreConfig:
     shard_bytes : int > 0
         Target bytes of records per shard (before compression).
     compression : str
-        One of :data:`pipelines.writers.COMPRESSIONS` ``[format]``.
+        One of :data:`mirdl.pipelines.writers.COMPRESSIONS` ``[format]``.
     row_group_records : int > 0
         Parquet records per row group.
     """

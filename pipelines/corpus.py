@@ -3,7 +3,7 @@
 A corpus is described by the ``corpus:`` mapping of the prepare YAML
 (:class:`CorpusConfig`) and split by the ``splits:`` mapping (:class:`SplitConfig`).
 :func:`list_tracks` turns them into a sorted list of :class:`Track` plus one
-:class:`~pipelines.dead_letter.ErrorRecord` per file that cannot be used (missing audio,
+:class:`~mirdl.pipelines.dead_letter.ErrorRecord` per file that cannot be used (missing audio,
 unreadable CSV row, missing annotation file): one bad file never stops a job. This
 module is plain Python (no Beam): the precompute job lists the corpus before it builds
 its pipeline and hands the tracks to ``beam.Create``.
@@ -54,10 +54,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path, PurePath
 from typing import Any
 
-from features.errors import ConfigError, MirdlError
-from features.labels import NO_CHORD, Annotations, transpose_chord
-from features.spec import stable_hash
-from pipelines.dead_letter import ErrorRecord
+from mirdl.errors import ConfigError, MirdlError
+from mirdl.features.labels import NO_CHORD, Annotations, transpose_chord
+from mirdl.features.spec import stable_hash
+from mirdl.pipelines.dead_letter import ErrorRecord
 
 __all__ = [
     "CORPUS_TYPES",
@@ -101,12 +101,12 @@ _TASK_TYPES = {
 }
 _FRAME_TASK_TYPES = {"onsets": "frame_onset", "notes": "frame_notes", "chords": "frame_chords"}
 
-# Root names exactly as features.labels.transpose_chord spells them, so a reduced chord
+# Root names exactly as mirdl.features.labels.transpose_chord spells them, so a reduced chord
 # stays in the vocabulary after any (integer) pitch shift.
 _ROOT_NAMES = tuple(transpose_chord("C", n_steps=step) for step in range(12))
 #: Chord classes of ``frame_chords``: no chord, then 12 roots x {maj, min}; see :func:`reduce_chord`.
 CHORD_VOCABULARY = (NO_CHORD,) + tuple(f"{root}:{quality}" for root in _ROOT_NAMES for quality in ("maj", "min"))
-#: Row names of the ``frame_notes`` piano roll: MIDI 21 (A0) to 108 (C8), as in features.labels.note_roll.
+#: Row names of the ``frame_notes`` piano roll: MIDI 21 (A0) to 108 (C8), as in mirdl.features.labels.note_roll.
 NOTE_NAMES = tuple(f"{_ROOT_NAMES[midi % 12]}{midi // 12 - 1}" for midi in range(21, 109))
 
 _SPLIT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # also valid in shard file names
@@ -730,7 +730,7 @@ def task_for(config: CorpusConfig, tracks: Iterable[Track]) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``type`` (one of :data:`features.store_format.TASK_TYPES`), ``vocabulary`` (list of
+        ``type`` (one of :data:`mirdl.store.format.TASK_TYPES`), ``vocabulary`` (list of
         str: sorted labels or tags; target names in column order; :data:`CHORD_VOCABULARY`;
         :data:`NOTE_NAMES`; ``["onset"]``) and ``n_outputs`` (int). A single-label target is
         the index of the label in ``vocabulary``.
@@ -1006,14 +1006,14 @@ def load_annotations(path: str | os.PathLike, *, kind: str, reduce_chords: bool 
     ----------
     path : path-like
     kind : {"onsets", "notes", "chords"}
-        Which field of the returned :class:`~features.labels.Annotations` is filled.
+        Which field of the returned :class:`~mirdl.features.labels.Annotations` is filled.
     reduce_chords : bool
         Map chord labels with :func:`reduce_chord` to :data:`CHORD_VOCABULARY` (what
         ``frame_chords`` targets need); False keeps the labels as written (still checked).
 
     Returns
     -------
-    features.labels.Annotations
+    mirdl.features.labels.Annotations
 
     Raises
     ------

@@ -3,7 +3,7 @@
 Every step of the precompute job that can fail on one file (a missing audio file, a
 corrupt annotation, an undecodable MP3) turns the exception into an :class:`ErrorRecord`
 and sends it to a tagged ``errors`` output; the job writes them, one JSON line each, to
-the store's ``errors.jsonl`` (:data:`features.store_format.ERRORS_NAME`). This module is
+the store's ``errors.jsonl`` (:data:`mirdl.store.format.ERRORS_NAME`). This module is
 plain Python, so the listing code and any reader of ``errors.jsonl`` use it without Beam.
 
 Stages, in the order a track meets them (:data:`STAGES`):
@@ -39,7 +39,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from features.errors import ConfigError, StoreError
+from mirdl.errors import ConfigError, StoreError
 
 __all__ = ["STAGES", "ErrorRecord"]
 

@@ -1,7 +1,7 @@
 """Look inside a store: a text summary of its manifest, example plots, an integrity check.
 
 :func:`summary` needs only ``manifest.json`` and ``errors.jsonl``; :func:`plot` reads a few
-records (:func:`pipelines.writers.read_shard`) for one example spectrogram per class and
+records (:func:`mirdl.pipelines.writers.read_shard`) for one example spectrogram per class and
 draws the label distribution and track durations from the manifest; :func:`verify` checks
 every shard's size and sha256. matplotlib (Agg) and librosa.display are imported only by
 :func:`plot`.
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from features.store_format import read_manifest, shard_paths, verify_store
-from pipelines.dead_letter import ErrorRecord
-from pipelines.writers import read_shard
+from mirdl.store.format import read_manifest, shard_paths, verify_store
+from mirdl.pipelines.dead_letter import ErrorRecord
+from mirdl.pipelines.writers import read_shard
 
 __all__ = ["summary", "plot", "verify", "iter_records", "MAX_SCAN_RECORDS"]
 

@@ -1,11 +1,11 @@
 """The manifest a precompute job writes last: fingerprint, contents, counts, checksums, stats.
 
 ``manifest.json`` is the store's whole contract (schema in ``docs/store-format.md``); this
-module builds it from the job's config, its :class:`~pipelines.transforms.RecordLayout`
+module builds it from the job's config, its :class:`~mirdl.pipelines.transforms.RecordLayout`
 sections and what the pipeline reported, and decides whether an existing store is already
 the one a config describes (same fingerprint: nothing to do).
 
-The store fingerprint is :func:`features.spec.stable_hash` of everything that changes the
+The store fingerprint is :func:`mirdl.features.spec.stable_hash` of everything that changes the
 store's bytes: the feature specs' fingerprints (and names), the augmentation fingerprint
 (and background files), the segment, splits and corpus settings, the task, the corpus
 listing hash (file names, labels and sizes), the store format, compression and shard size,
@@ -20,14 +20,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from features.errors import StoreError
-from features.spec import stable_hash
-from features.store_format import ERRORS_NAME, FORMAT_VERSION, MANIFEST_NAME, read_manifest, verify_store
+from mirdl.errors import StoreError
+from mirdl.features.spec import stable_hash
+from mirdl.store.format import ERRORS_NAME, FORMAT_VERSION, MANIFEST_NAME, read_manifest, verify_store
 from mirdl import __version__
-from pipelines.config import PrepareConfig
+from mirdl.pipelines.config import PrepareConfig
 
 if TYPE_CHECKING:  # pragma: no cover - the layout comes from the job, which imports Beam
-    from pipelines.transforms import RecordLayout
+    from mirdl.pipelines.transforms import RecordLayout
 
 __all__ = ["store_fingerprint", "destination_status", "build_manifest"]
 
@@ -41,7 +41,7 @@ def store_fingerprint(config: PrepareConfig, *, task: Mapping[str, Any], listing
     task : mapping
         The task with its label layout (``RecordLayout.task``).
     listing_sha256 : str
-        :func:`pipelines.corpus.listing_hash` of the listed tracks.
+        :func:`mirdl.pipelines.corpus.listing_hash` of the listed tracks.
     """
     return stable_hash({"format_version": FORMAT_VERSION, "config": config.fingerprint_payload(),
                         "task": dict(task), "listing_sha256": listing_sha256})
@@ -102,8 +102,8 @@ def build_manifest(*, config: PrepareConfig, layout: RecordLayout, fingerprint: 
     outputs : mapping
         What the pipeline reported: ``shards`` (one dict per shard written: ``split``,
         ``index``, ``path``, ``records``, ``bytes``, ``sha256``, ``label_counts``), ``stats``
-        (:class:`pipelines.stats.FeatureStatsFn` output), ``tracks_per_split`` (split ->
-        tracks with records), ``corpus`` (:class:`pipelines.stats.DurationSummaryFn`
+        (:class:`mirdl.pipelines.stats.FeatureStatsFn` output), ``tracks_per_split`` (split ->
+        tracks with records), ``corpus`` (:class:`mirdl.pipelines.stats.DurationSummaryFn`
         output), ``errors`` (``count``, ``failed_files``, ``by_stage``).
     created : str, optional
         UTC ISO time; now by default. The only field that differs between two runs.

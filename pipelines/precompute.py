@@ -15,7 +15,7 @@
 
 The driver holds the listing (paths and labels) only: audio and features live in the
 workers. Records do not go through the runner's shuffle: each one is appended to a spill
-file of its bundle (:mod:`pipelines.spill`) and only a small index entry per record is
+file of its bundle (:mod:`mirdl.pipelines.spill`) and only a small index entry per record is
 shuffled; the shard writer reads its records back. Everything, spill files included, is
 written into a temporary sibling of ``store.out``; the driver reads the small summaries the
 pipeline saved there, deletes the spill files and the summaries, writes ``manifest.json``
@@ -27,7 +27,7 @@ inside a shard).
 Exit status of :func:`run`: 0 every file made it into the store; 3 the store was written
 but some files failed (``errors.jsonl``); 4 more than ``--max-error-rate`` of the files
 failed, nothing was written. A config or destination problem raises
-:class:`~features.errors.MirdlError` (the CLI prints one line and exits 2).
+:class:`~mirdl.errors.MirdlError` (the CLI prints one line and exits 2).
 
 Runner: without ``--runner``, the DirectRunner's own local engine (Beam's FnApiRunner) with
 ``--direct_running_mode=multi_processing --direct_num_workers=N`` (``--workers N``; 1 runs in
@@ -57,15 +57,15 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-from features.errors import ConfigError, StoreError
-from features.store_format import ERRORS_NAME, MANIFEST_NAME, atomic_path, write_json_atomic
+from mirdl.errors import ConfigError, StoreError
+from mirdl.store.format import ERRORS_NAME, MANIFEST_NAME, atomic_path, write_json_atomic
 from mirdl.commands.prepare import add_arguments
-from pipelines.config import PrepareConfig
-from pipelines.corpus import Track, list_tracks, listing_hash, task_for
-from pipelines.dead_letter import ErrorRecord
-from pipelines.manifest import build_manifest, destination_status, store_fingerprint
-from pipelines.stats import DurationSummaryFn, FeatureStatsFn
-from pipelines.transforms import (
+from mirdl.pipelines.config import PrepareConfig
+from mirdl.pipelines.corpus import Track, list_tracks, listing_hash, task_for
+from mirdl.pipelines.dead_letter import ErrorRecord
+from mirdl.pipelines.manifest import build_manifest, destination_status, store_fingerprint
+from mirdl.pipelines.stats import DurationSummaryFn, FeatureStatsFn
+from mirdl.pipelines.transforms import (
     METRICS_NAMESPACE,
     ComputeRecords,
     RecordLayout,
@@ -81,7 +81,7 @@ EXIT_SOME_FAILED = 3
 EXIT_ABORTED = 4
 #: Folder inside the temporary store where the pipeline leaves its summaries for the driver.
 WORK_DIR = "_work"
-#: Folder inside WORK_DIR for the records on their way to their shard (:mod:`pipelines.spill`).
+#: Folder inside WORK_DIR for the records on their way to their shard (:mod:`mirdl.pipelines.spill`).
 SPILL_DIR = "spill"
 _FIRST_REASONS = 5
 

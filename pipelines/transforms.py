@@ -10,10 +10,10 @@ The work is done by plain functions that a test calls without Beam:
 - :func:`label_counts` summarises the labels of a shard for the manifest.
 
 Each DoFn (``Annotations`` -> ``Decode`` -> ``Augment`` -> ``Features`` -> ``Segment``)
-calls one of them (or :mod:`features`) and sends any failure of one file to the tagged
-``errors`` output as an :class:`~pipelines.dead_letter.ErrorRecord` with its stage, never
+calls one of them (or :mod:`mirdl.features`) and sends any failure of one file to the tagged
+``errors`` output as an :class:`~mirdl.pipelines.dead_letter.ErrorRecord` with its stage, never
 failing the bundle. ``SpillRecords`` and ``WriteShard`` move the records to their shards
-through spill files (:mod:`pipelines.spill`), so that only a small index entry per record
+through spill files (:mod:`mirdl.pipelines.spill`), so that only a small index entry per record
 is shuffled; their failures (a full disk) fail the job. Counters (namespace ``mirdl``)
 count files read and failed, audio seconds, variants, segments, spilled bytes, record
 bytes and shards.
@@ -21,8 +21,8 @@ bytes and shards.
 Time grid of a record
 ---------------------
 The first feature of the config sets the segment grid: ``patch_frames`` and ``hop_frames``
-are the segment's seconds in its frames (:meth:`pipelines.config.SegmentConfig.frames`) and
-its segments are those of :func:`features.segment.patches` (or ``frame_windows``). Every
+are the segment's seconds in its frames (:meth:`mirdl.pipelines.config.SegmentConfig.frames`) and
+its segments are those of :func:`mirdl.features.segment.patches` (or ``frame_windows``). Every
 other feature covers the same time span: ``patch_frames * hop0 / hop`` of its own frames
 and starts at ``start * hop0 / hop``, both rounded to the nearest frame (halves up), padded
 the same way (with ``pad: drop``, a feature whose rounded last segment runs a frame past its
@@ -42,16 +42,16 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from features import audio, augment, labels, representations, segment
-from features.errors import ConfigError, MirdlError
-from features.labels import Annotations
-from features.spec import FeatureSpec
-from features.store_format import LABEL_COLUMN, record_key, shard_filename, shard_for_key
-from pipelines.config import PrepareConfig
-from pipelines.corpus import Track, load_annotations
-from pipelines.dead_letter import ErrorRecord
-from pipelines.spill import IndexEntry, SpillReader, SpillWriter
-from pipelines.writers import record_nbytes, write_shard
+from mirdl.features import audio, augment, labels, representations, segment
+from mirdl.errors import ConfigError, MirdlError
+from mirdl.features.labels import Annotations
+from mirdl.features.spec import FeatureSpec
+from mirdl.store.format import LABEL_COLUMN, record_key, shard_filename, shard_for_key
+from mirdl.pipelines.config import PrepareConfig
+from mirdl.pipelines.corpus import Track, load_annotations
+from mirdl.pipelines.dead_letter import ErrorRecord
+from mirdl.pipelines.spill import IndexEntry, SpillReader, SpillWriter
+from mirdl.pipelines.writers import record_nbytes, write_shard
 
 __all__ = [
     "ERRORS",
@@ -120,7 +120,7 @@ class RecordLayout:
     pad : str
     onset_widen : int
     pad_columns : dict
-        Feature name -> the feature of one silent frame (:func:`features.representations.silence_column`).
+        Feature name -> the feature of one silent frame (:func:`mirdl.features.representations.silence_column`).
     task : dict
         The manifest's ``task``: ``type``, ``vocabulary``, ``n_outputs``, ``label_shape``, ``label_dtype``.
     features : dict
@@ -139,7 +139,7 @@ class RecordLayout:
 
     @classmethod
     def build(cls, config: PrepareConfig, task: Mapping[str, Any]) -> RecordLayout:
-        """The layout of ``config`` for ``task`` (:func:`pipelines.corpus.task_for`'s dict)."""
+        """The layout of ``config`` for ``task`` (:func:`mirdl.pipelines.corpus.task_for`'s dict)."""
         specs = config.features
         first = specs[0]
         patch0 = config.segment.frames(config.segment.seconds, first)
@@ -225,7 +225,7 @@ def track_to_json(track: Track) -> str:
 
 
 def track_from_json(line: str) -> Track:
-    """A :class:`~pipelines.corpus.Track` from a line written by :func:`track_to_json`."""
+    """A :class:`~mirdl.pipelines.corpus.Track` from a line written by :func:`track_to_json`."""
     data = json.loads(line)
     return Track(**{**data, "tags": tuple(data["tags"]), "targets": tuple(data["targets"])})
 
@@ -278,7 +278,7 @@ def _cut_at(x: np.ndarray, starts: np.ndarray, *, patch_frames: int, pad: str, p
     if len(starts) == 0:
         return np.empty((0, *x.shape[:-1], patch_frames), dtype=x.dtype)
     needed = int(starts[-1]) + patch_frames
-    # One patch of exactly `needed` frames: x cut or padded by features.segment's own rule.
+    # One patch of exactly `needed` frames: x cut or padded by mirdl.features.segment's own rule.
     extended = segment.patches(x[..., :needed], patch_frames=needed, hop_frames=needed,
                                pad="silence" if pad == "drop" else pad, pad_column=pad_column)[0][0]
     windows = np.lib.stride_tricks.sliding_window_view(extended, patch_frames, axis=-1)[..., starts, :]
@@ -295,7 +295,7 @@ def segment_track(features: Mapping[str, np.ndarray], *, layout: RecordLayout,
         Feature name -> array ``(..., n_frames)`` (each on its own frame grid).
     layout : RecordLayout
     frame_targets : np.ndarray [shape=(..., n_frames of the first feature)], optional
-        Frame labels, cut with the first feature (:func:`features.segment.frame_windows`).
+        Frame labels, cut with the first feature (:func:`mirdl.features.segment.frame_windows`).
 
     Returns
     -------
@@ -393,7 +393,7 @@ def _dead_letter(track: Track, *, stage: str, exc: Exception, path: str | None =
                  context: str | None = None) -> beam.pvalue.TaggedOutput:
     """The ``errors`` output for ``exc`` (reason prefixed by ``context``, e.g. the variant).
 
-    Exception types that are not a :class:`~features.errors.MirdlError` (a bug, or a library
+    Exception types that are not a :class:`~mirdl.errors.MirdlError` (a bug, or a library
     failing on odd data) are dead letters too, so one file never stops a long job, but they
     are also logged with their traceback and counted as ``errors_unexpected``.
     """
@@ -440,7 +440,7 @@ class LoadAnnotations(beam.DoFn):
 
 
 class DecodeAudio(beam.DoFn):
-    """``(track, annotations)`` -> :class:`Decoded` at the specs' rate and channels (:func:`features.audio.load`)."""
+    """``(track, annotations)`` -> :class:`Decoded` at the specs' rate and channels (:func:`mirdl.features.audio.load`)."""
 
     def __init__(self, *, sample_rate: int, channels: int, progress_path: str | None = None) -> None:
         self.sample_rate, self.channels, self.progress_path = sample_rate, channels, progress_path
@@ -463,7 +463,7 @@ class DecodeAudio(beam.DoFn):
 
 
 class AugmentVariants(beam.DoFn):
-    """:class:`Decoded` -> one :class:`Variant` per augmentation variant (:func:`features.augment.apply_variant`)."""
+    """:class:`Decoded` -> one :class:`Variant` per augmentation variant (:func:`mirdl.features.augment.apply_variant`)."""
 
     def __init__(self, *, spec: augment.AugmentSpec, sample_rate: int, channels: int,
                  background_files: list[str] | None = None) -> None:
@@ -496,7 +496,7 @@ class AugmentVariants(beam.DoFn):
 
 
 class ComputeFeatures(beam.DoFn):
-    """:class:`Variant` -> :class:`TrackFeatures`: every spec on the same audio (:func:`features.representations.compute`)."""
+    """:class:`Variant` -> :class:`TrackFeatures`: every spec on the same audio (:func:`mirdl.features.representations.compute`)."""
 
     def __init__(self, *, specs: tuple[FeatureSpec, ...]) -> None:
         self.specs = specs
@@ -527,8 +527,8 @@ class SegmentRecords(beam.DoFn):
 
 
 class SpillRecords(beam.DoFn):
-    """Record -> its :data:`~pipelines.spill.IndexEntry`, after appending the record to this
-    bundle's spill file in ``spill_directory`` (:class:`~pipelines.spill.SpillWriter`).
+    """Record -> its :data:`~mirdl.pipelines.spill.IndexEntry`, after appending the record to this
+    bundle's spill file in ``spill_directory`` (:class:`~mirdl.pipelines.spill.SpillWriter`).
 
     The index entry (key and 32-byte location) is what the runner shuffles, not the record.
     A spill failure (a full disk) is not one file's fault: it fails the job, which publishes nothing.

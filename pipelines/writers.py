@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from features.errors import StoreError
-from features.store_format import LABEL_COLUMN, STORE_FORMATS, atomic_path, sha256_file
+from mirdl.errors import StoreError
+from mirdl.store.format import LABEL_COLUMN, STORE_FORMATS, atomic_path, sha256_file
 
 __all__ = [
     "COMPRESSIONS",
@@ -63,7 +63,7 @@ COMPRESSIONS = {
 }
 #: Records per Parquet row group unless the config says otherwise.
 DEFAULT_ROW_GROUP_RECORDS = 256
-# The columns of features.store_format.RECORD_COLUMNS, by type.
+# The columns of mirdl.store.format.RECORD_COLUMNS, by type.
 _STRING_COLUMNS = ("key", "track_id")
 _INT_COLUMNS = ("variant", "segment", "start_frame")
 
@@ -148,7 +148,7 @@ def write_shard(records: Iterable[Mapping[str, Any]], *, path: str | os.PathLike
         shard's records (about ``store.shard_bytes``) in memory.
     path : path-like
         Final shard path (in the store's temporary directory); written through
-        :func:`features.store_format.atomic_path`, so it appears complete or not at all.
+        :func:`mirdl.store.format.atomic_path`, so it appears complete or not at all.
     store_format : {"tfrecord", "hdf5", "parquet"}
     features : mapping
         ``manifest["features"]``: name -> ``{"shape": [...], "dtype": "float32"|"float16"}``,

@@ -1,16 +1,16 @@
 """Shared fixtures with known answers: short test signals and a small synthetic corpus.
 
 - ``sine``, ``impulse``, ``silence``: 0.5 s float32 mono arrays at :data:`SR` (22050 Hz).
-- ``synth_corpus``: a :class:`features.synth.CorpusListing` of :data:`CORPUS_TRACKS` tracks of
+- ``synth_corpus``: a :class:`mirdl.features.synth.CorpusListing` of :data:`CORPUS_TRACKS` tracks of
   :data:`CORPUS_SECONDS` s (4 per class, mixed wav/flac/ogg, 16/22.05/44.1 kHz, some stereo),
   written once per session. Read-only: copy it before changing anything.
-- ``odd_audio``: :func:`features.synth.odd_files` written once per session; see
-  :data:`features.synth.ODD_FILES` for which must decode and which must fail.
+- ``odd_audio``: :func:`mirdl.features.synth.odd_files` written once per session; see
+  :data:`mirdl.features.synth.ODD_FILES` for which must decode and which must fail.
 """
 import numpy as np
 import pytest
 
-from features.synth import odd_files, write_corpus
+from mirdl.features.synth import odd_files, write_corpus
 
 #: Sample rate of the array fixtures.
 SR = 22050

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import yaml
 
-from features.audio import load
-from features.representations import REPRESENTATIONS, compute
-from features.spec import FeatureSpec
+from mirdl.features.audio import load
+from mirdl.features.representations import REPRESENTATIONS, compute
+from mirdl.features.spec import FeatureSpec
 from mirdl.cli import main
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

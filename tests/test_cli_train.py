@@ -1,6 +1,6 @@
 """``mirdl train / evaluate / extract / probe`` end to end on a tiny store, and their error exits.
 
-One store is prepared through the real job (:func:`pipelines.precompute.run`) from the
+One store is prepared through the real job (:func:`mirdl.pipelines.precompute.run`) from the
 session's synthetic corpus; the commands then run in this process through
 :func:`mirdl.cli.main`, as ``mirdl ...`` would, and the files they write are checked.
 """
@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from features.store_format import read_manifest, verify_store  # noqa: E402
+from mirdl.store.format import read_manifest, verify_store  # noqa: E402
 from mirdl.cli import main  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -42,7 +42,7 @@ out: {out}
 
 @pytest.fixture(scope="module")
 def tiny_store(synth_corpus, tmp_path_factory):
-    from pipelines.precompute import run
+    from mirdl.pipelines.precompute import run
 
     base = tmp_path_factory.mktemp("cli-train")
     config = base / "prepare.yaml"

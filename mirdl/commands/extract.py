@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import yaml
 
-    from features.errors import ConfigError
+    from mirdl.errors import ConfigError
     from mirdl_tf.transfer import TRANSFER_FEATURE, extract
 
     model_args = None

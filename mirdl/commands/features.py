@@ -1,7 +1,7 @@
 """``mirdl features FILE --spec SPEC.yaml``: compute one feature of one audio file, optionally plot it.
 
-The file is decoded with :func:`features.audio.load` at the spec's rate and channel count and
-the feature computed with :func:`features.representations.compute`, exactly as the precompute
+The file is decoded with :func:`mirdl.features.audio.load` at the spec's rate and channel count and
+the feature computed with :func:`mirdl.features.representations.compute`, exactly as the precompute
 job does, so ``--out`` gives the numbers a store would hold for the whole file.
 
 Examples
@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     """Decode, compute, print a summary, then save and plot as asked."""
     import numpy as np
 
-    from features import audio, representations
-    from features.spec import load_specs
+    from mirdl.features import audio, representations
+    from mirdl.features.spec import load_specs
 
     spec = _select_spec(load_specs(args.spec), name=args.name, path=args.spec)
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
@@ -87,7 +87,7 @@ def _load_librosa() -> None:
 
 
 def _select_spec(specs: list, *, name: str | None, path: Path) -> Any:
-    from features.errors import ConfigError
+    from mirdl.errors import ConfigError
 
     if name is None:
         if len(specs) == 1:
@@ -102,7 +102,7 @@ def _select_spec(specs: list, *, name: str | None, path: Path) -> Any:
 
 def _check_output(path: Path, *, flag: str) -> None:
     """Fail before any work if the output cannot be written where asked."""
-    from features.errors import ConfigError
+    from mirdl.errors import ConfigError
 
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -112,7 +112,7 @@ def _check_output(path: Path, *, flag: str) -> None:
 
 
 def _plot_format(path: Path) -> str:
-    from features.errors import ConfigError
+    from mirdl.errors import ConfigError
 
     file_format = path.suffix.lower().lstrip(".") or "png"
     if file_format not in ("png", "pdf", "svg"):
@@ -123,7 +123,7 @@ def _plot_format(path: Path) -> str:
 def _save_npy(path: Path, feature) -> None:
     import numpy as np
 
-    from features.store_format import atomic_path
+    from mirdl.store.format import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a temporary name
@@ -172,7 +172,7 @@ def _plot(feature, *, y, spec, title: str, path: Path, file_format: str) -> None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from features.store_format import atomic_path
+    from mirdl.store.format import atomic_path
 
     n_channels = 1 if spec.channels == 1 else spec.channels
     fig = Figure(figsize=(10, 3.2 * n_channels), layout="constrained")

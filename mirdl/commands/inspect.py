@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the summary, then plot and verify as asked."""
-    from pipelines import inspect
+    from mirdl.pipelines import inspect
 
     print(inspect.summary(args.store))
     if args.verify:

@@ -1,6 +1,6 @@
 """``mirdl prepare --config CONFIG.yaml``: run the Beam precompute job (corpus -> sharded feature store).
 
-The job's own flags are :func:`add_arguments` (:func:`pipelines.precompute.run` parses the same);
+The job's own flags are :func:`add_arguments` (:func:`mirdl.pipelines.precompute.run` parses the same);
 every other argument is a Beam pipeline option and is passed through unchanged
 (``--runner=DataflowRunner --project=...``).
 Exit status: 0 all files made it, 3 some failed (see ``STORE/errors.jsonl``), 4 aborted by
@@ -55,7 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the job; return its exit status."""
-    from pipelines.precompute import prepare
+    from mirdl.pipelines.precompute import prepare
 
     return prepare(args.config, workers=args.workers, overwrite=args.overwrite,
                    max_error_rate=args.max_error_rate, beam_args=list(getattr(args, "beam_args", []) or []))

@@ -1,4 +1,4 @@
-"""``mirdl synth-corpus OUT``: write the labelled synthetic corpus of :mod:`features.synth`.
+"""``mirdl synth-corpus OUT``: write the labelled synthetic corpus of :mod:`mirdl.features.synth`.
 
 Examples
 --------
@@ -45,7 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the corpus and print a one-line summary."""
-    from features.synth import write_corpus
+    from mirdl.features.synth import write_corpus
 
     listing = write_corpus(args.out, n_tracks=args.tracks, seed=args.seed, duration=args.duration,
                            overwrite=args.overwrite)

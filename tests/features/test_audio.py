@@ -1,4 +1,4 @@
-"""Tests for features.audio: decoding, streaming resample, channel matching and every failure mode.
+"""Tests for mirdl.features.audio: decoding, streaming resample, channel matching and every failure mode.
 
 All audio is synthesised here and written into ``tmp_path``; nothing binary is committed.
 """
@@ -13,8 +13,8 @@ import soxr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.audio import AudioInfo, check_audio, iter_blocks, load, probe, resample, to_channels
-from features.errors import AudioError, ConfigError
+from mirdl.features.audio import AudioInfo, check_audio, iter_blocks, load, probe, resample, to_channels
+from mirdl.errors import AudioError, ConfigError
 
 SR = 22050
 # Largest error PCM quantisation allows (one LSB; libsndfile scales by 2**(bits-1)).

@@ -1,4 +1,4 @@
-"""Tests of features.augment: pure ops, the spec, and reproducible variants with moved labels."""
+"""Tests of mirdl.features.augment: pure ops, the spec, and reproducible variants with moved labels."""
 import hashlib
 import json
 import os
@@ -15,7 +15,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.augment import (
+from mirdl.features.augment import (
     AUGMENT_OPS,
     AugmentSpec,
     add_noise,
@@ -29,8 +29,8 @@ from features.augment import (
     time_stretch,
     variant_rng,
 )
-from features.errors import AudioError, ConfigError
-from features.labels import Annotations
+from mirdl.errors import AudioError, ConfigError
+from mirdl.features.labels import Annotations
 
 SR = 16000
 ONLY_CHEAP_OPS = {"time_stretch_rate": None, "pitch_shift_steps": None}  # skip the phase vocoder
@@ -450,7 +450,7 @@ def test_variants_recompute_alone_identically_in_process_and_subprocess(music):
     code = textwrap.dedent(f"""
         import hashlib, json
         import numpy as np
-        from features.augment import AugmentSpec, apply_variant
+        from mirdl.features.augment import AugmentSpec, apply_variant
         rng = np.random.default_rng(42)
         sr = {SR}
         t = np.arange(sr) / sr

@@ -1,4 +1,4 @@
-"""Tests of features.labels: annotations in seconds -> frame targets on librosa's centred grid."""
+"""Tests of mirdl.features.labels: annotations in seconds -> frame targets on librosa's centred grid."""
 import json
 
 import librosa
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.errors import ConfigError
-from features.labels import (
+from mirdl.errors import ConfigError
+from mirdl.features.labels import (
     Annotations,
     chord_frames,
     frame_times,

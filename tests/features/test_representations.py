@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features import representations as rep
-from features.errors import AudioError, ConfigError
-from features.spec import FeatureSpec
+from mirdl.features import representations as rep
+from mirdl.errors import AudioError, ConfigError
+from mirdl.features.spec import FeatureSpec
 
 SR = 22050
 

@@ -1,4 +1,4 @@
-"""Tests of features.segment: patches (clip labels), frame windows (frame labels), crops."""
+"""Tests of mirdl.features.segment: patches (clip labels), frame windows (frame labels), crops."""
 import math
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.errors import ConfigError
-from features.segment import PAD_MODES, center_crop, frame_windows, n_patches, patches, random_crop
+from mirdl.errors import ConfigError
+from mirdl.features.segment import PAD_MODES, center_crop, frame_windows, n_patches, patches, random_crop
 
 PATCH = 4
 

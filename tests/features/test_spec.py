@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from features.errors import ConfigError
-from features.spec import FeatureSpec, load_specs
+from mirdl.errors import ConfigError
+from mirdl.features.spec import FeatureSpec, load_specs
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -54,7 +54,7 @@ def test_fingerprint_depends_on_the_numbers_only():
 
 def test_fingerprint_is_the_same_in_another_process():
     spec = FeatureSpec(representation="cqt", params={"n_bins": 60, "hop_length": 256})
-    code = ("from features.spec import FeatureSpec;"
+    code = ("from mirdl.features.spec import FeatureSpec;"
             "print(FeatureSpec(representation='cqt', params={'hop_length': 256, 'n_bins': 60}).fingerprint())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "12345", "PATH": ""})

@@ -11,11 +11,11 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features import synth
-from features.audio import load
-from features.errors import AudioError, ConfigError
-from features.representations import logmel
-from features.synth import CLASSES, ODD_FILES, TAGS, TARGETS, synth_track, write_corpus
+from mirdl.features import synth
+from mirdl.features.audio import load
+from mirdl.errors import AudioError, ConfigError
+from mirdl.features.representations import logmel
+from mirdl.features.synth import CLASSES, ODD_FILES, TAGS, TARGETS, synth_track, write_corpus
 
 ENVELOPE_HOP = 0.002  # s
 

@@ -3,11 +3,11 @@
 Two kinds:
 
 - ``known_store(fmt, ...)``: hand-made stores with *known answers*, written through the real
-  shard writer (:func:`pipelines.writers.write_shard`) and a manifest as the job writes it.
+  shard writer (:func:`mirdl.pipelines.writers.write_shard`) and a manifest as the job writes it.
   Each record's feature encodes where it comes from: ``x[f, t] = start_frame + t + 1000 * f
   + 0.25 * variant`` and, for frame tasks, ``label[..., t] = start_frame + t`` (plus
   ``k / 4`` for row ``k`` of a 2-D frame label), so a crop's alignment is checkable exactly.
-- ``job_store(fmt)``: stores written by the real job (``pipelines.precompute.run``) from a
+- ``job_store(fmt)``: stores written by the real job (``mirdl.pipelines.precompute.run``) from a
   tiny synthetic corpus (8 tracks x 2 s, 2 variants); skipped until the job is importable.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from features import store_format  # noqa: E402
+from mirdl.store import format as store_format  # noqa: E402
 
 FORMATS = ("tfrecord", "hdf5", "parquet")
 #: Frame task used by the known-answer store of each format: covers (T,) float, (k, T) float, (T,) int labels.
@@ -49,7 +49,7 @@ def _label(task_type: str, *, track: int, start_frame: int):
 def write_known_store(root: Path, fmt: str, *, task_type: str, n_tracks: int = 6, n_variants: int = 2,
                       n_segments: int = 2, n_shards: int = 3, compression: str = "none") -> Path:
     """A store whose every number is known (see the module docstring); returns its directory."""
-    from pipelines.writers import write_shard
+    from mirdl.pipelines.writers import write_shard
 
     root.mkdir(parents=True, exist_ok=True)
     feature = {"shape": [N_FREQ, N_FRAMES], "dtype": "float32"}
@@ -117,8 +117,8 @@ def store_copy(tmp_path):
 @pytest.fixture(scope="session")
 def job_store(tmp_path_factory):
     """``job_store(fmt)`` -> a store written by the real precompute job (cached per session)."""
-    precompute = pytest.importorskip("pipelines.precompute", reason="pipelines.precompute (the job) is not importable")
-    synth = pytest.importorskip("features.synth")
+    precompute = pytest.importorskip("mirdl.pipelines.precompute", reason="mirdl.pipelines.precompute (the job) is not importable")
+    synth = pytest.importorskip("mirdl.features.synth")
     base = tmp_path_factory.mktemp("job-stores")
     corpus = base / "corpus"
     synth.write_corpus(corpus, n_tracks=8, seed=0, duration=2.0)

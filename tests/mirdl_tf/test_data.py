@@ -20,8 +20,8 @@ import tensorflow as tf  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from features import store_format  # noqa: E402
-from features.errors import StoreError  # noqa: E402
+from mirdl.store import format as store_format  # noqa: E402
+from mirdl.errors import StoreError  # noqa: E402
 from mirdl_tf import data  # noqa: E402
 
 FORMATS = ("tfrecord", "hdf5", "parquet")
@@ -193,7 +193,7 @@ def test_frame_labels_stay_aligned_after_random_crop(known_store, fmt):
 
 
 def test_center_crop_is_fixed_and_matches_features_segment(known_store):
-    from features.segment import center_crop
+    from mirdl.features.segment import center_crop
 
     store = known_store("parquet")
     got = records_of(data.load(store, "train", batch_size=8, patch_frames=7, crop="center", standardize=False,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from features.errors import ConfigError, StoreError
+from mirdl.errors import ConfigError, StoreError
 from mirdl_tf.evaluate import (
     ONSET_WINDOW,
     check_compatible,

@@ -1,6 +1,6 @@
-"""Tests for mirdl_tf.layers.LogMel: parity with features.representations.logmel, shapes, serialisation.
+"""Tests for mirdl_tf.layers.LogMel: parity with mirdl.features.representations.logmel, shapes, serialisation.
 
-Reference numbers come from ``features.representations.compute`` on the same FeatureSpec;
+Reference numbers come from ``mirdl.features.representations.compute`` on the same FeatureSpec;
 the audible range is where the reference is within 80 dB of its peak.
 """
 import os
@@ -13,8 +13,8 @@ import pytest  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from features.representations import compute  # noqa: E402
-from features.spec import FeatureSpec  # noqa: E402
+from mirdl.features.representations import compute  # noqa: E402
+from mirdl.features.spec import FeatureSpec  # noqa: E402
 from mirdl_tf.layers import LogMel  # noqa: E402
 
 SPECS = {

@@ -16,8 +16,8 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from features.errors import ConfigError, StoreError
-from features.store_format import read_manifest
+from mirdl.errors import ConfigError, StoreError
+from mirdl.store.format import read_manifest
 from mirdl_tf import data
 from mirdl_tf.models import CLIP_TASKS, FRAME_TASKS, MODELS, TASKS, loss_for_task
 from mirdl_tf.train import (
@@ -122,8 +122,8 @@ def test_fingerprint_ignores_out_epochs_and_patience_only():
 # --------------------------------------------------------------------------- every builder x every store task
 def _store_tasks():
     """(task, n_outputs, label shape as data.load yields it) with the corpus adapters' real vocabularies."""
-    from features.synth import CLASSES, TAGS, TARGETS
-    from pipelines.corpus import CHORD_VOCABULARY, NOTE_NAMES
+    from mirdl.features.synth import CLASSES, TAGS, TARGETS
+    from mirdl.pipelines.corpus import CHORD_VOCABULARY, NOTE_NAMES
 
     n_time = 24
     return {
@@ -310,8 +310,8 @@ store: {{out: {out}, format: tfrecord}}
 @pytest.fixture(scope="module")
 def quality(tmp_path_factory):
     """The corpus, a clip store and an onset store, and a cache of trained runs."""
-    from features.synth import write_corpus
-    from pipelines.precompute import run
+    from mirdl.features.synth import write_corpus
+    from mirdl.pipelines.precompute import run
 
     base = tmp_path_factory.mktemp("quality")
     corpus = base / "corpus"

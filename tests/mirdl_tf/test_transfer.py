@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from features import store_format
-from features.errors import ConfigError, StoreError
-from features.store_format import read_manifest, verify_store
+from mirdl.store import format as store_format
+from mirdl.errors import ConfigError, StoreError
+from mirdl.store.format import read_manifest, verify_store
 from mirdl_tf.transfer import TRANSFER_FEATURE, extract, probe, read_split
-from pipelines.writers import write_shard
+from mirdl.pipelines.writers import write_shard
 
 FCN_ARGS = {"n_layers": 2, "base_filters": 2}
 

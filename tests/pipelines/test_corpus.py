@@ -1,4 +1,4 @@
-"""Tests of pipelines.corpus (adapters, splits, task, listing hash, annotation files) and pipelines.dead_letter."""
+"""Tests of mirdl.pipelines.corpus (adapters, splits, task, listing hash, annotation files) and mirdl.pipelines.dead_letter."""
 import doctest
 import json
 import math
@@ -17,12 +17,12 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import pipelines.corpus
-import pipelines.dead_letter
-from features.errors import ConfigError, MirdlError, StoreError
-from features.labels import Annotations, chord_frames, transpose_chord
-from features.synth import write_corpus
-from pipelines.corpus import (
+import mirdl.pipelines.corpus
+import mirdl.pipelines.dead_letter
+from mirdl.errors import ConfigError, MirdlError, StoreError
+from mirdl.features.labels import Annotations, chord_frames, transpose_chord
+from mirdl.features.synth import write_corpus
+from mirdl.pipelines.corpus import (
     CHORD_VOCABULARY,
     NOTE_NAMES,
     AnnotationError,
@@ -36,7 +36,7 @@ from pipelines.corpus import (
     reduce_chord,
     task_for,
 )
-from pipelines.dead_letter import STAGES, ErrorRecord
+from mirdl.pipelines.dead_letter import STAGES, ErrorRecord
 
 SR = 8000
 REPO = Path(__file__).resolve().parents[2]
@@ -314,7 +314,7 @@ def test_assign_split_is_independent_of_order():
 
 
 def test_assign_split_is_the_same_in_another_process():
-    code = ("import json, sys; from pipelines.corpus import assign_split; "
+    code = ("import json, sys; from mirdl.pipelines.corpus import assign_split; "
             "keys = json.loads(sys.stdin.read()); "
             "print(json.dumps([assign_split(key=k, fractions=[['train', 0.8], ['valid', 0.1], ['test', 0.1]], "
             "seed=3) for k in keys]))")
@@ -665,13 +665,13 @@ def test_error_record_rejects_bad_stage_and_lines():
 
 
 def test_modules_do_not_import_beam_or_tensorflow():
-    code = ("import sys, pipelines.corpus, pipelines.dead_letter; "
+    code = ("import sys, mirdl.pipelines.corpus, mirdl.pipelines.dead_letter; "
             "print(sorted(m for m in ('apache_beam', 'tensorflow', 'jams', 'mirdl_tf') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", [pipelines.corpus, pipelines.dead_letter])
+@pytest.mark.parametrize("module", [mirdl.pipelines.corpus, mirdl.pipelines.dead_letter])
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0

@@ -1,7 +1,7 @@
 """End-to-end tests of the precompute job through ``run(argv)`` (and ``mirdl prepare`` once).
 
 One tiny corpus: 8 synthetic tracks of 2 s (mixed formats, rates, stereo) + the odd files of
-:func:`features.synth.odd_files` + one CSV row naming a missing file. Each store format is
+:func:`mirdl.features.synth.odd_files` + one CSV row naming a missing file. Each store format is
 written once per module (in this process, ``--workers 1``) and checked from several sides.
 """
 import json
@@ -16,16 +16,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from features import audio, representations, segment  # noqa: E402
-from features.errors import ConfigError, StoreError  # noqa: E402
-from features.labels import onset_frames  # noqa: E402
-from features.spec import FeatureSpec  # noqa: E402
-from features.store_format import read_manifest, sha256_file, shard_paths, verify_store  # noqa: E402
-from features.synth import ODD_FILES  # noqa: E402
-from pipelines.corpus import load_annotations  # noqa: E402
-from pipelines.dead_letter import ErrorRecord  # noqa: E402
-from pipelines.precompute import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, pipeline_options, run  # noqa: E402
-from pipelines.writers import read_shard  # noqa: E402
+from mirdl.features import audio, representations, segment  # noqa: E402
+from mirdl.errors import ConfigError, StoreError  # noqa: E402
+from mirdl.features.labels import onset_frames  # noqa: E402
+from mirdl.features.spec import FeatureSpec  # noqa: E402
+from mirdl.store.format import read_manifest, sha256_file, shard_paths, verify_store  # noqa: E402
+from mirdl.features.synth import ODD_FILES  # noqa: E402
+from mirdl.pipelines.corpus import load_annotations  # noqa: E402
+from mirdl.pipelines.dead_letter import ErrorRecord  # noqa: E402
+from mirdl.pipelines.precompute import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, pipeline_options, run  # noqa: E402
+from mirdl.pipelines.writers import read_shard  # noqa: E402
 
 N_TRACKS = 8
 SR = 16000
@@ -218,8 +218,8 @@ def test_max_error_rate_aborts_and_leaves_nothing(corpus, capsys):
 @pytest.mark.slow
 def test_spill_files_are_deleted_after_success_abort_and_failure(corpus, monkeypatch):
     """Records reach their shard through spill files in the temporary store; none outlive the run."""
-    from pipelines import transforms
-    from pipelines.spill import SpillWriter
+    from mirdl.pipelines import transforms
+    from mirdl.pipelines.spill import SpillWriter
 
     spilled = []  # every spill file appended to (--workers 1: the DoFns run in this process)
 
@@ -339,7 +339,7 @@ BAD_FIELDS = [
 
 @pytest.mark.parametrize("change, message", BAD_FIELDS)
 def test_every_bad_field_is_named(corpus, change, message):
-    from pipelines.config import PrepareConfig
+    from mirdl.pipelines.config import PrepareConfig
 
     data = json.loads(write_config(corpus["root"].parent / "fields.yaml").read_text())
     with pytest.raises(ConfigError, match=message):

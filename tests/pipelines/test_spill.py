@@ -1,11 +1,11 @@
-"""Tests of pipelines.spill: the record framing and the spill files records wait in for their shard."""
+"""Tests of mirdl.pipelines.spill: the record framing and the spill files records wait in for their shard."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.errors import StoreError
-from pipelines.spill import (
+from mirdl.errors import StoreError
+from mirdl.pipelines.spill import (
     SPILL_SUFFIX,
     SpillReader,
     SpillWriter,

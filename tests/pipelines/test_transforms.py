@@ -1,4 +1,4 @@
-"""Tests of pipelines.transforms and pipelines.stats: the pure record functions, and each DoFn in a
+"""Tests of mirdl.pipelines.transforms and mirdl.pipelines.stats: the pure record functions, and each DoFn in a
 TestPipeline with assert_that on a handful of elements (good ones and dead letters)."""
 import apache_beam as beam
 import numpy as np
@@ -6,14 +6,14 @@ import soundfile as sf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from features import audio, representations, segment
-from features.labels import Annotations, onset_frames
-from features.spec import FeatureSpec
-from pipelines.config import PrepareConfig
-from pipelines.corpus import Track
-from pipelines.dead_letter import ErrorRecord
-from pipelines.stats import FeatureStatsFn, frame_moments, merge_moments
-from pipelines.transforms import (
+from mirdl.features import audio, representations, segment
+from mirdl.features.labels import Annotations, onset_frames
+from mirdl.features.spec import FeatureSpec
+from mirdl.pipelines.config import PrepareConfig
+from mirdl.pipelines.corpus import Track
+from mirdl.pipelines.dead_letter import ErrorRecord
+from mirdl.pipelines.stats import FeatureStatsFn, frame_moments, merge_moments
+from mirdl.pipelines.transforms import (
     ERRORS,
     ComputeFeatures,
     DecodeAudio,
@@ -27,7 +27,7 @@ from pipelines.transforms import (
     make_records,
     segment_track,
 )
-from pipelines.writers import read_shard, record_nbytes
+from mirdl.pipelines.writers import read_shard, record_nbytes
 
 SR = 16000
 LOGMEL = FeatureSpec(representation="logmel", sample_rate=SR, params={"n_fft": 512, "hop_length": 256, "n_mels": 16})

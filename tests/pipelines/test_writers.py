@@ -1,4 +1,4 @@
-"""Tests of pipelines.writers: one interface, three formats, same records back, reproducible bytes.
+"""Tests of mirdl.pipelines.writers: one interface, three formats, same records back, reproducible bytes.
 
 Records are read back twice: through :func:`read_shard`, and with the plain libraries exactly as
 ``docs/store-format.md`` shows a reader without mirdl (tf.data, h5py, pyarrow/pandas).
@@ -15,9 +15,9 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 
-from features.errors import StoreError  # noqa: E402
-from features.store_format import record_key, sha256_file  # noqa: E402
-from pipelines.writers import COMPRESSIONS, ShardInfo, read_shard, record_nbytes, write_shard  # noqa: E402
+from mirdl.errors import StoreError  # noqa: E402
+from mirdl.store.format import record_key, sha256_file  # noqa: E402
+from mirdl.pipelines.writers import COMPRESSIONS, ShardInfo, read_shard, record_nbytes, write_shard  # noqa: E402
 
 FORMATS = ("tfrecord", "hdf5", "parquet")
 FEATURES = {"logmel": {"shape": [4, 6], "dtype": "float32"}, "wave": {"shape": [1, 9], "dtype": "float16"}}

@@ -1,6 +1,6 @@
 """The feature-store format: manifest schema, shard naming, record layout, atomic writes.
 
-This is the one module both the writer (:mod:`pipelines`) and the readers
+This is the one module both the writer (:mod:`mirdl.pipelines`) and the readers
 (:mod:`mirdl_tf`) read; ``docs/store-format.md`` describes the same contract for
 readers without mirdl. It imports only the standard library.
 
@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from features.errors import StoreError
+from mirdl.errors import StoreError
 
 __all__ = [
     "FORMAT_VERSION",
