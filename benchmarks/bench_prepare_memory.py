@@ -124,7 +124,7 @@ def measure(config: Path, *, cwd: Path, pythonpath: Path | None) -> dict:
 
 
 def store_summary(store: Path) -> dict:
-    from mirdl.store.format import read_manifest
+    from mirdl.store.manifest import read_manifest
 
     manifest = read_manifest(store)
     splits = manifest["splits"]

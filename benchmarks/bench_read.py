@@ -74,7 +74,7 @@ def build_stores(workdir: Path, args: argparse.Namespace) -> tuple[dict[str, Pat
     from mirdl.features.representations import compute
     from mirdl.features.spec import FeatureSpec
     from mirdl.features.synth import write_corpus
-    from mirdl.pipelines.writers import write_shard
+    from mirdl.store.build import write_store
 
     samples_per_record = args.frames * HOP_LENGTH
     n_tracks = math.ceil(args.records / args.segments_per_track)
@@ -112,21 +112,9 @@ def build_stores(workdir: Path, args: argparse.Namespace) -> tuple[dict[str, Pat
             "vocabulary": list(LABELS)}
     stores = {}
     for fmt in ("tfrecord", "hdf5", "parquet"):
-        root = workdir / f"store-{fmt}"
-        root.mkdir(parents=True, exist_ok=True)
-        shards = []
-        for index in range(args.shards):
-            mine = sorted((r for r in records if store_format.shard_for_key(r["key"], n_shards=args.shards) == index),
-                          key=lambda r: r["key"])
-            path = root / store_format.shard_filename(name="bench", split="train", store_format=fmt, index=index,
-                                                      n_shards=args.shards)
-            shards.append(write_shard(mine, path=path, store_format=fmt, features={"logmel": feature}, task=task)
-                          .to_dict())
-        store_format.write_json_atomic(root / store_format.MANIFEST_NAME, {
-            "format_version": store_format.FORMAT_VERSION, "name": "bench", "format": fmt, "compression": "none",
-            "features": {"logmel": feature}, "task": task, "splits": {"train": {"shards": shards}},
-        })
-        stores[fmt] = root
+        stores[fmt] = workdir / f"store-{fmt}"
+        write_store(stores[fmt], {"train": records}, name="bench", store_format=fmt, features={"logmel": feature},
+                    task=task, fingerprint=f"bench-{fmt}", n_shards=args.shards, overwrite=True)
     return stores, segments, records[0]["logmel"]
 
 
@@ -208,8 +196,9 @@ def run(argv: list[str] | None = None) -> int:
 
         import tensorflow as tf
 
-        from mirdl.store.format import read_manifest, shard_paths
-        from mirdl_tf import _readers, data
+        from mirdl.store.manifest import read_manifest, shard_paths
+        from mirdl.store import adapters
+        from mirdl_tf import data
 
         shard_files = {fmt: shard_paths(store, read_manifest(store), "train") for fmt, store in stores.items()}
         shard_bytes = {fmt: sum(p.stat().st_size for p in files) for fmt, files in shard_files.items()}
@@ -223,7 +212,7 @@ def run(argv: list[str] | None = None) -> int:
 
         backends = [(fmt, "h5py") for fmt in stores]
         try:
-            _readers.load_tfio()
+            adapters.load_tfio()
             backends.append(("hdf5", "tfio"))
         except Exception as err:  # StoreError where tensorflow-io does not load
             print(f"# hdf5 tfio backend skipped: {str(err).split('.')[0]}", file=sys.stderr)

@@ -84,7 +84,7 @@ import soundfile as sf
 
 from mirdl.errors import ConfigError
 from mirdl.features.labels import Annotations
-from mirdl.store.format import atomic_path
+from mirdl.store.files import atomic_path
 
 __all__ = [
     "SYNTH_VERSION",

@@ -23,6 +23,7 @@ COMMANDS = {
     "features": ("mirdl.commands.features", "compute one feature of one audio file, optionally plot it"),
     "prepare": ("mirdl.commands.prepare", "run the Beam precompute job: corpus -> sharded feature store"),
     "inspect": ("mirdl.commands.inspect", "summarise a store's manifest, optionally plot examples"),
+    "verify": ("mirdl.commands.verify", "check a store completely: manifest, sizes, sha256, every record"),
     "train": ("mirdl.commands.train", "train a Keras model from a store"),
     "evaluate": ("mirdl.commands.evaluate", "evaluate a trained model on a store split"),
     "extract": ("mirdl.commands.extract", "write transfer / random-weight features as a new store"),

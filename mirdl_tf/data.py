@@ -6,7 +6,8 @@
     -> parse -> select variants -> cache (optional) -> shuffle -> repeat (optional)
     -> crop + standardise + SpecAugment (parallel map) -> batch -> mixup (optional) -> prefetch
 
-Only the per-shard reader differs between formats (:mod:`mirdl_tf._readers`); after it every
+Only the per-shard reader differs between formats (each format's adapter in
+:mod:`mirdl.store.adapters`, which checks the format's own checksums); after it every
 record is the same dict (``feature, label, key, track_id, variant, segment, start_frame``) and
 takes one code path. The manifest is the only source of shapes, dtypes, compression,
 normalisation statistics and the task; nothing is inferred from the shard files.
@@ -35,7 +36,9 @@ TensorShape([32, 96, 128])
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,11 +46,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from mirdl.store import format as store_format
 from mirdl.errors import StoreError
-from mirdl_tf import _readers
+from mirdl.store import adapters
+from mirdl.store import format as store_format
+from mirdl.store.manifest import read_manifest, shard_entries, shard_paths
+from mirdl.store.verify import check_shards, find_corrupt_shard
 
-__all__ = ["STD_FLOOR", "SPEC_AUGMENT_DEFAULTS", "load", "describe", "input_shape", "n_outputs"]
+__all__ = ["STD_FLOOR", "SPEC_AUGMENT_DEFAULTS", "load", "describe", "input_shape", "n_outputs", "named_store_errors"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 #: Standard deviations below this are raised to it before dividing (silent frequency bins).
@@ -105,15 +110,8 @@ class _Store:
     def label_shape(self) -> tuple[int, ...]:
         return tuple(int(n) for n in self.task["label_shape"])
 
-    def layout(self) -> _readers.Layout:
-        return _readers.Layout(
-            feature=self.feature,
-            feature_shape=self.feature_shape,
-            feature_dtype=self.feature_entry["dtype"],
-            label_shape=self.label_shape,
-            label_dtype=self.task["label_dtype"],
-            compression=self.manifest.get("compression"),
-        )
+    def layout(self) -> adapters.Layout:
+        return adapters.Layout.from_manifest(self.manifest, self.feature)
 
     def n_outputs(self) -> int:
         return int(self.task["n_outputs"])
@@ -147,7 +145,7 @@ class _Store:
         return list(range(int(self.manifest.get("augment", {}).get("n_variants", 1))))
 
     def split_records(self, split: str) -> int:
-        return sum(int(entry["records"]) for entry in store_format.shard_entries(self.manifest, split))
+        return sum(int(entry["records"]) for entry in shard_entries(self.manifest, split))
 
 
 #: Manifest fields :func:`load` relies on beyond those :func:`mirdl.store.format.read_manifest` checks.
@@ -157,7 +155,7 @@ _FEATURE_KEYS = ("shape", "dtype")
 
 def _open_store(store: str | os.PathLike, feature: str | None) -> _Store:
     path = Path(store)
-    manifest = store_format.read_manifest(path)
+    manifest = read_manifest(path)
     where = path / store_format.MANIFEST_NAME
     features = manifest["features"]
     if not features:
@@ -482,12 +480,12 @@ def load(
             f"{info.path / store_format.MANIFEST_NAME}: frame task label_shape {info.label_shape} must end with "
             f"the feature's {info.n_frames} frames"
         )
-    entries = store_format.shard_entries(info.manifest, split)  # StoreError for an unknown split
+    entries = shard_entries(info.manifest, split)  # StoreError for an unknown split
     if not entries:
         raise StoreError(f"{info.path / store_format.MANIFEST_NAME}: split {split!r} has no shards")
     # Existence and size of every shard now (cheap), checksums only when asked.
-    store_format.verify_store(info.path, info.manifest, splits=[split], checksums=verify)
-    paths = [os.fspath(path) for path in store_format.shard_paths(info.path, info.manifest, split)]
+    check_shards(info.path, info.manifest, splits=[split], checksums=verify)
+    paths = [os.fspath(path) for path in shard_paths(info.path, info.manifest, split)]
     read, parse = _shard_reader(info, hdf5_backend=hdf5_backend)
 
     # ---- list shards, [shard by files], interleave, [shard by records], parse
@@ -549,18 +547,11 @@ def load(
 
 def _shard_reader(info: _Store, *, hdf5_backend: str):
     """``(read, parse)``: ``read(path) -> dataset`` per shard; ``parse`` for batches of serialised records, or None."""
-    layout = info.layout()
-    if info.format == "tfrecord":
-        return _readers.tfrecord_reader(layout), _readers.tfrecord_parser(layout)
-    if info.format == "parquet":
-        return _readers.parquet_reader(layout), None
-    if hdf5_backend == "h5py":
-        return _readers.hdf5_reader(layout), None
-    if info.manifest.get("compression") == "lzf":
-        # LZF is a filter h5py ships; the HDF5 library inside tensorflow-io does not have it.
-        raise StoreError(f"{info.path / store_format.MANIFEST_NAME}: compression='lzf' cannot be read with "
-                         f"hdf5_backend='tfio' (LZF is h5py's own filter); use hdf5_backend='h5py'")
-    return _readers.tfio_hdf5_reader(layout), None
+    backend = hdf5_backend if info.format == "hdf5" else None
+    try:
+        return adapters.adapter_for(info.format).tf_reader(info.layout(), backend=backend)
+    except StoreError as err:
+        raise StoreError(f"{info.path / store_format.MANIFEST_NAME}: {err}") from err
 
 
 def _read_records(paths: list[str], counts: list[int], *, read, parse, num_workers: int, worker: int,
@@ -585,7 +576,7 @@ def _read_records(paths: list[str], counts: list[int], *, read, parse, num_worke
     if not by_files:
         ds = ds.shard(num_workers, worker)
     if parse is not None:  # vectorised: one parse op per READ_CHUNK serialised records
-        ds = ds.batch(_readers.READ_CHUNK).map(parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        ds = ds.batch(adapters.READ_CHUNK).map(parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         ds = ds.unbatch()
     return ds, n_records
 
@@ -656,3 +647,38 @@ def _apply_mixup(ds: tf.data.Dataset, *, alpha: float, n_classes: int, one_hot: 
         return (x, y, batch[2]) if with_metadata else (x, y)
 
     return tf.data.Dataset.zip((ds, randoms)).map(mix, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+
+
+# --------------------------------------------------------------------------- errors
+@contextlib.contextmanager
+def named_store_errors(store: str | os.PathLike, split: str) -> Iterator[None]:
+    """Turn a read error inside a tf.data pipeline over ``split`` into a StoreError naming the shard.
+
+    TensorFlow reports a TFRecord record whose CRC does not match as ``DataLossError:
+    corrupted record at N``, without the file; the HDF5 and Parquet readers raise a
+    StoreError that TensorFlow wraps in its own error type. Inside this context either
+    becomes one :class:`~mirdl.errors.StoreError` that names the corrupt shard (found by
+    checking the split's shards) and why. ``mirdl train``, ``evaluate`` and ``extract`` read
+    through it.
+
+    Examples
+    --------
+    >>> with named_store_errors("demo-out/stores/demo", "train"):  # doctest: +SKIP
+    ...     model.fit(load("demo-out/stores/demo", "train", batch_size=32))
+    """
+    try:
+        yield
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
+        message = err.message or ""
+        if "StoreError" in message:  # raised by an adapter inside from_generator: keep its own words
+            line = next((line for line in message.splitlines() if "StoreError" in line), message)
+            raise StoreError(line.split("StoreError:", 1)[-1].strip()) from err
+        if not isinstance(err, tf.errors.DataLossError) and "corrupted record" not in message:
+            raise
+        manifest = read_manifest(store)
+        found = find_corrupt_shard(store, manifest, split)
+        if found is None:
+            raise StoreError(f"{store}: split {split!r}: TensorFlow reported a corrupt record "
+                             f"({message.splitlines()[0] if message else err}), but every shard passes its checks "
+                             "now") from err
+        raise StoreError(found[1]) from err

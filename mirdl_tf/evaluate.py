@@ -50,7 +50,8 @@ from typing import Any
 import numpy as np
 
 from mirdl.errors import ConfigError, StoreError
-from mirdl.store.format import atomic_path, read_manifest, write_json_atomic
+from mirdl.store.files import atomic_path, write_json_atomic
+from mirdl.store.manifest import read_manifest
 
 __all__ = [
     "ONSET_THRESHOLD",

@@ -70,7 +70,8 @@ import yaml
 from mirdl.features import checks
 from mirdl.errors import ConfigError, StoreError
 from mirdl.features.spec import load_config, stable_hash
-from mirdl.store.format import atomic_path, read_manifest, write_json_atomic
+from mirdl.store.files import atomic_path, write_json_atomic
+from mirdl.store.manifest import read_manifest
 
 __all__ = [
     "OPTIMIZERS",

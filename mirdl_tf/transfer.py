@@ -8,8 +8,8 @@ directory), or from the same architecture with random weights (seeded), the base
 Choi et al. The vector of a track is the mean over all patches of its clean segments
 (variant 0), cut as :func:`mirdl_tf.evaluate.window_offsets` says: **one record per track**.
 
-The new store has the layout of ``docs/store-format.md`` (shards written with
-:func:`mirdl.pipelines.writers.write_shard`, one per split; ``manifest.json`` last; the whole
+The new store has the layout of ``docs/store-format.md`` (written with
+:func:`mirdl.store.build.write_store`: one shard per split, ``manifest.json`` last, the whole
 directory renamed into place). Its one feature is ``transfer``, a float32 vector::
 
     features.transfer = {shape: [D], dtype: float32, axes: ["feature"], fingerprint,
@@ -28,7 +28,6 @@ dimension (the vector has no time axis).
 """
 from __future__ import annotations
 
-import datetime
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,41 +37,18 @@ import numpy as np
 
 from mirdl.errors import ConfigError, StoreError
 from mirdl.features.spec import stable_hash
-from mirdl.store.format import (
-    FORMAT_VERSION,
-    MANIFEST_NAME,
-    STORE_FORMATS,
-    atomic_path,
-    read_manifest,
-    record_key,
-    sha256_file,
-    shard_filename,
-    shard_paths,
-    write_json_atomic,
-)
-from mirdl import __version__
+from mirdl.store.build import write_store
+from mirdl.store.files import sha256_file
+from mirdl.store.format import CLIP_TASKS, FORMAT_VERSION, STORE_FORMATS, record_key
+from mirdl.store.manifest import check_destination, read_manifest, shard_paths
 
 __all__ = ["TRANSFER_FEATURE", "CLIP_TASKS", "extract", "read_split", "probe"]
 
 #: Name of the feature an extracted store holds.
 TRANSFER_FEATURE = "transfer"
 #: Tasks whose labels are per track, so a per-track vector can carry them.
-CLIP_TASKS = ("single_label", "multi_label", "regression")
 _AGGREGATION = ("mean over the patches of a track's clean segments (variant 0) of the concatenated global "
                 "averages of the layers; one record per track")
-
-
-def _check_destination(out: Path, *, overwrite: bool) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise StoreError(f"--out {out}: exists and is not a directory")
-    if not (out / MANIFEST_NAME).is_file():
-        if any(out.iterdir()):
-            raise StoreError(f"--out {out}: a non-empty directory that is not a store; refusing to replace it")
-        return
-    if not overwrite:
-        raise StoreError(f"--out {out}: holds a store already; pass --overwrite to replace it")
 
 
 def _source_model(*, model_dir, random_model, model_args, seed, checkpoint, store, manifest, patch_frames, feature):
@@ -155,7 +131,6 @@ def extract(store: str | os.PathLike, out: str | os.PathLike, *, model_dir: str 
     """
     from mirdl_tf.evaluate import track_outputs
     from mirdl_tf.models import feature_extractor, feature_layers
-    from mirdl.pipelines.writers import write_shard
 
     out = Path(out)
     if store_format not in STORE_FORMATS:
@@ -169,7 +144,7 @@ def extract(store: str | os.PathLike, out: str | os.PathLike, *, model_dir: str 
     for split in splits:
         if split not in manifest["splits"]:
             raise StoreError(f"split {split!r} is not in {store} (splits: {', '.join(sorted(manifest['splits']))})")
-    _check_destination(out, overwrite=overwrite)
+    check_destination(out, param="out", overwrite=overwrite)
     model, feature, patch, normalization, source_model = _source_model(
         model_dir=model_dir, random_model=random_model, model_args=model_args, seed=seed, checkpoint=checkpoint,
         store=store, manifest=manifest, patch_frames=patch_frames, feature=feature)
@@ -197,8 +172,10 @@ def extract(store: str | os.PathLike, out: str | os.PathLike, *, model_dir: str 
         (s for s in splits if per_split[s].track_ids), None)
     stats = None
     if stats_split is not None:
-        vectors = np.stack(per_split[stats_split].outputs)
-        stats = {"split": stats_split, "mean": vectors.mean(axis=0).tolist(), "std": vectors.std(axis=0).tolist()}
+        vectors = np.stack(per_split[stats_split].outputs).astype(np.float64)
+        stats = {"split": stats_split, "mean": vectors.mean(axis=0).tolist(), "std": vectors.std(axis=0).tolist(),
+                 "count": len(vectors), "sum": vectors.sum(axis=0).tolist(),
+                 "sum_sq": np.square(vectors).sum(axis=0).tolist()}
     spec = {"representation": "transfer", "source_model": source_model, "layers": layers,
             "source_store_fingerprint": manifest.get("fingerprint"),
             "source_feature": {"name": feature, "fingerprint": source_feature.get("fingerprint")},
@@ -206,53 +183,18 @@ def extract(store: str | os.PathLike, out: str | os.PathLike, *, model_dir: str 
     entry = {"shape": [dimensions], "dtype": "float32", "axes": ["feature"], "spec": spec,
              "fingerprint": stable_hash(spec)}
     name = f"{manifest.get('name') or 'store'}_transfer"
-    shard_features = {TRANSFER_FEATURE: {"shape": [dimensions], "dtype": "float32"}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        tmp.mkdir()
-        split_entries = {}
-        for split in splits:
-            outputs = per_split[split]
-            records = [{"key": record_key(track_id=track, variant=0, segment=0), "track_id": track, "variant": 0,
+    records = {split: [{"key": record_key(track_id=track, variant=0, segment=0), "track_id": track, "variant": 0,
                         "segment": 0, "start_frame": 0, TRANSFER_FEATURE: vector.astype(np.float32), "label": label}
                        for track, vector, label in zip(outputs.track_ids, outputs.outputs, outputs.labels)]
-            records.sort(key=lambda record: record["key"])
-            shards = []
-            if records:
-                path = tmp / shard_filename(name=name, split=split, store_format=store_format, index=0, n_shards=1)
-                shards.append(write_shard(records, path=path, store_format=store_format, features=shard_features,
-                                          task=task).to_dict())
-            split_entries[split] = {
-                "records": len(records), "tracks": len(records), "bytes": sum(s["bytes"] for s in shards),
-                "label_counts": _label_counts(task, outputs.labels), "shards": shards}
-        new_manifest = {
-            "format_version": FORMAT_VERSION,
-            "name": name,
-            "format": store_format,
-            "compression": "none",
-            "created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
-            "mirdl_version": __version__,
-            "fingerprint": stable_hash({"format_version": FORMAT_VERSION, "feature": entry["fingerprint"],
-                                        "format": store_format, "splits": splits, "task": task}),
-            "features": {TRANSFER_FEATURE: {**entry, "stats": stats}},
-            "task": dict(task),
-            "augment": {"n_variants": 1},
-            "segment": {"mode": "track", "aggregation": _AGGREGATION},
-            "splits": split_entries,
-            "source": {"store": str(Path(store).resolve()), "name": manifest.get("name"),
-                       "fingerprint": manifest.get("fingerprint")},
-        }
-        write_json_atomic(tmp / MANIFEST_NAME, new_manifest)  # last: a store without it is incomplete
-    return new_manifest
-
-
-def _label_counts(task: Mapping[str, Any], labels: Sequence[np.ndarray]) -> list[int] | None:
-    n = int(task.get("n_outputs") or 0)
-    if task["type"] == "regression" or not labels:
-        return None if task["type"] == "regression" else [0] * n
-    if task["type"] == "single_label":
-        return np.bincount(np.asarray(labels, dtype=np.int64).reshape(-1), minlength=n).tolist()
-    return np.asarray(np.stack(labels) >= 0.5, dtype=np.int64).sum(axis=0).tolist()
+               for split, outputs in per_split.items()}
+    return write_store(
+        out, records, name=name, store_format=store_format, features={TRANSFER_FEATURE: {**entry, "stats": stats}},
+        task=task, overwrite=overwrite, param="out",
+        fingerprint=stable_hash({"format_version": FORMAT_VERSION, "feature": entry["fingerprint"],
+                                 "format": store_format, "splits": splits, "task": task}),
+        augment={"n_variants": 1}, segment={"mode": "track", "aggregation": _AGGREGATION},
+        source={"store": str(Path(store).resolve()), "name": manifest.get("name"),
+                "fingerprint": manifest.get("fingerprint")})
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,7 +204,7 @@ def _label_counts(task: Mapping[str, Any], labels: Sequence[np.ndarray]) -> list
 def read_split(store: str | os.PathLike, split: str, *, feature: str = TRANSFER_FEATURE,
                manifest: Mapping[str, Any] | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(track_ids, X (n, D), labels)`` of one split of a vector store (no TensorFlow involved)."""
-    from mirdl.pipelines.writers import read_shard
+    from mirdl.store.adapters import read_shard
 
     manifest = read_manifest(store) if manifest is None else manifest
     if feature not in manifest["features"]:
@@ -273,7 +215,7 @@ def read_split(store: str | os.PathLike, split: str, *, feature: str = TRANSFER_
                          "the probe needs one vector per record")
     track_ids, vectors, labels = [], [], []
     for path in shard_paths(store, manifest, split):  # StoreError for an unknown split
-        for record in read_shard(path, store_format=manifest["format"], manifest=manifest):
+        for record in read_shard(path, manifest=manifest):
             track_ids.append(record["track_id"])
             vectors.append(record[feature])
             labels.append(record["label"])

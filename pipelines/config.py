@@ -56,7 +56,7 @@ from mirdl.features.segment import PAD_MODES
 from mirdl.features.spec import FeatureSpec, load_config, stable_hash
 from mirdl.store.format import STORE_FORMATS
 from mirdl.pipelines.corpus import CorpusConfig, SplitConfig
-from mirdl.pipelines.writers import COMPRESSIONS, DEFAULT_ROW_GROUP_RECORDS
+from mirdl.store.format import COMPRESSIONS, DEFAULT_ROW_GROUP_RECORDS
 
 __all__ = [
     "SEGMENT_MODES",

@@ -2,8 +2,9 @@
 
 ``manifest.json`` is the store's whole contract (schema in ``docs/store-format.md``); this
 module builds it from the job's config, its :class:`~mirdl.pipelines.transforms.RecordLayout`
-sections and what the pipeline reported, and decides whether an existing store is already
-the one a config describes (same fingerprint: nothing to do).
+sections and what the pipeline reported. Whether an existing store is already the one a
+config describes is :func:`mirdl.store.manifest.check_destination` (same fingerprint, same
+input sizes and times, shards intact: nothing to do).
 
 The store fingerprint is :func:`mirdl.features.spec.stable_hash` of everything that changes the
 store's bytes: the feature specs' fingerprints (and names), the augmentation fingerprint
@@ -14,22 +15,20 @@ moved corpus or a rerun gives the same fingerprint.
 """
 from __future__ import annotations
 
-import datetime
 import os
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from mirdl.errors import StoreError
 from mirdl.features.spec import stable_hash
-from mirdl.store.format import ERRORS_NAME, FORMAT_VERSION, MANIFEST_NAME, read_manifest, verify_store
-from mirdl import __version__
 from mirdl.pipelines.config import PrepareConfig
+from mirdl.pipelines.corpus import Track
+from mirdl.store.build import new_manifest, split_entry
+from mirdl.store.format import ERRORS_NAME, FORMAT_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover - the layout comes from the job, which imports Beam
     from mirdl.pipelines.transforms import RecordLayout
 
-__all__ = ["store_fingerprint", "destination_status", "build_manifest"]
+__all__ = ["store_fingerprint", "inputs_sha256", "build_manifest"]
 
 
 def store_fingerprint(config: PrepareConfig, *, task: Mapping[str, Any], listing_sha256: str) -> str:
@@ -47,44 +46,27 @@ def store_fingerprint(config: PrepareConfig, *, task: Mapping[str, Any], listing
                         "task": dict(task), "listing_sha256": listing_sha256})
 
 
-def destination_status(out: str | os.PathLike, *, fingerprint: str, overwrite: bool) -> str:
-    """What to do with ``store.out``: ``"write"`` (nothing there, or replace) or ``"up to date"``.
+def inputs_sha256(tracks: Iterable[Track]) -> str:
+    """sha256 of every input file's size and modification time, by track id.
 
-    Raises
-    ------
-    StoreError
-        ``out`` is a file; a directory that is not a mirdl store and not empty (never
-        replaced, even with ``overwrite``); or a store with another fingerprint, or a
-        damaged one, without ``overwrite``.
+    Only the "up to date" check compares it (a file rewritten with the same size changes it);
+    it is never part of the fingerprint, and it holds no absolute path, so a corpus moved
+    with its times kept (``mv``, ``cp -p``, ``rsync -a``) is still up to date.
     """
-    out = Path(out)
-    if not out.exists():
-        return "write"
-    if not out.is_dir():
-        raise StoreError(f"store.out={str(out)!r} exists and is not a directory")
-    if not (out / MANIFEST_NAME).exists():
-        if any(out.iterdir()):
-            raise StoreError(f"store.out={str(out)!r} is a non-empty directory without {MANIFEST_NAME} "
-                             "(not a mirdl store); refusing to replace it")
-        return "write"
-    try:
-        manifest = read_manifest(out)
-        problem = None if manifest.get("fingerprint") == fingerprint else \
-            f"holds a store with fingerprint {manifest.get('fingerprint')}, this config gives {fingerprint}"
-        if problem is None:
-            verify_store(out, manifest, checksums=False)
-    except StoreError as err:
-        problem = f"holds a damaged store ({err})"
-    if problem is None:
-        return "up to date"
-    if not overwrite:
-        raise StoreError(f"store.out={str(out)!r} {problem}; pass --overwrite to replace it")
-    return "write"
+    entries = []
+    for track in sorted(tracks, key=lambda track: track.track_id):
+        try:
+            stat = os.stat(track.path)
+            state = [stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            state = None
+        entries.append([track.track_id, state])
+    return stable_hash(entries, n_hex=64)
 
 
 def build_manifest(*, config: PrepareConfig, layout: RecordLayout, fingerprint: str, listing_sha256: str,
-                   n_files: int, split_names: list[str], stats_split: str, outputs: Mapping[str, Any],
-                   created: str | None = None) -> dict[str, Any]:
+                   inputs: str, n_files: int, split_names: list[str], stats_split: str, outputs: Mapping[str, Any],
+                   provenance: Mapping[str, Any], version: int = 1, created: str | None = None) -> dict[str, Any]:
     """The manifest dict (schema: ``docs/store-format.md``).
 
     Parameters
@@ -93,6 +75,8 @@ def build_manifest(*, config: PrepareConfig, layout: RecordLayout, fingerprint: 
     layout : RecordLayout
         Gives the ``features`` (without stats), ``task`` and segment frames sections.
     fingerprint, listing_sha256 : str
+    inputs : str
+        :func:`inputs_sha256` of the listed tracks.
     n_files : int
         Input files listed (tracks plus files the listing rejected).
     split_names : list of str
@@ -105,8 +89,13 @@ def build_manifest(*, config: PrepareConfig, layout: RecordLayout, fingerprint: 
         (:class:`mirdl.pipelines.stats.FeatureStatsFn` output), ``tracks_per_split`` (split ->
         tracks with records), ``corpus`` (:class:`mirdl.pipelines.stats.DurationSummaryFn`
         output), ``errors`` (``count``, ``failed_files``, ``by_stage``).
+    provenance : mapping
+        :func:`mirdl.store.manifest.provenance` of the run.
+    version : int
+        The dataset's version (1 for a new store).
     created : str, optional
-        UTC ISO time; now by default. The only field that differs between two runs.
+        UTC ISO time; now by default. With ``provenance.command``, the only fields that differ
+        between two runs on the same machine type and package versions.
     """
     task, shards, stats = layout.task, outputs["shards"], outputs["stats"]
     tracks_per_split, corpus_summary, errors_summary = outputs["tracks_per_split"], outputs["corpus"], outputs["errors"]
@@ -117,38 +106,26 @@ def build_manifest(*, config: PrepareConfig, layout: RecordLayout, fingerprint: 
         if task["type"] != "regression":
             counts = [sum(values) for values in zip(*(shard["label_counts"] for shard in entries))] \
                 or [0] * task["n_outputs"]
-        splits[split] = {
-            "records": sum(shard["records"] for shard in entries),
-            "tracks": int(tracks_per_split.get(split, 0)),
-            "bytes": sum(shard["bytes"] for shard in entries),
-            "label_counts": counts,
-            "shards": [{key: shard[key] for key in ("path", "records", "bytes", "sha256")} for shard in entries],
-        }
+        splits[split] = split_entry(entries, tracks=int(tracks_per_split.get(split, 0)), counts=counts)
     features = {name: {**entry, "stats": None if stats.get(name) is None else {"split": stats_split, **stats[name]}}
                 for name, entry in layout.features.items()}
-    return {
-        "format_version": FORMAT_VERSION,
-        "name": config.name,
-        "format": config.store.format,
-        "compression": config.store.compression,
-        "shard_bytes": config.store.shard_bytes,
-        "created": created or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
-        "mirdl_version": __version__,
-        "fingerprint": fingerprint,
-        "features": features,
-        "augment": {
+    return new_manifest(
+        name=config.name, store_format=config.store.format, compression=config.store.compression,
+        fingerprint=fingerprint, features=features, task=task, splits=splits, version=version, created=created,
+        provenance_info=provenance,
+        shard_bytes=config.store.shard_bytes,
+        augment={
             **config.augment.to_dict(),
             "fingerprint": config.augment.fingerprint(),
             "background_files": len(config.background_files()),
         },
-        "segment": {**config.segment.to_dict(), **layout.segment_frames()},
-        "task": dict(task),
-        "splits": splits,
+        segment={**config.segment.to_dict(), **layout.segment_frames()},
         # Fractions as [name, fraction] pairs: their order decides the assignment, JSON objects have none.
-        "split_config": {**config.splits.to_dict(), "fractions": [list(pair) for pair in config.splits.fractions]},
-        "corpus": {
+        split_config={**config.splits.to_dict(), "fractions": [list(pair) for pair in config.splits.fractions]},
+        corpus={
             "type": config.corpus.type,
             "listing_sha256": listing_sha256,
+            "inputs_sha256": inputs,
             "files": n_files,
             "tracks": int(sum(tracks_per_split.values())),
             "failed": int(errors_summary["failed_files"]),
@@ -156,10 +133,10 @@ def build_manifest(*, config: PrepareConfig, layout: RecordLayout, fingerprint: 
             "decoded_tracks": corpus_summary["tracks"],
             "duration_histogram": corpus_summary["duration_histogram"],
         },
-        "errors": {
+        errors={
             "file": ERRORS_NAME,
             "count": int(errors_summary["count"]),
             "failed_files": int(errors_summary["failed_files"]),
             "by_stage": dict(errors_summary["by_stage"]),
         },
-    }
+    )

@@ -57,13 +57,12 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-from mirdl.errors import ConfigError, StoreError
-from mirdl.store.format import ERRORS_NAME, MANIFEST_NAME, atomic_path, write_json_atomic
 from mirdl.commands.prepare import add_arguments
+from mirdl.errors import ConfigError, StoreError
 from mirdl.pipelines.config import PrepareConfig
 from mirdl.pipelines.corpus import Track, list_tracks, listing_hash, task_for
 from mirdl.pipelines.dead_letter import ErrorRecord
-from mirdl.pipelines.manifest import build_manifest, destination_status, store_fingerprint
+from mirdl.pipelines.manifest import build_manifest, inputs_sha256, store_fingerprint
 from mirdl.pipelines.stats import DurationSummaryFn, FeatureStatsFn
 from mirdl.pipelines.transforms import (
     METRICS_NAMESPACE,
@@ -73,6 +72,10 @@ from mirdl.pipelines.transforms import (
     track_from_json,
     track_to_json,
 )
+from mirdl.store.build import open_destination
+from mirdl.store.files import atomic_path, write_json_atomic
+from mirdl.store.format import ERRORS_NAME, MANIFEST_NAME
+from mirdl.store.manifest import provenance
 
 __all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "run", "prepare", "pipeline_options"]
 
@@ -138,47 +141,52 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
     listing_sha256 = listing_hash(tracks)
     fingerprint = store_fingerprint(config, task=layout.task, listing_sha256=listing_sha256)
     store = Path(config.store.out)
-    if destination_status(store, fingerprint=fingerprint, overwrite=overwrite) == "up to date":
-        print(f"{store}: up to date (fingerprint {fingerprint}); nothing to do", file=out)
-        return EXIT_OK
+    inputs = inputs_sha256(tracks)
     n_files = len(tracks) + len(listing_errors)
     split_names = sorted({track.split for track in tracks} | set(config.splits.names if config.splits.column is None
                                                                    else ()))
     stats_split = "train" if "train" in split_names or not split_names else split_names[0]
-    print(f"{config.name}: {len(tracks)} tracks listed ({len(listing_errors)} rejected), "
-          f"{config.augment.n_variants} variant(s), {config.store.format} -> {store}", file=out)
-    store.parent.mkdir(parents=True, exist_ok=True)
-    options = pipeline_options(beam_args or [], workers=workers)
-    started = time.monotonic()
-    try:
-        with atomic_path(store) as tmp:
-            work = tmp / WORK_DIR
-            work.mkdir(parents=True)
-            pipeline = beam.Pipeline(options=options)
-            _build(pipeline, config=config, layout=layout, tracks=tracks, listing_errors=listing_errors,
-                   directory=tmp, work=work, n_files=n_files, max_error_rate=max_error_rate,
-                   stats_split=stats_split)
-            with _ProgressBar(work / "progress.log", total=len(tracks)):
-                result = pipeline.run()
-                state = result.wait_until_finish()
-            if state != PipelineState.DONE:
-                raise StoreError(f"the Beam pipeline ended in state {state}; nothing was written")
-            shutil.rmtree(work / SPILL_DIR, ignore_errors=True)  # as big as the store: free it now
-            outputs = {name: json.loads((work / f"{name}.json").read_text(encoding="utf-8"))
-                       for name in ("shards", "stats", "tracks_per_split", "corpus", "errors")}
-            failed = outputs["errors"]["failed_files"]
-            if _too_many_failed(failed, n_files, max_error_rate):
-                _print_errors(tmp / ERRORS_NAME, outputs["errors"], file=sys.stderr)
-                raise _Aborted
-            manifest = build_manifest(config=config, layout=layout, fingerprint=fingerprint,
-                                      listing_sha256=listing_sha256, n_files=n_files, split_names=split_names,
-                                      stats_split=stats_split, outputs=outputs)
-            shutil.rmtree(work)
-            write_json_atomic(tmp / MANIFEST_NAME, manifest)
-    except _Aborted:
-        print(f"mirdl prepare: aborted: {failed} of {n_files} files failed, more than --max-error-rate="
-              f"{max_error_rate:g}; nothing was written", file=sys.stderr)
-        return EXIT_ABORTED
+    with open_destination(store, param="store.out", overwrite=overwrite, fingerprint=fingerprint,
+                          inputs_sha256=inputs) as destination:
+        for note in destination.notes():
+            print(note, file=out)
+        if destination.status == "up to date":
+            print(f"{store}: up to date (fingerprint {fingerprint}); nothing to do", file=out)
+            return EXIT_OK
+        print(f"{config.name}: {len(tracks)} tracks listed ({len(listing_errors)} rejected), "
+              f"{config.augment.n_variants} variant(s), {config.store.format} -> {store}", file=out)
+        options = pipeline_options(beam_args or [], workers=workers)
+        started = time.monotonic()
+        try:
+            with destination.write() as tmp:
+                work = tmp / WORK_DIR
+                work.mkdir()
+                pipeline = beam.Pipeline(options=options)
+                _build(pipeline, config=config, layout=layout, tracks=tracks, listing_errors=listing_errors,
+                       directory=tmp, work=work, n_files=n_files, max_error_rate=max_error_rate,
+                       stats_split=stats_split)
+                with _ProgressBar(work / "progress.log", total=len(tracks)):
+                    result = pipeline.run()
+                    state = result.wait_until_finish()
+                if state != PipelineState.DONE:
+                    raise StoreError(f"the Beam pipeline ended in state {state}; nothing was written")
+                shutil.rmtree(work / SPILL_DIR, ignore_errors=True)  # as big as the store: free it now
+                outputs = {name: json.loads((work / f"{name}.json").read_text(encoding="utf-8"))
+                           for name in ("shards", "stats", "tracks_per_split", "corpus", "errors")}
+                failed = outputs["errors"]["failed_files"]
+                if _too_many_failed(failed, n_files, max_error_rate):
+                    _print_errors(tmp / ERRORS_NAME, outputs["errors"], file=sys.stderr)
+                    raise _Aborted
+                manifest = build_manifest(config=config, layout=layout, fingerprint=fingerprint,
+                                          listing_sha256=listing_sha256, inputs=inputs, n_files=n_files,
+                                          split_names=split_names, stats_split=stats_split, outputs=outputs,
+                                          provenance=provenance())
+                shutil.rmtree(work)
+                write_json_atomic(tmp / MANIFEST_NAME, manifest)
+        except _Aborted:
+            print(f"mirdl prepare: aborted: {failed} of {n_files} files failed, more than --max-error-rate="
+                  f"{max_error_rate:g}; nothing was written", file=sys.stderr)
+            return EXIT_ABORTED
     elapsed = time.monotonic() - started
     _print_summary(store, manifest, metrics=_metrics(result), elapsed=elapsed, workers=workers, file=out)
     return EXIT_SOME_FAILED if failed else EXIT_OK

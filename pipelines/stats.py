@@ -33,6 +33,7 @@ __all__ = [
     "frame_moments",
     "merge_moments",
     "moments_summary",
+    "from_sums",
     "FeatureStatsFn",
     "DURATION_BIN_EDGES",
     "DurationSummaryFn",
@@ -71,11 +72,36 @@ def merge_moments(a: Moments | None, b: Moments | None) -> Moments | None:
 
 
 def moments_summary(moments: Moments | None) -> dict[str, Any] | None:
-    """``{"mean", "std", "frames"}`` (nested lists, population std) or None if nothing was seen."""
+    """``{"mean", "std", "frames", "count", "sum", "sum_sq"}`` or None if nothing was seen.
+
+    ``mean`` and ``std`` (population, ddof=0) are what readers standardise with; ``count``
+    (= ``frames``), ``sum`` and ``sum_sq`` (float64 per bin) are the sufficient statistics,
+    so that statistics of stores built in parts can be merged exactly (:func:`from_sums`).
+    """
     if moments is None or moments.count == 0:
         return None
+    total = moments.mean * moments.count
+    sum_sq = moments.m2 + np.square(moments.mean) * moments.count
     return {"mean": moments.mean.tolist(), "std": np.sqrt(moments.m2 / moments.count).tolist(),
-            "frames": int(moments.count)}
+            "frames": int(moments.count), "count": int(moments.count), "sum": total.tolist(),
+            "sum_sq": sum_sq.tolist()}
+
+
+def from_sums(summary: Mapping[str, Any]) -> Moments:
+    """The :class:`Moments` behind a :func:`moments_summary` (from its sufficient statistics).
+
+    Examples
+    --------
+    >>> m = frame_moments(np.array([[1.0, 2.0, 4.0]]))
+    >>> back = from_sums(moments_summary(m))
+    >>> back.count, np.allclose(back.mean, m.mean), np.allclose(back.m2, m.m2)
+    (3, True, True)
+    """
+    count = int(summary["count"])
+    total = np.asarray(summary["sum"], dtype=np.float64)
+    mean = total / count
+    m2 = np.maximum(np.asarray(summary["sum_sq"], dtype=np.float64) - total * mean, 0.0)
+    return Moments(count, mean, m2)
 
 
 class FeatureStatsFn(beam.CombineFn):
@@ -86,7 +112,7 @@ class FeatureStatsFn(beam.CombineFn):
     feature_names : iterable of str
         Record keys of the features (arrays of shape ``(..., n_frames)``).
 
-    Output: ``{name: {"mean": list, "std": list, "frames": int} or None}``; the lists have
+    Output: ``{name: moments_summary or None}`` (:func:`moments_summary`); the lists have
     the feature's shape without the time axis; None when no record was seen.
     """
 

@@ -7,7 +7,6 @@ The work is done by plain functions that a test calls without Beam:
 - :func:`clip_label`, :func:`frame_labels` make a record's ``label``;
   :func:`segment_track` cuts all features of one track variant on one time grid;
   :func:`make_records` turns them into the record dicts the writers take.
-- :func:`label_counts` summarises the labels of a shard for the manifest.
 
 Each DoFn (``Annotations`` -> ``Decode`` -> ``Augment`` -> ``Features`` -> ``Segment``)
 calls one of them (or :mod:`mirdl.features`) and sends any failure of one file to the tagged
@@ -46,17 +45,17 @@ from mirdl.features import audio, augment, labels, representations, segment
 from mirdl.errors import ConfigError, MirdlError
 from mirdl.features.labels import Annotations
 from mirdl.features.spec import FeatureSpec
-from mirdl.store.format import LABEL_COLUMN, record_key, shard_filename, shard_for_key
+from mirdl.store.format import FRAME_TASKS, LABEL_COLUMN, LABEL_LAYOUT, record_key, shard_filename, shard_for_key
 from mirdl.pipelines.config import PrepareConfig
 from mirdl.pipelines.corpus import Track, load_annotations
 from mirdl.pipelines.dead_letter import ErrorRecord
 from mirdl.pipelines.spill import IndexEntry, SpillReader, SpillWriter
-from mirdl.pipelines.writers import record_nbytes, write_shard
+from mirdl.store.adapters import record_nbytes, write_shard
+from mirdl.store.build import counting_labels
 
 __all__ = [
     "ERRORS",
     "METRICS_NAMESPACE",
-    "FRAME_TASKS",
     "RecordLayout",
     "Decoded",
     "Variant",
@@ -67,7 +66,6 @@ __all__ = [
     "frame_labels",
     "segment_track",
     "make_records",
-    "label_counts",
     "pick_background",
     "LoadAnnotations",
     "DecodeAudio",
@@ -84,10 +82,6 @@ __all__ = [
 #: Tag of the dead-letter output of every DoFn.
 ERRORS = "errors"
 METRICS_NAMESPACE = "mirdl"
-#: Task types whose labels are one value per frame (from annotations).
-FRAME_TASKS = ("frame_onset", "frame_notes", "frame_chords")
-_LABEL_DTYPES = {"single_label": "int64", "multi_label": "float32", "regression": "float32",
-                 "frame_onset": "float32", "frame_notes": "float32", "frame_chords": "int64"}
 # Name of the bin axis of each representation (the manifest's "axes").
 _BIN_AXES = {"stft": "frequency", "mel": "mel", "logmel": "mel", "cqt": "cqt_bin", "chroma_stft": "chroma",
              "chroma_cqt": "chroma", "mfcc": "mfcc", "waveform": "bin"}
@@ -163,7 +157,7 @@ class RecordLayout:
             label_shape = ([task["n_outputs"]] if task_type == "frame_notes" else []) + [patch0]
         else:
             label_shape = [] if task_type == "single_label" else [task["n_outputs"]]
-        full_task = {**task, "label_shape": label_shape, "label_dtype": _LABEL_DTYPES[task_type]}
+        full_task = {**task, "label_shape": label_shape, "label_dtype": LABEL_LAYOUT[task_type][0]}
         return cls(specs=tuple(specs), patch_frames=patch_frames,
                    hop_frames=config.segment.frames(config.segment.hop_seconds, first),
                    pad=config.segment.pad, onset_widen=config.segment.onset_widen, pad_columns=pad_columns,
@@ -350,32 +344,6 @@ def make_records(item: TrackFeatures, *, layout: RecordLayout) -> list[dict[str,
         record[LABEL_COLUMN] = clip if window_targets is None else window_targets[index]
         records.append(record)
     return records
-
-
-def label_counts(records: Iterable[Mapping[str, Any]], task: Mapping[str, Any]) -> list[int] | None:
-    """How often each vocabulary entry occurs: records per class / tag, positive frames per
-    onset / pitch / chord; None for regression."""
-    counts = None if task["type"] == "regression" else np.zeros(task["n_outputs"], dtype=np.int64)
-    for _ in _counting_labels(records, counts, task):
-        pass
-    return None if counts is None else counts.tolist()
-
-
-def _counting_labels(records: Iterable[Mapping[str, Any]], counts: np.ndarray | None,
-                     task: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """The records, unchanged, adding each one's :func:`label_counts` to ``counts`` on the way
-    (so a shard's records are counted as they stream to the writer); ``counts`` None: nothing."""
-    task_type, n_outputs = task["type"], task["n_outputs"]
-    for record in records:
-        if counts is not None:
-            label = np.asarray(record[LABEL_COLUMN])
-            if task_type in ("single_label", "frame_chords"):
-                counts += np.bincount(label.reshape(-1), minlength=n_outputs)[:n_outputs]
-            elif task_type == "frame_onset":
-                counts[0] += int(np.count_nonzero(label == 1))
-            else:  # multi-hot (n_outputs,) or piano roll (n_outputs, frames)
-                counts += np.count_nonzero(label.reshape(n_outputs, -1), axis=-1)
-        yield record
 
 
 def pick_background(files: list[str], *, seed: int, track_id: str, variant: int) -> str:
@@ -584,7 +552,7 @@ class WriteShard(beam.DoFn):
         with SpillReader(self.spill_directory) as spill:
             # A generator: records are read as the writer takes them, never a whole list here.
             records = (spill.read(location) for _, location in locations)
-            info = write_shard(_counting_labels(records, counts, self.task),
+            info = write_shard(counting_labels(records, counts, self.task),
                                path=os.path.join(self.directory, filename), store_format=self.store_format,
                                features=self.features, task=self.task, compression=self.compression,
                                row_group_records=self.row_group_records)

@@ -13,7 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from mirdl.store.format import read_manifest, verify_store  # noqa: E402
+from mirdl.store.manifest import read_manifest  # noqa: E402
+from mirdl.store.verify import check_shards  # noqa: E402
 from mirdl.cli import main  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -92,7 +93,7 @@ def test_train_evaluate_extract_probe(tiny_store, tmp_path, capsys):
     transfer = tmp_path / "transfer"
     assert main(["extract", "--model", str(run), "--store", str(tiny_store), "--out", str(transfer)]) == 0
     manifest = read_manifest(transfer)
-    verify_store(transfer, manifest)
+    check_shards(transfer, manifest, checksums=True)
     feature = manifest["features"]["transfer"]
     assert manifest["format"] == "parquet" and feature["shape"] == [4 + 8]
     assert feature["spec"]["source_model"]["kind"] == "trained"

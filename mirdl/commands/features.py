@@ -123,7 +123,7 @@ def _plot_format(path: Path) -> str:
 def _save_npy(path: Path, feature) -> None:
     import numpy as np
 
-    from mirdl.store.format import atomic_path
+    from mirdl.store.files import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a temporary name
@@ -172,7 +172,7 @@ def _plot(feature, *, y, spec, title: str, path: Path, file_format: str) -> None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from mirdl.store.format import atomic_path
+    from mirdl.store.files import atomic_path
 
     n_channels = 1 if spec.channels == 1 else spec.channels
     fig = Figure(figsize=(10, 3.2 * n_channels), layout="constrained")

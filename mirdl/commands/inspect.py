@@ -1,4 +1,4 @@
-"""``mirdl inspect STORE``: summarise a store's manifest; ``--plot DIR`` draws examples, ``--verify`` checks shards.
+"""``mirdl inspect STORE``: summarise a store's manifest; ``--plot DIR`` draws examples, ``--verify`` checks it.
 
 Examples
 --------
@@ -20,17 +20,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", metavar="STORE", type=Path, help="store directory (holds manifest.json)")
     parser.add_argument("--plot", type=Path, metavar="DIR",
                         help="write examples.png (one spectrogram per class), labels.png, durations.png")
-    parser.add_argument("--verify", action="store_true", help="check every shard's size and sha256")
+    parser.add_argument("--verify", action="store_true",
+                        help="check the whole store as `mirdl verify` does (sizes, sha256, every record)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the summary, then plot and verify as asked."""
-    from mirdl.pipelines import inspect
+    """Print the summary, then verify and plot as asked."""
+    from mirdl.commands.verify import report
+    from mirdl.pipelines import store_summary
+    from mirdl.store.verify import verify
 
-    print(inspect.summary(args.store))
+    print(store_summary.summary(args.store))
     if args.verify:
-        print(f"verified: {inspect.verify(args.store)} shards, sizes and sha256 match the manifest")
+        print(report(verify(args.store)))
     if args.plot is not None:
-        for path in inspect.plot(args.store, args.plot):
+        for path in store_summary.plot(args.store, args.plot):
             print(f"plotted {path}")
     return 0

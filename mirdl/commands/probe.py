@@ -30,7 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Fit, score, print (and write)."""
     from mirdl.errors import ConfigError
-    from mirdl.store.format import write_json_atomic
+    from mirdl.store.files import write_json_atomic
     from mirdl.commands.evaluate import format_metrics
     from mirdl_tf.transfer import probe
 

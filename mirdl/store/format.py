@@ -1,32 +1,29 @@
-"""The feature-store format: manifest schema, shard naming, record layout, atomic writes.
+"""The feature-store format: versions, file names, record columns, task types, shard naming.
 
-This is the one module both the writer (:mod:`mirdl.pipelines`) and the readers
-(:mod:`mirdl_tf`) read; ``docs/store-format.md`` describes the same contract for
-readers without mirdl. It imports only the standard library.
+Every constant of the layout is defined here once; :mod:`mirdl.store.adapters` (shard bytes),
+:mod:`mirdl.store.manifest` (the manifest schema) and both sides of the store (the writer in
+:mod:`mirdl.pipelines`, the readers in :mod:`mirdl_tf`) import them. ``docs/store-format.md``
+describes the same contract for readers without mirdl. Standard library only.
 
 A store is a directory::
 
     STORE/
+      .mirdl-store                                  # marker: "this folder is a mirdl store" (version 2)
       manifest.json                                 # written last: a store without it is incomplete
-      errors.jsonl                                  # one JSON line per file that failed (may be empty)
-      NAME-train.tfrecord-00000-of-00004            # or .h5 / .parquet shards
-      ...
+      errors.jsonl                                  # one JSON line per input file that failed or warned
+      NAME-train.tfrecord-00000-of-00004            # TFRecord shards (TFDS naming)
+      NAME-train-00000-of-00004.parquet             # Parquet / HDF5 shards end with their extension
+      NAME-train-00000-of-00004.h5
 
 Every record (one segment of one augmentation variant of one track) has the columns of
 :data:`RECORD_COLUMNS` plus one column per feature (named by ``FeatureSpec.name``) and
-``label``; features are row-major float arrays whose shape and dtype the manifest gives.
+``label``; features are row-major arrays whose shape and dtype the manifest gives.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import os
 import re
-import shutil
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any
 
 from mirdl.errors import StoreError
@@ -36,67 +33,129 @@ __all__ = [
     "SUPPORTED_FORMAT_VERSIONS",
     "MANIFEST_NAME",
     "ERRORS_NAME",
+    "MARKER_NAME",
     "STORE_FORMATS",
+    "EXTENSIONS",
+    "COMPRESSIONS",
+    "DEFAULT_ROW_GROUP_RECORDS",
     "TASK_TYPES",
+    "CLIP_TASKS",
+    "FRAME_TASKS",
+    "LABEL_LAYOUT",
     "RECORD_COLUMNS",
+    "STRING_COLUMNS",
+    "INT_COLUMNS",
     "LABEL_COLUMN",
+    "HDF5_FEATURES_GROUP",
+    "FEATURE_DTYPES",
+    "LABEL_DTYPES",
     "shard_filename",
     "parse_shard_filename",
     "record_key",
     "shard_for_key",
-    "sha256_file",
-    "atomic_path",
-    "write_json_atomic",
-    "read_manifest",
-    "shard_entries",
-    "shard_paths",
-    "verify_store",
 ]
 
-#: Version of the store layout and manifest schema written by this code.
-FORMAT_VERSION = 1
+#: Version of the store layout and manifest schema written by this code. Version 2 added the
+#: marker file, extension-last Parquet/HDF5 shard names, the formats' own checksums (HDF5
+#: fletcher32, Parquet page CRCs), nested Parquet arrays with Hugging Face schema metadata,
+#: sufficient statistics, the ``provenance`` block and the dataset ``version``.
+FORMAT_VERSION = 2
 #: Versions a reader of this code understands.
-SUPPORTED_FORMAT_VERSIONS = (1,)
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 ERRORS_NAME = "errors.jsonl"
+#: A small file whose presence says "this folder is a mirdl store": only such folders (or
+#: version-1 stores, recognised by their manifest) are ever replaced by ``--overwrite``.
+MARKER_NAME = ".mirdl-store"
+STORE_FORMATS = ("tfrecord", "hdf5", "parquet")
 #: Store format -> shard file extension.
-STORE_FORMATS = {"tfrecord": "tfrecord", "hdf5": "h5", "parquet": "parquet"}
+EXTENSIONS = {"tfrecord": "tfrecord", "hdf5": "h5", "parquet": "parquet"}
+#: Compression each store format supports ("none" first: the default).
+COMPRESSIONS = {
+    "tfrecord": ("none", "gzip"),
+    "hdf5": ("none", "gzip", "lzf"),
+    "parquet": ("none", "gzip", "zstd"),
+}
+#: Records per Parquet row group unless the config says otherwise.
+DEFAULT_ROW_GROUP_RECORDS = 256
 #: Label layouts: single_label (int64 class index), multi_label (float32 multi-hot),
 #: regression (float32 targets), frame_onset (float32 (T,)), frame_notes (float32 (88, T)),
 #: frame_chords (int64 (T,) chord index).
 TASK_TYPES = ("single_label", "multi_label", "regression", "frame_onset", "frame_notes", "frame_chords")
+#: Task type -> (label dtype, number of axes of its label shape).
+LABEL_LAYOUT = {
+    "single_label": ("int64", 0),  # class index
+    "multi_label": ("float32", 1),  # (n_outputs,) multi-hot
+    "regression": ("float32", 1),  # (n_outputs,) targets
+    "frame_onset": ("float32", 1),  # (T,)
+    "frame_notes": ("float32", 2),  # (88, T)
+    "frame_chords": ("int64", 1),  # (T,) chord index
+}
+#: Tasks whose labels are per track (one label for every segment of a track).
+CLIP_TASKS = ("single_label", "multi_label", "regression")
+#: Tasks whose labels are per frame (time last).
+FRAME_TASKS = ("frame_onset", "frame_notes", "frame_chords")
 #: Columns every record has besides the features and the label.
 RECORD_COLUMNS = ("key", "track_id", "variant", "segment", "start_frame")
+STRING_COLUMNS = ("key", "track_id")
+INT_COLUMNS = ("variant", "segment", "start_frame")
 LABEL_COLUMN = "label"
+#: HDF5 group holding one dataset per feature (``features/NAME``).
+HDF5_FEATURES_GROUP = "features"
+FEATURE_DTYPES = ("float32", "float16")
+LABEL_DTYPES = ("int64", "float32")
 
-_SHARD_RE = re.compile(
-    r"^(?P<name>.+)-(?P<split>[A-Za-z0-9_]+)\.(?P<ext>tfrecord|h5|parquet)-(?P<index>\d{5})-of-(?P<count>\d{5})$"
+_SPLIT = r"[A-Za-z0-9_]+"
+_SHARD_PATTERNS = (
+    # TFRecord, every version; HDF5 and Parquet in version 1: NAME-SPLIT.EXT-00000-of-00004
+    re.compile(rf"^(?P<name>.+)-(?P<split>{_SPLIT})\.(?P<ext>tfrecord|h5|parquet)-(?P<index>\d{{5}})-of-(?P<count>\d{{5}})$"),
+    # HDF5 and Parquet from version 2: NAME-SPLIT-00000-of-00004.EXT
+    re.compile(rf"^(?P<name>.+)-(?P<split>{_SPLIT})-(?P<index>\d{{5}})-of-(?P<count>\d{{5}})\.(?P<ext>h5|parquet)$"),
 )
-_REQUIRED_KEYS = ("format_version", "name", "format", "features", "task", "splits")
 
 
-def shard_filename(*, name: str, split: str, store_format: str, index: int, n_shards: int) -> str:
-    """File name of one shard, TFDS style: ``NAME-SPLIT.EXT-00003-of-00016``.
+def shard_filename(*, name: str, split: str, store_format: str, index: int, n_shards: int,
+                   format_version: int = FORMAT_VERSION) -> str:
+    """File name of one shard.
+
+    TFRecord keeps the TFDS naming ``NAME-SPLIT.tfrecord-00003-of-00016``; from format
+    version 2, HDF5 and Parquet shards end with their extension
+    (``NAME-SPLIT-00003-of-00016.parquet``), so ``*.parquet`` globs find them.
 
     Examples
     --------
     >>> shard_filename(name="demo", split="train", store_format="tfrecord", index=3, n_shards=16)
     'demo-train.tfrecord-00003-of-00016'
+    >>> shard_filename(name="demo", split="train", store_format="parquet", index=3, n_shards=16)
+    'demo-train-00003-of-00016.parquet'
     """
-    if store_format not in STORE_FORMATS:
-        raise StoreError(f"store format {store_format!r} is not one of {sorted(STORE_FORMATS)}")
+    if store_format not in EXTENSIONS:
+        raise StoreError(f"store_format={store_format!r} must be one of {sorted(EXTENSIONS)}")
+    if not re.fullmatch(_SPLIT, split):
+        raise StoreError(f"split={split!r} must be letters, digits or '_'")
     if not 0 <= index < n_shards:
-        raise StoreError(f"shard index {index} is outside 0..{n_shards - 1}")
-    return f"{name}-{split}.{STORE_FORMATS[store_format]}-{index:05d}-of-{n_shards:05d}"
+        raise StoreError(f"index={index} is outside 0..{n_shards - 1}")
+    ext = EXTENSIONS[store_format]
+    if store_format == "tfrecord" or format_version < 2:
+        return f"{name}-{split}.{ext}-{index:05d}-of-{n_shards:05d}"
+    return f"{name}-{split}-{index:05d}-of-{n_shards:05d}.{ext}"
 
 
 def parse_shard_filename(filename: str) -> dict[str, Any]:
-    """Inverse of :func:`shard_filename`: name, split, ext, index and count of a shard file."""
-    match = _SHARD_RE.match(Path(filename).name)
-    if match is None:
-        raise StoreError(f"{filename!r} is not a shard file name (NAME-SPLIT.EXT-00000-of-00001)")
-    parts = match.groupdict()
-    return {**parts, "index": int(parts["index"]), "count": int(parts["count"])}
+    """Inverse of :func:`shard_filename` (either version): name, split, ext, index and count.
+
+    Examples
+    --------
+    >>> parse_shard_filename("demo-valid-00001-of-00002.h5")["split"]
+    'valid'
+    """
+    for pattern in _SHARD_PATTERNS:
+        match = pattern.match(PurePath(filename).name)
+        if match is not None:
+            parts = match.groupdict()
+            return {**parts, "index": int(parts["index"]), "count": int(parts["count"])}
+    raise StoreError(f"{filename!r} is not a shard file name (NAME-SPLIT.tfrecord-00000-of-00001 or "
+                     "NAME-SPLIT-00000-of-00001.parquet/.h5)")
 
 
 def record_key(*, track_id: str, variant: int, segment: int) -> str:
@@ -124,144 +183,3 @@ def shard_for_key(key: str, *, n_shards: int) -> int:
         raise StoreError(f"n_shards={n_shards} must be >= 1")
     digest = hashlib.sha256(key.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") % n_shards
-
-
-def sha256_file(path: str | os.PathLike, *, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; on success it replaces ``path`` in one rename.
-
-    Works for files and directories. The temporary name carries a uuid, so concurrent
-    writers never collide; whatever happens, it is deleted in ``finally``. A reader sees
-    either the old ``path``, or the complete new one, never a partial write.
-
-    Parameters
-    ----------
-    path : path-like
-        Final destination.
-    overwrite : bool
-        If False and ``path`` exists when the write completes, raise :class:`StoreError`.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> target = Path(tempfile.mkdtemp()) / "out.txt"
-    >>> with atomic_path(target) as tmp:
-    ...     _ = tmp.write_text("done")
-    >>> target.read_text()
-    'done'
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        yield tmp
-        if path.exists():
-            if not overwrite:
-                raise StoreError(f"{path} already exists")
-            if path.is_dir() and not path.is_symlink():
-                # A directory cannot be replaced by rename: move the old one aside first,
-                # so the destination is never missing for longer than two renames.
-                old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex}")
-                os.replace(path, old)
-                try:
-                    os.replace(tmp, path)
-                except BaseException:
-                    os.replace(old, path)
-                    raise
-                _remove(old)
-                return
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists() or tmp.is_symlink():
-            _remove(tmp)
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented, key-sorted JSON to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def read_manifest(store: str | os.PathLike) -> dict[str, Any]:
-    """Read and check a store's ``manifest.json``.
-
-    Raises
-    ------
-    StoreError
-        If the directory or its manifest is missing (an incomplete store has none), the
-        manifest is not JSON, lacks a required key, or has a format version this code
-        does not know. The message names the file.
-    """
-    store = Path(store)
-    manifest_path = store / MANIFEST_NAME
-    if not store.is_dir():
-        raise StoreError(f"{store}: no such store directory")
-    if not manifest_path.is_file():
-        raise StoreError(f"{manifest_path}: missing; {store} is not a complete mirdl store")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise StoreError(f"{manifest_path}: cannot be read as JSON ({err})") from err
-    if not isinstance(manifest, dict):
-        raise StoreError(f"{manifest_path}: expected a JSON object")
-    version = manifest.get("format_version")
-    if version not in SUPPORTED_FORMAT_VERSIONS:
-        raise StoreError(
-            f"{manifest_path}: format_version={version!r} is not supported by this reader "
-            f"(supported: {list(SUPPORTED_FORMAT_VERSIONS)}); upgrade mirdl"
-        )
-    missing = [key for key in _REQUIRED_KEYS if key not in manifest]
-    if missing:
-        raise StoreError(f"{manifest_path}: required key {missing[0]!r} is missing")
-    if manifest["format"] not in STORE_FORMATS:
-        raise StoreError(f"{manifest_path}: format={manifest['format']!r} is not one of {sorted(STORE_FORMATS)}")
-    return manifest
-
-
-def shard_entries(manifest: dict[str, Any], split: str) -> list[dict[str, Any]]:
-    """The shard entries (path, records, bytes, sha256) of ``split``; StoreError if it is unknown."""
-    splits = manifest["splits"]
-    if split not in splits:
-        raise StoreError(f"split {split!r} is not in the store (splits: {sorted(splits)})")
-    return list(splits[split]["shards"])
-
-
-def shard_paths(store: str | os.PathLike, manifest: dict[str, Any], split: str) -> list[Path]:
-    """Absolute paths of the shards of ``split``, in manifest order."""
-    return [Path(store) / entry["path"] for entry in shard_entries(manifest, split)]
-
-
-def verify_store(store: str | os.PathLike, manifest: dict[str, Any], *, splits: list[str] | None = None,
-                 checksums: bool = True) -> None:
-    """Check that every shard of ``splits`` exists with its byte size (and sha256 if ``checksums``).
-
-    Raises
-    ------
-    StoreError
-        Naming the first missing, resized or corrupt shard file.
-    """
-    for split in splits if splits is not None else sorted(manifest["splits"]):
-        for entry, path in zip(shard_entries(manifest, split), shard_paths(store, manifest, split)):
-            if not path.is_file():
-                raise StoreError(f"{path}: shard listed in the manifest is missing")
-            size = path.stat().st_size
-            if size != entry["bytes"]:
-                raise StoreError(f"{path}: size {size} bytes, manifest says {entry['bytes']}")
-            if checksums and sha256_file(path) != entry["sha256"]:
-                raise StoreError(f"{path}: sha256 does not match the manifest (corrupt or changed shard)")

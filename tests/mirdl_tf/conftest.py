@@ -3,7 +3,7 @@
 Two kinds:
 
 - ``known_store(fmt, ...)``: hand-made stores with *known answers*, written through the real
-  shard writer (:func:`mirdl.pipelines.writers.write_shard`) and a manifest as the job writes it.
+  store writer (:func:`mirdl.store.build.write_store`), with a manifest as the job writes it.
   Each record's feature encodes where it comes from: ``x[f, t] = start_frame + t + 1000 * f
   + 0.25 * variant`` and, for frame tasks, ``label[..., t] = start_frame + t`` (plus
   ``k / 4`` for row ``k`` of a 2-D frame label), so a crop's alignment is checkable exactly.
@@ -49,9 +49,8 @@ def _label(task_type: str, *, track: int, start_frame: int):
 def write_known_store(root: Path, fmt: str, *, task_type: str, n_tracks: int = 6, n_variants: int = 2,
                       n_segments: int = 2, n_shards: int = 3, compression: str = "none") -> Path:
     """A store whose every number is known (see the module docstring); returns its directory."""
-    from mirdl.pipelines.writers import write_shard
+    from mirdl.store.build import write_store
 
-    root.mkdir(parents=True, exist_ok=True)
     feature = {"shape": [N_FREQ, N_FRAMES], "dtype": "float32"}
     records = []
     for track in range(n_tracks):
@@ -68,23 +67,11 @@ def write_known_store(root: Path, fmt: str, *, task_type: str, n_tracks: int = 6
                 })
     task = {"type": task_type, "label_shape": label_shape, "label_dtype": label_dtype, "n_outputs": n_outputs,
             "vocabulary": [f"c{i}" for i in range(n_outputs)]}
-    shards = []
-    for index in range(n_shards):
-        mine = sorted((r for r in records if store_format.shard_for_key(r["key"], n_shards=n_shards) == index),
-                      key=lambda r: r["key"])
-        path = root / store_format.shard_filename(name="known", split="train", store_format=fmt, index=index,
-                                                  n_shards=n_shards)
-        shards.append(write_shard(mine, path=path, store_format=fmt, features={"logmel": feature}, task=task,
-                                  compression=compression).to_dict())
     stacked = np.stack([r["logmel"] for r in records if r["variant"] == 0])
     feature["stats"] = {"mean": stacked.mean(axis=(0, 2)).tolist(), "std": stacked.std(axis=(0, 2)).tolist()}
-    manifest = {
-        "format_version": store_format.FORMAT_VERSION, "name": "known", "format": fmt,
-        "compression": compression, "features": {"logmel": feature}, "task": task,
-        "augment": {"n_variants": n_variants},
-        "splits": {"train": {"shards": shards, "records": len(records)}},
-    }
-    store_format.write_json_atomic(root / store_format.MANIFEST_NAME, manifest)
+    write_store(root, {"train": records}, name="known", store_format=fmt, features={"logmel": feature}, task=task,
+                fingerprint=f"known-{fmt}-{task_type}", n_shards=n_shards, compression=compression, overwrite=True,
+                augment={"n_variants": n_variants})
     return root
 
 

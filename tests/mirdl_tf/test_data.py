@@ -20,7 +20,9 @@ import tensorflow as tf  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from mirdl.store import format as store_format  # noqa: E402
+from mirdl.store import format as store_format
+from mirdl.store.adapters import read_shard  # noqa: E402
+from mirdl.store.manifest import read_manifest  # noqa: E402
 from mirdl.errors import StoreError  # noqa: E402
 from mirdl_tf import data  # noqa: E402
 
@@ -281,7 +283,7 @@ def test_variant_choice_random_keeps_one_variant_per_track_per_epoch(known_store
 # --------------------------------------------------------------------------- multi-worker
 def test_workers_shard_by_files_disjoint_and_complete(known_store):
     store = known_store("tfrecord")  # 3 shard files, 2 workers: whole files per worker
-    manifest = store_format.read_manifest(store)
+    manifest = read_manifest(store)
     parts = []
     for worker in range(2):
         parts.append(set(records_of(data.load(store, "train", batch_size=8, seed=worker, num_shards=2,
@@ -443,7 +445,7 @@ def test_describe_input_shape_and_n_outputs(known_store):
 # --------------------------------------------------------------------------- errors
 def test_missing_shard_is_a_store_error_before_iteration(known_store, store_copy):
     store = store_copy(known_store("hdf5"))
-    victim = sorted(store.glob("*.h5-*"))[1]
+    victim = sorted(store.glob("*.h5"))[1]
     victim.unlink()
     with pytest.raises(StoreError, match=f"{victim.name}.*missing"):
         data.load(store, "train", batch_size=4)
@@ -451,13 +453,33 @@ def test_missing_shard_is_a_store_error_before_iteration(known_store, store_copy
 
 def test_checksum_mismatch_with_verify(known_store, store_copy):
     store = store_copy(known_store("parquet"))
-    victim = sorted(store.glob("*.parquet-*"))[0]
+    victim = sorted(store.glob("*.parquet"))[0]
     raw = bytearray(victim.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # same size, different bytes
     victim.write_bytes(bytes(raw))
     data.load(store, "train", batch_size=4)  # size is checked always, sha256 only with verify
     with pytest.raises(StoreError, match=f"{victim.name}.*sha256"):
         data.load(store, "train", batch_size=4, verify=True)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_corrupt_shard_read_by_load_is_a_store_error_naming_it(known_store, store_copy, fmt):
+    """One flipped bit in a feature value: the format's checksum catches it on read (no verify=True),
+    and named_store_errors names the shard (TFRecord's DataLossError does not)."""
+    store = store_copy(known_store(fmt))
+    manifest = read_manifest(store)
+    victim = store / manifest["splits"]["train"]["shards"][1]["path"]
+    record = next(read_shard(victim, manifest=manifest))
+    raw = bytearray(victim.read_bytes())
+    at = raw.find(record["logmel"][1].tobytes())
+    assert at >= 0
+    raw[at + 2] ^= 0x10
+    victim.write_bytes(bytes(raw))
+    dataset = data.load(store, "train", batch_size=4, shuffle=False)
+    with pytest.raises(StoreError, match=f"{victim.name}.*(corrupt|checksum)"):
+        with data.named_store_errors(store, "train"):
+            for _ in dataset:
+                pass
 
 
 def test_unknown_format_version(known_store, store_copy):
@@ -495,10 +517,10 @@ def test_argument_errors(known_store, kwargs, match):
 # --------------------------------------------------------------------------- tensorflow-io
 def _tfio_or_skip():
     pytest.importorskip("tensorflow_io", reason="tensorflow-io is not installed (make test-tfio)")
-    from mirdl_tf import _readers
+    from mirdl.store import adapters
 
     try:
-        tfio = _readers.load_tfio()
+        tfio = adapters.load_tfio()
         # A tiny op: tensorflow-io imports fine with other TF versions and fails only here.
         tfio.IODataset.from_tensor_slices(tf.constant([1])).cardinality()
     except (StoreError, Exception) as err:  # noqa: B014 - any load failure means skip
@@ -507,9 +529,9 @@ def _tfio_or_skip():
 
 def test_tfio_backend_unloadable_is_a_store_error(known_store):
     try:
-        from mirdl_tf import _readers
+        from mirdl.store import adapters
 
-        _readers.load_tfio()
+        adapters.load_tfio()
     except StoreError:
         with pytest.raises(StoreError, match="not loadable here"):
             data.load(known_store("hdf5"), "train", batch_size=4, hdf5_backend="tfio")

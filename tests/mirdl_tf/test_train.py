@@ -17,7 +17,7 @@ import tensorflow as tf
 import yaml
 
 from mirdl.errors import ConfigError, StoreError
-from mirdl.store.format import read_manifest
+from mirdl.store.manifest import read_manifest
 from mirdl_tf import data
 from mirdl_tf.models import CLIP_TASKS, FRAME_TASKS, MODELS, TASKS, loss_for_task
 from mirdl_tf.train import (

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from mirdl.store import format as store_format
+from mirdl.store.files import write_json_atomic
 from mirdl.errors import ConfigError, StoreError
-from mirdl.store.format import read_manifest, verify_store
+from mirdl.store.manifest import read_manifest
+from mirdl.store.verify import check_shards
 from mirdl_tf.transfer import TRANSFER_FEATURE, extract, probe, read_split
-from mirdl.pipelines.writers import write_shard
+from mirdl.store.adapters import write_shard
 
 FCN_ARGS = {"n_layers": 2, "base_filters": 2}
 
@@ -31,7 +33,7 @@ def random_store(known_store, tmp_path, name="out", fmt="parquet", task="single_
 def test_random_weight_store_manifest_and_records(known_store, tmp_path, fmt):
     source, out, manifest = random_store(known_store, tmp_path, fmt=fmt)
     assert read_manifest(out) == manifest
-    verify_store(out, manifest)  # sizes and sha256 of every shard
+    check_shards(out, manifest, checksums=True)  # sizes and sha256 of every shard
     source_manifest = read_manifest(source)
     feature = manifest["features"][TRANSFER_FEATURE]
     assert feature["shape"] == [2 + 4] and feature["dtype"] == "float32"  # block_1 (2) + block_2 (4) channels
@@ -76,7 +78,7 @@ def test_destination_rules(known_store, tmp_path):
     other = tmp_path / "notes"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
-    with pytest.raises(StoreError, match="not a store; refusing"):
+    with pytest.raises(StoreError, match="not a mirdl store.*refusing"):
         extract(source, other, random_model="fcn", model_args=FCN_ARGS, overwrite=True, log=quiet)
     assert (other / "keep.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "out"]  # no temporary directories left
@@ -130,12 +132,14 @@ def vector_store(root, task_type, *, n=150, dims=5, seed=0, fmt="parquet"):
         records = [{"key": store_format.record_key(track_id=f"t{i:03d}", variant=0, segment=0), "track_id": f"t{i:03d}",
                     "variant": 0, "segment": 0, "start_frame": 0, TRANSFER_FEATURE: x[i], "label": labels[i]}
                    for i in rows]
-        path = root / store_format.shard_filename(name="vec", split=split, store_format=fmt, index=0, n_shards=1)
+        # A format_version 1 store, as mirdl 0.1 wrote it: still read (with a warning for HDF5/Parquet).
+        path = root / store_format.shard_filename(name="vec", split=split, store_format=fmt, index=0, n_shards=1,
+                                                  format_version=1)
         splits[split] = {"records": len(records), "shards": [write_shard(records, path=path, store_format=fmt,
                                                                         features=features, task=task).to_dict()]}
     manifest = {"format_version": 1, "name": "vec", "format": fmt, "compression": "none", "features": features,
                 "task": task, "splits": splits}
-    store_format.write_json_atomic(root / store_format.MANIFEST_NAME, manifest)
+    write_json_atomic(root / store_format.MANIFEST_NAME, manifest)
     return root
 
 

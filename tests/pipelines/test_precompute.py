@@ -20,12 +20,14 @@ from mirdl.features import audio, representations, segment  # noqa: E402
 from mirdl.errors import ConfigError, StoreError  # noqa: E402
 from mirdl.features.labels import onset_frames  # noqa: E402
 from mirdl.features.spec import FeatureSpec  # noqa: E402
-from mirdl.store.format import read_manifest, sha256_file, shard_paths, verify_store  # noqa: E402
+from mirdl.store.files import sha256_file  # noqa: E402
+from mirdl.store.manifest import read_manifest, shard_paths  # noqa: E402
+from mirdl.store.verify import check_shards  # noqa: E402
 from mirdl.features.synth import ODD_FILES  # noqa: E402
 from mirdl.pipelines.corpus import load_annotations  # noqa: E402
 from mirdl.pipelines.dead_letter import ErrorRecord  # noqa: E402
 from mirdl.pipelines.precompute import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, pipeline_options, run  # noqa: E402
-from mirdl.pipelines.writers import read_shard  # noqa: E402
+from mirdl.store.adapters import read_shard  # noqa: E402
 
 N_TRACKS = 8
 SR = 16000
@@ -86,7 +88,7 @@ def write_config(path: Path, *, fmt="hdf5", out="store", compression="none", n_v
 def all_records(store, manifest, split=None):
     splits = [split] if split else sorted(manifest["splits"])
     return [record for name in splits for path in shard_paths(store, manifest, name)
-            for record in read_shard(path, store_format=manifest["format"], manifest=manifest)]
+            for record in read_shard(path, manifest=manifest)]
 
 
 STORES = {  # format -> (compression, variants, extra features)
@@ -119,7 +121,7 @@ def test_store_holds_what_features_computes(job, corpus, fmt):
     status, store, _ = job(fmt)
     assert status == EXIT_SOME_FAILED
     manifest = read_manifest(store)
-    verify_store(store, manifest)  # every shard exists with its size and sha256
+    check_shards(store, manifest, checksums=True)  # every shard exists with its size and sha256
     records = all_records(store, manifest)
     # Nothing lost: every good file (the converted 6-channel, 8 kHz, 96 kHz/24-bit ones too), nothing else.
     assert sorted({r["track_id"] for r in records}) == sorted(corpus["good"])
@@ -150,7 +152,7 @@ def test_manifest_counts_checksums_and_stats(job, fmt):
     assert len(manifest["fingerprint"]) == 16
     files = sorted(p.name for p in store.iterdir())
     listed = sorted(s["path"] for entry in manifest["splits"].values() for s in entry["shards"])
-    assert files == sorted(listed + ["manifest.json", "errors.jsonl"])  # no temporary or work files
+    assert files == sorted(listed + [".mirdl-store", "manifest.json", "errors.jsonl"])  # no temporary or work files
     total_records = 0
     for split, entry in manifest["splits"].items():
         records = all_records(store, manifest, split)
@@ -158,7 +160,7 @@ def test_manifest_counts_checksums_and_stats(job, fmt):
         assert entry["tracks"] == len({r["track_id"] for r in records})
         for shard, path in zip(entry["shards"], shard_paths(store, manifest, split)):
             assert shard["bytes"] == path.stat().st_size and shard["sha256"] == sha256_file(path)
-            keys = [r["key"] for r in read_shard(path, store_format=fmt, manifest=manifest)]
+            keys = [r["key"] for r in read_shard(path, manifest=manifest)]
             assert keys == sorted(keys) and len(keys) == shard["records"]
         counts = np.bincount([int(r["label"]) for r in records], minlength=manifest["task"]["n_outputs"])
         assert entry["label_counts"] == counts.tolist()
@@ -172,6 +174,10 @@ def test_manifest_counts_checksums_and_stats(job, fmt):
         np.testing.assert_allclose(stats["mean"], frames.mean(axis=-1), rtol=1e-6)
         np.testing.assert_allclose(stats["std"], frames.std(axis=-1), rtol=1e-6)
         assert np.shape(stats["mean"]) == tuple(entry["shape"][:-1])
+        # sufficient statistics (format version 2), for merging stores built in parts
+        assert stats["count"] == frames.shape[-1]
+        np.testing.assert_allclose(stats["sum"], frames.sum(axis=-1), rtol=1e-9)
+        np.testing.assert_allclose(stats["sum_sq"], np.square(frames).sum(axis=-1), rtol=1e-9)
     corpus = manifest["corpus"]
     assert (corpus["files"], corpus["failed"], corpus["tracks"]) == (N_TRACKS + len(ODD_FILES) + 1,
                                                                      len(FAILING) + 1, N_TRACKS + len(DECODABLE))
@@ -246,7 +252,8 @@ def test_spill_files_are_deleted_after_success_abort_and_failure(corpus, monkeyp
             assert after == before  # no store, no temporary directory, no spill
         else:
             assert after == sorted(before + [f"store-{name}"])
-            assert all(not p.name.startswith((".", "_")) for p in (folder / f"store-{name}").iterdir())
+            assert all(p.name == ".mirdl-store" or not p.name.startswith((".", "_"))
+                       for p in (folder / f"store-{name}").iterdir())
 
     # A job that fails while writing shards (a full disk) leaves nothing either.
     def full_disk(*args, **kwargs):
@@ -369,7 +376,7 @@ def test_inspect_cli_summarises_plots_and_verifies(job, tmp_path, capsys):
     assert main(["inspect", str(store), "--plot", str(tmp_path / "plots"), "--verify"]) == 0
     out = capsys.readouterr().out
     assert "store tiny: hdf5" in out and "task single_label" in out and "[decode]" in out
-    assert "verified:" in out
+    assert "verified " in out and "every record match the manifest" in out
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["durations.png", "examples.png", "labels.png"]
     shard = next(p for p in store.iterdir() if p.name.startswith("tiny-"))
     damaged = tmp_path / "damaged"

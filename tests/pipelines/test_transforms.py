@@ -23,11 +23,11 @@ from mirdl.pipelines.transforms import (
     Variant,
     WriteShards,
     clip_label,
-    label_counts,
     make_records,
     segment_track,
 )
-from mirdl.pipelines.writers import read_shard, record_nbytes
+from mirdl.store.adapters import read_shard, record_nbytes
+from mirdl.store.build import label_counts
 
 SR = 16000
 LOGMEL = FeatureSpec(representation="logmel", sample_rate=SR, params={"n_fft": 512, "hop_length": 256, "n_mels": 16})
@@ -236,7 +236,7 @@ def test_write_shards_goes_through_spill_files_and_writes_sorted_shards(tmp_path
     seen = []
     for path in sorted(store.iterdir()):
         keys = []
-        for record in read_shard(path, store_format="hdf5", manifest=manifest):
+        for record in read_shard(path, manifest={**manifest, "format": "hdf5"}):
             np.testing.assert_array_equal(record["logmel"], by_key[record["key"]]["logmel"])
             assert int(record["label"]) == int(by_key[record["key"]]["label"])
             keys.append(record["key"])

@@ -1,8 +1,10 @@
-"""Tests of mirdl.pipelines.writers: one interface, three formats, same records back, reproducible bytes.
+"""Tests of mirdl.store.adapters: one interface, three formats, same records back, reproducible bytes,
+the formats' own checksums checked on every read.
 
 Records are read back twice: through :func:`read_shard`, and with the plain libraries exactly as
 ``docs/store-format.md`` shows a reader without mirdl (tf.data, h5py, pyarrow/pandas).
 """
+import json
 import os
 import time
 
@@ -16,13 +18,15 @@ import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 
 from mirdl.errors import StoreError  # noqa: E402
-from mirdl.store.format import record_key, sha256_file  # noqa: E402
-from mirdl.pipelines.writers import COMPRESSIONS, ShardInfo, read_shard, record_nbytes, write_shard  # noqa: E402
+from mirdl.store.adapters import ShardInfo, huggingface_features, read_shard, record_nbytes, write_shard  # noqa: E402
+from mirdl.store.files import sha256_file  # noqa: E402
+from mirdl.store.format import COMPRESSIONS, record_key  # noqa: E402
 
 FORMATS = ("tfrecord", "hdf5", "parquet")
 FEATURES = {"logmel": {"shape": [4, 6], "dtype": "float32"}, "wave": {"shape": [1, 9], "dtype": "float16"}}
 TASKS = {
-    "single_label": {"type": "single_label", "label_shape": [], "label_dtype": "int64", "n_outputs": 3},
+    "single_label": {"type": "single_label", "label_shape": [], "label_dtype": "int64", "n_outputs": 3,
+                     "vocabulary": ["a", "b", "c"]},
     "frame_notes": {"type": "frame_notes", "label_shape": [3, 6], "label_dtype": "float32", "n_outputs": 3},
 }
 
@@ -56,8 +60,8 @@ def assert_same(got, expected):
         np.testing.assert_array_equal(a["label"], b["label"])
 
 
-def manifest_of(task, compression="none"):
-    return {"features": FEATURES, "task": task, "compression": compression}
+def manifest_of(task, compression="none", fmt="hdf5"):
+    return {"format": fmt, "features": FEATURES, "task": task, "compression": compression}
 
 
 @pytest.mark.parametrize("task_name", sorted(TASKS))
@@ -70,7 +74,7 @@ def test_round_trip_through_read_shard(tmp_path, store_format, task_name):
                        compression=compression, row_group_records=4)
     assert info == ShardInfo(path=path.name, records=len(records), bytes=path.stat().st_size,
                              sha256=sha256_file(path))
-    got = list(read_shard(path, store_format=store_format, manifest=manifest_of(task, compression)))
+    got = list(read_shard(path, manifest=manifest_of(task, compression, store_format)))
     assert_same(got, records)
     assert [entry.name for entry in tmp_path.iterdir()] == [path.name]  # no temporary file left
 
@@ -100,7 +104,7 @@ def test_plain_tf_data_reads_tfrecord(tmp_path):
 
 def test_plain_h5py_reads_hdf5(tmp_path):
     task, records = TASKS["single_label"], make_records(TASKS["single_label"])
-    path = tmp_path / "demo-train.h5-00000-of-00001"
+    path = tmp_path / "demo-train-00000-of-00001.h5"
     write_shard(records, path=path, store_format="hdf5", features=FEATURES, task=task, compression="gzip")
     with h5py.File(path) as h5:
         np.testing.assert_array_equal(h5["features/logmel"][:], np.stack([r["logmel"] for r in records]))
@@ -109,24 +113,33 @@ def test_plain_h5py_reads_hdf5(tmp_path):
         assert h5["features/logmel"].chunks == (1, 4, 6)  # one record per chunk
         assert h5["features/logmel"].compression == "gzip"
         assert h5["features/wave"].dtype == np.float16
+        # format version 2: every dataset, strings included, is chunked with a fletcher32 checksum
+        for name in ("key", "track_id", "variant", "segment", "start_frame", "label", "features/logmel", "features/wave"):
+            assert h5[name].fletcher32, name
 
 
 def test_plain_pandas_and_pyarrow_read_parquet(tmp_path):
     task, records = TASKS["frame_notes"], make_records(TASKS["frame_notes"])
-    path = tmp_path / "demo-train.parquet-00000-of-00001"
+    path = tmp_path / "demo-train-00000-of-00001.parquet"
     write_shard(records, path=path, store_format="parquet", features=FEATURES, task=task, compression="zstd",
                 row_group_records=4)
     m = manifest_of(task)
     df = pd.read_parquet(path)
-    x = np.stack(df["logmel"].to_numpy()).reshape(-1, *m["features"]["logmel"]["shape"])
+    # arrays are nested lists in their stored shape (4 x 6), as Hugging Face datasets expects them
+    assert len(df["logmel"][0]) == 4 and len(df["logmel"][0][0]) == 6
+    x = np.stack([np.stack(row) for row in df["logmel"]])
     np.testing.assert_array_equal(x, np.stack([r["logmel"] for r in records]))
-    labels = np.stack(df["label"].to_numpy()).reshape(-1, *m["task"]["label_shape"])
+    labels = np.stack([np.stack(row) for row in df["label"]])
+    assert labels.shape == (len(records), *m["task"]["label_shape"])
     np.testing.assert_array_equal(labels, np.stack([r["label"] for r in records]))
     assert list(df["key"]) == [r["key"] for r in records]
     parquet = pq.ParquetFile(path)
     assert parquet.metadata.num_row_groups == 2  # 6 records, 4 per row group
     logmel = parquet.schema_arrow.field("logmel").type
-    assert pa.types.is_fixed_size_list(logmel) and logmel.list_size == 24 and logmel.value_type == pa.float32()
+    assert logmel == pa.list_(pa.list_(pa.float32(), 6), 4)
+    metadata = json.loads(parquet.schema_arrow.metadata[b"huggingface"])
+    assert metadata["info"]["features"] == huggingface_features(FEATURES, task)
+    assert metadata["info"]["features"]["logmel"]["length"] == 4
 
 
 def test_writing_twice_gives_identical_bytes(tmp_path):
@@ -152,7 +165,7 @@ def test_empty_shard_is_readable(tmp_path):
         path = tmp_path / f"empty-{fmt}"
         info = write_shard([], path=path, store_format=fmt, features=FEATURES, task=task)
         assert info.records == 0
-        assert list(read_shard(path, store_format=fmt, manifest=manifest_of(task))) == []
+        assert list(read_shard(path, manifest=manifest_of(task, fmt=fmt))) == []
 
 
 def test_unsorted_records_and_bad_shapes_are_refused(tmp_path):
@@ -172,3 +185,43 @@ def test_record_nbytes_counts_arrays_and_strings():
     record = make_records(TASKS["single_label"])[0]
     expected = 4 * 6 * 4 + 9 * 2 + 8 + 3 * 8 + len(record["key"].encode()) + len(record["track_id"].encode())
     assert record_nbytes(record, feature_names=FEATURES) == expected
+
+
+def test_single_label_parquet_labels_are_class_labels(tmp_path):
+    task, records = TASKS["single_label"], make_records(TASKS["single_label"])
+    path = tmp_path / "demo-train-00000-of-00001.parquet"
+    write_shard(records, path=path, store_format="parquet", features=FEATURES, task=task)
+    features = json.loads(pq.ParquetFile(path).schema_arrow.metadata[b"huggingface"])["info"]["features"]
+    assert features["label"] == {"names": ["a", "b", "c"], "_type": "ClassLabel"}
+    assert features["key"] == {"dtype": "string", "_type": "Value"}
+
+
+def _flip_byte_in(path, needle: bytes) -> None:
+    """Flip one bit of the first occurrence of ``needle`` (a value's bytes) in a file."""
+    data = bytearray(path.read_bytes())
+    at = data.find(needle)
+    assert at >= 0, "value not found in the file"
+    data[at] ^= 0x04
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("store_format", FORMATS)
+def test_a_flipped_value_byte_is_a_store_error_naming_the_file(tmp_path, store_format):
+    """Format version 2 checks its format's own checksums on every read (TFRecord CRC32C, HDF5
+    fletcher32, Parquet page CRC): one flipped bit in a feature value is found, not read as data."""
+    task, records = TASKS["single_label"], make_records(TASKS["single_label"])
+    path = tmp_path / f"demo-train-00000-of-00001.{store_format}"
+    write_shard(records, path=path, store_format=store_format, features=FEATURES, task=task)
+    _flip_byte_in(path, records[3]["logmel"].tobytes()[:8])
+    with pytest.raises(StoreError, match=f"{path.name}.*corrupt"):
+        list(read_shard(path, manifest=manifest_of(task, fmt=store_format)))
+
+
+def test_a_flipped_key_byte_in_hdf5_is_found(tmp_path):
+    """Strings are fixed-length and chunked in version 2, so their bytes are checksummed too."""
+    task, records = TASKS["single_label"], make_records(TASKS["single_label"])
+    path = tmp_path / "demo-train-00000-of-00001.h5"
+    write_shard(records, path=path, store_format="hdf5", features=FEATURES, task=task)
+    _flip_byte_in(path, records[2]["key"].encode())
+    with pytest.raises(StoreError, match="corrupt HDF5 shard"):
+        list(read_shard(path, manifest=manifest_of(task, fmt="hdf5")))

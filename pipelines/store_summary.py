@@ -1,10 +1,10 @@
 """Look inside a store: a text summary of its manifest, example plots, an integrity check.
 
 :func:`summary` needs only ``manifest.json`` and ``errors.jsonl``; :func:`plot` reads a few
-records (:func:`mirdl.pipelines.writers.read_shard`) for one example spectrogram per class and
-draws the label distribution and track durations from the manifest; :func:`verify` checks
-every shard's size and sha256. matplotlib (Agg) and librosa.display are imported only by
-:func:`plot`.
+records (:func:`mirdl.store.adapters.read_shard`) for one example spectrogram per class and
+draws the label distribution and track durations from the manifest. The integrity check is
+the store layer's :func:`mirdl.store.verify.verify`. matplotlib (Agg) and librosa.display are
+imported only by :func:`plot`.
 
 Examples
 --------
@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from mirdl.store.format import read_manifest, shard_paths, verify_store
 from mirdl.pipelines.dead_letter import ErrorRecord
-from mirdl.pipelines.writers import read_shard
+from mirdl.store.adapters import read_shard
+from mirdl.store.manifest import read_manifest, shard_paths
 
-__all__ = ["summary", "plot", "verify", "iter_records", "MAX_SCAN_RECORDS"]
+__all__ = ["summary", "plot", "iter_records", "MAX_SCAN_RECORDS"]
 
 #: Records :func:`plot` reads at most while looking for one example per class.
 MAX_SCAN_RECORDS = 5000
@@ -111,26 +111,13 @@ def summary(store: str | os.PathLike, *, first_reasons: int = _FIRST_REASONS) ->
     return "\n".join(lines)
 
 
-def verify(store: str | os.PathLike) -> int:
-    """Check every shard's size and sha256 against the manifest; return the number of shards.
-
-    Raises
-    ------
-    StoreError
-        Naming the first missing, resized or changed shard.
-    """
-    manifest = read_manifest(store)
-    verify_store(store, manifest, checksums=True)
-    return sum(len(entry["shards"]) for entry in manifest["splits"].values())
-
-
 def iter_records(store: str | os.PathLike, *, splits: list[str] | None = None) -> Iterator[dict[str, Any]]:
     """Every record of ``splits`` (default: train first, then the others), shard by shard."""
     manifest = read_manifest(store)
     names = splits or sorted(manifest["splits"], key=lambda split: (split != "train", split))
     for split in names:
         for path in shard_paths(store, manifest, split):
-            yield from read_shard(path, store_format=manifest["format"], manifest=manifest)
+            yield from read_shard(path, manifest=manifest)
 
 
 def _examples(store: Path, manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

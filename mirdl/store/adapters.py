@@ -1,0 +1,742 @@
+"""One adapter per shard format: its write, its numpy read and its tf.data read, in one place.
+
+Like TFDS's file adapters: :data:`ADAPTER_FOR_FORMAT` maps ``"tfrecord"``, ``"hdf5"``,
+``"parquet"`` to an adapter that knows every byte of its shards. A record is a dict::
+
+    {"key": str, "track_id": str, "variant": int, "segment": int, "start_frame": int,
+     FEATURE_NAME: np.ndarray (manifest shape and dtype), ..., "label": np.ndarray or int}
+
+What a shard holds is described by two manifest sections, passed as they appear in
+``manifest.json``: ``features`` (name -> ``{"shape", "dtype", ...}``, in column order) and
+``task`` (``label_shape``, ``label_dtype``, ``vocabulary``).
+
+**Checksums on every read.** Format version 2 shards carry their format's own checksums, and
+every reader here checks them: TFRecord's CRC32C of each record (TensorFlow checks them),
+HDF5's fletcher32 on every chunk of every dataset (strings are fixed-length so that they are
+chunked and checked too), Parquet's CRC32 of every page. A mismatch is a
+:class:`~mirdl.errors.StoreError` naming the file (in tf.data, where TensorFlow raises its own
+error, :func:`mirdl_tf.data.named_store_errors` names the file).
+
+**Reproducible bytes.** Every byte of a shard is a function of its records and these arguments:
+no timestamps, no dictionary order, no host name (TFRecord: ``SerializeToString(deterministic=
+True)``, GZIP without a modification time; HDF5: no object timestamps; Parquet: no time in its
+metadata), so the same records written twice give the same sha256. The format libraries (and
+TensorFlow) are imported lazily: a worker writing HDF5 or Parquet never imports TensorFlow.
+
+Examples
+--------
+>>> import tempfile, numpy as np
+>>> features = {"logmel": {"shape": [2, 3], "dtype": "float32"}}
+>>> task = {"type": "single_label", "label_shape": [], "label_dtype": "int64", "vocabulary": ["a", "b"]}
+>>> record = {"key": "a#v000#s000000", "track_id": "a", "variant": 0, "segment": 0,
+...           "start_frame": 0, "logmel": np.ones((2, 3), np.float32), "label": 1}
+>>> path = Path(tempfile.mkdtemp()) / "demo-train-00000-of-00001.h5"
+>>> info = write_shard([record], path=path, store_format="hdf5", features=features, task=task)
+>>> info.records, info.path
+(1, 'demo-train-00000-of-00001.h5')
+>>> next(read_shard(path, manifest={"format": "hdf5", "features": features, "task": task}))["label"]
+array(1)
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mirdl.errors import StoreError
+from mirdl.store.files import atomic_path, sha256_file
+from mirdl.store.format import (
+    COMPRESSIONS,
+    DEFAULT_ROW_GROUP_RECORDS,
+    HDF5_FEATURES_GROUP,
+    INT_COLUMNS,
+    LABEL_COLUMN,
+    STORE_FORMATS,
+    STRING_COLUMNS,
+)
+
+__all__ = [
+    "READ_CHUNK",
+    "ShardInfo",
+    "Layout",
+    "ShardAdapter",
+    "TFRecordAdapter",
+    "HDF5Adapter",
+    "ParquetAdapter",
+    "ADAPTER_FOR_FORMAT",
+    "adapter_for",
+    "record_nbytes",
+    "write_shard",
+    "read_shard",
+    "huggingface_features",
+    "load_tfio",
+]
+
+#: Records read per call by the batch readers (one HDF5 chunk is one record).
+READ_CHUNK = 64
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One written shard, as listed in ``manifest.splits[split].shards``.
+
+    Attributes
+    ----------
+    path : str
+        File name relative to the store directory.
+    records : int
+    bytes : int
+        File size.
+    sha256 : str
+        Hex digest of the file.
+    """
+
+    path: str
+    records: int
+    bytes: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a reader needs to know about the records of one store (taken from its manifest).
+
+    Parameters
+    ----------
+    feature : str
+        Column / dataset name of the feature to read.
+    feature_shape : tuple of int
+        Shape of one record's feature, time last.
+    feature_dtype : {"float32", "float16"}
+    label_shape : tuple of int
+    label_dtype : {"int64", "float32"}
+    compression : str or None
+        The store's compression (``"gzip"`` matters to TFRecord readers).
+    """
+
+    feature: str
+    feature_shape: tuple[int, ...]
+    feature_dtype: str
+    label_shape: tuple[int, ...]
+    label_dtype: str
+    compression: str | None = None
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any], feature: str) -> Layout:
+        entry, task = manifest["features"][feature], manifest["task"]
+        return cls(feature=feature, feature_shape=tuple(int(n) for n in entry["shape"]),
+                   feature_dtype=entry["dtype"], label_shape=tuple(int(n) for n in task["label_shape"]),
+                   label_dtype=task["label_dtype"], compression=manifest.get("compression"))
+
+
+def record_nbytes(record: Mapping[str, Any], *, feature_names: Iterable[str]) -> int:
+    """Bytes of a record's arrays and strings: the size estimate the shard count is computed from."""
+    arrays = sum(np.asarray(record[name]).nbytes for name in feature_names)
+    return arrays + np.asarray(record[LABEL_COLUMN]).nbytes + 8 * len(INT_COLUMNS) \
+        + sum(len(record[name].encode("utf-8")) for name in STRING_COLUMNS)
+
+
+def _checked(records: Iterable[Mapping[str, Any]], *, features: Mapping[str, Any],
+             task: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The records with features and label as C-ordered little-endian arrays of the manifest's
+    shape and dtype; StoreError on a wrong shape or keys out of order (shards must be sorted)."""
+    label_shape, label_dtype = tuple(task["label_shape"]), np.dtype(task["label_dtype"]).newbyteorder("<")
+    previous = None
+    for record in records:
+        key = record["key"]
+        if previous is not None and not key > previous:
+            raise StoreError(f"records must be sorted by key with no repeats: {key!r} after {previous!r}")
+        previous = key
+        out = {name: str(record[name]) for name in STRING_COLUMNS}
+        out.update({name: int(record[name]) for name in INT_COLUMNS})
+        for name, entry in features.items():
+            array = np.asarray(record[name])
+            if array.shape != tuple(entry["shape"]):
+                raise StoreError(f"record {key!r}: feature {name!r} has shape {array.shape}, "
+                                 f"the store's is {tuple(entry['shape'])}")
+            out[name] = np.asarray(array, dtype=np.dtype(entry["dtype"]).newbyteorder("<"), order="C")
+        label = np.asarray(record[LABEL_COLUMN])
+        if label.shape != label_shape:
+            raise StoreError(f"record {key!r}: label has shape {label.shape}, the store's is {label_shape}")
+        out[LABEL_COLUMN] = np.asarray(label, dtype=label_dtype, order="C")
+        yield out
+
+
+def _tensorflow():
+    """TensorFlow, imported on first use only, without its C++ start-up chatter unless asked for."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    return tf
+
+
+def _batch_records(batch: Mapping[str, np.ndarray], n: int) -> Iterator[dict[str, Any]]:
+    """Split a batch of columns back into record dicts."""
+    for i in range(n):
+        record = {name: str(batch[name][i]) for name in STRING_COLUMNS}
+        record.update({name: int(batch[name][i]) for name in INT_COLUMNS})
+        record.update({name: np.asarray(value[i]) for name, value in batch.items()
+                       if name not in STRING_COLUMNS and name not in INT_COLUMNS})
+        yield record
+
+
+class ShardAdapter:
+    """The interface every format implements; see the module docstring."""
+
+    format: str = ""
+
+    def write(self, records: Iterator[dict[str, Any]], tmp: Path, *, features: Mapping[str, Any],
+              task: Mapping[str, Any], compression: str, row_group_records: int) -> int:
+        """Write checked records to ``tmp``; return their number."""
+        raise NotImplementedError  # pragma: no cover - the interface
+
+    def read_batches(self, path: Path, *, manifest: Mapping[str, Any], features: Iterable[str] | None = None,
+                     batch_size: int = READ_CHUNK) -> Iterator[dict[str, np.ndarray]]:
+        """Columns of up to ``batch_size`` records at a time: strings as object arrays, ints as
+        int64, each feature ``(n, *shape)`` in its stored dtype, label ``(n, *label_shape)``."""
+        raise NotImplementedError  # pragma: no cover - the interface
+
+    def tf_reader(self, layout: Layout, *, backend: str | None = None):
+        """``(read, parse)``: ``read(path) -> dataset`` per shard; ``parse`` maps batches of
+        serialised records to record dicts in graph, or None when ``read`` yields records."""
+        raise NotImplementedError  # pragma: no cover - the interface
+
+    def library_version(self) -> str:
+        raise NotImplementedError  # pragma: no cover - the interface
+
+    def _python_reader(self, layout: Layout):
+        """``path -> dataset``: this adapter's :meth:`read_batches` per shard, inside tf.data."""
+        tf = _tensorflow()
+        signature = _record_signature(layout, batched=True)
+        manifest = {"features": {layout.feature: {"shape": list(layout.feature_shape), "dtype": layout.feature_dtype}},
+                    "task": {"label_shape": list(layout.label_shape), "label_dtype": layout.label_dtype},
+                    "compression": layout.compression, "format": self.format}
+
+        def batches(path):
+            path = Path(path.decode() if isinstance(path, bytes) else str(path))
+            for batch in self.read_batches(path, manifest=manifest, features=[layout.feature]):
+                batch["feature"] = batch.pop(layout.feature)
+                yield batch
+
+        def read(path):
+            return tf.data.Dataset.from_generator(batches, output_signature=signature, args=(path,)).unbatch()
+
+        return read
+
+
+def _record_signature(layout: Layout, *, batched: bool = False) -> dict[str, Any]:
+    """``tf.TensorSpec`` of each record field (with a leading ``None`` axis if ``batched``)."""
+    tf = _tensorflow()
+    lead = (None,) if batched else ()
+    spec = {
+        "feature": tf.TensorSpec(lead + layout.feature_shape, tf.as_dtype(layout.feature_dtype)),
+        "label": tf.TensorSpec(lead + layout.label_shape, tf.as_dtype(layout.label_dtype)),
+    }
+    spec.update({name: tf.TensorSpec(lead, tf.string) for name in STRING_COLUMNS})
+    spec.update({name: tf.TensorSpec(lead, tf.int64) for name in INT_COLUMNS})
+    return spec
+
+
+# ------------------------------------------------------------------------------------------ TFRecord
+class TFRecordAdapter(ShardAdapter):
+    """``tf.train.Example`` per record; TFRecord's CRC32C of every record is checked by TensorFlow."""
+
+    format = "tfrecord"
+
+    def library_version(self) -> str:
+        import importlib.metadata
+
+        return importlib.metadata.version("tensorflow")
+
+    def write(self, records, tmp, *, features, task, compression, row_group_records) -> int:
+        tf = _tensorflow()
+        label_is_int = task["label_dtype"] == "int64"
+        options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
+        n_records = 0
+        try:
+            with tf.io.TFRecordWriter(str(tmp), options) as writer:
+                for record in records:
+                    feature = {name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[record[name].encode()]))
+                               for name in STRING_COLUMNS}
+                    feature.update({name: tf.train.Feature(int64_list=tf.train.Int64List(value=[record[name]]))
+                                    for name in INT_COLUMNS})
+                    feature.update({name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[record[name].tobytes()]))
+                                    for name in features})
+                    label = record[LABEL_COLUMN].reshape(-1)
+                    feature[LABEL_COLUMN] = (tf.train.Feature(int64_list=tf.train.Int64List(value=label)) if label_is_int
+                                             else tf.train.Feature(float_list=tf.train.FloatList(value=label)))
+                    example = tf.train.Example(features=tf.train.Features(feature=feature))
+                    writer.write(example.SerializeToString(deterministic=True))
+                    n_records += 1
+        except tf.errors.ResourceExhaustedError as err:  # the disk filled up: the one error users can act on
+            raise OSError(28, f"no space left on device ({err.message})", str(tmp)) from err
+        return n_records
+
+    def _description(self, features: Mapping[str, Any], task: Mapping[str, Any]):
+        tf = _tensorflow()
+        label_dtype = tf.int64 if task["label_dtype"] == "int64" else tf.float32
+        description = {name: tf.io.FixedLenFeature([], tf.string) for name in (*STRING_COLUMNS, *features)}
+        description.update({name: tf.io.FixedLenFeature([], tf.int64) for name in INT_COLUMNS})
+        description[LABEL_COLUMN] = tf.io.FixedLenFeature(task["label_shape"], label_dtype)
+        return description
+
+    def read_batches(self, path, *, manifest, features=None, batch_size=READ_CHUNK):
+        tf = _tensorflow()
+        entries = manifest["features"]
+        names = list(entries) if features is None else list(features)
+        task = manifest["task"]
+        description = self._description({name: entries[name] for name in names}, task)
+        compression_type = "GZIP" if manifest.get("compression") == "gzip" else ""
+        dataset = tf.data.TFRecordDataset(str(path), compression_type=compression_type).batch(batch_size).map(
+            lambda serialized: tf.io.parse_example(serialized, description))
+        try:
+            for example in dataset.as_numpy_iterator():
+                n = len(example["key"])
+                batch = {name: np.array([value.decode("utf-8") for value in example[name]], dtype=object)
+                         for name in STRING_COLUMNS}
+                batch.update({name: example[name].astype(np.int64) for name in INT_COLUMNS})
+                for name in names:
+                    entry = entries[name]
+                    dtype = np.dtype(entry["dtype"]).newbyteorder("<")
+                    raw = b"".join(example[name])
+                    batch[name] = np.frombuffer(raw, dtype=dtype).reshape(n, *entry["shape"]).astype(entry["dtype"])
+                batch[LABEL_COLUMN] = example[LABEL_COLUMN].astype(task["label_dtype"])
+                yield batch
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+            raise StoreError(f"{path}: corrupt TFRecord shard (record checksum or framing does not match: "
+                             f"{err.message.splitlines()[0]})") from err
+        except ValueError as err:  # a feature whose bytes do not fill the manifest's shape
+            raise StoreError(f"{path}: a record does not match the manifest's shapes ({err})") from err
+
+    def tf_reader(self, layout, *, backend=None):
+        if backend not in (None, "native"):
+            raise StoreError(f"backend={backend!r}: TFRecord shards are read natively")
+        tf = _tensorflow()
+        compression_type = "GZIP" if (layout.compression or "").lower() == "gzip" else ""
+        description = {
+            layout.feature: tf.io.FixedLenFeature([], tf.string),
+            LABEL_COLUMN: tf.io.FixedLenFeature(layout.label_shape, tf.as_dtype(layout.label_dtype)),
+        }
+        description.update({name: tf.io.FixedLenFeature([], tf.string) for name in STRING_COLUMNS})
+        description.update({name: tf.io.FixedLenFeature([], tf.int64) for name in INT_COLUMNS})
+        feature_dtype = tf.as_dtype(layout.feature_dtype)
+
+        def read(path):
+            # The interleave reads several files in parallel; a buffer per file keeps reads large.
+            return tf.data.TFRecordDataset(path, compression_type=compression_type, buffer_size=1 << 20)
+
+        def parse(serialized):
+            examples = tf.io.parse_example(serialized, description)
+            # Raw bytes are little-endian, decode_raw's default; a feature of the wrong byte
+            # length fails here, in the reshape.
+            raw = tf.io.decode_raw(examples.pop(layout.feature), feature_dtype)
+            examples["feature"] = tf.reshape(raw, (-1, *layout.feature_shape))
+            return examples
+
+        return read, parse
+
+
+# ------------------------------------------------------------------------------------------ HDF5
+class HDF5Adapter(ShardAdapter):
+    """Datasets at the root (N records on axis 0), features under ``features/``; from format
+    version 2 every dataset is chunked with a fletcher32 checksum, strings fixed-length UTF-8."""
+
+    format = "hdf5"
+
+    def library_version(self) -> str:
+        import h5py
+
+        return f"h5py {h5py.__version__}, HDF5 {h5py.version.hdf5_version}"
+
+    def write(self, records, tmp, *, features, task, compression, row_group_records) -> int:
+        import h5py
+
+        rows = list(records)  # the datasets' length is needed up front
+        n = len(rows)
+        filters = {} if compression == "none" else {"compression": compression}  # gzip: h5py's level 4
+        def create(parent, name, *, shape, dtype, data=None, **extra):
+            # fletcher32 needs chunks; an empty dataset is chunked too (unlimited first axis).
+            chunks = (1, *shape[1:])
+            maxshape = None if n else (None, *shape[1:])
+            # track_times=False on every dataset (and no track_order on groups, whose creation-order
+            # property list keeps times): a shard written twice is byte-identical.
+            dataset = parent.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, maxshape=maxshape,
+                                            fletcher32=True, track_times=False, **extra)
+            if data is not None and n:
+                dataset[...] = data
+            return dataset
+
+        with h5py.File(tmp, "w") as h5:
+            for name in STRING_COLUMNS:
+                encoded = [row[name].encode("utf-8") for row in rows]
+                width = max([len(value) for value in encoded] + [1])
+                dtype = h5py.string_dtype("utf-8", width)
+                create(h5, name, shape=(n,), dtype=dtype, data=np.array(encoded, dtype=dtype))
+            for name in INT_COLUMNS:
+                create(h5, name, shape=(n,), dtype="<i8", data=np.array([row[name] for row in rows], dtype="<i8"))
+            group = h5.create_group(HDF5_FEATURES_GROUP)
+            arrays = [(group, name, (n, *entry["shape"]), np.dtype(entry["dtype"]).newbyteorder("<"))
+                      for name, entry in features.items()]
+            arrays.append((h5, LABEL_COLUMN, (n, *task["label_shape"]),
+                           np.dtype(task["label_dtype"]).newbyteorder("<")))
+            for parent, name, shape, dtype in arrays:
+                # One record per chunk: a reader fetching one record decompresses one chunk.
+                dataset = create(parent, name, shape=shape, dtype=dtype, **filters)
+                for i, row in enumerate(rows):
+                    dataset[i] = row[name]
+        return n
+
+    def read_batches(self, path, *, manifest, features=None, batch_size=READ_CHUNK):
+        import h5py
+
+        entries = manifest["features"]
+        names = list(entries) if features is None else list(features)
+        task = manifest["task"]
+        try:
+            with h5py.File(path, "r") as h5:  # one handle per call, never shared between threads
+                datasets = {name: h5[f"{HDF5_FEATURES_GROUP}/{name}"] for name in names}
+                labels = h5[LABEL_COLUMN]
+                n = labels.shape[0]
+                for start in range(0, n, batch_size):
+                    stop = min(start + batch_size, n)
+                    batch = {name: np.asarray(h5[name].asstr()[start:stop], dtype=object) for name in STRING_COLUMNS}
+                    batch.update({name: h5[name][start:stop].astype(np.int64, copy=False) for name in INT_COLUMNS})
+                    batch.update({name: datasets[name][start:stop].astype(entries[name]["dtype"], copy=False)
+                                  for name in names})
+                    batch[LABEL_COLUMN] = labels[start:stop].astype(task["label_dtype"], copy=False)
+                    _check_batch_shapes(path, batch, names=names, entries=entries, task=task)
+                    yield batch
+        except KeyError as err:
+            raise StoreError(f"{path}: HDF5 shard lacks a dataset the manifest names ({err})") from err
+        except (OSError, UnicodeDecodeError) as err:  # fletcher32 mismatch, damaged metadata, truncated file
+            raise StoreError(f"{path}: corrupt HDF5 shard (checksum mismatch or damaged file: {err})") from err
+
+    def tf_reader(self, layout, *, backend=None):
+        if backend in (None, "h5py"):
+            return self._python_reader(layout), None
+        if backend != "tfio":
+            raise StoreError(f"hdf5_backend={backend!r} must be 'h5py' or 'tfio'")
+        if layout.compression == "lzf":
+            # LZF is a filter h5py ships; the HDF5 library inside tensorflow-io does not have it.
+            raise StoreError("compression='lzf' cannot be read with hdf5_backend='tfio' (LZF is h5py's own "
+                             "filter); use hdf5_backend='h5py'")
+        tf = _tensorflow()
+        tfio = load_tfio()
+        signature = _record_signature(layout)
+
+        def column(path, name, spec):
+            return tfio.IODataset.from_hdf5(path, dataset=name, spec=spec)
+
+        def read(path):
+            columns = {
+                "feature": column(path, f"/{HDF5_FEATURES_GROUP}/{layout.feature}", tf.as_dtype(layout.feature_dtype)),
+                "label": column(path, f"/{LABEL_COLUMN}", tf.as_dtype(layout.label_dtype)),
+            }
+            columns.update({name: column(path, f"/{name}", tf.int64) for name in INT_COLUMNS})
+            columns.update({name: column(path, f"/{name}", tf.string) for name in STRING_COLUMNS})
+            # tfio's datasets carry no static shape; the manifest's shapes are checked here.
+            return tf.data.Dataset.zip(columns).map(
+                lambda record: {name: tf.ensure_shape(value, signature[name].shape) for name, value in record.items()})
+
+        return read, None
+
+
+def _check_batch_shapes(path, batch, *, names, entries, task) -> None:
+    for name in names:
+        if batch[name].shape[1:] != tuple(entries[name]["shape"]):
+            raise StoreError(f"{path}: feature {name!r} has record shape {batch[name].shape[1:]}, the manifest "
+                             f"says {tuple(entries[name]['shape'])}")
+    if batch[LABEL_COLUMN].shape[1:] != tuple(task["label_shape"]):
+        raise StoreError(f"{path}: label has record shape {batch[LABEL_COLUMN].shape[1:]}, the manifest says "
+                         f"{tuple(task['label_shape'])}")
+
+
+def load_tfio():
+    """Import tensorflow-io and check its HDF5 kernels load; return the module.
+
+    Raises
+    ------
+    StoreError
+        If tensorflow-io is not installed or its native ops do not load with this
+        TensorFlow (tensorflow-io 0.37.1 needs TensorFlow 2.17), saying so.
+    """
+    tf = _tensorflow()
+    try:
+        import tensorflow_io as tfio
+        # Importing succeeds even where the shared library does not load; touching an op does not.
+        tfio.IODataset.from_hdf5  # noqa: B018 - attribute access triggers the lazy op library load
+        from tensorflow_io.python.ops import core_ops
+
+        core_ops.io_hdf5_readable_info  # noqa: B018 - loads libtensorflow_io.so
+    except Exception as err:  # ImportError, NotImplementedError, tf.errors.NotFoundError, ...
+        raise StoreError(
+            f"hdf5_backend='tfio' needs tensorflow-io's native ops, which are not loadable here "
+            f"(tensorflow {tf.__version__}): {type(err).__name__}: {err}. "
+            f"Use hdf5_backend='h5py', or the [tfio] extra (tensorflow==2.17.1, tensorflow-io==0.37.1)."
+        ) from err
+    return tfio
+
+
+# ------------------------------------------------------------------------------------------ Parquet
+def _hf_value(dtype: str, shape: Iterable[int]) -> dict[str, Any]:
+    """A Hugging Face ``datasets`` feature for an array of ``shape`` (nested fixed-length Sequences)."""
+    feature: dict[str, Any] = {"dtype": dtype, "_type": "Value"}
+    for length in reversed(list(shape)):
+        feature = {"feature": feature, "length": int(length), "_type": "Sequence"}
+    return feature
+
+
+def huggingface_features(features: Mapping[str, Any], task: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``features`` a Hugging Face dataset of these shards has (``ClassLabel`` labels for
+    single-label tasks, with the vocabulary as names), in column order.
+
+    Examples
+    --------
+    >>> task = {"type": "single_label", "label_shape": [], "label_dtype": "int64", "vocabulary": ["a", "b"]}
+    >>> huggingface_features({"x": {"shape": [2], "dtype": "float32"}}, task)["label"]
+    {'names': ['a', 'b'], '_type': 'ClassLabel'}
+    """
+    columns: dict[str, Any] = {name: {"dtype": "string", "_type": "Value"} for name in STRING_COLUMNS}
+    columns.update({name: {"dtype": "int64", "_type": "Value"} for name in INT_COLUMNS})
+    columns.update({name: _hf_value(entry["dtype"], entry["shape"]) for name, entry in features.items()})
+    if task.get("type") == "single_label" and task.get("vocabulary"):
+        columns[LABEL_COLUMN] = {"names": list(task["vocabulary"]), "_type": "ClassLabel"}
+    else:
+        columns[LABEL_COLUMN] = _hf_value(task["label_dtype"], task["label_shape"])
+    return columns
+
+
+def _arrow_type(dtype: str, shape: Iterable[int]):
+    import pyarrow as pa
+
+    arrow_type = pa.from_numpy_dtype(np.dtype(dtype))
+    for length in reversed(list(shape)):
+        arrow_type = pa.list_(arrow_type, int(length))
+    return arrow_type
+
+
+class ParquetAdapter(ShardAdapter):
+    """One row per record; arrays as nested fixed-size lists in their stored shape, with Hugging
+    Face schema metadata; CRC32 of every page, checked on every read."""
+
+    format = "parquet"
+
+    def library_version(self) -> str:
+        import pyarrow
+
+        return f"pyarrow {pyarrow.__version__}"
+
+    def schema(self, features, task):
+        import pyarrow as pa
+
+        fields = [pa.field(name, pa.string(), nullable=False) for name in STRING_COLUMNS]
+        fields += [pa.field(name, pa.int64(), nullable=False) for name in INT_COLUMNS]
+        fields += [pa.field(name, _arrow_type(entry["dtype"], entry["shape"]), nullable=False)
+                   for name, entry in features.items()]
+        fields.append(pa.field(LABEL_COLUMN, _arrow_type(task["label_dtype"], task["label_shape"]), nullable=False))
+        metadata = {"huggingface": json.dumps({"info": {"features": huggingface_features(features, task)}},
+                                              sort_keys=True)}
+        return pa.schema(fields, metadata=metadata)
+
+    def _table(self, rows: list[dict[str, Any]], schema):
+        import pyarrow as pa
+
+        columns = []
+        for field in schema:
+            name, arrow_type = field.name, field.type
+            if pa.types.is_fixed_size_list(arrow_type):
+                sizes = []
+                while pa.types.is_fixed_size_list(arrow_type):
+                    sizes.append(arrow_type.list_size)
+                    arrow_type = arrow_type.value_type
+                dtype = arrow_type.to_pandas_dtype()
+                flat = np.concatenate([row[name].reshape(-1) for row in rows]) if rows else np.zeros(0, dtype)
+                array = pa.array(flat, type=arrow_type)
+                for size in reversed(sizes):
+                    array = pa.FixedSizeListArray.from_arrays(array, size)
+                columns.append(array)
+            elif name == LABEL_COLUMN:
+                columns.append(pa.array(np.array([row[name] for row in rows], dtype=arrow_type.to_pandas_dtype()),
+                                        type=arrow_type))
+            else:
+                columns.append(pa.array([row[name] for row in rows], type=arrow_type))
+        return pa.Table.from_arrays(columns, schema=schema)
+
+    def write(self, records, tmp, *, features, task, compression, row_group_records) -> int:
+        import pyarrow.parquet as pq
+
+        schema = self.schema(features, task)
+        n_records = 0
+        codec = "NONE" if compression == "none" else compression.upper()
+        with pq.ParquetWriter(str(tmp), schema, compression=codec, write_page_checksum=True) as writer:
+            batch: list[dict[str, Any]] = []
+            for record in records:
+                batch.append(record)
+                if len(batch) == row_group_records:
+                    writer.write_table(self._table(batch, schema), row_group_size=row_group_records)
+                    n_records, batch = n_records + len(batch), []
+            if batch or not n_records:  # an empty shard still gets its schema and one empty row group
+                writer.write_table(self._table(batch, schema), row_group_size=row_group_records)
+                n_records += len(batch)
+        return n_records
+
+    def read_batches(self, path, *, manifest, features=None, batch_size=READ_CHUNK):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        entries = manifest["features"]
+        names = list(entries) if features is None else list(features)
+        task = manifest["task"]
+        columns = [*STRING_COLUMNS, *INT_COLUMNS, *names, LABEL_COLUMN]
+        try:
+            with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
+                missing = [name for name in columns if name not in parquet.schema_arrow.names]
+                if missing:
+                    raise StoreError(f"{path}: Parquet shard has no column {missing[0]!r}")
+                for table in parquet.iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
+                    batch = {name: np.asarray(table.column(name).to_pylist(), dtype=object) for name in STRING_COLUMNS}
+                    batch.update({name: table.column(name).to_numpy().astype(np.int64, copy=False)
+                                  for name in INT_COLUMNS})
+                    batch.update({name: _column_array(table.column(name), shape=entries[name]["shape"],
+                                                      dtype=entries[name]["dtype"], path=path, name=name)
+                                  for name in names})
+                    batch[LABEL_COLUMN] = _column_array(table.column(LABEL_COLUMN), shape=task["label_shape"],
+                                                        dtype=task["label_dtype"], path=path, name=LABEL_COLUMN)
+                    yield batch
+        except (OSError, pa.ArrowException) as err:  # page CRC mismatch, damaged footer, truncated file
+            raise StoreError(f"{path}: corrupt Parquet shard (checksum mismatch or damaged file: {err})") from err
+
+    def tf_reader(self, layout, *, backend=None):
+        if backend not in (None, "pyarrow"):
+            raise StoreError(f"backend={backend!r}: Parquet shards are read with pyarrow")
+        return self._python_reader(layout), None
+
+
+def _column_array(column, *, shape, dtype: str, path, name: str) -> np.ndarray:
+    """A pyarrow column (scalar, flat or nested fixed-size list) as an ``(n, *shape)`` array, from
+    one flat buffer (no per-row conversion)."""
+    import pyarrow as pa
+
+    n = len(column)
+    while pa.types.is_fixed_size_list(column.type) or pa.types.is_list(column.type) \
+            or pa.types.is_large_list(column.type):
+        column = column.flatten()
+    values = column.to_numpy(zero_copy_only=False)
+    expected = n * int(np.prod(shape, dtype=np.int64))
+    if values.size != expected:
+        raise StoreError(f"{path}: column {name!r} holds {values.size} values for {n} records, the manifest's "
+                         f"shape {list(shape)} needs {expected}")
+    return values.reshape((n, *shape)).astype(dtype, copy=False)
+
+
+# ------------------------------------------------------------------------------------------ registry
+#: Store format -> its adapter (the one owner of that format's bytes).
+ADAPTER_FOR_FORMAT: dict[str, ShardAdapter] = {
+    "tfrecord": TFRecordAdapter(),
+    "hdf5": HDF5Adapter(),
+    "parquet": ParquetAdapter(),
+}
+
+
+def adapter_for(store_format: str, *, param: str = "store_format") -> ShardAdapter:
+    """The adapter of a format; StoreError naming ``param`` for an unknown one."""
+    if store_format not in ADAPTER_FOR_FORMAT:
+        raise StoreError(f"{param}={store_format!r} must be one of {sorted(STORE_FORMATS)}")
+    return ADAPTER_FOR_FORMAT[store_format]
+
+
+def write_shard(records: Iterable[Mapping[str, Any]], *, path: str | os.PathLike, store_format: str,
+                features: Mapping[str, Mapping[str, Any]], task: Mapping[str, Any], compression: str = "none",
+                row_group_records: int = DEFAULT_ROW_GROUP_RECORDS) -> ShardInfo:
+    """Write records (sorted by key) to one shard file, atomically.
+
+    Parameters
+    ----------
+    records : iterable of dict
+        Sorted by ``key``, no repeats (checked). Read once; HDF5 holds one shard's records
+        (about ``store.shard_bytes``) in memory, Parquet one row group.
+    path : path-like
+        Final shard path; written through :func:`mirdl.store.files.atomic_path`, so it
+        appears complete or not at all.
+    store_format : {"tfrecord", "hdf5", "parquet"}
+    features : mapping
+        ``manifest["features"]``: name -> ``{"shape": [...], "dtype": "float32"|"float16"}``,
+        in column order.
+    task : mapping
+        ``manifest["task"]`` (``label_shape``, ``label_dtype``; ``type`` and ``vocabulary``
+        for the Parquet schema metadata).
+    compression : str
+        One of :data:`mirdl.store.format.COMPRESSIONS` ``[store_format]``.
+    row_group_records : int > 0
+        Parquet only: records per row group.
+
+    Returns
+    -------
+    ShardInfo
+        File name, record count, size and sha256 of the written file.
+
+    Raises
+    ------
+    StoreError
+        Unknown format or compression, unsorted keys, a feature or label of the wrong shape.
+    OSError
+        The file could not be written (ENOSPC included).
+    """
+    adapter = adapter_for(store_format)
+    if compression not in COMPRESSIONS[store_format]:
+        raise StoreError(f"compression={compression!r} is not supported by {store_format} "
+                         f"(supported: {list(COMPRESSIONS[store_format])})")
+    if isinstance(row_group_records, bool) or not isinstance(row_group_records, (int, np.integer)) \
+            or row_group_records < 1:
+        raise StoreError(f"row_group_records={row_group_records!r} must be a positive integer")
+    path = Path(path)
+    checked = _checked(records, features=features, task=task)
+    with atomic_path(path) as tmp:
+        n_records = adapter.write(checked, tmp, features=features, task=task, compression=compression,
+                                  row_group_records=int(row_group_records))
+        info = ShardInfo(path=path.name, records=n_records, bytes=tmp.stat().st_size, sha256=sha256_file(tmp))
+    return info
+
+
+def read_shard(path: str | os.PathLike, *, manifest: Mapping[str, Any],
+               features: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Read one shard back as record dicts (numpy arrays of the manifest's shapes and dtypes).
+
+    The format's own checksums are checked as the records are read (format version 2).
+
+    Parameters
+    ----------
+    path : path-like
+        A shard file.
+    manifest : mapping
+        At least its ``format``, ``features``, ``task`` and ``compression``.
+    features : iterable of str, optional
+        Feature columns to read; default all.
+
+    Yields
+    ------
+    dict
+        ``key``, ``track_id`` (str), ``variant``, ``segment``, ``start_frame`` (int), one
+        array per feature, ``label`` (array of ``task.label_shape``).
+
+    Raises
+    ------
+    StoreError
+        Missing file, checksum mismatch, damaged file or records that do not match the
+        manifest; the message names the file.
+    """
+    adapter = adapter_for(manifest["format"], param="format")
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"{path}: no such shard file")
+    for batch in adapter.read_batches(path, manifest=manifest, features=features):
+        yield from _batch_records(batch, len(batch["key"]))
+
