@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,8 @@ from mirdl.store import format as store_format
 from mirdl.store.manifest import read_manifest, shard_entries, shard_paths
 from mirdl.store.verify import check_shards, find_corrupt_shard
 
-__all__ = ["STD_FLOOR", "SPEC_AUGMENT_DEFAULTS", "load", "describe", "input_shape", "n_outputs", "named_store_errors"]
+__all__ = ["STD_FLOOR", "SPEC_AUGMENT_DEFAULTS", "load", "describe", "input_shape", "n_outputs", "named_store_errors",
+           "iterate_named"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 #: Standard deviations below this are raised to it before dividing (silent frequency bins).
@@ -651,8 +652,8 @@ def _apply_mixup(ds: tf.data.Dataset, *, alpha: float, n_classes: int, one_hot: 
 
 # --------------------------------------------------------------------------- errors
 @contextlib.contextmanager
-def named_store_errors(store: str | os.PathLike, split: str) -> Iterator[None]:
-    """Turn a read error inside a tf.data pipeline over ``split`` into a StoreError naming the shard.
+def named_store_errors(store: str | os.PathLike, splits: str | Sequence[str]) -> Iterator[None]:
+    """Turn a read error inside tf.data pipelines over ``splits`` into a StoreError naming the shard.
 
     TensorFlow reports a TFRecord record whose CRC does not match as ``DataLossError:
     corrupted record at N``, without the file; the HDF5 and Parquet readers raise a
@@ -663,7 +664,7 @@ def named_store_errors(store: str | os.PathLike, split: str) -> Iterator[None]:
 
     Examples
     --------
-    >>> with named_store_errors("demo-out/stores/demo", "train"):  # doctest: +SKIP
+    >>> with named_store_errors("demo-out/stores/demo", ["train", "valid"]):  # doctest: +SKIP
     ...     model.fit(load("demo-out/stores/demo", "train", batch_size=32))
     """
     try:
@@ -676,9 +677,16 @@ def named_store_errors(store: str | os.PathLike, split: str) -> Iterator[None]:
         if not isinstance(err, tf.errors.DataLossError) and "corrupted record" not in message:
             raise
         manifest = read_manifest(store)
-        found = find_corrupt_shard(store, manifest, split)
+        names = [splits] if isinstance(splits, str) else list(splits)
+        found = next((hit for split in names if (hit := find_corrupt_shard(store, manifest, split)) is not None), None)
         if found is None:
-            raise StoreError(f"{store}: split {split!r}: TensorFlow reported a corrupt record "
+            raise StoreError(f"{store}: split(s) {', '.join(names)}: TensorFlow reported a corrupt record "
                              f"({message.splitlines()[0] if message else err}), but every shard passes its checks "
                              "now") from err
         raise StoreError(found[1]) from err
+
+
+def iterate_named(ds: tf.data.Dataset, store: str | os.PathLike, splits: str | Sequence[str]) -> Iterator[Any]:
+    """``ds.as_numpy_iterator()`` inside :func:`named_store_errors`."""
+    with named_store_errors(store, splits):
+        yield from ds.as_numpy_iterator()

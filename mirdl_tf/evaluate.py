@@ -207,7 +207,7 @@ def track_outputs(predict: Callable[[np.ndarray], np.ndarray], store: str | os.P
     counts: dict[str, Any] = {}
     labels: dict[str, list[tuple[int, np.ndarray]]] = {}
     patches = 0
-    for x, y, meta in ds.as_numpy_iterator():
+    for x, y, meta in data.iterate_named(ds, store, split):
         if normalization is not None:
             x = (x - mean) / std
         n_records, n_frames = x.shape[0], x.shape[-1]

@@ -736,8 +736,10 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
             # Keras 3.15 converting TF tensors with np.array under numpy 2 (harmless, once per logged value).
             warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept a copy keyword",
                                     category=DeprecationWarning)
-            model.fit(train_ds, validation_data=valid_ds, epochs=config.epochs, initial_epoch=state["epoch"],
-                      callbacks=callbacks, verbose=0)
+            read_splits = [config.train_split] + ([config.valid_split] if config.valid_split else [])
+            with data.named_store_errors(config.store, read_splits):  # a corrupt shard: one line naming it
+                model.fit(train_ds, validation_data=valid_ds, epochs=config.epochs, initial_epoch=state["epoch"],
+                          callbacks=callbacks, verbose=0)
         state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - start
         write_json_atomic(out / RUN_FILES["state"], state)
     else:

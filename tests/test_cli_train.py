@@ -167,3 +167,22 @@ def test_bad_arguments_exit_2(tiny_store, tmp_path, capsys):
                                                                                    "patch_frames: 500"))
     assert main(["train", "--config", str(config)]) == 2
     assert "patch_frames=500 is longer than the stored segments" in one_line_error(capsys, "train")
+
+
+def test_train_on_a_corrupt_shard_stops_with_one_line_naming_it(tiny_store, tmp_path, capsys):
+    """Format checksums are checked on every read: a flipped bit stops training with the shard's
+    name (TensorFlow's own DataLossError names no file)."""
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    manifest = read_manifest(store)
+    victim = store / manifest["splits"]["train"]["shards"][0]["path"]
+    raw = bytearray(victim.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    victim.write_bytes(bytes(raw))
+    config = tmp_path / "train.yaml"
+    config.write_text(TRAIN.format(store=store, out=tmp_path / "run"))
+    capsys.readouterr()
+    assert main(["train", "--config", str(config)]) == 2
+    assert victim.name in one_line_error(capsys, "train")

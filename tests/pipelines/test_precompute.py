@@ -211,6 +211,33 @@ def test_rerun_is_a_no_op_and_a_changed_config_needs_overwrite(job, capsys):
     assert {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir()} == before
 
 
+@pytest.mark.slow
+def test_up_to_date_notices_touched_inputs_and_damaged_shards(corpus, tmp_path, capsys):
+    """"Up to date" compares input sizes and times (not in the fingerprint) and the shards' sizes;
+    --overwrite always rebuilds."""
+    shutil.copytree(corpus["root"], tmp_path / "corpus", copy_function=shutil.copy2)
+    config = write_config(tmp_path / "stale.yaml", fmt="parquet", out="store")
+    assert run(["--config", str(config), "--workers", "1"]) == EXIT_SOME_FAILED
+    store = tmp_path / "store"
+    fingerprint = read_manifest(store)["fingerprint"]
+    capsys.readouterr()
+    assert run(["--config", str(config), "--workers", "1"]) == EXIT_OK
+    assert "up to date" in capsys.readouterr().out
+    assert run(["--config", str(config), "--workers", "1", "--overwrite"]) == EXIT_SOME_FAILED  # forced rebuild
+    assert "up to date" not in capsys.readouterr().out
+    touched = tmp_path / "corpus" / corpus["tracks"][0].path
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    with pytest.raises(StoreError, match="input files changed since the store was written"):
+        run(["--config", str(config), "--workers", "1"])
+    assert run(["--config", str(config), "--workers", "1", "--overwrite"]) == EXIT_SOME_FAILED
+    assert read_manifest(store)["fingerprint"] == fingerprint  # times are never part of the fingerprint
+    manifest = read_manifest(store)
+    shard = store / manifest["splits"]["train"]["shards"][0]["path"]
+    shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(StoreError, match="damaged store"):
+        run(["--config", str(config), "--workers", "1"])
+
+
 def test_max_error_rate_aborts_and_leaves_nothing(corpus, capsys):
     folder = corpus["root"].parent
     config = write_config(folder / "abort.yaml", out="store-abort")
