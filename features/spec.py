@@ -161,7 +161,7 @@ class FeatureSpec:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        if self.representation not in REPRESENTATIONS:
+        if not isinstance(self.representation, str) or self.representation not in REPRESENTATIONS:
             raise ConfigError(
                 f"spec.representation={self.representation!r} must be one of {sorted(REPRESENTATIONS)}"
             )

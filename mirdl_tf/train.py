@@ -146,7 +146,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         from mirdl_tf.models import MODELS
 
-        if self.name not in MODELS:
+        if not isinstance(self.name, str) or self.name not in MODELS:
             raise ConfigError(f"model.name={self.name!r} must be one of {sorted(MODELS)}")
         args = _mapping(self.args, where="model.args")
         for key in ("input_shape", "n_outputs", "task"):
@@ -171,7 +171,7 @@ class OptimizerConfig:
     learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
+        if not isinstance(self.name, str) or self.name not in OPTIMIZERS:
             raise ConfigError(f"optimizer.name={self.name!r} must be one of {sorted(OPTIMIZERS)}")
         object.__setattr__(self, "learning_rate",
                            checks.positive_float(self.learning_rate, name="optimizer.learning_rate"))
