@@ -11,6 +11,9 @@ iterator after a warm-up epoch):
 - ``load(<format>)``: ``mirdl_tf.data.load(store, "train", batch_size, shuffle=False)``
   (standardised, parsed, batched, prefetched) for each format, plus the tensorflow-io HDF5
   backend where it loads;
+- ``load(<format>), no format checksums``: the same HDF5 and Parquet shards rewritten without
+  their format's checksums (no fletcher32, no Parquet page CRCs, as format version 1 stored
+  them), read the same way: the cost of checking the checksums on every read is the difference;
 - ``on the fly``: the tf.data pipeline that skips the store: read + ``tf.audio.decode_wav``
   each segment, batch, :class:`mirdl_tf.layers.LogMel` (same numbers as the store), standardise.
 
@@ -31,6 +34,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -116,6 +120,40 @@ def build_stores(workdir: Path, args: argparse.Namespace) -> tuple[dict[str, Pat
         write_store(stores[fmt], {"train": records}, name="bench", store_format=fmt, features={"logmel": feature},
                     task=task, fingerprint=f"bench-{fmt}", n_shards=args.shards, overwrite=True)
     return stores, segments, records[0]["logmel"]
+
+
+def without_checksums(store: Path, fmt: str) -> Path:
+    """A copy of an HDF5 or Parquet store whose shards carry no format checksums (format version 1's
+    layout of checks), for measuring what checking them costs."""
+    import json
+    import shutil
+
+    import h5py
+    import pyarrow.parquet as pq
+
+    from mirdl.store.files import sha256_file
+
+    out = store.with_name(store.name + "-nochecksums")
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(store, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for entry in manifest["splits"]["train"]["shards"]:
+        path = out / entry["path"]
+        if fmt == "parquet":
+            table = pq.read_table(path)
+            pq.write_table(table, path, compression="NONE", write_page_checksum=False, row_group_size=256)
+        else:
+            copy = path.with_suffix(".tmp")
+            with h5py.File(path) as source, h5py.File(copy, "w") as target:
+                def clone(name, item):
+                    if isinstance(item, h5py.Dataset):
+                        target.create_dataset(name, data=item[...], dtype=item.dtype, chunks=item.chunks)
+                source.visititems(clone)
+            copy.replace(path)
+        entry.update(bytes=path.stat().st_size, sha256=sha256_file(path))
+    manifest["format_version"] = 1
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
 
 
 # --------------------------------------------------------------------------- timed readers
@@ -216,13 +254,21 @@ def run(argv: list[str] | None = None) -> int:
             backends.append(("hdf5", "tfio"))
         except Exception as err:  # StoreError where tensorflow-io does not load
             print(f"# hdf5 tfio backend skipped: {str(err).split('.')[0]}", file=sys.stderr)
+        unchecked = {fmt: without_checksums(stores[fmt], fmt) for fmt in ("hdf5", "parquet")}
+        backends += [(fmt, "nochecksums") for fmt in unchecked]
         for fmt, backend in backends:
-            def make(epochs, fmt=fmt, backend=backend):
-                return data.load(stores[fmt], "train", batch_size=args.batch_size, shuffle=False,
-                                 repeat=epochs, hdf5_backend=backend)
+            store = unchecked[fmt] if backend == "nochecksums" else stores[fmt]
 
-            seconds, n, first = time_dataset(make, args.passes, args.repeats)
-            name = f"load({fmt})" + {"tfio": ", tfio", "h5py": ", h5py"}[backend] * (fmt == "hdf5")
+            def make(epochs, store=store, backend=backend):
+                return data.load(store, "train", batch_size=args.batch_size, shuffle=False,
+                                 repeat=epochs, hdf5_backend="tfio" if backend == "tfio" else "h5py")
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the version-1 copies warn that they carry no checksums
+                seconds, n, first = time_dataset(make, args.passes, args.repeats)
+            name = f"load({fmt})" + {"tfio": ", tfio", "h5py": ", h5py", "nochecksums": ""}[backend] * (fmt == "hdf5")
+            if backend == "nochecksums":
+                name += ", no format checksums"
             rows.append((name, fmt, seconds, n, args.passes * shard_bytes[fmt], first))
 
         stats = read_manifest(stores["tfrecord"])["features"]["logmel"]["stats"]

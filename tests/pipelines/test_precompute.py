@@ -238,6 +238,29 @@ def test_up_to_date_notices_touched_inputs_and_damaged_shards(corpus, tmp_path, 
         run(["--config", str(config), "--workers", "1"])
 
 
+@pytest.mark.slow
+def test_a_second_job_into_the_same_store_is_refused_while_the_first_runs(corpus, tmp_path):
+    """Two configs, one store.out: the second job is told another job writes there (it used to say
+    "written" too, and the last rename won)."""
+    import time
+
+    shutil.copytree(corpus["root"], tmp_path / "corpus", copy_function=shutil.copy2)
+    first = write_config(tmp_path / "first.yaml", fmt="hdf5", out="store")
+    second = write_config(tmp_path / "second.yaml", fmt="parquet", out="store")
+    job = subprocess.Popen([sys.executable, "-m", "mirdl", "prepare", "--config", str(first), "--workers", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / ".store.lock"
+    deadline = time.monotonic() + 60
+    while not lock.exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lock.exists(), "the first job never took the lock"
+    with pytest.raises(StoreError, match=f"another mirdl job writes it \\(pid {job.pid}"):
+        run(["--config", str(second), "--workers", "1"])
+    out, err = job.communicate(timeout=300)
+    assert job.returncode == EXIT_SOME_FAILED, err
+    assert read_manifest(tmp_path / "store")["format"] == "hdf5" and not lock.exists()
+
+
 def test_max_error_rate_aborts_and_leaves_nothing(corpus, capsys):
     folder = corpus["root"].parent
     config = write_config(folder / "abort.yaml", out="store-abort")
