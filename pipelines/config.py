@@ -9,8 +9,8 @@ Schema (``docs/store-format.md`` has the same with examples)::
 
     name: demo                 # store name: shard files are NAME-SPLIT.EXT-00000-of-00004
     seed: 0                    # default seed of splits and augment (each may set its own)
-    corpus: {...}              # mirdl.pipelines.corpus.CorpusConfig
-    splits: {...}              # mirdl.pipelines.corpus.SplitConfig (optional: 80/10/10 by group)
+    corpus: {...}              # mirdl.pipelines.corpus_config.CorpusConfig
+    splits: {...}              # mirdl.pipelines.corpus_config.SplitConfig (optional: 80/10/10 by group)
     features:                  # one or more mirdl.features.spec.FeatureSpec, computed in one pass;
       - {name: logmel, representation: logmel, sample_rate: 22050, n_mels: 96}
                                # all share sample_rate and channels
@@ -55,7 +55,7 @@ from mirdl.errors import ConfigError
 from mirdl.features.segment import PAD_MODES
 from mirdl.features.spec import FeatureSpec, load_config, stable_hash
 from mirdl.store.format import STORE_FORMATS
-from mirdl.pipelines.corpus import CorpusConfig, SplitConfig
+from mirdl.pipelines.corpus_config import CorpusConfig, SplitConfig
 from mirdl.pipelines.writers import COMPRESSIONS, DEFAULT_ROW_GROUP_RECORDS
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Tests of mirdl.pipelines.corpus (adapters, splits, task, listing hash, annotation files) and mirdl.pipelines.dead_letter."""
+"""Tests of mirdl.pipelines.corpus (adapters, splits, task, listing hash), its configs (mirdl.pipelines.corpus_config),
+annotation files (mirdl.features.annotations) and mirdl.pipelines.dead_letter."""
 import doctest
 import json
 import math
@@ -17,25 +18,16 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mirdl.features.annotations
 import mirdl.pipelines.corpus
+import mirdl.pipelines.corpus_config
 import mirdl.pipelines.dead_letter
 from mirdl.errors import ConfigError, MirdlError, StoreError
-from mirdl.features.labels import Annotations, chord_frames, transpose_chord
+from mirdl.features.annotations import AnnotationError, load_annotations
+from mirdl.features.labels import CHORD_VOCABULARY, NOTE_NAMES, Annotations, chord_frames, reduce_chord, transpose_chord
 from mirdl.features.synth import write_corpus
-from mirdl.pipelines.corpus import (
-    CHORD_VOCABULARY,
-    NOTE_NAMES,
-    AnnotationError,
-    CorpusConfig,
-    SplitConfig,
-    Track,
-    assign_split,
-    list_tracks,
-    listing_hash,
-    load_annotations,
-    reduce_chord,
-    task_for,
-)
+from mirdl.pipelines.corpus import Track, assign_split, list_tracks, listing_hash, task_for
+from mirdl.pipelines.corpus_config import CorpusConfig, SplitConfig
 from mirdl.pipelines.dead_letter import STAGES, ErrorRecord
 
 SR = 8000
@@ -665,13 +657,14 @@ def test_error_record_rejects_bad_stage_and_lines():
 
 
 def test_modules_do_not_import_beam_or_tensorflow():
-    code = ("import sys, mirdl.pipelines.corpus, mirdl.pipelines.dead_letter; "
+    code = ("import sys, mirdl.pipelines.corpus, mirdl.pipelines.dead_letter, mirdl.features.annotations; "
             "print(sorted(m for m in ('apache_beam', 'tensorflow', 'jams', 'mirdl_tf') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", [mirdl.pipelines.corpus, mirdl.pipelines.dead_letter])
+@pytest.mark.parametrize("module", [mirdl.pipelines.corpus, mirdl.pipelines.corpus_config, mirdl.pipelines.dead_letter,
+                                    mirdl.features.annotations])
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0

@@ -22,7 +22,7 @@ from mirdl.features.labels import onset_frames  # noqa: E402
 from mirdl.features.spec import FeatureSpec  # noqa: E402
 from mirdl.store.format import read_manifest, sha256_file, shard_paths, verify_store  # noqa: E402
 from mirdl.features.synth import ODD_FILES  # noqa: E402
-from mirdl.pipelines.corpus import load_annotations  # noqa: E402
+from mirdl.features.annotations import load_annotations  # noqa: E402
 from mirdl.pipelines.dead_letter import ErrorRecord  # noqa: E402
 from mirdl.pipelines.precompute import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, pipeline_options, run  # noqa: E402
 from mirdl.pipelines.writers import read_shard  # noqa: E402
