@@ -745,8 +745,14 @@ class _PyAVSource(_Source):
                 if self.frames <= 0:
                     raise AudioError(f"{path}: no samples (0 frames)")
                 self.tolerance = int(round(LENGTH_TOLERANCE_SECONDS * self.samplerate))
-            self._frames = self._container.decode(stream)
+            self._packets = self._container.demux(stream)
             self._resampler = av.AudioResampler(format="flt")
+            self._path = path
+            self._decoded = 0  # frames converted so far
+            try:
+                self._next_packet = self._demux()  # one packet ahead: an error in the last one means a cut file
+            except _ReadError as err:
+                raise AudioError(f"{path}: cannot read audio: {err}") from err
         except BaseException:
             self._container.close()
             raise
@@ -766,16 +772,7 @@ class _PyAVSource(_Source):
 
     def read(self, n: int) -> np.ndarray:
         while self._n_pending < n and not self._ended:
-            try:
-                frame = next(self._frames, None)
-                converted = self._resampler.resample(frame)
-            except self._errors as err:
-                raise _ReadError(_av_reason(err)) from err
-            if frame is None:
-                self._ended = True
-            elif frame.sample_rate != self.samplerate:
-                raise _ReadError(f"the sample rate changes from {self.samplerate} to {frame.sample_rate} Hz")
-            for part in converted:
+            for part in self._convert(self._decode_packet()):
                 samples = part.to_ndarray()
                 if samples.size % self.channels or len(part.layout.channels) != self.channels:
                     raise _ReadError(f"the channel count changes from {self.channels} to "
@@ -783,6 +780,7 @@ class _PyAVSource(_Source):
                 if samples.size:
                     self._pending.append(samples.reshape(-1, self.channels))
                     self._n_pending += samples.size // self.channels
+                    self._decoded += samples.size // self.channels
         pending = (np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]) \
             if self._pending else np.empty((0, self.channels), dtype=np.float32)
         out, rest = pending[:n], pending[n:]
@@ -791,6 +789,48 @@ class _PyAVSource(_Source):
 
     def close(self) -> None:
         self._container.close()
+
+    def _demux(self) -> Any:
+        try:
+            return next(self._packets, None)
+        except self._errors as err:
+            raise _ReadError(_av_reason(err)) from err
+
+    def _decode_packet(self) -> list | None:
+        """The frames of the next packet; None at the end of the stream (after the decoder's flush)."""
+        packet = self._next_packet
+        if packet is None:
+            return None
+        self._next_packet = self._demux()
+        # PyAV's demuxer ends with an empty packet that flushes the decoder.
+        last = packet.size > 0 and (self._next_packet is None or self._next_packet.size == 0)
+        try:
+            frames = packet.decode()
+        except self._errors as err:
+            if last:
+                raise self._cut(_av_reason(err)) from err
+            raise _ReadError(_av_reason(err)) from err
+        if last and packet.is_corrupt:  # the demuxer read less than the packet's size
+            raise self._cut("the last packet is incomplete")
+        return frames
+
+    def _convert(self, frames: list | None) -> list:
+        """Packed float32 frames; with None, flush the converter and mark the end."""
+        try:
+            if frames is None:
+                self._ended = True
+                return self._resampler.resample(None)
+            for frame in frames:
+                if frame.sample_rate != self.samplerate:
+                    raise _ReadError(f"the sample rate changes from {self.samplerate} to {frame.sample_rate} Hz")
+            return [part for frame in frames for part in self._resampler.resample(frame)]
+        except self._errors as err:
+            raise _ReadError(_av_reason(err)) from err
+
+    def _cut(self, reason: str) -> AudioError:
+        declared = "" if self.frames is None else f" of the {self.frames} declared"
+        return AudioError(f"{self._path}: truncated: the file ends inside its last packet, after {self._decoded} "
+                          f"frames{declared} ({reason})")
 
 
 @dataclass(frozen=True)
