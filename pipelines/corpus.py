@@ -29,8 +29,12 @@ Corpus types
 
 Track ids are the audio path relative to the corpus root (or the CSV's folder), POSIX
 style, without extension: ``"dog/bark01"``. Relative paths in a CSV resolve against the
-CSV's folder, so a corpus can be moved as a whole. Hidden files and folders (``.name``)
-are ignored; extensions compare case-insensitively.
+CSV's folder, so a corpus can be moved as a whole. Extensions compare case-insensitively;
+the default ``corpus.extensions`` are :data:`mirdl.features.audio.AUDIO_EXTENSIONS`, every
+extension a decoder reads. In a folder corpus, every file that is not listed (another
+extension, a hidden ``.name`` file) gets a ``skipped`` record, and so does each hidden folder
+(not walked); a CSV row repeating an earlier row's audio file is an error record, and the
+first row is kept.
 
 Splits are a stable hash of ``(seed, group or track id)`` (:func:`assign_split`), so the
 same corpus and seed give the same splits in any listing order, on any machine, and a
@@ -60,6 +64,7 @@ from mirdl.pipelines.dead_letter import ErrorRecord
 
 __all__ = [
     "ANNOTATION_SIDECARS",
+    "Skipped",
     "Track",
     "list_tracks",
     "assign_split",
@@ -125,11 +130,20 @@ class Track:
 
 
 class _Rejected(Exception):
-    """One file or row that cannot be listed; carries its dead-letter record."""
+    """One file or row that cannot be listed (or is skipped); carries its dead-letter record."""
 
-    def __init__(self, *, path: str, track_id: str | None, stage: str, exc: BaseException) -> None:
+    def __init__(self, *, path: str, track_id: str | None, stage: str, exc: BaseException,
+                 severity: str = "error") -> None:
         super().__init__(str(exc))
-        self.record = ErrorRecord.from_exc(path=path, track_id=track_id, stage=stage, exc=exc)
+        self.record = ErrorRecord.from_exc(path=path, track_id=track_id, stage=stage, exc=exc, severity=severity)
+
+
+class Skipped(Exception):
+    """Why a file in a corpus folder was not listed (the ``error_type`` of a ``skipped`` record)."""
+
+
+def _skipped(path: str, reason: str) -> _Rejected:
+    return _Rejected(path=path, track_id=None, stage="list", exc=Skipped(reason), severity="skipped")
 
 
 def _is_hidden(name: str) -> bool:
@@ -140,13 +154,33 @@ def _has_extension(path: str, extensions: tuple[str, ...]) -> bool:
     return PurePath(path).suffix.lower().lstrip(".") in extensions
 
 
-def _walk_audio(root: str, extensions: tuple[str, ...]) -> Iterator[str]:
-    """Audio files below ``root`` (absolute), hidden files and folders skipped, in sorted order."""
+def _count_files(folder: str) -> int:
+    return sum(len(filenames) for _, _, filenames in os.walk(folder))
+
+
+def _walk_audio(root: str, extensions: tuple[str, ...]) -> Iterator[str | _Rejected]:
+    """Audio files below ``root`` (absolute), in sorted order, and a ``skipped`` record for every other
+    file: an extension not in ``extensions``, a hidden file, a hidden folder (one record for the
+    folder, which is not walked), a link to a folder (not followed)."""
     for folder, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames):
+            path = os.path.join(folder, name)
+            if _is_hidden(name):
+                yield _skipped(path, f"hidden folder (name starts with '.'): its {_count_files(path)} file(s) "
+                                     "are not listed")
+            elif os.path.islink(path):
+                yield _skipped(path, "symbolic link to a folder: not followed, its files are not listed")
         dirnames[:] = sorted(name for name in dirnames if not _is_hidden(name))
         for name in sorted(filenames):
-            if not _is_hidden(name) and _has_extension(name, extensions):
-                yield os.path.join(folder, name)
+            path = os.path.join(folder, name)
+            if _is_hidden(name):
+                yield _skipped(path, "hidden file (name starts with '.'): not listed")
+            elif not _has_extension(name, extensions):
+                suffix = PurePath(name).suffix
+                what = f"extension {suffix!r} is" if suffix else "a name without extension is"
+                yield _skipped(path, f"{what} not one of corpus.extensions: not listed")
+            else:
+                yield path
 
 
 def _track_id(audio_path: str, base: str) -> str:
@@ -167,6 +201,9 @@ def _find_annotation(audio_path: str, kind: str, *, track_id: str) -> str:
 
 def _list_folder(config: CorpusConfig) -> Iterator[Track | _Rejected]:
     for audio_path in _walk_audio(config.root, config.extensions):
+        if isinstance(audio_path, _Rejected):
+            yield audio_path
+            continue
         track_id = _track_id(audio_path, config.root)
         try:
             if config.type == "dir_per_class":
@@ -252,6 +289,7 @@ def _row_track(config: CorpusConfig, row: dict[str, str], *, where: str, split_c
 
 
 def _list_csv(config: CorpusConfig, *, split_column: str | None) -> Iterator[Track | _Rejected]:
+    first_line: dict[str, int] = {}  # audio path -> line of the row that listed it
     with _csv_table(config) as (header, rows):
         for line, values in rows:
             where = f"{config.csv}:{line}"
@@ -260,9 +298,18 @@ def _list_csv(config: CorpusConfig, *, split_column: str | None) -> Iterator[Tra
                     f"{where}: {len(values)} fields, the header has {len(header)}"))
                 continue
             try:
-                yield _row_track(config, dict(zip(header, values)), where=where, split_column=split_column)
+                track = _row_track(config, dict(zip(header, values)), where=where, split_column=split_column)
             except _Rejected as rejected:
                 yield rejected
+                continue
+            if track.path in first_line:
+                # The row's own path, not the audio's: the first row's track is in the store, not failed.
+                yield _Rejected(path=where, track_id=track.track_id, stage="list", exc=ConfigError(
+                    f"{where}: {track.path} is already listed on line {first_line[track.path]}; "
+                    "this duplicate row is ignored"))
+                continue
+            first_line[track.path] = line
+            yield track
 
 
 def _split_column(config: CorpusConfig, splits: SplitConfig) -> str | None:
@@ -289,14 +336,19 @@ def list_tracks(config: CorpusConfig, splits: SplitConfig) -> tuple[list[Track],
     tracks : list of Track
         Sorted by ``track_id``, every ``split`` set.
     errors : list of ErrorRecord
-        Stage ``"list"`` (missing audio, bad CSV row, unsupported extension, file outside
-        a class folder) or ``"annotations"`` (missing annotation file), in listing order.
+        In listing order. Errors: stage ``"list"`` (missing audio, bad CSV row, a row
+        repeating an earlier row's audio file (the first is kept), unsupported extension in
+        a CSV, file outside a class folder) or ``"annotations"`` (missing annotation file).
+        ``severity="skipped"`` records (stage ``"list"``, ``error_type`` ``"Skipped"``): every
+        other file under a corpus folder (an extension not in ``corpus.extensions``, a hidden
+        file; one record per hidden folder or link to a folder), except annotation files used
+        by a track.
 
     Raises
     ------
     ConfigError
-        The CSV or root cannot be read, a configured column is missing, two files have the
-        same track id (naming both), or nothing at all was found.
+        The CSV or root cannot be read, a configured column is missing, two different files
+        have the same track id (naming both), or no audio file at all was found.
 
     Examples
     --------
@@ -306,9 +358,12 @@ def list_tracks(config: CorpusConfig, splits: SplitConfig) -> tuple[list[Track],
     >>> for name in ("dog/a.wav", "dog/b.wav", "cat/c.wav"):
     ...     (root / name).parent.mkdir(exist_ok=True)
     ...     sf.write(root / name, np.zeros(800, dtype=np.float32), 8000)
+    >>> _ = (root / "dog" / "notes.txt").write_text("recorded in 2019")
     >>> tracks, errors = list_tracks(CorpusConfig(type="dir_per_class", root=str(root)), SplitConfig())
-    >>> [(t.track_id, t.label) for t in tracks], errors
-    ([('cat/c', 'cat'), ('dog/a', 'dog'), ('dog/b', 'dog')], [])
+    >>> [(t.track_id, t.label) for t in tracks]
+    [('cat/c', 'cat'), ('dog/a', 'dog'), ('dog/b', 'dog')]
+    >>> [(Path(e.path).name, e.severity, e.reason) for e in errors]
+    [('notes.txt', 'skipped', "extension '.txt' is not one of corpus.extensions: not listed")]
     """
     split_column = _split_column(config, splits)
     # Relative root/csv (a config built directly, not by from_dict) mean the working directory.
@@ -330,10 +385,15 @@ def list_tracks(config: CorpusConfig, splits: SplitConfig) -> tuple[list[Track],
             raise ConfigError(f"track id {item.track_id!r} is used by two files: {tracks[item.track_id].path} "
                               f"and {item.path} (track ids are paths without extension; rename or drop one)")
         tracks[item.track_id] = item
-    if not tracks and not errors:
+    if not tracks and not any(error.failed for error in errors):
+        skipped = [error for error in errors if error.severity == "skipped"]
         source = f"corpus.csv={config.csv!r} has no rows" if config.uses_csv else \
-            f"corpus.root={config.root!r} holds no audio files with corpus.extensions {list(config.extensions)}"
+            f"corpus.root={config.root!r} holds no audio files with corpus.extensions {list(config.extensions)}" \
+            + (f" ({len(skipped)} other file(s) or folder(s), e.g. {skipped[0].path})" if skipped else "")
         raise ConfigError(source)
+    # Annotation files next to the audio are used, not skipped.
+    used = {track.annotation_path for track in tracks.values() if track.annotation_path is not None}
+    errors = [error for error in errors if not (error.severity == "skipped" and error.path in used)]
     listed_tracks = [tracks[track_id] for track_id in sorted(tracks)]
     if split_column is None:
         listed_tracks = [replace(track, split=_split_of(track, splits)) for track in listed_tracks]

@@ -23,6 +23,7 @@ from typing import Any
 
 from mirdl.errors import ConfigError
 from mirdl.features.annotations import ANNOTATION_KINDS
+from mirdl.features.audio import AUDIO_EXTENSIONS
 
 __all__ = ["CORPUS_TYPES", "CorpusConfig", "SplitConfig"]
 
@@ -85,7 +86,9 @@ class CorpusConfig:
     group_column, split_column : str or None
         CSV columns with the group key (artist, album) and a predefined split.
     extensions : tuple of str
-        Audio extensions, without dot, compared case-insensitively.
+        Audio extensions, without dot, compared case-insensitively. Default: every extension
+        a decoder reads (:data:`mirdl.features.audio.AUDIO_EXTENSIONS`: wav, flac, ogg, oga,
+        opus, mp3, aiff, m4a, aac, wma, ...).
     """
 
     type: str
@@ -101,7 +104,7 @@ class CorpusConfig:
     annotation_kind: str = "onsets"
     group_column: str | None = None
     split_column: str | None = None
-    extensions: tuple[str, ...] = ("wav", "flac", "ogg", "mp3", "opus", "aiff", "aif")
+    extensions: tuple[str, ...] = AUDIO_EXTENSIONS
 
     def __post_init__(self) -> None:
         if self.type not in CORPUS_TYPES:

@@ -141,11 +141,14 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
     if destination_status(store, fingerprint=fingerprint, overwrite=overwrite) == "up to date":
         print(f"{store}: up to date (fingerprint {fingerprint}); nothing to do", file=out)
         return EXIT_OK
-    n_files = len(tracks) + len(listing_errors)
+    # Skipped files (not audio to this corpus) are not input files: only tracks and failed listings count.
+    n_rejected = sum(error.failed for error in listing_errors)
+    n_skipped = sum(error.severity == "skipped" for error in listing_errors)
+    n_files = len(tracks) + n_rejected
     split_names = sorted({track.split for track in tracks} | set(config.splits.names if config.splits.column is None
                                                                    else ()))
     stats_split = "train" if "train" in split_names or not split_names else split_names[0]
-    print(f"{config.name}: {len(tracks)} tracks listed ({len(listing_errors)} rejected), "
+    print(f"{config.name}: {len(tracks)} tracks listed ({n_rejected} rejected, {n_skipped} skipped), "
           f"{config.augment.n_variants} variant(s), {config.store.format} -> {store}", file=out)
     store.parent.mkdir(parents=True, exist_ok=True)
     options = pipeline_options(beam_args or [], workers=workers)
@@ -198,8 +201,11 @@ def _save_errors(errors: list[ErrorRecord], *, path: str, summary_path: str) -> 
     ordered = sorted(errors, key=lambda e: (e.path, e.stage, e.track_id or "", e.reason, e.error_type))
     with atomic_path(path) as tmp:
         tmp.write_text("".join(error.to_json() + "\n" for error in ordered), encoding="utf-8")
-    summary = {"count": len(ordered), "failed_files": len({error.path for error in ordered}),
-               "by_stage": dict(sorted(Counter(error.stage for error in ordered).items()))}
+    failures = [error for error in ordered if error.failed]  # warnings and skipped files are not failures
+    summary = {"count": len(ordered), "failed_files": len({error.path for error in failures}),
+               "warnings": sum(error.severity == "warning" for error in ordered),
+               "skipped_files": len({error.path for error in ordered if error.severity == "skipped"}),
+               "by_stage": dict(sorted(Counter(error.stage for error in failures).items()))}
     write_json_atomic(summary_path, summary)
     return summary
 
@@ -316,8 +322,8 @@ def _print_errors(errors_path: Path, summary: dict[str, Any], *, file: TextIO) -
     by_stage = ", ".join(f"{stage} {count}" for stage, count in summary["by_stage"].items())
     print(f"{summary['failed_files']} file(s) failed ({by_stage}); first reasons:", file=file)
     with open(errors_path, encoding="utf-8") as handle:
-        for _, line in zip(range(_FIRST_REASONS), handle):
-            error = ErrorRecord.from_json(line)
+        failures = (error for error in map(ErrorRecord.from_json, handle) if error.failed)
+        for _, error in zip(range(_FIRST_REASONS), failures):
             print(f"  [{error.stage}] {error.path}: {error.reason}", file=file)
 
 
@@ -337,6 +343,9 @@ def _print_summary(store: Path, manifest: dict[str, Any], *, metrics: dict[str, 
     if metrics:
         shown = ("variants", "segments", "spilled_bytes", "shards", "shard_bytes", "errors_unexpected")
         print("  counters: " + ", ".join(f"{name} {metrics[name]}" for name in shown if name in metrics), file=file)
-    if errors["count"]:
+    if errors["failed_files"]:
         by_stage = ", ".join(f"{stage} {count}" for stage, count in errors["by_stage"].items())
         print(f"  {corpus['failed']} file(s) failed ({by_stage}): see {store / ERRORS_NAME}", file=file)
+    elif errors["count"]:
+        print(f"  no file failed; {errors['count']} warning or skipped-file record(s): see {store / ERRORS_NAME}",
+              file=file)
