@@ -285,9 +285,9 @@ def decode(path: str | os.PathLike, *, sample_rate: int | None = None, channels:
 
     Examples
     --------
-    >>> import tempfile, soundfile as sf
+    >>> import tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "a.flac")
-    >>> sf.write(path, np.zeros(4410, dtype=np.float32), 44100)
+    >>> write_audio(path, np.zeros(4410, dtype=np.float32), sample_rate=44100)
     >>> result = decode(path, sample_rate=22050)
     >>> result.y.shape, result.sample_rate, result.decoder, result.warnings
     ((2205,), 22050, 'soundfile', ())

@@ -17,9 +17,10 @@ code that writes or edits pages.
 
 Examples
 --------
->>> import io, numpy as np, soundfile as sf
+>>> import io, numpy as np
+>>> from mirdl.features.audio import write_audio
 >>> buffer = io.BytesIO()
->>> sf.write(buffer, np.zeros(8000, dtype=np.float32), 8000, format="OGG", subtype="VORBIS")
+>>> write_audio(buffer, np.zeros(8000, dtype=np.float32), sample_rate=8000, format="OGG", subtype="VORBIS")
 >>> _ = buffer.seek(0)
 >>> pages = list(iter_pages(buffer))
 >>> [page.eos for page in pages][-1], pages[-1].granule, pages[-1].end == len(buffer.getvalue())
@@ -145,9 +146,10 @@ def crc(data: bytes) -> int:
 
     Examples
     --------
-    >>> import io, numpy as np, soundfile as sf
+    >>> import io, numpy as np
+    >>> from mirdl.features.audio import write_audio
     >>> buffer = io.BytesIO()
-    >>> sf.write(buffer, np.zeros(800, dtype=np.float32), 8000, format="OGG", subtype="VORBIS")
+    >>> write_audio(buffer, np.zeros(800, dtype=np.float32), sample_rate=8000, format="OGG", subtype="VORBIS")
     >>> page = bytearray(buffer.getvalue()[:58])  # the first page: 27 + 1 + 30 bytes
     >>> stored = int.from_bytes(page[22:26], "little")
     >>> page[22:26] = bytes(4)
@@ -234,9 +236,10 @@ def ogg_status(path: str | os.PathLike) -> OggStatus:
 
     Examples
     --------
-    >>> import io, tempfile, numpy as np, soundfile as sf
+    >>> import tempfile, numpy as np
+    >>> from mirdl.features.audio import write_audio
     >>> path = os.path.join(tempfile.mkdtemp(), "a.ogg")
-    >>> sf.write(path, np.zeros(8000, dtype=np.float32), 8000, format="OGG", subtype="VORBIS")
+    >>> write_audio(path, np.zeros(8000, dtype=np.float32), sample_rate=8000, format="OGG", subtype="VORBIS")
     >>> status = ogg_status(path)
     >>> status.codec, status.truncated, status.last_granule
     ('vorbis', False, 8000)
