@@ -12,19 +12,10 @@ file cut short (at a page boundary or inside a page) opens as a shorter, apparen
 read per page) and reports whether the file ends exactly at the end of a page and whether every
 logical stream ended with an end-of-stream page: a file written to the end always does both.
 
-Checksums are not verified here (libogg does that while decoding); :func:`crc` computes them for
-code that writes or edits pages.
+Checksums are not verified here (libogg does that while decoding); :func:`crc` computes them and
+:func:`set_page_fields` edits a page's header with a new checksum.
 
-Examples
---------
->>> import io, numpy as np
->>> from mirdl.features.audio import write_audio
->>> buffer = io.BytesIO()
->>> write_audio(buffer, np.zeros(8000, dtype=np.float32), sample_rate=8000, format="OGG", subtype="VORBIS")
->>> _ = buffer.seek(0)
->>> pages = list(iter_pages(buffer))
->>> [page.eos for page in pages][-1], pages[-1].granule, pages[-1].end == len(buffer.getvalue())
-(True, 8000, True)
+See :func:`ogg_status` for an example.
 """
 from __future__ import annotations
 
@@ -34,7 +25,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 __all__ = ["CAPTURE", "FLAG_CONTINUED", "FLAG_BOS", "FLAG_EOS", "OggPage", "OggStatus", "iter_pages",
-           "ogg_status", "crc"]
+           "ogg_status", "crc", "set_page_fields"]
 
 #: Capture pattern at the start of every page.
 CAPTURE = b"OggS"
@@ -161,6 +152,42 @@ def crc(data: bytes) -> int:
     for byte in data:
         value = ((value << 8) & 0xFFFFFFFF) ^ table[((value >> 24) ^ byte) & 0xFF]
     return value
+
+
+def set_page_fields(data: bytearray, page: OggPage, *, flags: int | None = None, granule: int | None = None,
+                    serial: int | None = None) -> None:
+    """Change header fields of one whole page of ``data`` in place, and recompute its checksum.
+
+    Parameters
+    ----------
+    data : bytearray
+        The file's bytes.
+    page : OggPage
+        A complete page of ``data`` (from :func:`iter_pages`).
+    flags, granule, serial : int or None
+        New header-type flags, granule position, stream serial number; None keeps the field.
+
+    Examples
+    --------
+    >>> import io, numpy as np
+    >>> from mirdl.features.audio import write_audio
+    >>> buffer = io.BytesIO()
+    >>> write_audio(buffer, np.zeros(800, dtype=np.float32), sample_rate=8000, format="OGG", subtype="VORBIS")
+    >>> data = bytearray(buffer.getvalue())
+    >>> last = list(iter_pages(io.BytesIO(data)))[-1]
+    >>> set_page_fields(data, last, flags=last.flags & ~FLAG_EOS)
+    >>> list(iter_pages(io.BytesIO(data)))[-1].eos
+    False
+    """
+    start = page.offset
+    if flags is not None:
+        data[start + 5] = flags & 0xFF
+    if granule is not None:
+        data[start + 6:start + 14] = int(granule).to_bytes(8, "little", signed=True)
+    if serial is not None:
+        data[start + 14:start + 18] = (int(serial) & 0xFFFFFFFF).to_bytes(4, "little")
+    data[start + 22:start + 26] = bytes(4)
+    data[start + 22:start + 26] = crc(bytes(data[start:page.end])).to_bytes(4, "little")
 
 
 def iter_pages(handle: BinaryIO, *, size: int | None = None) -> Iterator[OggPage]:

@@ -985,17 +985,8 @@ def _readme(listing: CorpusListing, *, arguments: dict[str, Any]) -> str:
 def _set_ogg_serial(data: bytes, serial: int) -> bytes:
     """Set the stream serial number of every Ogg page to ``serial`` and recompute the page checksums."""
     out = bytearray(data)
-    pos = 0
-    while pos < len(out):
-        if out[pos:pos + 4] != b"OggS" or pos + 27 > len(out):
-            raise ValueError(f"not an Ogg page at byte {pos}")  # pragma: no cover - libsndfile output
-        n_segments = out[pos + 26]
-        body = sum(out[pos + 27:pos + 27 + n_segments])
-        end = pos + 27 + n_segments + body
-        out[pos + 14:pos + 18] = (serial & 0xFFFFFFFF).to_bytes(4, "little")
-        out[pos + 22:pos + 26] = b"\0\0\0\0"
-        out[pos + 22:pos + 26] = ogg.crc(bytes(out[pos:end])).to_bytes(4, "little")
-        pos = end
+    for page in ogg.iter_pages(io.BytesIO(data)):
+        ogg.set_page_fields(out, page, serial=serial)
     return bytes(out)
 
 

@@ -94,10 +94,7 @@ def edit_page(path, index, *, granule_delta=0, clear_flags=0, name="edited"):
     """A copy of ``path`` with page ``index`` changed (granule position, flags) and its checksum redone."""
     data = bytearray(path.read_bytes())
     page = pages_of(path)[index]
-    data[page.offset + 5] &= ~clear_flags & 0xFF
-    data[page.offset + 6:page.offset + 14] = (page.granule + granule_delta).to_bytes(8, "little", signed=True)
-    data[page.offset + 22:page.offset + 26] = bytes(4)
-    data[page.offset + 22:page.offset + 26] = ogg.crc(bytes(data[page.offset:page.end])).to_bytes(4, "little")
+    ogg.set_page_fields(data, page, flags=page.flags & ~clear_flags, granule=page.granule + granule_delta)
     out = path.with_name(name + path.suffix)
     out.write_bytes(bytes(data))
     return out

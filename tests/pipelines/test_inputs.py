@@ -37,9 +37,7 @@ def with_longer_header(path, frames):
     data = bytearray(path.read_bytes())
     with open(path, "rb") as handle:
         page = list(ogg.iter_pages(handle))[-1]
-    data[page.offset + 6:page.offset + 14] = (page.granule + frames).to_bytes(8, "little", signed=True)
-    data[page.offset + 22:page.offset + 26] = bytes(4)
-    data[page.offset + 22:page.offset + 26] = ogg.crc(bytes(data[page.offset:page.end])).to_bytes(4, "little")
+    ogg.set_page_fields(data, page, granule=page.granule + frames)
     path.write_bytes(bytes(data))
 
 
