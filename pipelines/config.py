@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+from mirdl.features.audio import AUDIO_EXTENSIONS
 from mirdl.features.augment import AugmentSpec
 from mirdl.features.checks import integer, positive_float
 from mirdl.errors import ConfigError
@@ -72,7 +73,6 @@ DEFAULT_SHARD_BYTES = 64 * 1024**2
 _SECTIONS = ("name", "seed", "corpus", "splits", "features", "augment", "segment", "store")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
 _BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
-_AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "mp3", "opus", "aiff", "aif")
 
 
 def _mapping(data: Any, *, where: str) -> dict[str, Any]:
@@ -309,7 +309,7 @@ class PrepareConfig:
             os.path.join(folder, name)
             for folder, _, names in os.walk(self.background_dir)
             for name in names
-            if not name.startswith(".") and name.rsplit(".", 1)[-1].lower() in _AUDIO_EXTENSIONS
+            if not name.startswith(".") and name.rsplit(".", 1)[-1].lower() in AUDIO_EXTENSIONS
         )
 
     def background_listing(self) -> list[list[Any]]:

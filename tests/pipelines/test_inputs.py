@@ -135,3 +135,19 @@ def test_duplicated_csv_row_is_one_error_record_and_the_job_goes_on(folder_corpu
     csv_path = folder_corpus / "labels.csv"
     assert [(r.path, r.track_id, r.stage, r.severity) for r in records] == [(f"{csv_path}:4", "a/pcm", "list", "error")]
     assert "already listed on line 2" in records[0].reason
+
+
+def test_background_recordings_use_the_decoders_extensions(folder_corpus, tmp_path):
+    from mirdl.pipelines.config import PrepareConfig
+
+    backgrounds = tmp_path / "backgrounds"
+    backgrounds.mkdir()
+    for name in ("rain.m4a", "cafe.oga", "street.wav", "notes.txt", ".hidden.wav"):
+        (backgrounds / name).write_bytes(b"x")
+    config = json.loads(write_config(folder_corpus.parent, {"type": "dir_per_class", "root": "corpus"},
+                                     out="unused").read_text())
+    config["augment"] = {"n_variants": 2, "background_dir": str(backgrounds), "background_snr_db": [5, 20]}
+    path = folder_corpus.parent / "backgrounds.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    names = [os.path.basename(p) for p in PrepareConfig.from_file(path).background_files()]
+    assert names == ["cafe.oga", "rain.m4a", "street.wav"]
