@@ -49,6 +49,7 @@ libsndfile's Ogg encoders overflow the stack when a long signal is written in on
 """
 from __future__ import annotations
 
+import abc
 import importlib.util
 import numbers
 import os
@@ -299,7 +300,7 @@ def decode(path: str | os.PathLike, *, sample_rate: int | None = None, channels:
         start, n_in = _excerpt(source, path=path, offset=offset, duration=duration)
         sr_out = source.samplerate if sample_rate is None else int(sample_rate)
         blocks = _decode(source, path=path, start=start, n_frames=n_in, sample_rate=sr_out, channels=channels,
-                         block_frames=block_frames, quality=quality, warnings=notes)
+                         block_frames=block_frames, quality=quality, notes=notes)
         if n_in is None:
             # No declared length: keep the blocks and join them once at the end.
             parts = [block.T for block in blocks]
@@ -627,7 +628,7 @@ class _ReadError(Exception):
     """A decoder library failed while reading samples; the message is its reason."""
 
 
-class _Source:
+class _Source(abc.ABC):
     """An open audio file, read as float32 frames ``(m, channels)``.
 
     Subclasses set ``samplerate``, ``channels``, ``frames`` (declared; None when unknown), ``format``,
@@ -642,16 +643,17 @@ class _Source:
     subtype: str
     tolerance = 0
 
+    @abc.abstractmethod
     def seek(self, frame: int) -> int:
         """Go to ``frame`` (from the start); return the frame reached (less at the end of the file)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def read(self, n: int) -> np.ndarray:
         """Up to ``n`` frames, shape ``(m, channels)``, float32; ``m == 0`` at the end. Raises _ReadError."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the file."""
 
     def __enter__(self) -> _Source:
         return self
@@ -895,7 +897,7 @@ def _iter_blocks(path, *, sample_rate, channels, block_frames, offset, duration,
         start, n_in = _excerpt(source, path=path, offset=offset, duration=duration)
         sr_out = source.samplerate if sample_rate is None else int(sample_rate)
         for block in _decode(source, path=path, start=start, n_frames=n_in, sample_rate=sr_out,
-                             channels=channels, block_frames=block_frames, quality=quality, warnings=notes):
+                             channels=channels, block_frames=block_frames, quality=quality, notes=notes):
             if channels == 1:
                 yield block
             elif block.ndim == 1:
@@ -907,9 +909,9 @@ def _iter_blocks(path, *, sample_rate, channels, block_frames, offset, duration,
 
 
 def _decode(source: _Source, *, path, start: int, n_frames: int | None, sample_rate: int, channels: int,
-            block_frames: int, quality: str, warnings: list[str]) -> Iterator[np.ndarray]:
+            block_frames: int, quality: str, notes: list[str]) -> Iterator[np.ndarray]:
     """Decode ``n_frames`` frames (None: to the end) from ``start``; yield non-empty output blocks
-    channels-last; append length warnings to ``warnings``.
+    channels-last; append warning messages (a length short of the header, within tolerance) to ``notes``.
 
     Blocks are ``(m,)`` when the output is mono or the file is mono (duplication to ``channels`` is
     left to the caller, so only one channel is resampled), else ``(m, channels)``.
@@ -964,7 +966,7 @@ def _decode(source: _Source, *, path, start: int, n_frames: int | None, sample_r
         missing = source.frames - read
         if missing > source.tolerance:
             raise AudioError(f"{p}: truncated: expected {source.frames} frames, read {read}")
-        warnings.append(f"{p}: decoded {read} frames, {missing} ({missing / source.samplerate:.3f} s) fewer than "
+        notes.append(f"{p}: decoded {read} frames, {missing} ({missing / source.samplerate:.3f} s) fewer than "
                         f"the {source.format} header declares ({source.frames}); accepted, within the "
                         f"{LENGTH_TOLERANCE_SECONDS:g} s tolerance for {source.format} lengths")
     if start > 0 and done == 0:
