@@ -14,6 +14,7 @@ INSTALL_REQUIRES = [
     "librosa>=0.11",
     "soundfile>=0.12.1",
     "soxr>=0.5",
+    "av>=18.1",  # PyAV (bundled FFmpeg): decodes what libsndfile cannot (m4a/AAC, WMA, WebM)
     "pyyaml>=6.0",
     "tqdm>=4.66",
     "h5py>=3.11",

@@ -38,6 +38,9 @@ __all__ = [
     "note_roll",
     "chord_frames",
     "frame_times",
+    "CHORD_VOCABULARY",
+    "NOTE_NAMES",
+    "reduce_chord",
 ]
 
 #: Label of frames without a chord (Harte et al. 2005, as in MIREX / mir_eval).
@@ -379,3 +382,66 @@ def chord_frames(
     for start, end, label in chords:
         target[(times >= start) & (times < end)] = index.get(label, index[NO_CHORD])
     return target
+
+
+# --------------------------------------------------------------------------- chord vocabulary
+
+# Root names exactly as transpose_chord spells them, so a reduced chord
+# stays in the vocabulary after any (integer) pitch shift.
+_ROOT_NAMES = tuple(transpose_chord("C", n_steps=step) for step in range(12))
+#: Chord classes of ``frame_chords``: no chord, then 12 roots x {maj, min}; see :func:`reduce_chord`.
+CHORD_VOCABULARY = (NO_CHORD,) + tuple(f"{root}:{quality}" for root in _ROOT_NAMES for quality in ("maj", "min"))
+#: Row names of the ``frame_notes`` piano roll: MIDI 21 (A0) to 108 (C8), as in note_roll.
+NOTE_NAMES = tuple(f"{_ROOT_NAMES[midi % 12]}{midi // 12 - 1}" for midi in range(21, 109))
+
+# Harte (2005) shorthands grouped by their third; those without a third have no maj/min class.
+_MAJOR_QUALITIES = frozenset({"maj", "aug", "maj6", "7", "maj7", "aug7", "9", "maj9", "11", "maj11", "13", "maj13"})
+_MINOR_QUALITIES = frozenset({"min", "dim", "min6", "min7", "dim7", "hdim7", "minmaj7", "min9", "min11", "min13"})
+_NATURAL_PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_HARTE = re.compile(r"^(?P<natural>[A-G])(?P<accidentals>[#b]*)"
+                    r"(?::(?P<quality>[A-Za-z0-9]*)(?:\((?P<intervals>[^()]*)\))?)?(?:/(?P<bass>[#b]*\d+))?$")
+
+
+def reduce_chord(label: str) -> str:
+    """Reduce a Harte chord label to :data:`CHORD_VOCABULARY` (``"N"`` or ``ROOT:maj|min``).
+
+    The class follows the chord's third, as the MIREX "majmin" vocabulary does: qualities
+    with a major third (``maj, 7, maj7, 9, aug, ...``) become ``maj``; with a minor third
+    (``min, min7, dim, hdim7, minmaj7, ...``) ``min``; interval lists count too
+    (``C:(1,b3,5)`` is ``C:min``, ``C:maj(*3)`` has no third). Chords without a third
+    (``sus2, sus4, 1, 5``), unknown qualities, ``"N"`` and ``"X"`` become ``"N"``. The bass
+    is ignored; roots are spelled with sharps (``Db`` -> ``C#``).
+
+    Raises
+    ------
+    ConfigError
+        If ``label`` is not Harte syntax (no root ``A``-``G``).
+
+    Examples
+    --------
+    >>> [reduce_chord(x) for x in ("Db:maj7", "A:min/b3", "C:(1,b3,5)", "F:sus2", "X")]
+    ['C#:maj', 'A:min', 'C:min', 'N', 'N']
+    """
+    if label in ("N", "X"):
+        return NO_CHORD
+    match = _HARTE.match(label) if isinstance(label, str) else None
+    if match is None:
+        raise ConfigError(f"chord label {label!r} is not Harte syntax (e.g. 'C:maj', 'Bb:min7/b3', 'N')")
+    quality, intervals = match["quality"], match["intervals"]
+    if quality is None and intervals is None:
+        quality = "maj"  # "C" and "C/5" are shorthand for C:maj
+    third = "3" if quality in _MAJOR_QUALITIES else "b3" if quality in _MINOR_QUALITIES else None
+    if quality and third is None and quality not in ("1", "5", "sus2", "sus4"):
+        return NO_CHORD  # unknown quality
+    for interval in (intervals or "").split(","):
+        interval = interval.strip()
+        if interval in ("*3", "*b3") and third == interval[1:]:
+            third = None
+        elif interval in ("3", "b3") and third is None:
+            third = interval
+    if third is None:
+        return NO_CHORD
+    accidentals = match["accidentals"]
+    pitch_class = _NATURAL_PITCH_CLASSES[match["natural"]] + accidentals.count("#") - accidentals.count("b")
+    root = _ROOT_NAMES[pitch_class % 12]
+    return f"{root}:{'maj' if third == '3' else 'min'}"

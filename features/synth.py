@@ -80,9 +80,10 @@ from typing import Any
 
 import numpy as np
 import scipy.signal
-import soundfile as sf
 
 from mirdl.errors import ConfigError
+from mirdl.features import ogg
+from mirdl.features.audio import write_audio
 from mirdl.features.labels import Annotations
 from mirdl.store.files import atomic_path
 
@@ -102,11 +103,12 @@ __all__ = [
     "CorpusListing",
     "synth_track",
     "write_corpus",
+    "write_pyav",
     "odd_files",
 ]
 
 #: Bumped whenever the same seed would give different audio or files.
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2  # 2: OGG written in blocks (write_audio), which changes the Vorbis bytes
 
 CLASS_DESCRIPTIONS = {
     "pluck": "decaying harmonic partials, upper ones dying faster, plucking-position comb, 2 ms attack",
@@ -909,10 +911,10 @@ def _seconds(t: float) -> str:
 
 
 def _write_audio(path: Path, audio: np.ndarray, *, sr: int, file_format: str, ogg_serial: int = 0) -> None:
-    """Encode in memory, then write the bytes atomically (OGG with a fixed stream serial number)."""
+    """Encode in memory, in blocks, then write the bytes atomically (OGG with a fixed stream serial number)."""
     major, subtype = FORMATS[file_format]
     buffer = io.BytesIO()
-    sf.write(buffer, audio.T, sr, format=major, subtype=subtype)
+    write_audio(buffer, audio, sample_rate=sr, format=major, subtype=subtype)
     data = buffer.getvalue()
     if major == "OGG":
         data = _set_ogg_serial(data, ogg_serial)
@@ -980,43 +982,93 @@ def _readme(listing: CorpusListing, *, arguments: dict[str, Any]) -> str:
 # OGG: deterministic stream serial numbers
 
 
-def _crc_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        r = byte << 24
-        for _ in range(8):
-            r = ((r << 1) ^ 0x04C11DB7) if r & 0x80000000 else r << 1
-        table.append(r & 0xFFFFFFFF)
-    return tuple(table)
-
-
-_OGG_CRC_TABLE = _crc_table()
-
-
-def _ogg_crc(data: bytes) -> int:
-    """Ogg's page checksum: CRC-32, polynomial 0x04C11DB7, not reflected, initial value 0."""
-    crc = 0
-    table = _OGG_CRC_TABLE
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFFFFFF) ^ table[((crc >> 24) ^ byte) & 0xFF]
-    return crc
-
-
 def _set_ogg_serial(data: bytes, serial: int) -> bytes:
     """Set the stream serial number of every Ogg page to ``serial`` and recompute the page checksums."""
     out = bytearray(data)
-    pos = 0
-    while pos < len(out):
-        if out[pos:pos + 4] != b"OggS" or pos + 27 > len(out):
-            raise ValueError(f"not an Ogg page at byte {pos}")  # pragma: no cover - libsndfile output
-        n_segments = out[pos + 26]
-        body = sum(out[pos + 27:pos + 27 + n_segments])
-        end = pos + 27 + n_segments + body
-        out[pos + 14:pos + 18] = (serial & 0xFFFFFFFF).to_bytes(4, "little")
-        out[pos + 22:pos + 26] = b"\0\0\0\0"
-        out[pos + 22:pos + 26] = _ogg_crc(bytes(out[pos:end])).to_bytes(4, "little")
-        pos = end
+    for page in ogg.iter_pages(io.BytesIO(data)):
+        ogg.set_page_fields(out, page, serial=serial)
     return bytes(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# other encoders
+
+
+def write_pyav(path: str | os.PathLike, y: np.ndarray, *, sample_rate: int, codec: str,
+               container: str | None = None, codec_options: dict[str, str] | None = None,
+               container_options: dict[str, str] | None = None, bit_rate: int | None = None,
+               block_frames: int = 4096) -> None:
+    """Encode a signal with one of FFmpeg's encoders through PyAV (``av``), in blocks.
+
+    For files libsndfile cannot write (AAC in MP4/M4A or ADTS, WMA, Opus and Vorbis from FFmpeg's
+    side): test inputs made by real encoders. Mono or stereo only. FFmpeg's bitexact flags are set, so
+    the same signal and arguments give the same bytes with the same PyAV build.
+
+    Parameters
+    ----------
+    path : path-like
+        Output file; its extension picks the container unless ``container`` is given.
+    y : np.ndarray [shape=(n,) or (2, n)], floating
+        Signal, channels-first, in [-1, 1].
+    sample_rate : int > 0
+        Rate in Hz (must be one the encoder takes: libopus wants 48000, 24000, 16000, 12000 or 8000).
+    codec : str
+        FFmpeg encoder name: ``"aac"``, ``"libopus"``, ``"vorbis"`` (stereo only; experimental),
+        ``"wmav2"`` (needs ``bit_rate``), ``"alac"``, ``"flac"``, ``"libmp3lame"``.
+    container : str or None
+        FFmpeg muxer name (``"mp4"``, ``"ipod"``, ``"adts"``, ``"ogg"``, ``"asf"``, ``"matroska"``).
+    codec_options, container_options : dict of str, or None
+        Encoder / muxer options (``{"movflags": "faststart"}`` puts an MP4 index first).
+    bit_rate : int or None
+        Target bit rate in bit/s.
+    block_frames : int > 0
+        Frames handed to the encoder per frame.
+
+    Raises
+    ------
+    ConfigError
+        If PyAV is missing or an argument is invalid.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "tone.m4a"
+    >>> write_pyav(path, np.zeros(44100, dtype=np.float32), sample_rate=44100, codec="aac")
+    >>> from mirdl.features.audio import probe
+    >>> info = probe(path)
+    >>> info.format, info.subtype, info.frames, info.decoder
+    ('MOV', 'AAC', 44100, 'pyav')
+    """
+    try:
+        import av
+    except ImportError as err:
+        raise ConfigError("write_pyav needs PyAV (pip install av)") from err
+    if not isinstance(y, np.ndarray) or y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[0] not in (1, 2)):
+        raise ConfigError(f"y must be an array of shape (n,) or (channels<=2, n), got {getattr(y, 'shape', y)!r}")
+    samples = np.ascontiguousarray(np.atleast_2d(y).T, dtype=np.float32)  # (n, channels): packed
+    layout = "mono" if samples.shape[1] == 1 else "stereo"
+    try:
+        # bitexact: no random Ogg serial numbers, no creation times, so the same input gives the same bytes.
+        with av.open(os.fspath(path), "w", format=container,
+                     options={"fflags": "+bitexact", **(container_options or {})}) as output:
+            stream = output.add_stream(codec, rate=int(sample_rate), layout=layout,
+                                       options={"flags": "+bitexact", **(codec_options or {})})
+            if bit_rate is not None:
+                stream.codec_context.bit_rate = int(bit_rate)
+            resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout,
+                                          rate=int(sample_rate))
+            frames = []
+            for begin in range(0, len(samples), block_frames):
+                frame = av.AudioFrame.from_ndarray(samples[begin:begin + block_frames].reshape(1, -1), format="flt",
+                                                   layout=layout)
+                frame.sample_rate, frame.pts = int(sample_rate), begin
+                frames.append(frame)
+            for frame in [*frames, None]:  # None flushes the converter
+                for converted in resampler.resample(frame):
+                    output.mux(stream.encode(converted))
+            output.mux(stream.encode(None))
+    except (av.error.FFmpegError, ValueError) as err:
+        raise ConfigError(f"codec={codec!r}, container={container!r}: FFmpeg cannot encode this ({err})") from err
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1036,6 +1088,10 @@ ODD_FILES = {
     "short": ("short_0.04s.wav", True, "0.04 s (882 samples at 22.05 kHz): shorter than a 1024-sample "
                                        "FFT window (features need center=True)"),
     "silence": ("silence.wav", True, "1 s of digital silence, 22.05 kHz 16-bit"),
+    "ogg_cut_at_page": ("cut_at_page.ogg", False, "Ogg Vorbis (libvorbis), 3 s at 44.1 kHz, without its last "
+                                                  "page: libsndfile alone reads it as a whole, shorter file"),
+    "opus_cut_in_page": ("cut_in_page.opus", False, "Ogg Opus (libopus), 3 s at 48 kHz, cut 5 bytes before the "
+                                                    "end of its second-to-last page"),
 }
 
 
@@ -1069,12 +1125,17 @@ def odd_files(out_dir: str | os.PathLike) -> dict[str, Path]:
     def tone(freq: float, sr: int, seconds: float) -> np.ndarray:
         return 0.5 * np.sin(2 * np.pi * freq * np.arange(int(round(seconds * sr))) / sr)
 
-    def write(name: str, audio: np.ndarray, sr: int, subtype: str = "PCM_16") -> bytes:
+    def write(name: str, audio: np.ndarray, sr: int, subtype: str = "PCM_16", major: str = "WAV") -> bytes:
         buffer = io.BytesIO()
-        sf.write(buffer, audio.T, sr, format="WAV", subtype=subtype)
+        write_audio(buffer, audio, sample_rate=sr, format=major, subtype=subtype)
+        data = buffer.getvalue() if major != "OGG" else _set_ogg_serial(buffer.getvalue(), 1)
         with atomic_path(paths[name]) as tmp:
-            tmp.write_bytes(buffer.getvalue())
-        return buffer.getvalue()
+            tmp.write_bytes(data)
+        return data
+
+    def cut(name: str, data: bytes, end: int) -> None:
+        with atomic_path(paths[name]) as tmp:
+            tmp.write_bytes(data[:end])
 
     with atomic_path(paths["empty"]) as tmp:
         tmp.write_bytes(b"")
@@ -1092,4 +1153,12 @@ def odd_files(out_dir: str | os.PathLike) -> dict[str, Path]:
     write("hires", np.stack([tone(440.0, 96000, 0.5), tone(660.0, 96000, 0.5)]), 96000, subtype="PCM_24")
     write("short", tone(440.0, 22050, 0.04), 22050)
     write("silence", np.zeros(22050), 22050)
+    # A chirp with a little noise, so the encoders write several audio pages.
+    for name, sr, subtype in (("ogg_cut_at_page", 44100, "VORBIS"), ("opus_cut_in_page", 48000, "OPUS")):
+        t = np.arange(3 * sr) / sr
+        signal = 0.4 * np.sin(2 * np.pi * (200.0 * t + 300.0 * t**2)) + 0.01 * np.sin(2 * np.pi * 3733.0 * t**1.5)
+        data = write(name, signal, sr, subtype=subtype, major="OGG")
+        with io.BytesIO(data) as handle:
+            pages = list(ogg.iter_pages(handle))
+        cut(name, data, pages[-1].offset if name == "ogg_cut_at_page" else pages[-2].end - 5)
     return paths

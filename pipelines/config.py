@@ -9,8 +9,8 @@ Schema (``docs/store-format.md`` has the same with examples)::
 
     name: demo                 # store name: shard files are NAME-SPLIT.EXT-00000-of-00004
     seed: 0                    # default seed of splits and augment (each may set its own)
-    corpus: {...}              # mirdl.pipelines.corpus.CorpusConfig
-    splits: {...}              # mirdl.pipelines.corpus.SplitConfig (optional: 80/10/10 by group)
+    corpus: {...}              # mirdl.pipelines.corpus_config.CorpusConfig
+    splits: {...}              # mirdl.pipelines.corpus_config.SplitConfig (optional: 80/10/10 by group)
     features:                  # one or more mirdl.features.spec.FeatureSpec, computed in one pass;
       - {name: logmel, representation: logmel, sample_rate: 22050, n_mels: 96}
                                # all share sample_rate and channels
@@ -49,13 +49,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+from mirdl.features.audio import AUDIO_EXTENSIONS
 from mirdl.features.augment import AugmentSpec
 from mirdl.features.checks import integer, positive_float
 from mirdl.errors import ConfigError
 from mirdl.features.segment import PAD_MODES
 from mirdl.features.spec import FeatureSpec, load_config, stable_hash
 from mirdl.store.format import STORE_FORMATS
-from mirdl.pipelines.corpus import CorpusConfig, SplitConfig
+from mirdl.pipelines.corpus_config import CorpusConfig, SplitConfig
 from mirdl.store.format import COMPRESSIONS, DEFAULT_ROW_GROUP_RECORDS
 
 __all__ = [
@@ -72,7 +73,6 @@ DEFAULT_SHARD_BYTES = 64 * 1024**2
 _SECTIONS = ("name", "seed", "corpus", "splits", "features", "augment", "segment", "store")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
 _BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
-_AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "mp3", "opus", "aiff", "aif")
 
 
 def _mapping(data: Any, *, where: str) -> dict[str, Any]:
@@ -187,7 +187,7 @@ class StoreConfig:
     shard_bytes : int > 0
         Target bytes of records per shard (before compression).
     compression : str
-        One of :data:`mirdl.pipelines.writers.COMPRESSIONS` ``[format]``.
+        One of :data:`mirdl.store.format.COMPRESSIONS` ``[format]``.
     row_group_records : int > 0
         Parquet records per row group.
     """
@@ -309,7 +309,7 @@ class PrepareConfig:
             os.path.join(folder, name)
             for folder, _, names in os.walk(self.background_dir)
             for name in names
-            if not name.startswith(".") and name.rsplit(".", 1)[-1].lower() in _AUDIO_EXTENSIONS
+            if not name.startswith(".") and name.rsplit(".", 1)[-1].lower() in AUDIO_EXTENSIONS
         )
 
     def background_listing(self) -> list[list[Any]]:

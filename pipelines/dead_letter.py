@@ -24,14 +24,26 @@ Stages, in the order a track meets them (:data:`STAGES`):
 ``write``
     Serialising or writing records to a shard.
 
+Severities (:data:`SEVERITIES`):
+
+``error``
+    The file is not in the store. Only errors count as failed files: they decide the exit
+    status and count toward ``--max-error-rate``.
+``warning``
+    The file is in the store, but something about it is worth knowing (its decoded length
+    differs from its header within :data:`mirdl.features.audio.LENGTH_TOLERANCE_SECONDS`).
+``skipped``
+    A file in the corpus folder the listing did not take as audio (an extension not in
+    ``corpus.extensions``, a hidden file or folder); not a failure, and not an input file.
+
 Examples
 --------
 >>> record = ErrorRecord.from_exc(path="/data/a.wav", track_id="a", stage="decode",
 ...                               exc=OSError("truncated file"))
 >>> record.to_json()
-'{"error_type": "OSError", "path": "/data/a.wav", "reason": "truncated file", "stage": "decode", "track_id": "a"}'
->>> ErrorRecord.from_json(record.to_json()) == record
-True
+'{"error_type": "OSError", "path": "/data/a.wav", "reason": "truncated file", "severity": "error", "stage": "decode", "track_id": "a"}'
+>>> ErrorRecord.from_json(record.to_json()) == record, record.failed
+(True, True)
 """
 from __future__ import annotations
 
@@ -41,10 +53,12 @@ from typing import Any
 
 from mirdl.errors import ConfigError, StoreError
 
-__all__ = ["STAGES", "ErrorRecord"]
+__all__ = ["STAGES", "SEVERITIES", "ErrorRecord"]
 
 #: Where in the job a file can fail; see the module docstring.
 STAGES = ("list", "annotations", "decode", "augment", "features", "segment", "write")
+#: How bad a record is; see the module docstring. Only "error" is a failed file.
+SEVERITIES = ("error", "warning", "skipped")
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,11 @@ class ErrorRecord:
     reason : str
         Human-readable message (the exception text).
     error_type : str
-        Class name of the exception (``"AudioError"``, ``"AnnotationError"``, ...).
+        Class name of the exception (``"AudioError"``, ``"AnnotationError"``, ...), or of
+        the warning (``"AudioWarning"``), or ``"Skipped"``.
+    severity : {"error", "warning", "skipped"}
+        One of :data:`SEVERITIES`; ``errors.jsonl`` lines written before severities
+        existed are errors.
     """
 
     path: str
@@ -71,19 +89,28 @@ class ErrorRecord:
     stage: str
     reason: str
     error_type: str
+    severity: str = "error"
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ConfigError(f"ErrorRecord.stage={self.stage!r} must be one of {list(STAGES)}")
+        if self.severity not in SEVERITIES:
+            raise ConfigError(f"ErrorRecord.severity={self.severity!r} must be one of {list(SEVERITIES)}")
         for name in ("path", "reason", "error_type"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"ErrorRecord.{name}={getattr(self, name)!r} must be a string")
         if self.track_id is not None and not isinstance(self.track_id, str):
             raise ConfigError(f"ErrorRecord.track_id={self.track_id!r} must be a string or None")
 
+    @property
+    def failed(self) -> bool:
+        """True for an error: the file is not in the store (warnings and skips are not failures)."""
+        return self.severity == "error"
+
     @classmethod
-    def from_exc(cls, *, path: str, track_id: str | None, stage: str, exc: BaseException) -> ErrorRecord:
-        """Record ``exc`` raised while processing ``path`` at ``stage``.
+    def from_exc(cls, *, path: str, track_id: str | None, stage: str, exc: BaseException,
+                 severity: str = "error") -> ErrorRecord:
+        """Record ``exc`` raised (or warning issued) while processing ``path`` at ``stage``.
 
         The reason is ``str(exc)`` (the class name when the message is empty).
         """
@@ -93,6 +120,7 @@ class ErrorRecord:
             stage=stage,
             reason=str(exc) or type(exc).__name__,
             error_type=type(exc).__name__,
+            severity=severity,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,14 +138,16 @@ class ErrorRecord:
         Raises
         ------
         StoreError
-            If the line is not a JSON object with exactly the fields of an ErrorRecord.
+            If the line is not a JSON object with exactly the fields of an ErrorRecord
+            (``severity`` may be missing: then it is an error).
         """
         try:
             data = json.loads(line)
         except json.JSONDecodeError as err:
             raise StoreError(f"error record is not JSON ({err}): {line[:200]!r}") from err
         names = {field.name for field in fields(cls)}
-        if not isinstance(data, dict) or set(data) != names:
+        # "severity" came later: a line without it is an error.
+        if not isinstance(data, dict) or not names - {"severity"} <= set(data) <= names:
             raise StoreError(f"error record must be a JSON object with keys {sorted(names)}: {line[:200]!r}")
         try:
             return cls(**data)

@@ -137,6 +137,8 @@ def build_manifest(*, config: PrepareConfig, layout: RecordLayout, fingerprint: 
             "file": ERRORS_NAME,
             "count": int(errors_summary["count"]),
             "failed_files": int(errors_summary["failed_files"]),
+            "warnings": int(errors_summary.get("warnings", 0)),
+            "skipped_files": int(errors_summary.get("skipped_files", 0)),
             "by_stage": dict(errors_summary["by_stage"]),
         },
     )

@@ -58,6 +58,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
 from mirdl.commands.prepare import add_arguments
+from mirdl.features import audio
 from mirdl.errors import ConfigError, StoreError
 from mirdl.pipelines.config import PrepareConfig
 from mirdl.pipelines.corpus import Track, list_tracks, listing_hash, task_for
@@ -142,7 +143,10 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
     fingerprint = store_fingerprint(config, task=layout.task, listing_sha256=listing_sha256)
     store = Path(config.store.out)
     inputs = inputs_sha256(tracks)
-    n_files = len(tracks) + len(listing_errors)
+    # Skipped files (not audio to this corpus) are not input files: only tracks and failed listings count.
+    n_rejected = sum(error.failed for error in listing_errors)
+    n_skipped = sum(error.severity == "skipped" for error in listing_errors)
+    n_files = len(tracks) + n_rejected
     split_names = sorted({track.split for track in tracks} | set(config.splits.names if config.splits.column is None
                                                                    else ()))
     stats_split = "train" if "train" in split_names or not split_names else split_names[0]
@@ -153,7 +157,7 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
         if destination.status == "up to date":
             print(f"{store}: up to date (fingerprint {fingerprint}); nothing to do", file=out)
             return EXIT_OK
-        print(f"{config.name}: {len(tracks)} tracks listed ({len(listing_errors)} rejected), "
+        print(f"{config.name}: {len(tracks)} tracks listed ({n_rejected} rejected, {n_skipped} skipped), "
               f"{config.augment.n_variants} variant(s), {config.store.format} -> {store}", file=out)
         options = pipeline_options(beam_args or [], workers=workers)
         started = time.monotonic()
@@ -180,7 +184,7 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
                 manifest = build_manifest(config=config, layout=layout, fingerprint=fingerprint,
                                           listing_sha256=listing_sha256, inputs=inputs, n_files=n_files,
                                           split_names=split_names, stats_split=stats_split, outputs=outputs,
-                                          provenance=provenance())
+                                          provenance=provenance(decoders=audio.decoder_versions()))
                 shutil.rmtree(work)
                 write_json_atomic(tmp / MANIFEST_NAME, manifest)
         except _Aborted:
@@ -206,8 +210,11 @@ def _save_errors(errors: list[ErrorRecord], *, path: str, summary_path: str) -> 
     ordered = sorted(errors, key=lambda e: (e.path, e.stage, e.track_id or "", e.reason, e.error_type))
     with atomic_path(path) as tmp:
         tmp.write_text("".join(error.to_json() + "\n" for error in ordered), encoding="utf-8")
-    summary = {"count": len(ordered), "failed_files": len({error.path for error in ordered}),
-               "by_stage": dict(sorted(Counter(error.stage for error in ordered).items()))}
+    failures = [error for error in ordered if error.failed]  # warnings and skipped files are not failures
+    summary = {"count": len(ordered), "failed_files": len({error.path for error in failures}),
+               "warnings": sum(error.severity == "warning" for error in ordered),
+               "skipped_files": len({error.path for error in ordered if error.severity == "skipped"}),
+               "by_stage": dict(sorted(Counter(error.stage for error in failures).items()))}
     write_json_atomic(summary_path, summary)
     return summary
 
@@ -324,8 +331,8 @@ def _print_errors(errors_path: Path, summary: dict[str, Any], *, file: TextIO) -
     by_stage = ", ".join(f"{stage} {count}" for stage, count in summary["by_stage"].items())
     print(f"{summary['failed_files']} file(s) failed ({by_stage}); first reasons:", file=file)
     with open(errors_path, encoding="utf-8") as handle:
-        for _, line in zip(range(_FIRST_REASONS), handle):
-            error = ErrorRecord.from_json(line)
+        failures = (error for error in map(ErrorRecord.from_json, handle) if error.failed)
+        for _, error in zip(range(_FIRST_REASONS), failures):
             print(f"  [{error.stage}] {error.path}: {error.reason}", file=file)
 
 
@@ -345,6 +352,9 @@ def _print_summary(store: Path, manifest: dict[str, Any], *, metrics: dict[str, 
     if metrics:
         shown = ("variants", "segments", "spilled_bytes", "shards", "shard_bytes", "errors_unexpected")
         print("  counters: " + ", ".join(f"{name} {metrics[name]}" for name in shown if name in metrics), file=file)
-    if errors["count"]:
+    if errors["failed_files"]:
         by_stage = ", ".join(f"{stage} {count}" for stage, count in errors["by_stage"].items())
         print(f"  {corpus['failed']} file(s) failed ({by_stage}): see {store / ERRORS_NAME}", file=file)
+    elif errors["count"]:
+        print(f"  no file failed; {errors['count']} warning or skipped-file record(s): see {store / ERRORS_NAME}",
+              file=file)

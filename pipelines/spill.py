@@ -61,7 +61,7 @@ __all__ = [
 SPILL_SUFFIX = ".spill"
 #: What the shuffle carries per record, a plain tuple (Beam's cheapest coder):
 #: ``(split, key, record_bytes, location)``; ``record_bytes`` is the size estimate of
-#: :func:`mirdl.pipelines.writers.record_nbytes` the shard count is computed from, ``location``
+#: :func:`mirdl.store.adapters.record_nbytes` the shard count is computed from, ``location``
 #: where the record is (:func:`pack_location`).
 IndexEntry = tuple[str, str, int, bytes]
 _HEADER_LENGTH = struct.Struct("<I")

@@ -408,7 +408,8 @@ class LoadAnnotations(beam.DoFn):
 
 
 class DecodeAudio(beam.DoFn):
-    """``(track, annotations)`` -> :class:`Decoded` at the specs' rate and channels (:func:`mirdl.features.audio.load`)."""
+    """``(track, annotations)`` -> :class:`Decoded` at the specs' rate and channels (:func:`mirdl.features.audio.decode`);
+    a file that decodes with warnings also gets one ``severity="warning"`` error record per warning."""
 
     def __init__(self, *, sample_rate: int, channels: int, progress_path: str | None = None) -> None:
         self.sample_rate, self.channels, self.progress_path = sample_rate, channels, progress_path
@@ -416,12 +417,18 @@ class DecodeAudio(beam.DoFn):
     def process(self, element: tuple[Track, Annotations | None]) -> Iterator[Any]:
         track, annotations = element
         try:
-            y, _ = audio.load(track.path, sample_rate=self.sample_rate, channels=self.channels)
+            decoded = audio.decode(track.path, sample_rate=self.sample_rate, channels=self.channels)
         except Exception as err:  # noqa: BLE001
             _count("files_failed")
             _report_progress(self.progress_path, 0.0)
             yield _dead_letter(track, stage="decode", exc=err)
             return
+        for message in decoded.warnings:  # decoded all the same: a warning record, not a failed file
+            _count("warnings_decode")
+            yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord.from_exc(
+                path=track.path, track_id=track.track_id, stage="decode", exc=audio.AudioWarning(message),
+                severity="warning"))
+        y = decoded.y
         seconds = y.shape[-1] / self.sample_rate
         _count("files_read")
         _count("audio_ms", round(1000 * seconds))

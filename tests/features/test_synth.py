@@ -11,7 +11,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mirdl.features import synth
+from mirdl.features import ogg, synth
 from mirdl.features.audio import load
 from mirdl.errors import AudioError, ConfigError
 from mirdl.features.representations import logmel
@@ -103,7 +103,7 @@ def test_ogg_pages_have_one_fixed_serial_and_valid_checksums(synth_corpus):
         page = bytearray(data[pos:end])
         stored = int.from_bytes(page[22:26], "little")
         page[22:26] = b"\0\0\0\0"
-        assert synth._ogg_crc(bytes(page)) == stored
+        assert ogg.crc(bytes(page)) == stored
         serials.add(int.from_bytes(data[pos + 14:pos + 18], "little"))
         pos = end
     assert len(serials) == 1
@@ -419,3 +419,47 @@ def test_odd_files_are_what_their_names_say(odd_audio):
     assert not np.any(sf.read(odd_audio["silence"])[0])
     with pytest.raises(AudioError, match="truncated"):
         load(odd_audio["truncated"])
+    # The cut Ogg files: libsndfile alone opens both as whole files; their pages say otherwise.
+    for name, problem in (("ogg_cut_at_page", "no end-of-stream flag"), ("opus_cut_in_page", "ends inside an Ogg page")):
+        assert sf.info(str(odd_audio[name])).frames > 0
+        status = ogg.ogg_status(odd_audio[name])
+        assert status.codec == ("vorbis" if name.startswith("ogg") else "opus") and status.pages >= 3
+        assert problem in status.problem()
+
+
+def test_odd_files_are_the_same_bytes_every_time(odd_audio, tmp_path):
+    again = synth.odd_files(tmp_path)
+    for name, path in odd_audio.items():
+        assert again[name].read_bytes() == path.read_bytes(), name
+
+
+def test_write_pyav_is_reproducible_and_decodes(tmp_path):
+    y = np.sin(2 * np.pi * 440.0 * np.arange(22050) / 22050).astype(np.float32) * 0.5
+    first, second = tmp_path / "a.m4a", tmp_path / "b.m4a"
+    synth.write_pyav(first, y, sample_rate=22050, codec="aac")
+    synth.write_pyav(second, y, sample_rate=22050, codec="aac")
+    assert first.read_bytes() == second.read_bytes()
+    y_hat, _ = load(first)
+    assert y_hat.shape == y.shape
+    with pytest.raises(ConfigError, match="codec='nonesuch'"):
+        synth.write_pyav(tmp_path / "c.m4a", y, sample_rate=22050, codec="nonesuch")
+    with pytest.raises(ConfigError, match="shape"):
+        synth.write_pyav(tmp_path / "d.m4a", np.zeros((3, 10), dtype=np.float32), sample_rate=22050, codec="aac")
+
+
+@pytest.mark.slow
+def test_a_long_stereo_ogg_corpus_writes_without_crashing(tmp_path):
+    # `mirdl synth-corpus OUT --tracks 8 --seed 3 --duration 60` died with SIGSEGV inside
+    # soundfile.write (a minute of 44.1 kHz stereo Ogg Vorbis in one call), leaving .OUT.tmp-* behind.
+    from mirdl.cli import main
+
+    out = tmp_path / "OUT"
+    assert main(["synth-corpus", str(out), "--tracks", "8", "--seed", "3", "--duration", "60"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["OUT"]
+    oggs = sorted(out.glob("audio/*/*.ogg"))
+    assert oggs and any(sf.info(str(path)).channels == 2 or sf.info(str(path)).samplerate == 44100 for path in oggs)
+    for path in sorted(out.glob("audio/*/*.*")):
+        info = sf.info(str(path))
+        assert info.frames == round(60 * info.samplerate), path.name
+    for path in oggs:
+        assert not ogg.ogg_status(path).truncated

@@ -123,7 +123,7 @@ def test_fingerprint_ignores_out_epochs_and_patience_only():
 def _store_tasks():
     """(task, n_outputs, label shape as data.load yields it) with the corpus adapters' real vocabularies."""
     from mirdl.features.synth import CLASSES, TAGS, TARGETS
-    from mirdl.pipelines.corpus import CHORD_VOCABULARY, NOTE_NAMES
+    from mirdl.features.labels import CHORD_VOCABULARY, NOTE_NAMES
 
     n_time = 24
     return {

@@ -1,4 +1,5 @@
-"""Tests of mirdl.pipelines.corpus (adapters, splits, task, listing hash, annotation files) and mirdl.pipelines.dead_letter."""
+"""Tests of mirdl.pipelines.corpus (adapters, splits, task, listing hash), its configs (mirdl.pipelines.corpus_config),
+annotation files (mirdl.features.annotations) and mirdl.pipelines.dead_letter."""
 import doctest
 import json
 import math
@@ -17,25 +18,17 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mirdl.features.annotations
 import mirdl.pipelines.corpus
+import mirdl.pipelines.corpus_config
 import mirdl.pipelines.dead_letter
 from mirdl.errors import ConfigError, MirdlError, StoreError
-from mirdl.features.labels import Annotations, chord_frames, transpose_chord
+from mirdl.features import audio
+from mirdl.features.annotations import AnnotationError, load_annotations
+from mirdl.features.labels import CHORD_VOCABULARY, NOTE_NAMES, Annotations, chord_frames, reduce_chord, transpose_chord
 from mirdl.features.synth import write_corpus
-from mirdl.pipelines.corpus import (
-    CHORD_VOCABULARY,
-    NOTE_NAMES,
-    AnnotationError,
-    CorpusConfig,
-    SplitConfig,
-    Track,
-    assign_split,
-    list_tracks,
-    listing_hash,
-    load_annotations,
-    reduce_chord,
-    task_for,
-)
+from mirdl.pipelines.corpus import Track, assign_split, list_tracks, listing_hash, task_for
+from mirdl.pipelines.corpus_config import CorpusConfig, SplitConfig
 from mirdl.pipelines.dead_letter import STAGES, ErrorRecord
 
 SR = 8000
@@ -49,7 +42,7 @@ def write_audio(path, *, seconds=0.2, fmt=None):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(seconds * SR)) / SR
-    sf.write(path, (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR, format=fmt)
+    audio.write_audio(path, (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sample_rate=SR, format=fmt)
     return path
 
 
@@ -80,7 +73,17 @@ def test_dir_per_class_labels_ids_and_ignored_files(tmp_path):
     assert [track.label for track in tracks] == ["cat", "dog", "dog"]
     assert tracks[0].path == str(root / "cat" / "meow.WAV")
     assert all(Path(track.path).is_absolute() and track.split in ("train", "valid", "test") for track in tracks)
-    assert errors == []
+    # Nothing is skipped silently: one record per file (or hidden folder) not listed.
+    assert [(e.path, e.stage, e.severity, e.error_type, e.failed) for e in errors] == [
+        (str(root / ".trash"), "list", "skipped", "Skipped", False),
+        (str(root / "cat" / ".hidden.wav"), "list", "skipped", "Skipped", False),
+        (str(root / "cat" / "notes.txt"), "list", "skipped", "Skipped", False),
+    ]
+    assert [e.reason for e in errors] == [
+        "hidden folder (name starts with '.'): its 1 file(s) are not listed",
+        "hidden file (name starts with '.'): not listed",
+        "extension '.txt' is not one of corpus.extensions: not listed",
+    ]
     assert task_for(CorpusConfig(type="dir_per_class", root=str(root)), tracks) == {
         "type": "single_label", "vocabulary": ["cat", "dog"], "n_outputs": 2}
 
@@ -245,9 +248,76 @@ def test_duplicate_track_ids_name_both_paths(tmp_path):
     with pytest.raises(ConfigError, match="'pop/a'") as info:
         list_tracks(CorpusConfig(type="dir_per_class", root=str(tmp_path)), SplitConfig())
     assert str(a_wav) in str(info.value) and str(a_flac) in str(info.value)
-    csv_path = write_csv(tmp_path / "dup.csv", [("path", "label"), ("pop/a.wav", "x"), ("./pop/a.wav", "y")])
+    csv_path = write_csv(tmp_path / "two.csv", [("path", "label"), ("pop/a.wav", "x"), ("pop/a.flac", "y")])
     with pytest.raises(ConfigError, match="used by two files"):
         list_tracks(CorpusConfig(type="csv", csv=str(csv_path)), SplitConfig())
+
+
+def test_default_extensions_are_the_decoders_extensions(tmp_path):
+    # .oga (the standard Ogg audio extension), .opus and .m4a/.aac/.wma (PyAV) are listed by default.
+    config = CorpusConfig(type="dir_per_class", root=str(tmp_path))
+    assert config.extensions == audio.AUDIO_EXTENSIONS
+    assert {"oga", "opus", "m4a", "aac", "wma"} <= set(config.extensions)
+    for name in ("a.oga", "b.opus", "c.m4a", "d.AAC", "e.wma", "f.wav"):
+        (tmp_path / "jazz").mkdir(exist_ok=True)
+        (tmp_path / "jazz" / name).write_bytes(b"listing does not decode")
+    tracks, errors = list_tracks(config, SplitConfig())
+    assert ids(tracks) == ["jazz/a", "jazz/b", "jazz/c", "jazz/d", "jazz/e", "jazz/f"] and errors == []
+
+
+def test_files_outside_corpus_extensions_are_skipped_records(tmp_path):
+    write_audio(tmp_path / "rock" / "a.wav")
+    (tmp_path / "rock" / "b.m4a").write_bytes(b"x")
+    (tmp_path / "rock" / "LICENSE").write_text("x")
+    (tmp_path / "readme.md").write_text("x")
+    config = CorpusConfig(type="dir_per_class", root=str(tmp_path), extensions=("wav",))
+    tracks, errors = list_tracks(config, SplitConfig())
+    assert ids(tracks) == ["rock/a"]
+    assert [(Path(e.path).name, e.severity, e.reason) for e in errors] == [
+        ("readme.md", "skipped", "extension '.md' is not one of corpus.extensions: not listed"),
+        ("LICENSE", "skipped", "a name without extension is not one of corpus.extensions: not listed"),
+        ("b.m4a", "skipped", "extension '.m4a' is not one of corpus.extensions: not listed"),
+    ]
+
+
+def test_linked_folder_is_a_skipped_record(tmp_path):
+    write_audio(tmp_path / "elsewhere" / "x.wav")
+    write_audio(tmp_path / "corpus" / "rock" / "a.wav")
+    (tmp_path / "corpus" / "pop").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    tracks, errors = list_tracks(CorpusConfig(type="dir_per_class", root=str(tmp_path / "corpus")), SplitConfig())
+    assert ids(tracks) == ["rock/a"]
+    assert [(e.path, e.severity) for e in errors] == [(str(tmp_path / "corpus" / "pop"), "skipped")]
+    assert "symbolic link to a folder" in errors[0].reason
+
+
+def test_annotation_sidecars_are_used_not_skipped(tmp_path):
+    write_audio(tmp_path / "a.wav")
+    (tmp_path / "a.onsets.csv").write_text("time\n0.1\n")
+    (tmp_path / "a.notes.csv").write_text("onset,offset,midi\n")  # not the kind listed: skipped
+    tracks, errors = list_tracks(CorpusConfig(type="annotations", root=str(tmp_path), annotation_kind="onsets"),
+                                 SplitConfig())
+    assert [(t.track_id, Path(t.annotation_path).name) for t in tracks] == [("a", "a.onsets.csv")]
+    assert [(Path(e.path).name, e.severity) for e in errors] == [("a.notes.csv", "skipped")]
+
+
+def test_a_folder_of_skipped_files_only_is_a_config_error(tmp_path):
+    (tmp_path / "rock").mkdir()
+    (tmp_path / "rock" / "a.txt").write_text("")
+    with pytest.raises(ConfigError, match=r"holds no audio files .*\(1 other file\(s\) or folder\(s\), e.g. .*a.txt\)"):
+        list_tracks(CorpusConfig(type="dir_per_class", root=str(tmp_path)), SplitConfig())
+
+
+def test_duplicated_csv_row_is_an_error_record_and_the_first_row_is_kept(tmp_path):
+    write_audio(tmp_path / "pop" / "a.wav")
+    write_audio(tmp_path / "pop" / "b.wav")
+    csv_path = write_csv(tmp_path / "dup.csv", [("path", "label"), ("pop/a.wav", "x"), ("pop/b.wav", "x"),
+                                                ("./pop/a.wav", "y"), ("pop/a.wav", "x")])
+    tracks, errors = list_tracks(CorpusConfig(type="csv", csv=str(csv_path)), SplitConfig())
+    assert [(t.track_id, t.label) for t in tracks] == [("pop/a", "x"), ("pop/b", "x")]
+    assert [(e.path, e.track_id, e.stage, e.severity) for e in errors] == [
+        (f"{csv_path}:4", "pop/a", "list", "error"), (f"{csv_path}:5", "pop/a", "list", "error")]
+    assert errors[0].reason == (f"{csv_path}:4: {tmp_path / 'pop' / 'a.wav'} is already listed on line 2; "
+                                "this duplicate row is ignored")
 
 
 def test_split_from_csv_column(tmp_path):
@@ -665,13 +735,14 @@ def test_error_record_rejects_bad_stage_and_lines():
 
 
 def test_modules_do_not_import_beam_or_tensorflow():
-    code = ("import sys, mirdl.pipelines.corpus, mirdl.pipelines.dead_letter; "
+    code = ("import sys, mirdl.pipelines.corpus, mirdl.pipelines.dead_letter, mirdl.features.annotations; "
             "print(sorted(m for m in ('apache_beam', 'tensorflow', 'jams', 'mirdl_tf') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", [mirdl.pipelines.corpus, mirdl.pipelines.dead_letter])
+@pytest.mark.parametrize("module", [mirdl.pipelines.corpus, mirdl.pipelines.corpus_config, mirdl.pipelines.dead_letter,
+                                    mirdl.features.annotations])
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0

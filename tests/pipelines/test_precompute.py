@@ -24,7 +24,7 @@ from mirdl.store.files import sha256_file  # noqa: E402
 from mirdl.store.manifest import read_manifest, shard_paths  # noqa: E402
 from mirdl.store.verify import check_shards  # noqa: E402
 from mirdl.features.synth import ODD_FILES  # noqa: E402
-from mirdl.pipelines.corpus import load_annotations  # noqa: E402
+from mirdl.features.annotations import load_annotations  # noqa: E402
 from mirdl.pipelines.dead_letter import ErrorRecord  # noqa: E402
 from mirdl.pipelines.precompute import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, pipeline_options, run  # noqa: E402
 from mirdl.store.adapters import read_shard  # noqa: E402
@@ -194,7 +194,10 @@ def test_bad_files_land_in_errors_jsonl_sorted(job, corpus):
     assert [e.path for e in errors] == sorted(e.path for e in errors)
     manifest = read_manifest(store)
     assert manifest["errors"] == {"file": "errors.jsonl", "count": len(errors), "failed_files": len(errors),
+                                  "warnings": 0, "skipped_files": 0,
                                   "by_stage": {"decode": len(FAILING), "list": 1}}
+    decoders = manifest["provenance"]["decoders"]
+    assert "libsndfile" in decoders["soundfile"]  # which decoder versions wrote the store
 
 
 def test_rerun_is_a_no_op_and_a_changed_config_needs_overwrite(job, capsys):
