@@ -1,42 +1,64 @@
-"""Argument checkers shared by every ``features`` module: one place for "must be a positive integer".
+"""Argument checkers shared by every mirdl layer: one place for "must be a positive integer".
 
 Each returns the value in canonical Python type or raises :class:`~mirdl.errors.ConfigError`
-whose message starts with ``name=value``, so the caller's field name reaches the user.
+whose message starts with ``name=value``, so the caller's name reaches the user: a config
+file passes the dotted field (``store.shard_bytes``), a Python function its parameter
+(``hop_length``), the CLI its flag (``--workers``, through :func:`mirdl.pipelines.options.flag`).
+Numpy numbers are accepted wherever Python numbers are, bools never are.
 
 Examples
 --------
->>> integer(4, name="hop_length", minimum=1)
+>>> integer(np.int64(4), name="hop_length", minimum=1)
 4
 >>> finite_float(0.5, name="rate")
 0.5
+>>> fraction(1, name="max_error_rate")
+1.0
+>>> choice("hdf5", name="store.format", options=("hdf5", "parquet", "tfrecord"))
+'hdf5'
 """
 from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from mirdl.errors import ConfigError
 
-__all__ = ["integer", "finite_float", "positive_float"]
+__all__ = ["integer", "finite_float", "positive_float", "non_negative_float", "fraction", "choice", "boolean"]
 
 
-def integer(value: Any, *, name: str, minimum: int | None = None) -> int:
-    """``value`` as an int (numpy integers accepted, bools refused), at least ``minimum``."""
+def integer(value: Any, *, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an int (numpy integers accepted, bools refused), in ``[minimum, maximum]``.
+
+    Examples
+    --------
+    >>> integer(3, name="channels", minimum=1, maximum=2)
+    Traceback (most recent call last):
+    ...
+    mirdl.errors.ConfigError: channels=3 must be an integer in [1, 2]
+    """
     try:
         result = None if isinstance(value, bool) else operator.index(value)
     except TypeError:
         result = None
-    if result is None or (minimum is not None and result < minimum):
-        raise ConfigError(f"{name}={value!r} must be an integer" + ("" if minimum is None else f" >= {minimum}"))
+    if result is None or (minimum is not None and result < minimum) or (maximum is not None and result > maximum):
+        if minimum is not None and maximum is not None:
+            bound = f" in [{minimum}, {maximum}]"
+        elif minimum is not None:
+            bound = f" >= {minimum}"
+        else:
+            bound = "" if maximum is None else f" <= {maximum}"
+        raise ConfigError(f"{name}={value!r} must be an integer{bound}")
     return result
 
 
 def finite_float(value: Any, *, name: str) -> float:
     """``value`` as a finite float (numpy numbers accepted, bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ConfigError(f"{name}={value!r} must be a number")
     value = float(value)
     if not math.isfinite(value):
@@ -50,3 +72,43 @@ def positive_float(value: Any, *, name: str) -> float:
     if result <= 0:
         raise ConfigError(f"{name}={value!r} must be > 0")
     return result
+
+
+def non_negative_float(value: Any, *, name: str) -> float:
+    """``value`` as a finite float >= 0."""
+    result = finite_float(value, name=name)
+    if result < 0:
+        raise ConfigError(f"{name}={value!r} must be >= 0")
+    return result
+
+
+def fraction(value: Any, *, name: str) -> float:
+    """``value`` as a float in ``[0, 1]``."""
+    result = finite_float(value, name=name)
+    if not 0.0 <= result <= 1.0:
+        raise ConfigError(f"{name}={value!r} must be a number in [0, 1]")
+    return result
+
+
+def choice(value: Any, *, name: str, options: Iterable[Any]) -> Any:
+    """The option equal to ``value`` (so numpy strings come back as ``str``); bools never match numbers.
+
+    Examples
+    --------
+    >>> choice("zarr", name="store.format", options=("hdf5", "parquet"))
+    Traceback (most recent call last):
+    ...
+    mirdl.errors.ConfigError: store.format='zarr' must be one of ['hdf5', 'parquet']
+    """
+    options = list(options)
+    for option in options:
+        if isinstance(option, bool) == isinstance(value, (bool, np.bool_)) and option == value:
+            return option
+    raise ConfigError(f"{name}={value!r} must be one of {options}")
+
+
+def boolean(value: Any, *, name: str) -> bool:
+    """``value`` if it is a bool (numpy bools accepted): ``1`` and ``"yes"`` are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name}={value!r} must be true or false")
+    return bool(value)
