@@ -307,7 +307,7 @@ def probe(store: str | os.PathLike, *, split_train: str = "train", split_test: s
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from mirdl_tf.evaluate import clip_metrics
+    from mirdl_tf.metrics import clip_metrics
 
     manifest = read_manifest(store)
     task = manifest["task"]
