@@ -18,7 +18,6 @@ from mirdl_tf.models import (  # noqa: E402
     FRAME_TASKS,
     MODELS,
     TASKS,
-    _reduction_plan,
     build_model,
     feature_extractor,
     feature_layers,
@@ -27,6 +26,7 @@ from mirdl_tf.models import (  # noqa: E402
     loss_for_task,
     metrics_for_task,
 )
+from mirdl_tf.models.skeleton import reduction_plan as _reduction_plan  # noqa: E402
 
 N_FREQ, N_TIME = 32, 40
 
@@ -78,6 +78,21 @@ def check_output(output, task, batch, n_time):
 def test_registry_matches_the_tutorial_models():
     assert set(MODELS) == {"dense", "fcn", "temporal_cnn", "musically_motivated", "crnn", "birnn"}
     assert set(SUPPORTED) == set(MODELS)
+
+
+def test_registry_keys_are_the_builders_names_one_module_per_family():
+    import importlib
+
+    import mirdl_tf.models as models
+
+    for name, builder in MODELS.items():
+        assert builder.__name__ == name and builder.__kwdefaults__["name"] == name
+        assert builder.__module__ == f"mirdl_tf.models.{name}"
+        assert getattr(importlib.import_module(f"mirdl_tf.models.{name}"), name) is builder
+    # the earlier public names still build the same models
+    assert (models.dense_frames, models.musicnn_pons, models.birnn_frames) == (
+        MODELS["dense"], MODELS["musically_motivated"], MODELS["birnn"])
+    assert {name for name in models.__all__ if not hasattr(models, name)} == set()
 
 
 @pytest.mark.parametrize("name,task", CASES, ids=[f"{n}-{t}" for n, t in CASES])
