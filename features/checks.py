@@ -19,16 +19,18 @@ Examples
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from mirdl.errors import ConfigError
 
-__all__ = ["integer", "finite_float", "positive_float", "non_negative_float", "fraction", "choice", "boolean"]
+__all__ = ["integer", "finite_float", "positive_float", "non_negative_float", "fraction", "choice", "boolean",
+           "string", "mapping", "generator"]
 
 
 def integer(value: Any, *, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -112,3 +114,57 @@ def boolean(value: Any, *, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ConfigError(f"{name}={value!r} must be true or false")
     return bool(value)
+
+
+def string(value: Any, *, name: str, optional: bool = False) -> str | None:
+    """``value`` if it is a non-empty string (numpy strings as ``str``); ``None`` too when ``optional``."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name}={value!r} must be a non-empty string" + (" or null" if optional else ""))
+    return str(value)
+
+
+def mapping(value: Any, *, name: str | None, fields: Iterable[str] | type | None = None,
+            optional: bool = False) -> dict[str, Any]:
+    """A config section as a new dict: a mapping (``None`` is ``{}`` when ``optional``) with known keys only.
+
+    Parameters
+    ----------
+    value : Any
+        The section as read from YAML/JSON, or a Python mapping.
+    name : str or None
+        Dotted name of the section (``"store"``, ``"model.args"``); None for the top level of a
+        file, whose keys are named bare (``batch_size``).
+    fields : iterable of str, dataclass type or None
+        The allowed keys (a dataclass: its field names); None allows any key.
+    optional : bool
+        Accept ``None`` (a section left empty in YAML) as ``{}``.
+
+    Examples
+    --------
+    >>> mapping({"out": "s"}, name="store", fields=("out", "format"))
+    {'out': 's'}
+    >>> mapping({"outt": "s"}, name="store", fields=("out", "format"))
+    Traceback (most recent call last):
+    ...
+    mirdl.errors.ConfigError: store.outt is not a field (fields: format, out)
+    """
+    if value is None and optional:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name or 'config'} must be a mapping, got {type(value).__name__}")
+    if fields is not None:
+        known = [field.name for field in dataclasses.fields(fields)] if isinstance(fields, type) else list(fields)
+        unknown = sorted(set(value) - set(known), key=str)
+        if unknown:
+            key = unknown[0] if name is None else f"{name}.{unknown[0]}"
+            raise ConfigError(f"{key} is not a field (fields: {', '.join(sorted(known))})")
+    return dict(value)
+
+
+def generator(value: Any, *, name: str = "rng") -> np.random.Generator:
+    """``value`` if it is a :class:`numpy.random.Generator` (randomness is always explicit)."""
+    if not isinstance(value, np.random.Generator):
+        raise ConfigError(f"{name} must be a numpy.random.Generator, got {type(value).__name__}")
+    return value

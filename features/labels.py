@@ -27,6 +27,9 @@ import numpy as np
 
 from mirdl.features.checks import finite_float as _finite_float
 from mirdl.features.checks import integer as _integer
+from mirdl.features.checks import mapping as _mapping
+from mirdl.features.checks import non_negative_float as _non_negative_float
+from mirdl.features.checks import positive_float as _positive_float
 from mirdl.errors import ConfigError
 
 __all__ = [
@@ -57,10 +60,8 @@ _CHORD_ROOT = re.compile(r"^(?P<natural>[A-G])(?P<accidentals>[#b]*)(?P<rest>(?:
 
 
 def _time(value: Any, *, name: str) -> float:
-    value = _finite_float(value, name=name)
-    if value < 0:
-        raise ConfigError(f"{name}={value!r} must be >= 0 seconds")
-    return value
+    """A time in seconds: a finite float >= 0."""
+    return _non_negative_float(value, name=name)
 
 
 @dataclass(frozen=True)
@@ -128,11 +129,7 @@ class Annotations:
     @classmethod
     def from_dict(cls, data: Any) -> Annotations:
         """Build annotations from a mapping with optional ``onsets``, ``notes``, ``chords``."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"annotations must be a mapping, got {type(data).__name__}")
-        unknown = sorted(set(data) - {"onsets", "notes", "chords"})
-        if unknown:
-            raise ConfigError(f"annotations.{unknown[0]} is not a field (fields: chords, notes, onsets)")
+        data = _mapping(data, name="annotations", fields=("onsets", "notes", "chords"))
         return cls(
             onsets=tuple(data.get("onsets") or ()),
             notes=tuple(tuple(note) for note in data.get("notes") or ()),
@@ -208,9 +205,7 @@ def transform_annotations(
     >>> out.onsets, out.notes, out.chords
     ((0.8,), ((0.8, 1.6, 59.0),), ((0.0, 1.6, 'B:maj'),))
     """
-    rate = _finite_float(time_stretch_rate, name="time_stretch_rate")
-    if rate <= 0:
-        raise ConfigError(f"time_stretch_rate={time_stretch_rate!r} must be > 0")
+    rate = _positive_float(time_stretch_rate, name="time_stretch_rate")
     steps = _finite_float(pitch_shift_steps, name="pitch_shift_steps")
     transpose = steps.is_integer() and steps != 0
     return Annotations(
@@ -225,9 +220,7 @@ def transform_annotations(
 
 def _check_grid(n_frames: Any, sr: Any, hop_length: Any) -> tuple[int, float, int]:
     n_frames = _integer(n_frames, name="n_frames", minimum=0)
-    if _finite_float(sr, name="sr") <= 0:
-        raise ConfigError(f"sr={sr!r} must be > 0")
-    return n_frames, float(sr), _integer(hop_length, name="hop_length", minimum=1)
+    return n_frames, _positive_float(sr, name="sr"), _integer(hop_length, name="hop_length", minimum=1)
 
 
 def _time_to_frame(times: np.ndarray, *, sr: float, hop_length: int) -> np.ndarray:

@@ -50,7 +50,7 @@ from typing import Any
 
 
 from mirdl.features.augment import AugmentSpec
-from mirdl.features.checks import integer, positive_float
+from mirdl.features.checks import integer, mapping, positive_float
 from mirdl.errors import ConfigError
 from mirdl.features.segment import PAD_MODES
 from mirdl.features.spec import FeatureSpec, load_config, stable_hash
@@ -73,20 +73,6 @@ _SECTIONS = ("name", "seed", "corpus", "splits", "features", "augment", "segment
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
 _BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 _AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "mp3", "opus", "aiff", "aif")
-
-
-def _mapping(data: Any, *, where: str) -> dict[str, Any]:
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
-    return dict(data)
-
-
-def _reject_unknown(data: dict[str, Any], known: tuple[str, ...], *, where: str) -> None:
-    unknown = sorted(set(data) - set(known), key=str)
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]} is not a field (fields: {', '.join(sorted(known))})")
 
 
 def parse_bytes(value: Any, *, where: str = "store.shard_bytes") -> int:
@@ -161,13 +147,13 @@ class SegmentConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> SegmentConfig:
-        data = _mapping(data, where="segment")
+        data = mapping(data, name="segment", optional=True)
         mode = data.get("mode", "clip")
         if mode not in SEGMENT_MODES:
             raise ConfigError(f"segment.mode={mode!r} must be one of {list(SEGMENT_MODES)}")
         length_key = "patch_seconds" if mode == "clip" else "window_seconds"
         known = ("mode", length_key, "hop_seconds", "pad") + (("onset_widen",) if mode == "frames" else ())
-        _reject_unknown(data, known, where="segment")
+        mapping(data, name="segment", fields=known)
         if length_key not in data:
             raise ConfigError(f"segment.{length_key} is missing (mode: {mode})")
         return cls(mode=mode, seconds=data[length_key], hop_seconds=data.get("hop_seconds"),
@@ -218,8 +204,8 @@ class StoreConfig:
 
     @classmethod
     def from_dict(cls, data: Any, *, base_dir: str | os.PathLike) -> StoreConfig:
-        data = _mapping(data, where="store")
-        _reject_unknown(data, ("format", "out", "shard_bytes", "compression", "row_group_records"), where="store")
+        data = mapping(data, name="store", fields=("format", "out", "shard_bytes", "compression", "row_group_records"),
+                       optional=True)
         for key in ("format", "out"):
             if key not in data:
                 raise ConfigError(f"store.{key} is missing")
@@ -333,14 +319,13 @@ class PrepareConfig:
     @classmethod
     def from_dict(cls, data: Any, *, base_dir: str | os.PathLike, source: str | None = None) -> PrepareConfig:
         """Check and build a config from the YAML mapping; relative paths resolve against ``base_dir``."""
-        data = _mapping(data, where="config")
-        _reject_unknown(data, _SECTIONS, where="config")
+        data = mapping(data, name=None, fields=_SECTIONS, optional=True)
         for key in ("name", "corpus", "features", "store"):
             if key not in data:
                 raise ConfigError(f"{key} is missing (a prepare config needs name, corpus, features, store)")
         seed = integer(data.get("seed", 0), name="seed", minimum=0)
-        corpus = CorpusConfig.from_dict(_mapping(data["corpus"], where="corpus"), base_dir=base_dir)
-        splits_data = _mapping(data.get("splits"), where="splits")
+        corpus = CorpusConfig.from_dict(mapping(data["corpus"], name="corpus", optional=True), base_dir=base_dir)
+        splits_data = mapping(data.get("splits"), name="splits", optional=True)
         splits_data.setdefault("seed", seed)
         splits = SplitConfig.from_dict(splits_data)
         entries = data["features"]
@@ -354,7 +339,7 @@ class PrepareConfig:
                 specs.append(FeatureSpec.from_dict(entry))
             except ConfigError as err:
                 raise ConfigError(f"features[{i}]: {err}") from err
-        augment_data = _mapping(data.get("augment"), where="augment")
+        augment_data = mapping(data.get("augment"), name="augment", optional=True)
         background_dir = augment_data.pop("background_dir", None)
         if background_dir is not None:
             if not isinstance(background_dir, str) or not background_dir:

@@ -101,6 +101,18 @@ def test_bad_fields_name_the_field(changes, message):
         TrainConfig.from_dict(minimal(**changes))
 
 
+def test_numpy_integers_from_python_callers_count_as_integers():
+    import numpy as np
+
+    config = TrainConfig.from_dict(minimal(epochs=np.int64(3), batch_size=np.int32(8), seed=np.int64(1),
+                                           early_stopping={"patience": np.int64(2)},
+                                           augment={"spec_augment": {"freq_masks": np.int64(2)}}))
+    assert config == TrainConfig.from_dict(minimal(epochs=3, batch_size=8, seed=1, early_stopping={"patience": 2},
+                                                   augment={"spec_augment": {"freq_masks": 2}}))
+    assert type(config.epochs) is int and type(config.augment.spec_augment["freq_masks"]) is int
+    json.dumps(config.to_dict())  # model_info.json and the run's config must stay writable
+
+
 def test_missing_store_and_model():
     with pytest.raises(ConfigError, match="store is missing"):
         TrainConfig.from_dict({"model": {"name": "fcn"}})
