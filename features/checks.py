@@ -29,8 +29,35 @@ import numpy as np
 
 from mirdl.errors import ConfigError
 
-__all__ = ["integer", "finite_float", "positive_float", "non_negative_float", "fraction", "choice", "boolean",
+__all__ = ["CheckError", "integer", "finite_float", "positive_float", "non_negative_float", "fraction", "choice", "boolean",
            "string", "mapping", "generator"]
+
+
+class CheckError(ConfigError):
+    """The error of every checker here: ``name=value requirement``.
+
+    The parts stay available, so a layer that knows the value under another name can say so:
+    the CLI names its flag (``--workers``), a config loader the field (``model.args.dropout``),
+    a Keras builder uses Keras' phrasing.
+
+    Attributes
+    ----------
+    name : str
+    value : Any
+    requirement : str
+        What the value must be, e.g. ``"must be an integer >= 1"``.
+    """
+
+    def __init__(self, name: str, value: Any, requirement: str) -> None:
+        self.name, self.value, self.requirement = name, value, requirement
+        super().__init__(f"{name}={value!r} {requirement}")
+
+    def __reduce__(self):  # keep the parts through pickling (Beam moves exceptions between workers)
+        return type(self), (self.name, self.value, self.requirement)
+
+    def renamed(self, name: str) -> CheckError:
+        """The same error naming the value ``name``."""
+        return type(self)(name, self.value, self.requirement)
 
 
 def integer(value: Any, *, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -41,7 +68,7 @@ def integer(value: Any, *, name: str, minimum: int | None = None, maximum: int |
     >>> integer(3, name="channels", minimum=1, maximum=2)
     Traceback (most recent call last):
     ...
-    mirdl.errors.ConfigError: channels=3 must be an integer in [1, 2]
+    mirdl.features.checks.CheckError: channels=3 must be an integer in [1, 2]
     """
     try:
         result = None if isinstance(value, bool) else operator.index(value)
@@ -54,17 +81,17 @@ def integer(value: Any, *, name: str, minimum: int | None = None, maximum: int |
             bound = f" >= {minimum}"
         else:
             bound = "" if maximum is None else f" <= {maximum}"
-        raise ConfigError(f"{name}={value!r} must be an integer{bound}")
+        raise CheckError(name, value, f"must be an integer{bound}")
     return result
 
 
 def finite_float(value: Any, *, name: str) -> float:
     """``value`` as a finite float (numpy numbers accepted, bools refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{name}={value!r} must be a number")
+        raise CheckError(name, value, "must be a number")
     value = float(value)
     if not math.isfinite(value):
-        raise ConfigError(f"{name}={value!r} must be finite")
+        raise CheckError(name, value, "must be finite")
     return value
 
 
@@ -72,7 +99,7 @@ def positive_float(value: Any, *, name: str) -> float:
     """``value`` as a finite float > 0."""
     result = finite_float(value, name=name)
     if result <= 0:
-        raise ConfigError(f"{name}={value!r} must be > 0")
+        raise CheckError(name, value, "must be > 0")
     return result
 
 
@@ -80,7 +107,7 @@ def non_negative_float(value: Any, *, name: str) -> float:
     """``value`` as a finite float >= 0."""
     result = finite_float(value, name=name)
     if result < 0:
-        raise ConfigError(f"{name}={value!r} must be >= 0")
+        raise CheckError(name, value, "must be >= 0")
     return result
 
 
@@ -88,7 +115,7 @@ def fraction(value: Any, *, name: str) -> float:
     """``value`` as a float in ``[0, 1]``."""
     result = finite_float(value, name=name)
     if not 0.0 <= result <= 1.0:
-        raise ConfigError(f"{name}={value!r} must be a number in [0, 1]")
+        raise CheckError(name, value, "must be a number in [0, 1]")
     return result
 
 
@@ -100,19 +127,19 @@ def choice(value: Any, *, name: str, options: Iterable[Any]) -> Any:
     >>> choice("zarr", name="store.format", options=("hdf5", "parquet"))
     Traceback (most recent call last):
     ...
-    mirdl.errors.ConfigError: store.format='zarr' must be one of ['hdf5', 'parquet']
+    mirdl.features.checks.CheckError: store.format='zarr' must be one of ['hdf5', 'parquet']
     """
     options = list(options)
     for option in options:
         if isinstance(option, bool) == isinstance(value, (bool, np.bool_)) and option == value:
             return option
-    raise ConfigError(f"{name}={value!r} must be one of {options}")
+    raise CheckError(name, value, f"must be one of {options}")
 
 
 def boolean(value: Any, *, name: str) -> bool:
     """``value`` if it is a bool (numpy bools accepted): ``1`` and ``"yes"`` are refused."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ConfigError(f"{name}={value!r} must be true or false")
+        raise CheckError(name, value, "must be true or false")
     return bool(value)
 
 
@@ -121,7 +148,7 @@ def string(value: Any, *, name: str, optional: bool = False) -> str | None:
     if value is None and optional:
         return None
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{name}={value!r} must be a non-empty string" + (" or null" if optional else ""))
+        raise CheckError(name, value, "must be a non-empty string" + (" or null" if optional else ""))
     return str(value)
 
 

@@ -339,7 +339,7 @@ def build_for_store(model: ModelConfig, info: Mapping[str, Any]):
     The store's ``(channels,) freq, time`` examples become the model's ``(freq, time[,
     channels])`` input; task and output size come from the manifest. A builder's
     ``ValueError`` (bad argument, task it does not support) becomes a ConfigError naming
-    ``model``.
+    ``model``, or the field itself for a bad value from ``model.args`` (``model.args.dropout=1.5 ...``).
     """
     from mirdl_tf.models import build_model
 
@@ -348,6 +348,10 @@ def build_for_store(model: ModelConfig, info: Mapping[str, Any]):
     try:
         return build_model(model.name, input_shape=input_shape, n_outputs=int(info["n_outputs"]),
                            task=info["task"], **dict(model.args))
+    except checks.CheckError as err:
+        if err.name in model.args:  # a value from the config file: name its field
+            raise checks.CheckError(f"model.args.{err.name}", err.value, err.requirement) from err
+        raise ConfigError(f"model: {err}") from err
     except ValueError as err:
         raise ConfigError(f"model: {err}") from err
 

@@ -25,8 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mirdl.errors import ConfigError
-from mirdl.features.checks import fraction, integer
+from mirdl.features.checks import CheckError, fraction, integer
 
 __all__ = ["add_arguments", "flag"]
 
@@ -51,8 +50,8 @@ def flag(check: Callable[..., Any], convert: Callable[[str], Any], **kwargs: Any
             raise argparse.ArgumentTypeError(f"{text} is not {_WHAT.get(convert, 'valid')}") from None
         try:
             return check(value, name="value", **kwargs)
-        except ConfigError as err:  # "value=0 must be ..." -> "0 must be ...": argparse names the flag
-            raise argparse.ArgumentTypeError(f"{text} {str(err).split(' ', 1)[1]}") from None
+        except CheckError as err:  # argparse puts the flag in front: "argument --workers: 0 must be ..."
+            raise argparse.ArgumentTypeError(f"{text} {err.requirement}") from None
 
     parse.__name__ = getattr(convert, "__name__", "value")
     return parse

@@ -1,33 +1,12 @@
-"""Bidirectional GRU/LSTM with one prediction per frame: the ``birnn`` family.
-
-Examples
---------
->>> from mirdl_tf.models import MODELS
->>> MODELS["birnn"] is birnn
-True
-"""
+"""Bidirectional GRU/LSTM with one prediction per frame: the ``birnn`` family."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import keras
 
-from mirdl_tf.models.skeleton import (
-    TASKS,
-    as_image,
-    as_sequence,
-    check_choice,
-    check_int,
-    check_ints,
-    check_io,
-    check_rate,
-    conv2d_block,
-    image_to_sequence,
-    input_layer,
-    output_layer,
-    reduction_plan,
-    rnn_layer,
-)
+from mirdl.features import checks
+from mirdl_tf.models import skeleton
 
 __all__ = ["birnn"]
 
@@ -58,7 +37,7 @@ def birnn(
     input_shape : (n_freq, n_time) or (n_freq, n_time, n_channels)
     n_outputs : int >= 1
     task : str
-        Any of :data:`TASKS`.
+        Any of :data:`~mirdl_tf.models.skeleton.TASKS`.
     rnn : {"gru", "lstm"}
     units : int >= 1
         Units of each direction.
@@ -81,35 +60,34 @@ def birnn(
     >>> birnn((32, 40), 24, task="frame_chords", units=4, conv_filters=(4,)).output_shape
     (None, 40, 24)
     """
-    shape, n_outputs, head = check_io("birnn", input_shape, n_outputs, task, TASKS)
-    rnn = check_choice("rnn", rnn, ("gru", "lstm"))
-    units = check_int("units", units)
-    n_layers = check_int("n_layers", n_layers)
-    if not isinstance(conv_front, bool):
-        raise ValueError(f"conv_front must be True or False. Received: conv_front={conv_front!r}")
-    conv_filters = check_ints("conv_filters", conv_filters) if conv_front else ()
-    dropout = check_rate("dropout", dropout)
+    shape, n_outputs, head = skeleton.check_io("birnn", input_shape, n_outputs, task, skeleton.TASKS)
+    rnn = skeleton.check_choice("rnn", rnn, ("gru", "lstm"))
+    units = skeleton.check_int("units", units)
+    n_layers = skeleton.check_int("n_layers", n_layers)
+    conv_front = skeleton.keras_check(checks.boolean, "conv_front", conv_front)
+    conv_filters = skeleton.check_ints("conv_filters", conv_filters) if conv_front else ()
+    dropout = skeleton.check_rate("dropout", dropout)
 
-    inputs = input_layer(shape)
+    inputs = skeleton.input_layer(shape)
     if conv_front:
-        x = as_image(inputs, shape)
+        x = skeleton.as_image(inputs, shape)
         if input_norm:
             x = keras.layers.BatchNormalization(axis=1, name="input_norm")(x)
-        freq_plan = reduction_plan(shape[0], len(conv_filters))
+        freq_plan = skeleton.reduction_plan(shape[0], len(conv_filters))
         for i, (n_filters, freq_pool) in enumerate(zip(conv_filters, freq_plan), start=1):
-            x = conv2d_block(x, "block", i, filters=n_filters, pool=(freq_pool, 1), activation="elu",
+            x = skeleton.conv2d_block(x, "block", i, filters=n_filters, pool=(freq_pool, 1), activation="elu",
                               dropout=dropout)
-        x = image_to_sequence(x, "to_sequence")
+        x = skeleton.image_to_sequence(x, "to_sequence")
     else:
-        x = as_sequence(inputs, shape)
+        x = skeleton.as_sequence(inputs, shape)
         if input_norm:
             x = keras.layers.BatchNormalization(name="input_norm")(x)
     for i in range(1, n_layers + 1):
-        layer = rnn_layer(rnn, units, return_sequences=True, name=f"birnn_{i}_{rnn}")
+        layer = skeleton.rnn_layer(rnn, units, return_sequences=True, name=f"birnn_{i}_{rnn}")
         x = keras.layers.Bidirectional(layer, merge_mode="concat", name=f"birnn_{i}_bidirectional")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"birnn_{i}_dropout")(x)
         x = keras.layers.Identity(name=f"birnn_{i}_out")(x)
     if not head.frame_level:
         x = keras.layers.GlobalAveragePooling1D(name="global_pool")(x)
-    return keras.Model(inputs, output_layer(x, n_outputs, head, 0.0), name=name)
+    return keras.Model(inputs, skeleton.output_layer(x, n_outputs, head, 0.0), name=name)

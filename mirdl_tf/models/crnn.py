@@ -1,33 +1,11 @@
-"""Convolutional recurrent network (Choi et al. 2017): the ``crnn`` family.
-
-Examples
---------
->>> from mirdl_tf.models import MODELS
->>> MODELS["crnn"] is crnn
-True
-"""
+"""Convolutional recurrent network (Choi et al. 2017): the ``crnn`` family."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import keras
 
-from mirdl_tf.models.skeleton import (
-    CLIP_TASKS,
-    as_image,
-    check_choice,
-    check_int,
-    check_ints,
-    check_io,
-    check_pool_sizes,
-    check_rate,
-    conv2d_block,
-    image_to_sequence,
-    input_layer,
-    output_layer,
-    reduction_plan,
-    rnn_layer,
-)
+from mirdl_tf.models import skeleton
 
 __all__ = ["crnn"]
 
@@ -82,27 +60,27 @@ def crnn(
     >>> crnn((32, None), 3, task="regression", conv_filters=(4, 4), rnn_units=4).output_shape
     (None, 3)
     """
-    shape, n_outputs, head = check_io("crnn", input_shape, n_outputs, task, CLIP_TASKS)
-    conv_filters = check_ints("conv_filters", conv_filters)
-    rnn_units = check_int("rnn_units", rnn_units)
-    rnn_layers = check_int("rnn_layers", rnn_layers)
-    rnn = check_choice("rnn", rnn, ("gru", "lstm"))
-    dropout = check_rate("dropout", dropout)
+    shape, n_outputs, head = skeleton.check_io("crnn", input_shape, n_outputs, task, skeleton.CLIP_TASKS)
+    conv_filters = skeleton.check_ints("conv_filters", conv_filters)
+    rnn_units = skeleton.check_int("rnn_units", rnn_units)
+    rnn_layers = skeleton.check_int("rnn_layers", rnn_layers)
+    rnn = skeleton.check_choice("rnn", rnn, ("gru", "lstm"))
+    dropout = skeleton.check_rate("dropout", dropout)
     n_blocks = len(conv_filters)
     if pool_sizes is None:
         time_plan = [2] * (n_blocks - 1) + [1]
-        pools = tuple(zip(reduction_plan(shape[0], n_blocks), time_plan))
+        pools = tuple(zip(skeleton.reduction_plan(shape[0], n_blocks), time_plan))
     else:
-        pools = check_pool_sizes(pool_sizes, n_blocks)
+        pools = skeleton.check_pool_sizes(pool_sizes, n_blocks)
 
-    inputs = input_layer(shape)
-    x = as_image(inputs, shape)
+    inputs = skeleton.input_layer(shape)
+    x = skeleton.as_image(inputs, shape)
     if input_norm:
         x = keras.layers.BatchNormalization(axis=1, name="input_norm")(x)
     for i, (n_filters, pool) in enumerate(zip(conv_filters, pools), start=1):
-        x = conv2d_block(x, "block", i, filters=n_filters, pool=pool, activation="elu", dropout=dropout)
-    x = image_to_sequence(x, "to_sequence")
+        x = skeleton.conv2d_block(x, "block", i, filters=n_filters, pool=pool, activation="elu", dropout=dropout)
+    x = skeleton.image_to_sequence(x, "to_sequence")
     for i in range(1, rnn_layers + 1):
-        x = rnn_layer(rnn, rnn_units, return_sequences=i < rnn_layers, name=f"rnn_{i}_{rnn}")(x)
+        x = skeleton.rnn_layer(rnn, rnn_units, return_sequences=i < rnn_layers, name=f"rnn_{i}_{rnn}")(x)
         x = keras.layers.Identity(name=f"rnn_{i}_out")(x)
-    return keras.Model(inputs, output_layer(x, n_outputs, head, dropout), name=name)
+    return keras.Model(inputs, skeleton.output_layer(x, n_outputs, head, dropout), name=name)

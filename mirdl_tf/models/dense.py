@@ -1,26 +1,11 @@
-"""Frame-wise dense network (MLP over a context window of frames): the ``dense`` family.
-
-Examples
---------
->>> from mirdl_tf.models import MODELS
->>> MODELS["dense"] is dense
-True
-"""
+"""Frame-wise dense network (MLP over a context window of frames): the ``dense`` family."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import keras
 
-from mirdl_tf.models.skeleton import (
-    TASKS,
-    as_sequence,
-    check_int,
-    check_io,
-    check_rate,
-    input_layer,
-    output_layer,
-)
+from mirdl_tf.models import skeleton
 
 __all__ = ["dense"]
 
@@ -50,7 +35,7 @@ def dense(
     input_shape : (n_freq, n_time) or (n_freq, n_time, n_channels)
     n_outputs : int >= 1
     task : str
-        Any of :data:`TASKS`.
+        Any of :data:`~mirdl_tf.models.skeleton.TASKS`.
     context : int >= 0
         Frames of context on each side.
     units : int >= 1
@@ -72,14 +57,14 @@ def dense(
     >>> dense((40, 100), 88, task="frame_notes", context=2).output_shape
     (None, 100, 88)
     """
-    shape, n_outputs, head = check_io("dense", input_shape, n_outputs, task, TASKS)
-    context = check_int("context", context, 0)
-    units = check_int("units", units)
-    n_layers = check_int("n_layers", n_layers)
-    dropout = check_rate("dropout", dropout)
+    shape, n_outputs, head = skeleton.check_io("dense", input_shape, n_outputs, task, skeleton.TASKS)
+    context = skeleton.check_int("context", context, 0)
+    units = skeleton.check_int("units", units)
+    n_layers = skeleton.check_int("n_layers", n_layers)
+    dropout = skeleton.check_rate("dropout", dropout)
 
-    inputs = input_layer(shape)
-    x = as_sequence(inputs, shape)
+    inputs = skeleton.input_layer(shape)
+    x = skeleton.as_sequence(inputs, shape)
     if input_norm:
         x = keras.layers.BatchNormalization(name="input_norm")(x)
     for i in range(1, n_layers + 1):
@@ -93,4 +78,4 @@ def dense(
         x = keras.layers.Identity(name=f"hidden_{i}_out")(x)
     if not head.frame_level:
         x = keras.layers.GlobalAveragePooling1D(name="global_pool")(x)
-    return keras.Model(inputs, output_layer(x, n_outputs, head, 0.0), name=name)
+    return keras.Model(inputs, skeleton.output_layer(x, n_outputs, head, 0.0), name=name)

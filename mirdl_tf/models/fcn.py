@@ -1,30 +1,11 @@
-"""Fully convolutional network FCN-4 / FCN-5 (Choi et al. 2016): the ``fcn`` family.
-
-Examples
---------
->>> from mirdl_tf.models import MODELS
->>> MODELS["fcn"] is fcn
-True
-"""
+"""Fully convolutional network FCN-4 / FCN-5 (Choi et al. 2016): the ``fcn`` family."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import keras
 
-from mirdl_tf.models.skeleton import (
-    CLIP_TASKS,
-    as_image,
-    check_choice,
-    check_int,
-    check_io,
-    check_pool_sizes,
-    check_rate,
-    conv2d_block,
-    input_layer,
-    output_layer,
-    reduction_plan,
-)
+from mirdl_tf.models import skeleton
 
 __all__ = ["fcn", "VARIABLE_TIME_POOL"]
 
@@ -86,25 +67,25 @@ def fcn(
     >>> fcn((32, 32), 10, task="single_label", n_layers=4, base_filters=4).output_shape
     (None, 10)
     """
-    shape, n_outputs, head = check_io("fcn", input_shape, n_outputs, task, CLIP_TASKS)
-    n_layers = check_int("n_layers", n_layers)
-    base_filters = check_int("base_filters", base_filters)
-    dropout = check_rate("dropout", dropout)
-    global_pool = check_choice("global_pool", global_pool, ("max", "avg"))
+    shape, n_outputs, head = skeleton.check_io("fcn", input_shape, n_outputs, task, skeleton.CLIP_TASKS)
+    n_layers = skeleton.check_int("n_layers", n_layers)
+    base_filters = skeleton.check_int("base_filters", base_filters)
+    dropout = skeleton.check_rate("dropout", dropout)
+    global_pool = skeleton.check_choice("global_pool", global_pool, ("max", "avg"))
     if pool_sizes is None:
         n_freq, n_time = shape[0], shape[1]
-        time_plan = [VARIABLE_TIME_POOL] * n_layers if n_time is None else reduction_plan(n_time, n_layers)
-        pools = tuple(zip(reduction_plan(n_freq, n_layers), time_plan))
+        time_plan = [VARIABLE_TIME_POOL] * n_layers if n_time is None else skeleton.reduction_plan(n_time, n_layers)
+        pools = tuple(zip(skeleton.reduction_plan(n_freq, n_layers), time_plan))
     else:
-        pools = check_pool_sizes(pool_sizes, n_layers)
+        pools = skeleton.check_pool_sizes(pool_sizes, n_layers)
 
-    inputs = input_layer(shape)
-    x = as_image(inputs, shape)
+    inputs = skeleton.input_layer(shape)
+    x = skeleton.as_image(inputs, shape)
     if input_norm:
         x = keras.layers.BatchNormalization(axis=1, name="input_norm")(x)
     for i, pool in enumerate(pools, start=1):
-        x = conv2d_block(x, "block", i, filters=base_filters * 2 ** (i - 1), pool=pool,
+        x = skeleton.conv2d_block(x, "block", i, filters=base_filters * 2 ** (i - 1), pool=pool,
                           activation=activation, dropout=dropout)
     pooling = keras.layers.GlobalMaxPooling2D if global_pool == "max" else keras.layers.GlobalAveragePooling2D
     x = pooling(name="global_pool")(x)
-    return keras.Model(inputs, output_layer(x, n_outputs, head, 0.0), name=name)
+    return keras.Model(inputs, skeleton.output_layer(x, n_outputs, head, 0.0), name=name)

@@ -1,27 +1,11 @@
-"""Musically motivated CNN (Pons et al. 2016, 2017; musicnn): the ``musically_motivated`` family.
-
-Examples
---------
->>> from mirdl_tf.models import MODELS
->>> MODELS["musically_motivated"] is musically_motivated
-True
-"""
+"""Musically motivated CNN (Pons et al. 2016, 2017; musicnn): the ``musically_motivated`` family."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import keras
 
-from mirdl_tf.models.skeleton import (
-    CLIP_TASKS,
-    as_image,
-    check_int,
-    check_ints,
-    check_io,
-    check_rate,
-    input_layer,
-    output_layer,
-)
+from mirdl_tf.models import skeleton
 
 __all__ = ["musically_motivated"]
 
@@ -84,27 +68,25 @@ def musically_motivated(
     >>> musically_motivated((32, 40), 5, filters=4, temporal_widths=(8,)).output_shape
     (None, 5)
     """
-    shape, n_outputs, head = check_io("musically_motivated", input_shape, n_outputs, task, CLIP_TASKS)
+    shape, n_outputs, head = skeleton.check_io("musically_motivated", input_shape, n_outputs, task, skeleton.CLIP_TASKS)
     if (
         isinstance(timbral_heights, (str, bytes)) or not isinstance(timbral_heights, Sequence)
-        or any(isinstance(h, bool) or not isinstance(h, (int, float)) or not 0 < h <= 1 for h in timbral_heights)
+        or not all(skeleton.is_fraction(h) and h > 0 for h in timbral_heights)
     ):
-        raise ValueError(
-            f"timbral_heights must be a sequence of fractions in (0, 1]. Received: timbral_heights={timbral_heights!r}"
-        )
-    timbral_width = check_int("timbral_width", timbral_width)
-    temporal_widths = () if not temporal_widths else check_ints("temporal_widths", temporal_widths)
+        raise skeleton.KerasCheckError("timbral_heights", timbral_heights, "must be a sequence of fractions in (0, 1]")
+    timbral_width = skeleton.check_int("timbral_width", timbral_width)
+    temporal_widths = () if not temporal_widths else skeleton.check_ints("temporal_widths", temporal_widths)
     if not timbral_heights and not temporal_widths:
         raise ValueError("musically_motivated needs at least one timbral or temporal branch. "
                          f"Received: timbral_heights={timbral_heights!r}, temporal_widths={temporal_widths!r}")
-    filters = check_int("filters", filters)
-    backend_filters = check_int("backend_filters", backend_filters)
-    dense_units = check_int("dense_units", dense_units)
-    dropout = check_rate("dropout", dropout)
+    filters = skeleton.check_int("filters", filters)
+    backend_filters = skeleton.check_int("backend_filters", backend_filters)
+    dense_units = skeleton.check_int("dense_units", dense_units)
+    dropout = skeleton.check_rate("dropout", dropout)
     n_freq, n_time = shape[0], shape[1]
 
-    inputs = input_layer(shape)
-    x = as_image(inputs, shape)
+    inputs = skeleton.input_layer(shape)
+    x = skeleton.as_image(inputs, shape)
     if input_norm:
         x = keras.layers.BatchNormalization(axis=1, name="input_norm")(x)
     branches = []
@@ -137,7 +119,7 @@ def musically_motivated(
     x = keras.layers.BatchNormalization(name="penultimate_bn")(x)
     x = keras.layers.Activation("relu", name="penultimate_act")(x)
     x = keras.layers.Identity(name="penultimate_out")(x)
-    return keras.Model(inputs, output_layer(x, n_outputs, head, dropout), name=name)
+    return keras.Model(inputs, skeleton.output_layer(x, n_outputs, head, dropout), name=name)
 
 
 def _frequency_max(x: keras.KerasTensor, prefix: str, n_freq: int) -> keras.KerasTensor:

@@ -16,12 +16,15 @@ Head(activation='sigmoid', frame_level=False)
 """
 from __future__ import annotations
 
-import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import keras
+
+from mirdl.features import checks
+from mirdl.features.checks import CheckError
+from mirdl.store.format import TASK_TYPES
 
 __all__ = [
     "CLIP_TASKS",
@@ -34,7 +37,10 @@ __all__ = [
     "metrics_for_task",
     "check_task",
     "check_one_hot",
+    "KerasCheckError",
+    "keras_check",
     "is_int",
+    "is_fraction",
     "check_int",
     "check_rate",
     "check_ints",
@@ -51,9 +57,12 @@ __all__ = [
     "output_layer",
 ]
 
-CLIP_TASKS = ("single_label", "multi_label", "regression")
-FRAME_TASKS = ("frame_onset", "frame_notes", "frame_chords")
-TASKS = CLIP_TASKS + FRAME_TASKS
+#: Every task a store can hold (defined once, in :data:`mirdl.store.format.TASK_TYPES`).
+TASKS = TASK_TYPES
+#: Tasks with one label per frame (``frame_*``), output ``(batch, n_time, n_outputs)``.
+FRAME_TASKS = tuple(task for task in TASK_TYPES if task.startswith("frame_"))
+#: Tasks with one label per clip, output ``(batch, n_outputs)``.
+CLIP_TASKS = tuple(task for task in TASK_TYPES if task not in FRAME_TASKS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -87,8 +96,7 @@ HEADS = {
 
 
 def check_task(task: Any, supported: Sequence[str] = TASKS, *, builder: str | None = None) -> str:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {list(TASKS)}. Received: task={task!r}")
+    task = keras_check(checks.choice, "task", task, options=TASKS)
     if task not in supported:
         raise ValueError(f"{builder} supports task in {list(supported)}. Received: task={task!r}")
     return task
@@ -170,23 +178,53 @@ def metrics_for_task(task: str, *, one_hot: bool = False) -> list[keras.metrics.
 # Argument checks (all run before any layer is built)
 
 
+def keras_check(check: Callable[..., Any], name: str, value: Any, **kwargs: Any) -> Any:
+    """Run a :mod:`mirdl.features.checks` checker, re-raising in Keras' phrasing.
+
+    The error is a :class:`~mirdl.features.checks.CheckError` (a ``ValueError``) whose text
+    reads ``"dropout must be a number in [0, 1). Received: dropout=1.5"``; its parts let a
+    config loader name the field instead (``model.args.dropout=1.5 ...``).
+    """
+    try:
+        return check(value, name=name, **kwargs)
+    except CheckError as err:
+        raise KerasCheckError(name, value, err.requirement) from None
+
+
+class KerasCheckError(CheckError):
+    """A :class:`~mirdl.features.checks.CheckError` whose text is Keras-style."""
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.requirement}. Received: {self.name}={self.value!r}"
+
+
 def is_int(value: Any) -> bool:
     """Python or numpy integer, not bool (sizes often come from array shapes)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    try:
+        checks.integer(value, name="value")
+    except CheckError:
+        return False
+    return True
+
+
+def is_fraction(value: Any) -> bool:
+    """A number in [0, 1] (Python or numpy, not bool)."""
+    try:
+        checks.fraction(value, name="value")
+    except CheckError:
+        return False
+    return True
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if not is_int(value):
-        raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}. Received: {name}={value!r}")
-    return int(value)
+    return keras_check(checks.integer, name, value, minimum=minimum)
 
 
 def check_rate(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be a number in [0, 1). Received: {name}={value!r}")
-    return float(value)
+    rate = keras_check(checks.fraction, name, value)
+    if rate == 1.0:
+        raise KerasCheckError(name, value, "must be a number in [0, 1)")
+    return rate
 
 
 def check_ints(name: str, values: Any, *, length: int | None = None) -> tuple[int, ...]:
@@ -196,16 +234,14 @@ def check_ints(name: str, values: Any, *, length: int | None = None) -> tuple[in
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values or any(
         not is_int(v) or v < 1 for v in values
     ):
-        raise ValueError(f"{name} must be a non-empty sequence of integers >= 1. Received: {name}={values!r}")
+        raise KerasCheckError(name, values, "must be a non-empty sequence of integers >= 1")
     if length is not None and len(values) != length:
-        raise ValueError(f"{name} must have {length} entries. Received: {name}={values!r}")
+        raise KerasCheckError(name, values, f"must have {length} entries")
     return tuple(int(v) for v in values)
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}. Received: {name}={value!r}")
-    return value
+    return keras_check(checks.choice, name, value, options=choices)
 
 
 def check_io(

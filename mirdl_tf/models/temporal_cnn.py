@@ -1,27 +1,11 @@
-"""1-D convolutions along time (Dieleman & Schrauwen 2014): the ``temporal_cnn`` family.
-
-Examples
---------
->>> from mirdl_tf.models import MODELS
->>> MODELS["temporal_cnn"] is temporal_cnn
-True
-"""
+"""1-D convolutions along time (Dieleman & Schrauwen 2014): the ``temporal_cnn`` family."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import keras
 
-from mirdl_tf.models.skeleton import (
-    TASKS,
-    as_sequence,
-    check_int,
-    check_ints,
-    check_io,
-    check_rate,
-    input_layer,
-    output_layer,
-)
+from mirdl_tf.models import skeleton
 
 __all__ = ["temporal_cnn"]
 
@@ -51,7 +35,7 @@ def temporal_cnn(
     input_shape : (n_freq, n_time) or (n_freq, n_time, n_channels)
     n_outputs : int >= 1
     task : str
-        Any of :data:`TASKS`.
+        Any of :data:`~mirdl_tf.models.skeleton.TASKS`.
     n_layers : int >= 1
     filters : int >= 1 or sequence of n_layers ints
     kernel_size : int >= 1
@@ -71,15 +55,15 @@ def temporal_cnn(
     >>> temporal_cnn((40, None), 1, task="frame_onset", filters=8).output_shape
     (None, None, 1)
     """
-    shape, n_outputs, head = check_io("temporal_cnn", input_shape, n_outputs, task, TASKS)
-    n_layers = check_int("n_layers", n_layers)
-    filters = check_ints("filters", filters, length=n_layers)
-    kernel_size = check_int("kernel_size", kernel_size)
-    pool_size = check_int("pool_size", pool_size)
-    dropout = check_rate("dropout", dropout)
+    shape, n_outputs, head = skeleton.check_io("temporal_cnn", input_shape, n_outputs, task, skeleton.TASKS)
+    n_layers = skeleton.check_int("n_layers", n_layers)
+    filters = skeleton.check_ints("filters", filters, length=n_layers)
+    kernel_size = skeleton.check_int("kernel_size", kernel_size)
+    pool_size = skeleton.check_int("pool_size", pool_size)
+    dropout = skeleton.check_rate("dropout", dropout)
 
-    inputs = input_layer(shape)
-    x = as_sequence(inputs, shape)
+    inputs = skeleton.input_layer(shape)
+    x = skeleton.as_sequence(inputs, shape)
     if input_norm:
         x = keras.layers.BatchNormalization(name="input_norm")(x)
     for i, n_filters in enumerate(filters, start=1):
@@ -96,4 +80,4 @@ def temporal_cnn(
             keras.layers.GlobalAveragePooling1D(name="global_avg_pool")(x),
             keras.layers.GlobalMaxPooling1D(name="global_max_pool")(x),
         ])
-    return keras.Model(inputs, output_layer(x, n_outputs, head, 0.0), name=name)
+    return keras.Model(inputs, skeleton.output_layer(x, n_outputs, head, 0.0), name=name)

@@ -242,7 +242,7 @@ def test_fit_two_steps_wires_loss_and_metrics(name, task):
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_n_outputs_must_be_positive(name):
-    with pytest.raises(ValueError, match=r"n_outputs must be >= 1. Received: n_outputs=0"):
+    with pytest.raises(ValueError, match=r"n_outputs must be an integer >= 1. Received: n_outputs=0"):
         build_model(name, input_shape=(N_FREQ, N_TIME), n_outputs=0, task=SUPPORTED[name][0])
 
 
@@ -275,7 +275,7 @@ def test_unknown_task_lists_choices():
         ("crnn", "multi_label", {"rnn": "rnn"}, r"rnn must be one of \['gru', 'lstm'\]. Received: rnn='rnn'"),
         ("crnn", "multi_label", {"conv_filters": ()}, "conv_filters must be a non-empty sequence"),
         ("temporal_cnn", "multi_label", {"filters": (4, 4, 4)}, "filters must have 2 entries"),
-        ("dense", "frame_notes", {"context": -1}, "context must be >= 0. Received: context=-1"),
+        ("dense", "frame_notes", {"context": -1}, "context must be an integer >= 0. Received: context=-1"),
         ("musically_motivated", "multi_label", {"timbral_heights": (0.0,)}, "timbral_heights must be"),
         ("musically_motivated", "multi_label", {"timbral_heights": (), "temporal_widths": ()},
          "at least one timbral or temporal branch"),
@@ -298,3 +298,13 @@ def test_sizes_may_be_numpy_integers():
     # Shapes read from arrays or manifests often arrive as numpy integers.
     model = fcn((np.int64(N_FREQ), np.int64(N_TIME)), np.int64(3), n_layers=np.int64(2), base_filters=2)
     assert model.output_shape == (None, 3)
+
+
+def test_rates_and_fractions_may_be_numpy_floats():
+    # One checker for every layer: a numpy float32 is a number here as in mirdl.features.
+    model = build_model("musically_motivated", input_shape=(N_FREQ, N_TIME), n_outputs=3, task="multi_label",
+                        **{**TINY["musically_motivated"], "dropout": np.float32(0.25),
+                           "timbral_heights": (np.float32(0.5),)})
+    assert model.get_layer("penultimate_dropout").rate == 0.25
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\)\. Received: dropout=1\.0"):
+        tiny("fcn", "multi_label", dropout=1.0)
