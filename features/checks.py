@@ -19,10 +19,11 @@ Examples
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ import numpy as np
 from mirdl.errors import ConfigError
 
 __all__ = ["CheckError", "integer", "finite_float", "positive_float", "non_negative_float", "fraction", "choice", "boolean",
-           "string", "mapping", "generator"]
+           "string", "mapping", "generator", "argparse_type"]
 
 
 class CheckError(ConfigError):
@@ -195,3 +196,31 @@ def generator(value: Any, *, name: str = "rng") -> np.random.Generator:
     if not isinstance(value, np.random.Generator):
         raise ConfigError(f"{name} must be a numpy.random.Generator, got {type(value).__name__}")
     return value
+
+
+_WHAT = {int: "an integer", float: "a number"}
+
+
+def argparse_type(check: Callable[..., Any], convert: Callable[[str], Any], **kwargs: Any) -> Callable[[str], Any]:
+    """An argparse ``type=`` that converts the text and runs ``check`` on it.
+
+    A failure is an :class:`argparse.ArgumentTypeError`, which argparse reports under the flag
+    (``argument --workers: ...``) with exit status 2.
+
+    Examples
+    --------
+    >>> argparse_type(integer, int, minimum=1)("3")
+    3
+    """
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text} is not {_WHAT.get(convert, 'valid')}") from None
+        try:
+            return check(value, name="value", **kwargs)
+        except CheckError as err:  # argparse puts the flag in front: "argument --workers: 0 must be ..."
+            raise argparse.ArgumentTypeError(f"{text} {err.requirement}") from None
+
+    parse.__name__ = getattr(convert, "__name__", "value")
+    return parse

@@ -69,3 +69,16 @@ def test_boolean_refuses_numbers_and_strings():
     for value in (1, "yes", None):
         with pytest.raises(ConfigError, match=r"^cache=.* must be true or false$"):
             boolean(value, name="cache")
+
+
+def test_argparse_type_reports_the_requirement_without_the_parameter_name():
+    import argparse
+
+    from mirdl.features.checks import argparse_type
+
+    parse = argparse_type(integer, int, minimum=1)
+    assert parse("3") == 3
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^0 must be an integer >= 1$"):
+        parse("0")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^three is not an integer$"):
+        parse("three")
