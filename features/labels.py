@@ -59,6 +59,12 @@ _FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 _CHORD_ROOT = re.compile(r"^(?P<natural>[A-G])(?P<accidentals>[#b]*)(?P<rest>(?::|/).*)?$")
 
 
+def _root_pitch_class(match: re.Match) -> int:
+    """Pitch class (C = 0, not reduced mod 12) of a chord root matched as ``natural`` + ``accidentals``."""
+    accidentals = match["accidentals"]
+    return _PITCH_CLASS[match["natural"]] + accidentals.count("#") - accidentals.count("b")
+
+
 def _time(value: Any, *, name: str) -> float:
     """A time in seconds: a finite float >= 0."""
     return _non_negative_float(value, name=name)
@@ -169,10 +175,8 @@ def transpose_chord(label: str, *, n_steps: int) -> str:
     match = _CHORD_ROOT.match(label)
     if match is None:
         raise ConfigError(f"chord label {label!r} has no root A-G (Harte syntax, e.g. 'C#:min7', 'N')")
-    accidentals = match["accidentals"]
-    pitch_class = _PITCH_CLASS[match["natural"]] + accidentals.count("#") - accidentals.count("b")
-    names = _FLAT_NAMES if "b" in accidentals else _SHARP_NAMES
-    return names[(pitch_class + int(n_steps)) % 12] + (match["rest"] or "")
+    names = _FLAT_NAMES if "b" in match["accidentals"] else _SHARP_NAMES
+    return names[(_root_pitch_class(match) + int(n_steps)) % 12] + (match["rest"] or "")
 
 
 def transform_annotations(
@@ -390,7 +394,6 @@ NOTE_NAMES = tuple(f"{_ROOT_NAMES[midi % 12]}{midi // 12 - 1}" for midi in range
 # Harte (2005) shorthands grouped by their third; those without a third have no maj/min class.
 _MAJOR_QUALITIES = frozenset({"maj", "aug", "maj6", "7", "maj7", "aug7", "9", "maj9", "11", "maj11", "13", "maj13"})
 _MINOR_QUALITIES = frozenset({"min", "dim", "min6", "min7", "dim7", "hdim7", "minmaj7", "min9", "min11", "min13"})
-_NATURAL_PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _HARTE = re.compile(r"^(?P<natural>[A-G])(?P<accidentals>[#b]*)"
                     r"(?::(?P<quality>[A-Za-z0-9]*)(?:\((?P<intervals>[^()]*)\))?)?(?:/(?P<bass>[#b]*\d+))?$")
 
@@ -434,7 +437,5 @@ def reduce_chord(label: str) -> str:
             third = interval
     if third is None:
         return NO_CHORD
-    accidentals = match["accidentals"]
-    pitch_class = _NATURAL_PITCH_CLASSES[match["natural"]] + accidentals.count("#") - accidentals.count("b")
-    root = _ROOT_NAMES[pitch_class % 12]
+    root = _ROOT_NAMES[_root_pitch_class(match) % 12]
     return f"{root}:{'maj' if third == '3' else 'min'}"

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 
 import keras
 
+from mirdl.features import checks
 from mirdl_tf.models import skeleton
 
 __all__ = ["musically_motivated"]
@@ -71,7 +72,7 @@ def musically_motivated(
     shape, n_outputs, head = skeleton.check_io("musically_motivated", input_shape, n_outputs, task, skeleton.CLIP_TASKS)
     if (
         isinstance(timbral_heights, (str, bytes)) or not isinstance(timbral_heights, Sequence)
-        or not all(skeleton.is_fraction(h) and h > 0 for h in timbral_heights)
+        or not all(skeleton.passes(checks.fraction, h) and h > 0 for h in timbral_heights)
     ):
         raise skeleton.KerasCheckError("timbral_heights", timbral_heights, "must be a sequence of fractions in (0, 1]")
     timbral_width = skeleton.check_int("timbral_width", timbral_width)

@@ -40,7 +40,7 @@ __all__ = [
     "KerasCheckError",
     "keras_check",
     "is_int",
-    "is_fraction",
+    "passes",
     "check_int",
     "check_rate",
     "check_ints",
@@ -198,22 +198,18 @@ class KerasCheckError(CheckError):
         return f"{self.name} {self.requirement}. Received: {self.name}={self.value!r}"
 
 
+def passes(check: Callable[..., Any], value: Any, **kwargs: Any) -> bool:
+    """Whether ``value`` passes a :mod:`mirdl.features.checks` checker (for values inside sequences)."""
+    try:
+        check(value, name="value", **kwargs)
+    except CheckError:
+        return False
+    return True
+
+
 def is_int(value: Any) -> bool:
     """Python or numpy integer, not bool (sizes often come from array shapes)."""
-    try:
-        checks.integer(value, name="value")
-    except CheckError:
-        return False
-    return True
-
-
-def is_fraction(value: Any) -> bool:
-    """A number in [0, 1] (Python or numpy, not bool)."""
-    try:
-        checks.fraction(value, name="value")
-    except CheckError:
-        return False
-    return True
+    return passes(checks.integer, value)
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
