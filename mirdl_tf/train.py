@@ -120,8 +120,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         from mirdl_tf.models import MODELS
 
-        if self.name not in MODELS:
-            raise ConfigError(f"model.name={self.name!r} must be one of {sorted(MODELS)}")
+        checks.choice(self.name, name="model.name", options=sorted(MODELS))
         args = checks.mapping(self.args, name="model.args", optional=True)
         for key in ("input_shape", "n_outputs", "task"):
             if key in args:
@@ -144,8 +143,7 @@ class OptimizerConfig:
     learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ConfigError(f"optimizer.name={self.name!r} must be one of {sorted(OPTIMIZERS)}")
+        checks.choice(self.name, name="optimizer.name", options=sorted(OPTIMIZERS))
         object.__setattr__(self, "learning_rate",
                            checks.positive_float(self.learning_rate, name="optimizer.learning_rate"))
 
@@ -172,12 +170,14 @@ class AugmentConfig:
         variants = self.variants
         if isinstance(variants, list):
             variants = tuple(variants)
-        ok = variants in ("all", "clean") or (
-            isinstance(variants, tuple) and variants
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in variants))
-        if not ok:
-            raise ConfigError(f"augment.variants={self.variants!r} must be 'all', 'clean' or a list of "
-                              "variant numbers >= 0")
+        if variants not in ("all", "clean"):
+            try:
+                if not isinstance(variants, tuple) or not variants:
+                    raise ConfigError("not a non-empty list")
+                variants = tuple(checks.integer(v, name="variant", minimum=0) for v in variants)
+            except ConfigError:
+                raise ConfigError(f"augment.variants={self.variants!r} must be 'all', 'clean' or a list of "
+                                  "variant numbers >= 0") from None
         object.__setattr__(self, "variants", variants)
         if self.spec_augment is not None:
             masks = checks.mapping(self.spec_augment, name="augment.spec_augment", fields=_SPEC_AUGMENT_KEYS,

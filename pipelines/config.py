@@ -50,7 +50,7 @@ from typing import Any
 
 
 from mirdl.features.augment import AugmentSpec
-from mirdl.features.checks import integer, mapping, positive_float
+from mirdl.features.checks import choice, integer, mapping, positive_float
 from mirdl.errors import ConfigError
 from mirdl.features.segment import PAD_MODES
 from mirdl.features.spec import FeatureSpec, load_config, stable_hash
@@ -77,10 +77,11 @@ _AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "mp3", "opus", "aiff", "aif")
 
 def parse_bytes(value: Any, *, where: str = "store.shard_bytes") -> int:
     """A byte count from an int or a string such as ``"64MB"`` (K/M/G/T are powers of 1024)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise ConfigError(f"{where}={value!r} must be a positive number of bytes")
-        return value
+    if not isinstance(value, (str, bool)):
+        try:
+            return integer(value, name=where, minimum=1)  # bytes
+        except ConfigError:
+            pass  # fall through to the message that also names sizes such as "64MB"
     match = _BYTES.match(value) if isinstance(value, str) else None
     if match is None:
         raise ConfigError(f"{where}={value!r} must be a positive integer or a size such as '64MB'")
@@ -118,14 +119,12 @@ class SegmentConfig:
     onset_widen: int = 0
 
     def __post_init__(self) -> None:
-        if self.mode not in SEGMENT_MODES:
-            raise ConfigError(f"segment.mode={self.mode!r} must be one of {list(SEGMENT_MODES)}")
+        choice(self.mode, name="segment.mode", options=SEGMENT_MODES)
         length_key = self.length_key
         object.__setattr__(self, "seconds", positive_float(self.seconds, name=f"segment.{length_key}"))
         hop = self.seconds if self.hop_seconds is None else self.hop_seconds
         object.__setattr__(self, "hop_seconds", positive_float(hop, name="segment.hop_seconds"))
-        if self.pad not in PAD_MODES:
-            raise ConfigError(f"segment.pad={self.pad!r} must be one of {list(PAD_MODES)}")
+        choice(self.pad, name="segment.pad", options=PAD_MODES)
         object.__setattr__(self, "onset_widen", integer(self.onset_widen, name="segment.onset_widen", minimum=0))
         if self.onset_widen and self.mode != "frames":
             raise ConfigError("segment.onset_widen is only used with mode: frames")
@@ -149,8 +148,7 @@ class SegmentConfig:
     def from_dict(cls, data: Any) -> SegmentConfig:
         data = mapping(data, name="segment", optional=True)
         mode = data.get("mode", "clip")
-        if mode not in SEGMENT_MODES:
-            raise ConfigError(f"segment.mode={mode!r} must be one of {list(SEGMENT_MODES)}")
+        choice(mode, name="segment.mode", options=SEGMENT_MODES)
         length_key = "patch_seconds" if mode == "clip" else "window_seconds"
         known = ("mode", length_key, "hop_seconds", "pad") + (("onset_widen",) if mode == "frames" else ())
         mapping(data, name="segment", fields=known)
@@ -185,8 +183,7 @@ class StoreConfig:
     row_group_records: int = DEFAULT_ROW_GROUP_RECORDS
 
     def __post_init__(self) -> None:
-        if self.format not in STORE_FORMATS:
-            raise ConfigError(f"store.format={self.format!r} must be one of {sorted(STORE_FORMATS)}")
+        choice(self.format, name="store.format", options=sorted(STORE_FORMATS))
         if not isinstance(self.out, str) or not self.out:
             raise ConfigError(f"store.out={self.out!r} must be a path")
         object.__setattr__(self, "shard_bytes", parse_bytes(self.shard_bytes))
