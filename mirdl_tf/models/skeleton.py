@@ -217,10 +217,10 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def check_rate(name: str, value: Any) -> float:
-    rate = keras_check(checks.fraction, name, value)
-    if rate == 1.0:
+    """A dropout rate: a number in [0, 1)."""
+    if not passes(checks.fraction, value) or float(value) == 1.0:
         raise KerasCheckError(name, value, "must be a number in [0, 1)")
-    return rate
+    return float(value)
 
 
 def check_ints(name: str, values: Any, *, length: int | None = None) -> tuple[int, ...]:

@@ -260,6 +260,8 @@ def test_resume_without_a_run_fails(known_store, tmp_path):
     ({"train_split": "training"}, ConfigError, "train_split='training' is not a split"),
     ({"patch_frames": 50}, ConfigError, "patch_frames: patch_frames=50 is longer"),
     ({"model": {"name": "fcn", "args": {"n_layers": 0}}}, ConfigError, r"^model\.args\.n_layers=0 must be an integer >= 1$"),
+    ({"model": {"name": "fcn", "args": {"dropout": 1.5}}}, ConfigError,
+     r"^model\.args\.dropout=1\.5 must be a number in \[0, 1\)$"),
     ({"feature": "mfcc"}, StoreError, "feature 'mfcc' is not in the store"),
 ])
 def test_train_errors(known_store, tmp_path, changes, error, message):
