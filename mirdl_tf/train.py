@@ -333,13 +333,14 @@ class TrainConfig:
 # Store -> model, dataset -> model layout
 
 
-def build_for_store(model: ModelConfig, info: Mapping[str, Any]):
+def build_for_store(model: ModelConfig, info: Mapping[str, Any], *, args_name: str = "model.args"):
     """Build (uncompiled) ``model`` for a store described by :func:`mirdl_tf.data.describe`.
 
     The store's ``(channels,) freq, time`` examples become the model's ``(freq, time[,
     channels])`` input; task and output size come from the manifest. A builder's
     ``ValueError`` (bad argument, task it does not support) becomes a ConfigError naming
-    ``model``, or the field itself for a bad value from ``model.args`` (``model.args.dropout=1.5 ...``).
+    ``model``, or the field itself for a bad value from ``model.args`` (``model.args.dropout=1.5 ...``;
+    ``args_name`` is what the caller calls those arguments, e.g. ``model_args`` for a Python call).
     """
     from mirdl_tf.models import build_model
 
@@ -350,7 +351,7 @@ def build_for_store(model: ModelConfig, info: Mapping[str, Any]):
                            task=info["task"], **dict(model.args))
     except checks.CheckError as err:
         if err.name in model.args:  # a value from the config file: name its field
-            raise checks.CheckError(f"model.args.{err.name}", err.value, err.requirement) from err
+            raise checks.CheckError(f"{args_name}.{err.name}", err.value, err.requirement) from err
         raise ConfigError(f"model: {err}") from err
     except ValueError as err:
         raise ConfigError(f"model: {err}") from err
