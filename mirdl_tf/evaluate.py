@@ -34,8 +34,6 @@ Examples
 --------
 >>> window_offsets(10, 4)
 [0, 4, 6]
->>> pick_onsets(np.array([0, 0.9, 0.2, 0.1, 0.8, 0.7, 0]), min_distance=1)
-array([1, 4])
 """
 from __future__ import annotations
 
