@@ -82,3 +82,18 @@ def test_argparse_type_reports_the_requirement_without_the_parameter_name():
         parse("0")
     with pytest.raises(argparse.ArgumentTypeError, match=r"^three is not an integer$"):
         parse("three")
+
+
+def test_check_errors_keep_their_parts_through_pickling():
+    # Beam moves exceptions between worker processes.
+    import pickle
+
+    from mirdl.features.checks import CheckError
+
+    with pytest.raises(CheckError) as info:
+        integer(0, name="hop_length", minimum=1)
+    again = pickle.loads(pickle.dumps(info.value))
+    assert isinstance(again, ConfigError) and isinstance(again, ValueError)
+    assert (again.name, again.value, again.requirement, str(again)) == (
+        "hop_length", 0, "must be an integer >= 1", "hop_length=0 must be an integer >= 1")
+    assert str(again.renamed("--hop-length")) == "--hop-length=0 must be an integer >= 1"
