@@ -44,7 +44,8 @@ setup(
     python_requires=">=3.10",
     # features/ and pipelines/ are folders at the top of the repository but import as
     # mirdl.features and mirdl.pipelines, so they never clash with a user's own features.py.
-    packages=["mirdl", "mirdl.commands", "mirdl.store", "mirdl.features", "mirdl.pipelines", "mirdl_tf"],
+    packages=["mirdl", "mirdl.commands", "mirdl.store", "mirdl.features", "mirdl.pipelines", "mirdl_tf",
+              "mirdl_tf.models"],
     package_dir={"mirdl.features": "features", "mirdl.pipelines": "pipelines"},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

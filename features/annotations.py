@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mirdl.errors import ConfigError, MirdlError
+from mirdl.features.checks import choice
 from mirdl.features.labels import Annotations, reduce_chord
 
 __all__ = ["ANNOTATION_KINDS", "JAMS_NAMESPACES", "AnnotationError", "load_annotations"]
@@ -219,8 +220,7 @@ def load_annotations(path: str | os.PathLike, *, kind: str, reduce_chords: bool 
     >>> load_annotations(lab, kind="chords").chords
     ((0.0, 1.5, 'N'), (1.5, 3.0, 'A#:min'))
     """
-    if kind not in ANNOTATION_KINDS:
-        raise ConfigError(f"kind={kind!r} must be one of {list(ANNOTATION_KINDS)}")
+    choice(kind, name="kind", options=ANNOTATION_KINDS)
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise AnnotationError("annotation file not found", path)

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import abc
 import importlib.util
-import numbers
 import os
 import re
 import stat
@@ -66,7 +65,7 @@ import soxr
 
 from mirdl.errors import AudioError, ConfigError
 from mirdl.features import ogg
-from mirdl.features.checks import integer
+from mirdl.features.checks import choice, integer, non_negative_float, positive_float
 
 
 __all__ = [
@@ -1069,8 +1068,7 @@ def _check_channel_match(n_in: int, *, channels: int, what: str) -> None:
 
 
 def _check_quality(quality) -> None:
-    if quality not in RESAMPLE_QUALITIES:
-        raise ConfigError(f"quality={quality!r} must be one of {', '.join(RESAMPLE_QUALITIES)}")
+    choice(quality, name="quality", options=RESAMPLE_QUALITIES)
 
 
 def _check_decode_args(*, sample_rate, channels, block_frames, offset, duration, quality) -> None:
@@ -1079,10 +1077,7 @@ def _check_decode_args(*, sample_rate, channels, block_frames, offset, duration,
         integer(sample_rate, name="sample_rate", minimum=1)
     integer(channels, name="channels", minimum=1)
     integer(block_frames, name="block_frames", minimum=1)
-    if isinstance(offset, bool) or not isinstance(offset, numbers.Real) or not (
-            np.isfinite(offset) and offset >= 0):
-        raise ConfigError(f"offset={offset!r} must be a finite number of seconds >= 0")
-    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, numbers.Real)
-                                 or not (np.isfinite(duration) and duration > 0)):
-        raise ConfigError(f"duration={duration!r} must be a finite number of seconds > 0, or None")
+    non_negative_float(offset, name="offset")  # seconds
+    if duration is not None:
+        positive_float(duration, name="duration")  # seconds
     _check_quality(quality)

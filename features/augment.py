@@ -44,8 +44,13 @@ import scipy.signal
 
 from mirdl.features.audio import check_audio
 from mirdl.errors import AudioError, ConfigError
+from mirdl.features.checks import boolean as _boolean
+from mirdl.features.checks import choice as _choice
 from mirdl.features.checks import finite_float as _finite_float
+from mirdl.features.checks import generator as _generator
 from mirdl.features.checks import integer as _integer
+from mirdl.features.checks import mapping as _mapping
+from mirdl.features.checks import non_negative_float as _non_negative
 from mirdl.features.checks import positive_float as _positive
 from mirdl.features.labels import Annotations, transform_annotations
 from mirdl.features.spec import stable_hash
@@ -124,9 +129,7 @@ def variant_rng(*, seed: int, track_id: str, variant: int) -> np.random.Generato
 
 
 def _check_rng(rng: Any) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    return rng
+    return _generator(rng, name="rng")
 
 
 def _check_signal(y: np.ndarray, *, name: str = "y") -> np.ndarray:
@@ -293,8 +296,7 @@ def add_noise(
     _check_signal(y)
     snr_db = _finite_float(snr_db, name="snr_db")
     _check_rng(rng)
-    if color not in NOISE_COLORS:
-        raise ConfigError(f"color={color!r} must be one of {list(NOISE_COLORS)}")
+    color = _choice(color, name="color", options=NOISE_COLORS)
     y_out, applied = _mix_at_snr(y, _colored_noise(y.shape, color=color, rng=rng), snr_db=snr_db)
     return y_out, {"snr_db": snr_db, "color": color, "applied": applied}
 
@@ -383,9 +385,7 @@ def random_eq(
     sr = _integer(sr, name="sr", minimum=1)
     _check_rng(rng)
     n_bands = _integer(n_bands, name="n_bands", minimum=1)
-    max_gain_db = _finite_float(max_gain_db, name="max_gain_db")
-    if max_gain_db < 0:
-        raise ConfigError(f"max_gain_db={max_gain_db!r} must be >= 0")
+    max_gain_db = _non_negative(max_gain_db, name="max_gain_db")
     q = _positive(q, name="q")
     fmin = _positive(fmin, name="fmin")
     fmax = 0.4 * sr if fmax is None else _positive(fmax, name="fmax")
@@ -537,9 +537,10 @@ def _range(name: str, value: Any, *, above: float | None = None) -> tuple[float,
     where = f"augment.{name}={value!r}"
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
         raise ConfigError(f"{where}: must be a [low, high] pair or null")
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in value):
-        raise ConfigError(f"{where}: bounds must be finite numbers")
-    low, high = float(value[0]), float(value[1])
+    try:
+        low, high = (_finite_float(bound, name=f"augment.{name}") for bound in value)
+    except ConfigError:
+        raise ConfigError(f"{where}: bounds must be finite numbers") from None
     if low > high:
         raise ConfigError(f"{where}: low must be <= high")
     if above is not None and low <= above:
@@ -629,16 +630,13 @@ class AugmentSpec:
         put("phase_vocoder_n_fft", _check_n_fft(self.phase_vocoder_n_fft, name="augment.phase_vocoder_n_fft"))
         put("time_stretch_rate", _range("time_stretch_rate", self.time_stretch_rate, above=0.0))
         put("pitch_shift_steps", _range("pitch_shift_steps", self.pitch_shift_steps))
-        if not isinstance(self.pitch_shift_integer, bool):
-            raise ConfigError(f"{where('pitch_shift_integer')}: must be true or false")
+        put("pitch_shift_integer", _boolean(self.pitch_shift_integer, name="augment.pitch_shift_integer"))
         if self.pitch_shift_integer and self.pitch_shift_steps is not None:
             low, high = self.pitch_shift_steps
             if math.ceil(low) > math.floor(high):
                 raise ConfigError(f"{where('pitch_shift_steps')}: contains no integer but pitch_shift_integer=True")
         if self.eq_max_gain_db is not None:
-            if _finite_float(self.eq_max_gain_db, name="augment.eq_max_gain_db") < 0:
-                raise ConfigError(f"{where('eq_max_gain_db')}: must be >= 0 or null")
-            put("eq_max_gain_db", float(self.eq_max_gain_db))
+            put("eq_max_gain_db", _non_negative(self.eq_max_gain_db, name="augment.eq_max_gain_db"))
         put("compress_ratio", _range("compress_ratio", self.compress_ratio))
         if self.compress_ratio is not None and self.compress_ratio[0] < 1:
             raise ConfigError(f"{where('compress_ratio')}: ratios must be >= 1")
@@ -670,13 +668,7 @@ class AugmentSpec:
     @classmethod
     def from_dict(cls, data: Any) -> AugmentSpec:
         """Build a spec from a mapping; missing fields take their defaults, unknown ones raise."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"augment must be a mapping, got {type(data).__name__}")
-        names = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"augment.{unknown[0]} is not a field (fields: {sorted(names)})")
-        return cls(**data)
+        return cls(**_mapping(data, name="augment", fields=cls))
 
     def fingerprint(self) -> str:
         """Stable 16-hex-digit hash of :meth:`to_dict` and :data:`AUGMENT_FORMAT_VERSION`."""

@@ -27,6 +27,9 @@ import numpy as np
 
 from mirdl.features.checks import finite_float as _finite_float
 from mirdl.features.checks import integer as _integer
+from mirdl.features.checks import mapping as _mapping
+from mirdl.features.checks import non_negative_float as _non_negative_float
+from mirdl.features.checks import positive_float as _positive_float
 from mirdl.errors import ConfigError
 
 __all__ = [
@@ -56,11 +59,15 @@ _FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 _CHORD_ROOT = re.compile(r"^(?P<natural>[A-G])(?P<accidentals>[#b]*)(?P<rest>(?::|/).*)?$")
 
 
+def _root_pitch_class(match: re.Match) -> int:
+    """Pitch class (C = 0, not reduced mod 12) of a chord root matched as ``natural`` + ``accidentals``."""
+    accidentals = match["accidentals"]
+    return _PITCH_CLASS[match["natural"]] + accidentals.count("#") - accidentals.count("b")
+
+
 def _time(value: Any, *, name: str) -> float:
-    value = _finite_float(value, name=name)
-    if value < 0:
-        raise ConfigError(f"{name}={value!r} must be >= 0 seconds")
-    return value
+    """A time in seconds: a finite float >= 0."""
+    return _non_negative_float(value, name=name)
 
 
 @dataclass(frozen=True)
@@ -128,11 +135,7 @@ class Annotations:
     @classmethod
     def from_dict(cls, data: Any) -> Annotations:
         """Build annotations from a mapping with optional ``onsets``, ``notes``, ``chords``."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"annotations must be a mapping, got {type(data).__name__}")
-        unknown = sorted(set(data) - {"onsets", "notes", "chords"})
-        if unknown:
-            raise ConfigError(f"annotations.{unknown[0]} is not a field (fields: chords, notes, onsets)")
+        data = _mapping(data, name="annotations", fields=("onsets", "notes", "chords"))
         return cls(
             onsets=tuple(data.get("onsets") or ()),
             notes=tuple(tuple(note) for note in data.get("notes") or ()),
@@ -172,10 +175,8 @@ def transpose_chord(label: str, *, n_steps: int) -> str:
     match = _CHORD_ROOT.match(label)
     if match is None:
         raise ConfigError(f"chord label {label!r} has no root A-G (Harte syntax, e.g. 'C#:min7', 'N')")
-    accidentals = match["accidentals"]
-    pitch_class = _PITCH_CLASS[match["natural"]] + accidentals.count("#") - accidentals.count("b")
-    names = _FLAT_NAMES if "b" in accidentals else _SHARP_NAMES
-    return names[(pitch_class + int(n_steps)) % 12] + (match["rest"] or "")
+    names = _FLAT_NAMES if "b" in match["accidentals"] else _SHARP_NAMES
+    return names[(_root_pitch_class(match) + int(n_steps)) % 12] + (match["rest"] or "")
 
 
 def transform_annotations(
@@ -208,9 +209,7 @@ def transform_annotations(
     >>> out.onsets, out.notes, out.chords
     ((0.8,), ((0.8, 1.6, 59.0),), ((0.0, 1.6, 'B:maj'),))
     """
-    rate = _finite_float(time_stretch_rate, name="time_stretch_rate")
-    if rate <= 0:
-        raise ConfigError(f"time_stretch_rate={time_stretch_rate!r} must be > 0")
+    rate = _positive_float(time_stretch_rate, name="time_stretch_rate")
     steps = _finite_float(pitch_shift_steps, name="pitch_shift_steps")
     transpose = steps.is_integer() and steps != 0
     return Annotations(
@@ -225,9 +224,7 @@ def transform_annotations(
 
 def _check_grid(n_frames: Any, sr: Any, hop_length: Any) -> tuple[int, float, int]:
     n_frames = _integer(n_frames, name="n_frames", minimum=0)
-    if _finite_float(sr, name="sr") <= 0:
-        raise ConfigError(f"sr={sr!r} must be > 0")
-    return n_frames, float(sr), _integer(hop_length, name="hop_length", minimum=1)
+    return n_frames, _positive_float(sr, name="sr"), _integer(hop_length, name="hop_length", minimum=1)
 
 
 def _time_to_frame(times: np.ndarray, *, sr: float, hop_length: int) -> np.ndarray:
@@ -397,7 +394,6 @@ NOTE_NAMES = tuple(f"{_ROOT_NAMES[midi % 12]}{midi // 12 - 1}" for midi in range
 # Harte (2005) shorthands grouped by their third; those without a third have no maj/min class.
 _MAJOR_QUALITIES = frozenset({"maj", "aug", "maj6", "7", "maj7", "aug7", "9", "maj9", "11", "maj11", "13", "maj13"})
 _MINOR_QUALITIES = frozenset({"min", "dim", "min6", "min7", "dim7", "hdim7", "minmaj7", "min9", "min11", "min13"})
-_NATURAL_PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _HARTE = re.compile(r"^(?P<natural>[A-G])(?P<accidentals>[#b]*)"
                     r"(?::(?P<quality>[A-Za-z0-9]*)(?:\((?P<intervals>[^()]*)\))?)?(?:/(?P<bass>[#b]*\d+))?$")
 
@@ -441,7 +437,5 @@ def reduce_chord(label: str) -> str:
             third = interval
     if third is None:
         return NO_CHORD
-    accidentals = match["accidentals"]
-    pitch_class = _NATURAL_PITCH_CLASSES[match["natural"]] + accidentals.count("#") - accidentals.count("b")
-    root = _ROOT_NAMES[pitch_class % 12]
+    root = _ROOT_NAMES[_root_pitch_class(match) % 12]
     return f"{root}:{'maj' if third == '3' else 'min'}"

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from mirdl.errors import ConfigError
+from mirdl.features.checks import choice, generator
 from mirdl.features.checks import integer as _integer
 
 __all__ = ["PAD_MODES", "n_patches", "patches", "frame_windows", "center_crop", "random_crop"]
@@ -58,9 +59,7 @@ PAD_MODES = ("silence", "wrap", "drop")
 
 
 def _check_pad(pad: Any, *, allowed: tuple[str, ...] = PAD_MODES) -> str:
-    if pad not in allowed:
-        raise ConfigError(f"pad={pad!r} must be one of {list(allowed)}")
-    return pad
+    return choice(pad, name="pad", options=allowed)
 
 
 def _check_features(x: Any, *, name: str = "x") -> np.ndarray:
@@ -308,8 +307,7 @@ def random_crop(
     x = _check_features(x)
     n_frames = _integer(n_frames, name="n_frames", minimum=1)
     pad = _check_pad(pad, allowed=("silence", "wrap"))
-    if not isinstance(rng, np.random.Generator):
-        raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    generator(rng, name="rng")
     start = int(rng.integers(0, max(x.shape[-1] - n_frames, 0) + 1))
     crop = _extend(x[..., start:], length=n_frames, pad=pad, pad_column=pad_column)
     return np.ascontiguousarray(crop), start

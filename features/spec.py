@@ -26,6 +26,15 @@ from typing import Any
 import yaml
 
 from mirdl.errors import ConfigError
+from mirdl.features.checks import (
+    boolean,
+    choice,
+    finite_float,
+    integer,
+    mapping,
+    non_negative_float,
+    positive_float,
+)
 from mirdl.features.representations import REPRESENTATIONS, representation_params
 
 __all__ = ["SPEC_FORMAT_VERSION", "FeatureSpec", "load_specs", "read_config", "load_config", "canonical_json", "stable_hash"]
@@ -65,68 +74,47 @@ def _jsonable(value: Any) -> Any:
 
 def _check_param(name: str, value: Any, *, sample_rate: int) -> Any:
     """Validate one representation parameter; return it in canonical Python type."""
-    where = f"spec.{name}={value!r}"
+    where = f"spec.{name}"
     if name in _POSITIVE_INTS:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{where} must be a positive integer")
-        return int(value)
+        return integer(value, name=where, minimum=1)
     if name in _BOOLS:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false")
-        return value
+        return boolean(value, name=where)
     if name in _POSITIVE_FLOATS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigError(f"{where} must be a positive number")
-        return float(value)
+        return positive_float(value, name=where)
     if name in _OPTIONAL_POSITIVE_FLOATS:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigError(f"{where} must be a positive number or null")
-        return float(value)
+        return None if value is None else positive_float(value, name=where)
     if name == "win_length":
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{where} must be a positive integer or null")
-        return int(value)
+        return None if value is None else integer(value, name=where, minimum=1)
     if name in ("fmin", "fmax"):
         if value is None and name == "fmax":
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{where} must be a number >= 0")
-        if value > sample_rate / 2:
-            raise ConfigError(f"{where} is above the Nyquist frequency {sample_rate / 2:g} Hz")
-        return float(value)
-    if name == "power":
-        if value not in (1, 2, 1.0, 2.0) or isinstance(value, bool):
-            raise ConfigError(f"{where} must be 1 (magnitude) or 2 (power)")
-        return float(value)
+        frequency = non_negative_float(value, name=where)
+        if frequency > sample_rate / 2:
+            raise ConfigError(f"{where}={value!r} is above the Nyquist frequency {sample_rate / 2:g} Hz")
+        return frequency
+    if name == "power":  # 1: magnitude, 2: power
+        return float(choice(value, name=where, options=(1, 2)))
     if name in ("tuning", "lifter"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{where} must be a finite number")
-        if name == "tuning" and not -0.5 <= value < 0.5:
-            raise ConfigError(f"{where} must be in [-0.5, 0.5) (fractions of a bin)")
-        if name == "lifter" and value < 0:
-            raise ConfigError(f"{where} must be >= 0")
-        return float(value)
+        number = finite_float(value, name=where)
+        if name == "tuning" and not -0.5 <= number < 0.5:
+            raise ConfigError(f"{where}={value!r} must be in [-0.5, 0.5) (fractions of a bin)")
+        return number if name == "tuning" else non_negative_float(number, name=where)
     if name == "window":
         if not isinstance(value, str) or not value:
-            raise ConfigError(f"{where} must be a window name such as 'hann'")
+            raise ConfigError(f"{where}={value!r} must be a window name such as 'hann'")
         return value
     if name == "dct_type":
-        if value not in (1, 2, 3) or isinstance(value, bool):
-            raise ConfigError(f"{where} must be 1, 2 or 3")
-        return int(value)
+        return choice(value, name=where, options=(1, 2, 3))
     if name == "norm":
         # mel filters: "slaney" or None; chroma: a p-norm (inf, 1, 2, ...) or None.
         if value is None or value == "slaney":
             return value
         if value in ("inf", "Infinity") or (isinstance(value, float) and math.isinf(value) and value > 0):
             return math.inf
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"{where} must be 'slaney', inf, a positive number or null")
-        return float(value)
+        try:
+            return positive_float(value, name=where)
+        except ConfigError:
+            raise ConfigError(f"{where}={value!r} must be 'slaney', inf, a positive number or null") from None
     raise ConfigError(f"spec.{name} is not a known parameter")  # pragma: no cover - registry guard
 
 
@@ -161,17 +149,11 @@ class FeatureSpec:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.representation, str) or self.representation not in REPRESENTATIONS:
-            raise ConfigError(
-                f"spec.representation={self.representation!r} must be one of {sorted(REPRESENTATIONS)}"
-            )
-        if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int) \
-                or not 1000 <= self.sample_rate <= 384000:
-            raise ConfigError(f"spec.sample_rate={self.sample_rate!r} must be an integer in [1000, 384000]")
-        if isinstance(self.channels, bool) or not isinstance(self.channels, int) or not 1 <= self.channels <= 64:
-            raise ConfigError(f"spec.channels={self.channels!r} must be an integer in [1, 64]")
-        if self.dtype not in _DTYPES:
-            raise ConfigError(f"spec.dtype={self.dtype!r} must be one of {list(_DTYPES)}")
+        choice(self.representation, name="spec.representation", options=sorted(REPRESENTATIONS))
+        object.__setattr__(self, "sample_rate", integer(self.sample_rate, name="spec.sample_rate", minimum=1000,
+                                                        maximum=384000))
+        object.__setattr__(self, "channels", integer(self.channels, name="spec.channels", minimum=1, maximum=64))
+        object.__setattr__(self, "dtype", choice(self.dtype, name="spec.dtype", options=_DTYPES))
         if self.name is not None and (not isinstance(self.name, str) or not self.name.isidentifier()):
             raise ConfigError(f"spec.name={self.name!r} must be an identifier (letters, digits, _)")
         given = dict(self.params) if not isinstance(self.params, tuple) else dict(self.params)
@@ -245,17 +227,12 @@ class FeatureSpec:
     @classmethod
     def from_dict(cls, data: Any) -> FeatureSpec:
         """Build a spec from a mapping; parameters may be nested under ``params`` or given flat."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"spec must be a mapping, got {type(data).__name__}")
-        data = dict(data)
+        data = mapping(data, name="spec")
         top = {key: data.pop(key) for key in ("name", "representation", "sample_rate", "channels", "dtype")
                if key in data}
         if "representation" not in top:
             raise ConfigError("spec.representation is missing")
-        params = data.pop("params", {}) or {}
-        if not isinstance(params, dict):
-            raise ConfigError(f"spec.params must be a mapping, got {type(params).__name__}")
-        params = {**params, **data}  # flat keys are parameters too
+        params = {**mapping(data.pop("params", None), name="spec.params", optional=True), **data}  # flat keys are parameters too
         return cls(params=params, **top)
 
     def fingerprint(self) -> str:

@@ -111,31 +111,6 @@ _SPEC_AUGMENT_KEYS = ("freq_masks", "freq_width", "time_masks", "time_width")
 # Config
 
 
-def _mapping(value: Any, *, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
-    return dict(value)
-
-
-def _reject_unknown(data: Mapping[str, Any], known: tuple[str, ...], *, where: str | None) -> None:
-    unknown = sorted(set(data) - set(known), key=str)
-    if unknown:
-        name = unknown[0] if where is None else f"{where}.{unknown[0]}"
-        raise ConfigError(f"{name} is not a field (fields: {', '.join(sorted(known))})")
-
-
-def _int(value: Any, *, where: str, minimum: int) -> int:
-    return checks.integer(value, name=where, minimum=minimum)
-
-
-def _name(value: Any, *, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}={value!r} must be a non-empty string")
-    return value
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """``model:``: a :data:`mirdl_tf.models.MODELS` name and its builder's keyword arguments."""
@@ -146,9 +121,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         from mirdl_tf.models import MODELS
 
-        if not isinstance(self.name, str) or self.name not in MODELS:
-            raise ConfigError(f"model.name={self.name!r} must be one of {sorted(MODELS)}")
-        args = _mapping(self.args, where="model.args")
+        checks.choice(self.name, name="model.name", options=sorted(MODELS))
+        args = checks.mapping(self.args, name="model.args", optional=True)
         for key in ("input_shape", "n_outputs", "task"):
             if key in args:
                 raise ConfigError(f"model.args.{key} is set from the store; remove it")
@@ -156,8 +130,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> ModelConfig:
-        data = _mapping(data, where="model")
-        _reject_unknown(data, ("name", "args"), where="model")
+        data = checks.mapping(data, name="model", fields=("name", "args"), optional=True)
         if "name" not in data:
             raise ConfigError("model.name is missing")
         return cls(name=data["name"], args=data.get("args") or {})
@@ -171,15 +144,13 @@ class OptimizerConfig:
     learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or self.name not in OPTIMIZERS:
-            raise ConfigError(f"optimizer.name={self.name!r} must be one of {sorted(OPTIMIZERS)}")
+        checks.choice(self.name, name="optimizer.name", options=sorted(OPTIMIZERS))
         object.__setattr__(self, "learning_rate",
                            checks.positive_float(self.learning_rate, name="optimizer.learning_rate"))
 
     @classmethod
     def from_dict(cls, data: Any) -> OptimizerConfig:
-        data = _mapping(data, where="optimizer")
-        _reject_unknown(data, ("name", "learning_rate"), where="optimizer")
+        data = checks.mapping(data, name="optimizer", fields=("name", "learning_rate"), optional=True)
         return cls(**data)
 
 
@@ -200,26 +171,27 @@ class AugmentConfig:
         variants = self.variants
         if isinstance(variants, list):
             variants = tuple(variants)
-        ok = variants in ("all", "clean") or (
-            isinstance(variants, tuple) and variants
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in variants))
-        if not ok:
-            raise ConfigError(f"augment.variants={self.variants!r} must be 'all', 'clean' or a list of "
-                              "variant numbers >= 0")
+        if variants not in ("all", "clean"):
+            try:
+                if not isinstance(variants, tuple) or not variants:
+                    raise ConfigError("not a non-empty list")
+                variants = tuple(checks.integer(v, name="variant", minimum=0) for v in variants)
+            except ConfigError:
+                raise ConfigError(f"augment.variants={self.variants!r} must be 'all', 'clean' or a list of "
+                                  "variant numbers >= 0") from None
         object.__setattr__(self, "variants", variants)
         if self.spec_augment is not None:
-            masks = _mapping(self.spec_augment, where="augment.spec_augment")
-            _reject_unknown(masks, _SPEC_AUGMENT_KEYS, where="augment.spec_augment")
-            for key, value in masks.items():
-                _int(value, where=f"augment.spec_augment.{key}", minimum=0)
+            masks = checks.mapping(self.spec_augment, name="augment.spec_augment", fields=_SPEC_AUGMENT_KEYS,
+                                   optional=True)
+            masks = {key: checks.integer(value, name=f"augment.spec_augment.{key}", minimum=0)
+                     for key, value in masks.items()}
             object.__setattr__(self, "spec_augment", masks)
         if self.mixup_alpha is not None:
             object.__setattr__(self, "mixup_alpha", checks.positive_float(self.mixup_alpha, name="augment.mixup_alpha"))
 
     @classmethod
     def from_dict(cls, data: Any) -> AugmentConfig:
-        data = _mapping(data, where="augment")
-        _reject_unknown(data, ("variants", "spec_augment", "mixup_alpha"), where="augment")
+        data = checks.mapping(data, name="augment", fields=("variants", "spec_augment", "mixup_alpha"), optional=True)
         return cls(**data)
 
     def load_variants(self) -> str | list[int]:
@@ -242,19 +214,17 @@ class EarlyStoppingConfig:
     mode: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.monitor is not None:
-            _name(self.monitor, where="early_stopping.monitor")
+        checks.string(self.monitor, name="early_stopping.monitor", optional=True)
         if self.patience is not None:
-            _int(self.patience, where="early_stopping.patience", minimum=1)
-        if self.mode not in ("auto", "min", "max"):
-            raise ConfigError(f"early_stopping.mode={self.mode!r} must be 'auto', 'min' or 'max'")
+            object.__setattr__(self, "patience", checks.integer(self.patience, name="early_stopping.patience",
+                                                                minimum=1))
+        checks.choice(self.mode, name="early_stopping.mode", options=("auto", "min", "max"))
 
     @classmethod
     def from_dict(cls, data: Any) -> EarlyStoppingConfig:
         if data is None:
             return cls(patience=None)
-        data = _mapping(data, where="early_stopping")
-        _reject_unknown(data, ("monitor", "patience", "mode"), where="early_stopping")
+        data = checks.mapping(data, name="early_stopping", fields=("monitor", "patience", "mode"), optional=True)
         return cls(**data)
 
     def resolved_mode(self, monitor: str) -> str:
@@ -288,23 +258,16 @@ class TrainConfig:
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        _name(self.store, where="store")
-        if self.out is not None:
-            _name(self.out, where="out")
-        if self.feature is not None:
-            _name(self.feature, where="feature")
-        _int(self.epochs, where="epochs", minimum=1)
-        _int(self.batch_size, where="batch_size", minimum=1)
-        if self.patch_frames is not None:
-            _int(self.patch_frames, where="patch_frames", minimum=1)
-        _name(self.train_split, where="train_split")
-        if self.valid_split is not None:
-            _name(self.valid_split, where="valid_split")
-            if self.valid_split == self.train_split:
-                raise ConfigError(f"valid_split={self.valid_split!r} is the train split; use another or null")
-        if not isinstance(self.cache, bool):
-            raise ConfigError(f"cache={self.cache!r} must be true or false")
-        _int(self.seed, where="seed", minimum=0)
+        for key in ("store", "train_split"):
+            checks.string(getattr(self, key), name=key)
+        for key in ("out", "feature", "valid_split"):
+            checks.string(getattr(self, key), name=key, optional=True)
+        if self.valid_split is not None and self.valid_split == self.train_split:
+            raise ConfigError(f"valid_split={self.valid_split!r} is the train split; use another or null")
+        for key, minimum in (("epochs", 1), ("batch_size", 1), ("patch_frames", 1), ("seed", 0)):
+            if getattr(self, key) is not None or key != "patch_frames":
+                object.__setattr__(self, key, checks.integer(getattr(self, key), name=key, minimum=minimum))
+        checks.boolean(self.cache, name="cache")
 
     # ---- monitor
     @property
@@ -346,8 +309,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Any, *, base_dir: str | os.PathLike = ".", source: str | None = None) -> TrainConfig:
         """Check and build a config from a YAML mapping; relative paths resolve against ``base_dir``."""
-        data = _mapping(data, where="config")
-        _reject_unknown(data, _FIELDS, where=None)
+        data = checks.mapping(data, name=None, fields=_FIELDS, optional=True)
         for key in ("store", "model"):
             if key not in data:
                 raise ConfigError(f"{key} is missing (a train config needs store and model)")
@@ -372,13 +334,14 @@ class TrainConfig:
 # Store -> model, dataset -> model layout
 
 
-def build_for_store(model: ModelConfig, info: Mapping[str, Any]):
+def build_for_store(model: ModelConfig, info: Mapping[str, Any], *, args_name: str = "model.args"):
     """Build (uncompiled) ``model`` for a store described by :func:`mirdl_tf.data.describe`.
 
     The store's ``(channels,) freq, time`` examples become the model's ``(freq, time[,
     channels])`` input; task and output size come from the manifest. A builder's
     ``ValueError`` (bad argument, task it does not support) becomes a ConfigError naming
-    ``model``.
+    ``model``, or the field itself for a bad value from ``model.args`` (``model.args.dropout=1.5 ...``;
+    ``args_name`` is what the caller calls those arguments, e.g. ``model_args`` for a Python call).
     """
     from mirdl_tf.models import build_model
 
@@ -387,6 +350,10 @@ def build_for_store(model: ModelConfig, info: Mapping[str, Any]):
     try:
         return build_model(model.name, input_shape=input_shape, n_outputs=int(info["n_outputs"]),
                            task=info["task"], **dict(model.args))
+    except checks.CheckError as err:
+        if err.name in model.args:  # a value from the config file: name its field
+            raise checks.CheckError(f"{args_name}.{err.name}", err.value, err.requirement) from err
+        raise ConfigError(f"model: {err}") from err
     except ValueError as err:
         raise ConfigError(f"model: {err}") from err
 
@@ -680,7 +647,7 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
     if out is None and config.out is None:
         raise ConfigError("out is missing: set out in the config or pass --out")
     if epochs is not None:
-        config = replace(config, epochs=_int(epochs, where="epochs", minimum=1))
+        config = replace(config, epochs=checks.integer(epochs, name="epochs", minimum=1))
     out = Path(out if out is not None else config.out)
     manifest = read_manifest(config.store)
     for split in (config.train_split, config.valid_split):

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from mirdl.errors import ConfigError, StoreError
+from mirdl.features import checks
 from mirdl.features.spec import stable_hash
 from mirdl.store.build import write_store
 from mirdl.store.files import sha256_file
@@ -76,15 +77,14 @@ def _source_model(*, model_dir, random_model, model_args, seed, checkpoint, stor
         return model, info["feature"]["name"], int(info["patch_frames"]), info.get("normalization"), description
     import keras
 
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"--seed {seed!r} must be an integer >= 0")
+    seed = checks.integer(seed, name="seed", minimum=0)
     try:
         described = data.describe(store, feature=feature, patch_frames=patch_frames)
     except ValueError as err:
         raise ConfigError(f"--patch-frames: {err}") from err
     config = ModelConfig(name=random_model, args=dict(model_args or {}))
     keras.utils.set_random_seed(seed)
-    model = build_for_store(config, described)
+    model = build_for_store(config, described, args_name="model_args")
     description = {"kind": "random", "name": random_model, "args": dict(config.args), "seed": seed}
     return model, described["feature"], int(described["input_shape"][-1]), None, description
 
@@ -133,8 +133,7 @@ def extract(store: str | os.PathLike, out: str | os.PathLike, *, model_dir: str 
     from mirdl_tf.models import feature_extractor, feature_layers
 
     out = Path(out)
-    if store_format not in STORE_FORMATS:
-        raise ConfigError(f"--format {store_format!r} must be one of {sorted(STORE_FORMATS)}")
+    store_format = checks.choice(store_format, name="store_format", options=STORE_FORMATS)
     manifest = read_manifest(store)
     task = manifest["task"]
     if task["type"] not in CLIP_TASKS:
@@ -249,7 +248,7 @@ def probe(store: str | os.PathLike, *, split_train: str = "train", split_test: s
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from mirdl_tf.evaluate import clip_metrics
+    from mirdl_tf.metrics import clip_metrics
 
     manifest = read_manifest(store)
     task = manifest["task"]

@@ -51,7 +51,7 @@ from typing import Any
 
 from mirdl.features.audio import AUDIO_EXTENSIONS
 from mirdl.features.augment import AugmentSpec
-from mirdl.features.checks import integer, positive_float
+from mirdl.features.checks import choice, integer, mapping, positive_float
 from mirdl.errors import ConfigError
 from mirdl.features.segment import PAD_MODES
 from mirdl.features.spec import FeatureSpec, load_config, stable_hash
@@ -75,26 +75,13 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
 _BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 
 
-def _mapping(data: Any, *, where: str) -> dict[str, Any]:
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
-    return dict(data)
-
-
-def _reject_unknown(data: dict[str, Any], known: tuple[str, ...], *, where: str) -> None:
-    unknown = sorted(set(data) - set(known), key=str)
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]} is not a field (fields: {', '.join(sorted(known))})")
-
-
 def parse_bytes(value: Any, *, where: str = "store.shard_bytes") -> int:
     """A byte count from an int or a string such as ``"64MB"`` (K/M/G/T are powers of 1024)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise ConfigError(f"{where}={value!r} must be a positive number of bytes")
-        return value
+    if not isinstance(value, (str, bool)):
+        try:
+            return integer(value, name=where, minimum=1)  # bytes
+        except ConfigError:
+            pass  # fall through to the message that also names sizes such as "64MB"
     match = _BYTES.match(value) if isinstance(value, str) else None
     if match is None:
         raise ConfigError(f"{where}={value!r} must be a positive integer or a size such as '64MB'")
@@ -132,14 +119,12 @@ class SegmentConfig:
     onset_widen: int = 0
 
     def __post_init__(self) -> None:
-        if self.mode not in SEGMENT_MODES:
-            raise ConfigError(f"segment.mode={self.mode!r} must be one of {list(SEGMENT_MODES)}")
+        choice(self.mode, name="segment.mode", options=SEGMENT_MODES)
         length_key = self.length_key
         object.__setattr__(self, "seconds", positive_float(self.seconds, name=f"segment.{length_key}"))
         hop = self.seconds if self.hop_seconds is None else self.hop_seconds
         object.__setattr__(self, "hop_seconds", positive_float(hop, name="segment.hop_seconds"))
-        if self.pad not in PAD_MODES:
-            raise ConfigError(f"segment.pad={self.pad!r} must be one of {list(PAD_MODES)}")
+        choice(self.pad, name="segment.pad", options=PAD_MODES)
         object.__setattr__(self, "onset_widen", integer(self.onset_widen, name="segment.onset_widen", minimum=0))
         if self.onset_widen and self.mode != "frames":
             raise ConfigError("segment.onset_widen is only used with mode: frames")
@@ -161,13 +146,12 @@ class SegmentConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> SegmentConfig:
-        data = _mapping(data, where="segment")
+        data = mapping(data, name="segment", optional=True)
         mode = data.get("mode", "clip")
-        if mode not in SEGMENT_MODES:
-            raise ConfigError(f"segment.mode={mode!r} must be one of {list(SEGMENT_MODES)}")
+        choice(mode, name="segment.mode", options=SEGMENT_MODES)
         length_key = "patch_seconds" if mode == "clip" else "window_seconds"
         known = ("mode", length_key, "hop_seconds", "pad") + (("onset_widen",) if mode == "frames" else ())
-        _reject_unknown(data, known, where="segment")
+        mapping(data, name="segment", fields=known)
         if length_key not in data:
             raise ConfigError(f"segment.{length_key} is missing (mode: {mode})")
         return cls(mode=mode, seconds=data[length_key], hop_seconds=data.get("hop_seconds"),
@@ -199,8 +183,7 @@ class StoreConfig:
     row_group_records: int = DEFAULT_ROW_GROUP_RECORDS
 
     def __post_init__(self) -> None:
-        if self.format not in STORE_FORMATS:
-            raise ConfigError(f"store.format={self.format!r} must be one of {sorted(STORE_FORMATS)}")
+        choice(self.format, name="store.format", options=sorted(STORE_FORMATS))
         if not isinstance(self.out, str) or not self.out:
             raise ConfigError(f"store.out={self.out!r} must be a path")
         object.__setattr__(self, "shard_bytes", parse_bytes(self.shard_bytes))
@@ -218,8 +201,8 @@ class StoreConfig:
 
     @classmethod
     def from_dict(cls, data: Any, *, base_dir: str | os.PathLike) -> StoreConfig:
-        data = _mapping(data, where="store")
-        _reject_unknown(data, ("format", "out", "shard_bytes", "compression", "row_group_records"), where="store")
+        data = mapping(data, name="store", fields=("format", "out", "shard_bytes", "compression", "row_group_records"),
+                       optional=True)
         for key in ("format", "out"):
             if key not in data:
                 raise ConfigError(f"store.{key} is missing")
@@ -333,14 +316,13 @@ class PrepareConfig:
     @classmethod
     def from_dict(cls, data: Any, *, base_dir: str | os.PathLike, source: str | None = None) -> PrepareConfig:
         """Check and build a config from the YAML mapping; relative paths resolve against ``base_dir``."""
-        data = _mapping(data, where="config")
-        _reject_unknown(data, _SECTIONS, where="config")
+        data = mapping(data, name=None, fields=_SECTIONS, optional=True)
         for key in ("name", "corpus", "features", "store"):
             if key not in data:
                 raise ConfigError(f"{key} is missing (a prepare config needs name, corpus, features, store)")
         seed = integer(data.get("seed", 0), name="seed", minimum=0)
-        corpus = CorpusConfig.from_dict(_mapping(data["corpus"], where="corpus"), base_dir=base_dir)
-        splits_data = _mapping(data.get("splits"), where="splits")
+        corpus = CorpusConfig.from_dict(mapping(data["corpus"], name="corpus", optional=True), base_dir=base_dir)
+        splits_data = mapping(data.get("splits"), name="splits", optional=True)
         splits_data.setdefault("seed", seed)
         splits = SplitConfig.from_dict(splits_data)
         entries = data["features"]
@@ -354,7 +336,7 @@ class PrepareConfig:
                 specs.append(FeatureSpec.from_dict(entry))
             except ConfigError as err:
                 raise ConfigError(f"features[{i}]: {err}") from err
-        augment_data = _mapping(data.get("augment"), where="augment")
+        augment_data = mapping(data.get("augment"), name="augment", optional=True)
         background_dir = augment_data.pop("background_dir", None)
         if background_dir is not None:
             if not isinstance(background_dir, str) or not background_dir:

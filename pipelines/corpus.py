@@ -56,7 +56,6 @@ from pathlib import PurePath
 from typing import Any
 
 from mirdl.errors import ConfigError
-from mirdl.features.annotations import load_annotations  # noqa: F401  (pipelines.transforms imports it from here)
 from mirdl.features.labels import CHORD_VOCABULARY, NOTE_NAMES
 from mirdl.features.spec import stable_hash
 from mirdl.pipelines.corpus_config import _SPLIT_NAME, CorpusConfig, SplitConfig, _check_fractions, _csv_table

@@ -18,10 +18,11 @@ import math
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from mirdl.errors import ConfigError
+from mirdl.features.checks import choice, integer, mapping, positive_float, string
 from mirdl.features.annotations import ANNOTATION_KINDS
 from mirdl.features.audio import AUDIO_EXTENSIONS
 
@@ -33,31 +34,13 @@ _SPLIT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # also valid in shard fil
 _FRACTION_TOLERANCE = 1e-6
 
 
-def _check_name(value: Any, *, where: str, optional: bool = False) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}={value!r} must be a non-empty string" + (" or null" if optional else ""))
-    return value
-
-
 def _check_names(value: Any, *, where: str) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise ConfigError(f"{where}={value!r} must be a list of strings")
-    names = tuple(_check_name(item, where=f"{where}[{i}]") for i, item in enumerate(value))
+    names = tuple(string(item, name=f"{where}[{i}]") for i, item in enumerate(value))
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}={list(names)!r} has repeated names")
     return names
-
-
-def _unknown_keys(data: Any, cls: type, *, where: str) -> dict[str, Any]:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
-    known = [field.name for field in fields(cls)]
-    unknown = sorted(set(data) - set(known), key=str)
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]} is not a field (fields: {', '.join(sorted(known))})")
-    return dict(data)
 
 
 @dataclass(frozen=True)
@@ -107,15 +90,12 @@ class CorpusConfig:
     extensions: tuple[str, ...] = AUDIO_EXTENSIONS
 
     def __post_init__(self) -> None:
-        if self.type not in CORPUS_TYPES:
-            raise ConfigError(f"corpus.type={self.type!r} must be one of {list(CORPUS_TYPES)}")
+        choice(self.type, name="corpus.type", options=CORPUS_TYPES)
         for name in ("root", "csv", "annotation_column", "group_column", "split_column"):
-            _check_name(getattr(self, name), where=f"corpus.{name}", optional=True)
+            string(getattr(self, name), name=f"corpus.{name}", optional=True)
         for name in ("path_column", "label_column", "tags_column", "tag_separator"):
-            _check_name(getattr(self, name), where=f"corpus.{name}")
-        if self.annotation_kind not in ANNOTATION_KINDS:
-            raise ConfigError(f"corpus.annotation_kind={self.annotation_kind!r} must be one of "
-                              f"{list(ANNOTATION_KINDS)}")
+            string(getattr(self, name), name=f"corpus.{name}")
+        choice(self.annotation_kind, name="corpus.annotation_kind", options=ANNOTATION_KINDS)
         object.__setattr__(self, "tag_columns", _check_names(self.tag_columns, where="corpus.tag_columns"))
         object.__setattr__(self, "target_columns", _check_names(self.target_columns, where="corpus.target_columns"))
         extensions = _check_names(self.extensions, where="corpus.extensions")
@@ -187,7 +167,7 @@ class CorpusConfig:
             Naming the field, e.g. ``corpus.label_column='genre' is not a column of
             labels.csv (columns: path, label, artist)``.
         """
-        data = _unknown_keys(data, cls, where="corpus")
+        data = mapping(data, name="corpus", fields=cls)
         if "type" not in data:
             raise ConfigError(f"corpus.type is missing (one of {list(CORPUS_TYPES)})")
         for name in ("root", "csv"):
@@ -215,10 +195,7 @@ def _check_fractions(fractions: Any, *, where: str) -> tuple[tuple[str, float], 
         name, fraction = pair
         if not isinstance(name, str) or not _SPLIT_NAME.match(name):
             raise ConfigError(f"{where}: split name {name!r} must be an identifier (letters, digits, _)")
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not math.isfinite(fraction) \
-                or fraction <= 0:
-            raise ConfigError(f"{where}[{name!r}]={fraction!r} must be a number > 0")
-        checked.append((name, float(fraction)))
+        checked.append((name, positive_float(fraction, name=f"{where}[{name!r}]")))
     names = [name for name, _ in checked]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: split names {names} are repeated")
@@ -252,12 +229,10 @@ class SplitConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_name(self.column, where="splits.column", optional=True)
+        string(self.column, name="splits.column", optional=True)
         object.__setattr__(self, "fractions", _check_fractions(self.fractions, where="splits.fractions"))
-        if self.group_by not in ("group", "track"):
-            raise ConfigError(f"splits.group_by={self.group_by!r} must be 'group' or 'track'")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"splits.seed={self.seed!r} must be an integer")
+        choice(self.group_by, name="splits.group_by", options=("group", "track"))
+        object.__setattr__(self, "seed", integer(self.seed, name="splits.seed"))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -275,7 +250,7 @@ class SplitConfig:
 
         ``column`` and ``fractions`` exclude each other.
         """
-        data = _unknown_keys({} if data is None else data, cls, where="splits")
+        data = mapping(data, name="splits", fields=cls, optional=True)
         if data.get("column") is not None and data.get("fractions") is not None:
             raise ConfigError("splits.column and splits.fractions exclude each other: the split "
                               "comes either from a CSV column or from hashing")

@@ -57,13 +57,14 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-from mirdl.commands.prepare import add_arguments
+from mirdl.errors import StoreError
 from mirdl.features import audio
-from mirdl.errors import ConfigError, StoreError
+from mirdl.features.checks import fraction, integer
 from mirdl.pipelines.config import PrepareConfig
 from mirdl.pipelines.corpus import Track, list_tracks, listing_hash, task_for
 from mirdl.pipelines.dead_letter import ErrorRecord
 from mirdl.pipelines.manifest import build_manifest, inputs_sha256, store_fingerprint
+from mirdl.pipelines.options import add_arguments
 from mirdl.pipelines.stats import DurationSummaryFn, FeatureStatsFn
 from mirdl.pipelines.transforms import (
     METRICS_NAMESPACE,
@@ -132,10 +133,9 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
             out: TextIO | None = None) -> int:
     """Build (or confirm) the store a config describes; return the exit status (see module docs)."""
     out = out or sys.stdout
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"--workers={workers!r} must be an integer >= 1")
-    if max_error_rate is not None and not 0.0 <= max_error_rate <= 1.0:
-        raise ConfigError(f"--max-error-rate={max_error_rate!r} must be in [0, 1]")
+    workers = integer(workers, name="workers", minimum=1)
+    if max_error_rate is not None:
+        max_error_rate = fraction(max_error_rate, name="max_error_rate")
     config = PrepareConfig.from_file(config_path)
     tracks, listing_errors = list_tracks(config.corpus, config.splits)
     layout = RecordLayout.build(config, task_for(config.corpus, tracks))

@@ -47,7 +47,8 @@ from mirdl.features.labels import Annotations
 from mirdl.features.spec import FeatureSpec
 from mirdl.store.format import FRAME_TASKS, LABEL_COLUMN, LABEL_LAYOUT, record_key, shard_filename, shard_for_key
 from mirdl.pipelines.config import PrepareConfig
-from mirdl.pipelines.corpus import Track, load_annotations
+from mirdl.features.annotations import load_annotations
+from mirdl.pipelines.corpus import Track
 from mirdl.pipelines.dead_letter import ErrorRecord
 from mirdl.pipelines.spill import IndexEntry, SpillReader, SpillWriter
 from mirdl.store.adapters import record_nbytes, write_shard

@@ -18,6 +18,8 @@ import argparse
 import os
 from pathlib import Path
 
+from mirdl.features.checks import argparse_type, integer
+
 __all__ = ["configure", "run"]
 
 
@@ -30,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-name", default="fcn", help="architecture for --random-weights (default fcn)")
     parser.add_argument("--model-args", default=None, metavar="YAML",
                         help="builder arguments for --random-weights, e.g. '{n_layers: 3, base_filters: 8}'")
-    parser.add_argument("--seed", type=int, default=0, help="weight seed for --random-weights (default 0)")
+    parser.add_argument("--seed", type=argparse_type(integer, int, minimum=0), default=0, help="weight seed for --random-weights (default 0)")
     parser.add_argument("--store", required=True, type=Path, metavar="STORE", help="a clip-task store")
     parser.add_argument("--out", required=True, type=Path, metavar="STORE2", help="the new store's directory")
     parser.add_argument("--layers", nargs="+", metavar="LAYER",
@@ -39,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="shard format of the new store (default parquet)")
     parser.add_argument("--splits", nargs="+", metavar="SPLIT", help="splits to extract (default all)")
     parser.add_argument("--feature", metavar="NAME", help="store feature for --random-weights (default its first)")
-    parser.add_argument("--patch-frames", type=int, metavar="N", help="input length for --random-weights")
+    parser.add_argument("--patch-frames", type=argparse_type(integer, int, minimum=1), metavar="N", help="input length for --random-weights")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="with --model (best)")
     parser.add_argument("--overwrite", action="store_true", help="replace a store at --out")
 

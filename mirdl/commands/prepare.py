@@ -1,6 +1,7 @@
 """``mirdl prepare --config CONFIG.yaml``: run the Beam precompute job (corpus -> sharded feature store).
 
-The job's own flags are :func:`add_arguments` (:func:`mirdl.pipelines.precompute.run` parses the same);
+The job's own flags are :func:`mirdl.pipelines.options.add_arguments` (Beam-free;
+:func:`mirdl.pipelines.precompute.run` parses the same);
 every other argument is a Beam pipeline option and is passed through unchanged
 (``--runner=DataflowRunner --project=...``).
 Exit status: 0 all files made it, 3 some failed (see ``STORE/errors.jsonl``), 4 aborted by
@@ -17,25 +18,9 @@ from __future__ import annotations
 
 import argparse
 
-from pathlib import Path
+from mirdl.pipelines.options import add_arguments
 
-__all__ = ["add_arguments", "configure", "run"]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The job's own flags. Defined here, not beside the job, so building the CLI imports no Beam."""
-    parser.add_argument("--config", required=True, type=Path, help="prepare config (YAML)")
-    parser.add_argument("--workers", type=int, default=2, metavar="N",
-                        help="worker processes of the local runner (default 2; 1 = in this process, fastest "
-                             "for small corpora); not used with --runner")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace store.out if it holds a store with another fingerprint")
-    parser.add_argument("--max-error-rate", type=float, default=None, metavar="F",
-                        help="abort without writing anything (exit 4) if more than this fraction of the "
-                             "input files fail")
-    parser.epilog = ("Any other option is a Beam pipeline option, passed through unchanged, e.g. "
-                     "--runner=FlinkRunner --flink_master=HOST:8081 --parallelism=32. Exit status: 0 all "
-                     "files made it, 3 some failed (see STORE/errors.jsonl), 4 aborted by --max-error-rate.")
+__all__ = ["configure", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mirdl.features.checks import argparse_type, positive_float
+
 __all__ = ["configure", "run"]
 
 
@@ -22,8 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True, type=Path, metavar="STORE2", help="a store written by mirdl extract")
     parser.add_argument("--split-train", default="train", metavar="SPLIT", help="split to fit on (train)")
     parser.add_argument("--split-test", default="test", metavar="SPLIT", help="split to score (test)")
-    parser.add_argument("--c", type=float, default=1.0, help="inverse regularisation of LogisticRegression (1.0)")
-    parser.add_argument("--alpha", type=float, default=1.0, help="regularisation of Ridge (1.0)")
+    parser.add_argument("--c", type=argparse_type(positive_float, float), default=1.0, help="inverse regularisation of LogisticRegression (1.0)")
+    parser.add_argument("--alpha", type=argparse_type(positive_float, float), default=1.0, help="regularisation of Ridge (1.0)")
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="also write the result as JSON")
 
 
@@ -34,8 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from mirdl.commands.evaluate import format_metrics
     from mirdl_tf.transfer import probe
 
-    if not args.c > 0 or not args.alpha > 0:
-        raise ConfigError(f"--c {args.c} and --alpha {args.alpha} must be > 0")
     result = probe(args.store, split_train=args.split_train, split_test=args.split_test, c=args.c, alpha=args.alpha)
     print(f"probe {result['model']} on {result['dimensions']}-dimensional features: "
           f"{result['split_train']} ({result['n_train']}) -> {result['split_test']} ({result['n_test']}), "

@@ -11,33 +11,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mirdl.features.checks import argparse_type, integer, positive_float
+
 __all__ = ["configure", "run"]
-
-
-def _int_at_least(low: int):
-    """argparse type: an integer >= ``low`` (argparse turns the error into one line, exit 2)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
-        return value
-
-    return parse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``mirdl synth-corpus``."""
     parser.add_argument("out", metavar="OUT", type=Path,
                         help="directory to create (must be missing or empty unless --overwrite)")
-    parser.add_argument("--tracks", type=_int_at_least(1), default=64, metavar="N",
+    parser.add_argument("--tracks", type=argparse_type(integer, int, minimum=1), default=64, metavar="N",
                         help="number of tracks, balanced over the classes (default: 64)")
-    parser.add_argument("--seed", type=_int_at_least(0), default=0, metavar="S",
+    parser.add_argument("--seed", type=argparse_type(integer, int, minimum=0), default=0, metavar="S",
                         help="random seed; the same seed writes byte-identical files (default: 0)")
-    parser.add_argument("--duration", type=float, default=4.0, metavar="SEC",
+    parser.add_argument("--duration", type=argparse_type(positive_float, float), default=4.0, metavar="SEC",
                         help="seconds per track, 0.5 to 600 (default: 4)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUT if it holds a previous synthetic corpus")

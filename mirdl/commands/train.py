@@ -18,17 +18,9 @@ import argparse
 import os
 from pathlib import Path
 
+from mirdl.features.checks import argparse_type, integer
+
 __all__ = ["configure", "run"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, metavar="CONFIG.yaml", help="train config (YAML)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="run directory (overrides the config's out)")
     parser.add_argument("--store", type=Path, metavar="STORE", help="store (overrides the config's store)")
-    parser.add_argument("--epochs", type=_positive_int, metavar="N", help="total epochs (overrides the config)")
+    parser.add_argument("--epochs", type=argparse_type(integer, int, minimum=1), metavar="N", help="total epochs (overrides the config)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="resume the run in the run directory, or fail (default: resume when there is one "

@@ -131,3 +131,13 @@ def test_specs_are_hashable_and_picklable():
     spec = FeatureSpec(representation="logmel")
     assert pickle.loads(pickle.dumps(spec)) == spec
     assert len({spec, FeatureSpec(representation="logmel")}) == 1
+
+
+def test_numpy_numbers_make_the_same_spec_as_python_ones():
+    import numpy as np
+
+    python = FeatureSpec(representation="logmel", sample_rate=16000, params={"n_fft": 1024, "fmax": 8000.0})
+    numpy = FeatureSpec(representation="logmel", sample_rate=np.int64(16000),
+                        params={"n_fft": np.int32(1024), "fmax": np.float32(8000.0)})
+    assert numpy == python and numpy.fingerprint() == python.fingerprint()
+    assert type(numpy.sample_rate) is int and type(numpy.n_fft) is int

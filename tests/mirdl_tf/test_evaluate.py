@@ -1,4 +1,5 @@
-"""mirdl_tf.evaluate: patch windows, per-track aggregation and stitching, metrics with known answers, plots."""
+"""mirdl_tf.evaluate and mirdl_tf.metrics: patch windows, per-track aggregation and stitching, metrics with known
+answers, plots."""
 from __future__ import annotations
 
 import json
@@ -8,17 +9,8 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from mirdl.errors import ConfigError, StoreError
-from mirdl_tf.evaluate import (
-    ONSET_WINDOW,
-    check_compatible,
-    clip_metrics,
-    evaluate,
-    frame_metrics,
-    pick_onsets,
-    roll_to_notes,
-    track_outputs,
-    window_offsets,
-)
+from mirdl_tf.evaluate import check_compatible, evaluate, track_outputs, window_offsets
+from mirdl_tf.metrics import ONSET_WINDOW, clip_metrics, frame_metrics, pick_onsets, roll_to_notes
 from mirdl_tf.train import TrainConfig, train
 
 N_FREQ, N_FRAMES = 6, 20  # geometry of the known-answer stores (conftest.write_known_store)
@@ -302,3 +294,21 @@ def test_plots_of_the_other_tasks(tmp_path, task):
         assert metrics["note_onset_f"] == 1.0 and metrics["tracks_with_notes"] == 1
     if task == "frame_chords":
         assert metrics["majmin"] == 1.0
+
+
+# --------------------------------------------------------------------------- metrics without TensorFlow
+def test_metrics_score_predictions_without_importing_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json, numpy as np\n"
+        "from mirdl_tf.metrics import clip_metrics, frame_metrics\n"
+        "clip = clip_metrics('single_label', np.array([0, 1]), np.array([[0.9, 0.1], [0.3, 0.7]]))\n"
+        "onset = np.zeros((50, 1)); onset[[10, 30], 0] = 1.0\n"
+        "frame = frame_metrics('frame_onset', [onset], [onset[:, 0]], hop_seconds=0.01)\n"
+        "print(json.dumps([clip['accuracy'], frame['onset_f'],\n"
+        "                  sorted(m for m in ('tensorflow', 'keras', 'apache_beam') if m in sys.modules)]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [1.0, 1.0, []]

@@ -18,7 +18,6 @@ from mirdl_tf.models import (  # noqa: E402
     FRAME_TASKS,
     MODELS,
     TASKS,
-    _reduction_plan,
     build_model,
     feature_extractor,
     feature_layers,
@@ -27,6 +26,7 @@ from mirdl_tf.models import (  # noqa: E402
     loss_for_task,
     metrics_for_task,
 )
+from mirdl_tf.models.skeleton import reduction_plan as _reduction_plan  # noqa: E402
 
 N_FREQ, N_TIME = 32, 40
 
@@ -78,6 +78,21 @@ def check_output(output, task, batch, n_time):
 def test_registry_matches_the_tutorial_models():
     assert set(MODELS) == {"dense", "fcn", "temporal_cnn", "musically_motivated", "crnn", "birnn"}
     assert set(SUPPORTED) == set(MODELS)
+
+
+def test_registry_keys_are_the_builders_names_one_module_per_family():
+    import importlib
+
+    import mirdl_tf.models as models
+
+    for name, builder in MODELS.items():
+        assert builder.__name__ == name and builder.__kwdefaults__["name"] == name
+        assert builder.__module__ == f"mirdl_tf.models.{name}"
+        assert getattr(importlib.import_module(f"mirdl_tf.models.{name}"), name) is builder
+    # the earlier public names still build the same models
+    assert (models.dense_frames, models.musicnn_pons, models.birnn_frames) == (
+        MODELS["dense"], MODELS["musically_motivated"], MODELS["birnn"])
+    assert {name for name in models.__all__ if not hasattr(models, name)} == set()
 
 
 @pytest.mark.parametrize("name,task", CASES, ids=[f"{n}-{t}" for n, t in CASES])
@@ -227,7 +242,7 @@ def test_fit_two_steps_wires_loss_and_metrics(name, task):
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_n_outputs_must_be_positive(name):
-    with pytest.raises(ValueError, match=r"n_outputs must be >= 1. Received: n_outputs=0"):
+    with pytest.raises(ValueError, match=r"n_outputs must be an integer >= 1. Received: n_outputs=0"):
         build_model(name, input_shape=(N_FREQ, N_TIME), n_outputs=0, task=SUPPORTED[name][0])
 
 
@@ -260,7 +275,7 @@ def test_unknown_task_lists_choices():
         ("crnn", "multi_label", {"rnn": "rnn"}, r"rnn must be one of \['gru', 'lstm'\]. Received: rnn='rnn'"),
         ("crnn", "multi_label", {"conv_filters": ()}, "conv_filters must be a non-empty sequence"),
         ("temporal_cnn", "multi_label", {"filters": (4, 4, 4)}, "filters must have 2 entries"),
-        ("dense", "frame_notes", {"context": -1}, "context must be >= 0. Received: context=-1"),
+        ("dense", "frame_notes", {"context": -1}, "context must be an integer >= 0. Received: context=-1"),
         ("musically_motivated", "multi_label", {"timbral_heights": (0.0,)}, "timbral_heights must be"),
         ("musically_motivated", "multi_label", {"timbral_heights": (), "temporal_widths": ()},
          "at least one timbral or temporal branch"),
@@ -283,3 +298,13 @@ def test_sizes_may_be_numpy_integers():
     # Shapes read from arrays or manifests often arrive as numpy integers.
     model = fcn((np.int64(N_FREQ), np.int64(N_TIME)), np.int64(3), n_layers=np.int64(2), base_filters=2)
     assert model.output_shape == (None, 3)
+
+
+def test_rates_and_fractions_may_be_numpy_floats():
+    # One checker for every layer: a numpy float32 is a number here as in mirdl.features.
+    model = build_model("musically_motivated", input_shape=(N_FREQ, N_TIME), n_outputs=3, task="multi_label",
+                        **{**TINY["musically_motivated"], "dropout": np.float32(0.25),
+                           "timbral_heights": (np.float32(0.5),)})
+    assert model.get_layer("penultimate_dropout").rate == 0.25
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\)\. Received: dropout=1\.0"):
+        tiny("fcn", "multi_label", dropout=1.0)

@@ -101,6 +101,18 @@ def test_bad_fields_name_the_field(changes, message):
         TrainConfig.from_dict(minimal(**changes))
 
 
+def test_numpy_integers_from_python_callers_count_as_integers():
+    import numpy as np
+
+    config = TrainConfig.from_dict(minimal(epochs=np.int64(3), batch_size=np.int32(8), seed=np.int64(1),
+                                           early_stopping={"patience": np.int64(2)},
+                                           augment={"spec_augment": {"freq_masks": np.int64(2)}}))
+    assert config == TrainConfig.from_dict(minimal(epochs=3, batch_size=8, seed=1, early_stopping={"patience": 2},
+                                                   augment={"spec_augment": {"freq_masks": 2}}))
+    assert type(config.epochs) is int and type(config.augment.spec_augment["freq_masks"]) is int
+    json.dumps(config.to_dict())  # model_info.json and the run's config must stay writable
+
+
 def test_missing_store_and_model():
     with pytest.raises(ConfigError, match="store is missing"):
         TrainConfig.from_dict({"model": {"name": "fcn"}})
@@ -247,7 +259,9 @@ def test_resume_without_a_run_fails(known_store, tmp_path):
     ({"early_stopping": {"monitor": "val_accuracy"}}, ConfigError, r"must be one of \['loss', 'accuracy'\]"),
     ({"train_split": "training"}, ConfigError, "train_split='training' is not a split"),
     ({"patch_frames": 50}, ConfigError, "patch_frames: patch_frames=50 is longer"),
-    ({"model": {"name": "fcn", "args": {"n_layers": 0}}}, ConfigError, "model: n_layers must be >= 1"),
+    ({"model": {"name": "fcn", "args": {"n_layers": 0}}}, ConfigError, r"^model\.args\.n_layers=0 must be an integer >= 1$"),
+    ({"model": {"name": "fcn", "args": {"dropout": 1.5}}}, ConfigError,
+     r"^model\.args\.dropout=1\.5 must be a number in \[0, 1\)$"),
     ({"feature": "mfcc"}, StoreError, "feature 'mfcc' is not in the store"),
 ])
 def test_train_errors(known_store, tmp_path, changes, error, message):

@@ -21,7 +21,7 @@ from mirdl.features.audio import write_audio  # noqa: E402
 from mirdl.features.synth import write_pyav  # noqa: E402
 from mirdl.pipelines.dead_letter import ErrorRecord  # noqa: E402
 from mirdl.store.adapters import read_shard  # noqa: E402
-from mirdl.store.format import read_manifest, shard_paths  # noqa: E402
+from mirdl.store.manifest import read_manifest, shard_paths  # noqa: E402
 
 SR = 16000
 

@@ -1,0 +1,27 @@
+"""Bad flag values: argparse names the flag in one line (exit 2), using the checkers the library uses."""
+import re
+
+import pytest
+
+from mirdl.cli import main
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--config", "c.yaml", "--epochs", "0"], r"argument --epochs: 0 must be an integer >= 1"),
+    (["probe", "--store", "s", "--c", "0"], r"argument --c: 0 must be > 0"),
+    (["probe", "--store", "s", "--alpha", "nan"], r"argument --alpha: nan must be finite"),
+    (["synth-corpus", "out", "--tracks", "0"], r"argument --tracks: 0 must be an integer >= 1"),
+    (["synth-corpus", "out", "--seed", "-1"], r"argument --seed: -1 must be an integer >= 0"),
+    (["synth-corpus", "out", "--duration", "x"], r"argument --duration: x is not a number"),
+    (["extract", "--random-weights", "--store", "s", "--out", "o", "--seed", "-2"],
+     r"argument --seed: -2 must be an integer >= 0"),
+    (["extract", "--random-weights", "--store", "s", "--out", "o", "--patch-frames", "0"],
+     r"argument --patch-frames: 0 must be an integer >= 1"),
+    (["prepare", "--config", "c.yaml", "--workers", "1.5"], r"argument --workers: 1.5 is not an integer"),
+])
+def test_bad_flag_values_are_one_line_naming_the_flag(capsys, argv, message):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
