@@ -95,7 +95,7 @@ def test_refusals(known_store, tmp_path):
         extract(clip, tmp_path / "x", model_dir=tmp_path, random_model="fcn", log=quiet)
     with pytest.raises(StoreError, match="split 'test' is not in"):
         extract(clip, tmp_path / "x", random_model="fcn", splits=["test"], log=quiet)
-    with pytest.raises(ConfigError, match=r"model\.args\.n_layers=0 must be an integer >= 1"):
+    with pytest.raises(ConfigError, match=r"model_args\.n_layers=0 must be an integer >= 1"):
         extract(clip, tmp_path / "x", random_model="fcn", model_args={"n_layers": 0}, log=quiet)
     with pytest.raises(StoreError, match="not a mirdl train run directory"):
         extract(clip, tmp_path / "x", model_dir=tmp_path, log=quiet)
