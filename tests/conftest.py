@@ -7,7 +7,8 @@
 - ``odd_audio``: :func:`mirdl.features.synth.odd_files` written once per session; see
   :data:`mirdl.features.synth.ODD_FILES` for which must decode and which must fail.
 - ``other_simd_env``: this process's environment with numpy's AVX-512 kernels disabled
-  (``NPY_DISABLE_CPU_FEATURES``), for subprocesses that must run the numerics of an AVX2 machine.
+  (``NPY_DISABLE_CPU_FEATURES``), for subprocesses that must run the numerics of an AVX2 machine;
+  ``other_numerics_env`` also turns TensorFlow's oneDNN off.
 """
 import os
 
@@ -75,13 +76,23 @@ def avx512_dispatch_targets() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def other_simd_env() -> dict[str, str]:
+def other_numerics_env() -> dict[str, str]:
+    """``os.environ`` with the other numerics this machine can run: TensorFlow without oneDNN
+    (``TF_ENABLE_ONEDNN_OPTS=0``) and, on an AVX-512 CPU, numpy on its AVX2 kernels."""
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    targets = avx512_dispatch_targets()
+    if targets:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(targets)
+    return env
+
+
+@pytest.fixture(scope="session")
+def other_simd_env(other_numerics_env) -> dict[str, str]:
     """``os.environ`` plus ``NPY_DISABLE_CPU_FEATURES`` naming every AVX-512 target present.
 
     Skips when the CPU has none: numpy already runs its AVX2 (or narrower) path there, and the
     variable would change nothing.
     """
-    targets = avx512_dispatch_targets()
-    if not targets:
+    if "NPY_DISABLE_CPU_FEATURES" not in other_numerics_env:
         pytest.skip("this CPU has no AVX-512 dispatch target: numpy already runs the AVX2 path")
-    return {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(targets)}
+    return {**os.environ, "NPY_DISABLE_CPU_FEATURES": other_numerics_env["NPY_DISABLE_CPU_FEATURES"]}
