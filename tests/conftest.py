@@ -87,12 +87,14 @@ def other_numerics_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def other_simd_env(other_numerics_env) -> dict[str, str]:
+def other_simd_env() -> dict[str, str]:
     """``os.environ`` plus ``NPY_DISABLE_CPU_FEATURES`` naming every AVX-512 target present.
 
     Skips when the CPU has none: numpy already runs its AVX2 (or narrower) path there, and the
     variable would change nothing.
     """
-    if "NPY_DISABLE_CPU_FEATURES" not in other_numerics_env:
-        pytest.skip("this CPU has no AVX-512 dispatch target: numpy already runs the AVX2 path")
-    return {**os.environ, "NPY_DISABLE_CPU_FEATURES": other_numerics_env["NPY_DISABLE_CPU_FEATURES"]}
+    targets = avx512_dispatch_targets()
+    if not targets:
+        pytest.skip("no AVX-512 dispatch target is active (CPU without AVX-512, or NPY_DISABLE_CPU_FEATURES "
+                    "already set): numpy already runs the AVX2 path")
+    return {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(targets)}
