@@ -19,27 +19,10 @@ import argparse
 import os
 from pathlib import Path
 
+# One argparse integer type for every command (argparse turns its error into one line, exit 2).
+from mirdl.commands.synth import _int_at_least
+
 __all__ = ["configure", "run"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, metavar="CONFIG.yaml", help="train config (YAML)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="run directory (overrides the config's out)")
     parser.add_argument("--store", type=Path, metavar="STORE", help="store (overrides the config's store)")
-    parser.add_argument("--epochs", type=_positive_int, metavar="N", help="total epochs (overrides the config)")
-    parser.add_argument("--seed", type=_seed, metavar="S",
+    parser.add_argument("--epochs", type=_int_at_least(1), metavar="N", help="total epochs (overrides the config)")
+    parser.add_argument("--seed", type=_int_at_least(0), metavar="S",
                         help="training seed: weights, data order, crops and masks (overrides the config's seed)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
