@@ -10,6 +10,7 @@ Examples
 
     mirdl train --config configs/train_demo.yaml
     mirdl train --config configs/train_demo.yaml --out runs/fcn --epochs 40      # resume, train longer
+    mirdl train --config configs/train_demo.yaml --out runs/fcn-seed1 --seed 1   # another training seed
     tensorboard --logdir runs/fcn/logs
 """
 from __future__ import annotations
@@ -29,6 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, metavar="DIR", help="run directory (overrides the config's out)")
     parser.add_argument("--store", type=Path, metavar="STORE", help="store (overrides the config's store)")
     parser.add_argument("--epochs", type=argparse_type(integer, int, minimum=1), metavar="N", help="total epochs (overrides the config)")
+    parser.add_argument("--seed", type=argparse_type(integer, int, minimum=0), metavar="S",
+                        help="training seed: weights, data order, crops and masks (overrides the config's seed)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="resume the run in the run directory, or fail (default: resume when there is one "
@@ -46,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig.from_file(args.config)
     if args.store is not None:
         config = replace(config, store=str(args.store))
+    if args.seed is not None:
+        config = replace(config, seed=args.seed)
     result = train(config, out=args.out, epochs=args.epochs, resume=True if args.resume else None,
                    overwrite=args.overwrite, log=lambda line: print(line, flush=True))
     print(f"metrics: {Path(result['out']) / 'metrics.json'}")

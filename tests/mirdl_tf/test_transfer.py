@@ -59,6 +59,7 @@ def test_same_seed_same_features_other_seed_other_features(known_store, tmp_path
     _, first, _ = random_store(known_store, tmp_path, "first")
     _, again, _ = random_store(known_store, tmp_path, "again")
     _, other, _ = random_store(known_store, tmp_path, "other", seed=1)
+    # Exact: same seed, same machine -> the same weights and the same features.
     np.testing.assert_array_equal(read_split(first, "train")[1], read_split(again, "train")[1])
     assert not np.allclose(read_split(first, "train")[1], read_split(other, "train")[1])
 

@@ -138,6 +138,8 @@ def test_store_holds_what_features_computes(job, corpus, fmt):
         assert sum(r["track_id"] == track_id and r["variant"] == 0 for r in records) == len(windows)
         for i, (window, start) in enumerate(zip(windows, starts)):
             record = by_key[f"{track_id}#v000#s{i:06d}"]
+            # Exact: the store holds the bits features/ computes on this machine (stores are byte-identical
+            # for the same machine type; another SIMD instruction set changes the last bits of both sides).
             np.testing.assert_array_equal(record["logmel"], window)
             assert record["start_frame"] == start
             assert manifest["task"]["vocabulary"][int(record["label"])] == \
@@ -418,6 +420,7 @@ def test_cli_with_two_worker_processes_writes_identical_shards(job, corpus, tmp_
     assert "errors.jsonl" in result.stdout
     mine, theirs = read_manifest(store), read_manifest(store.with_name("store-hdf5-w2"))
     assert theirs["fingerprint"] == mine["fingerprint"]
+    # Bit identity is the promise: same machine (the subprocess inherits this environment) -> same bytes.
     assert theirs["splits"] == mine["splits"]  # same shard names, sizes and sha256
     assert (store / "errors.jsonl").read_bytes() == (store.with_name("store-hdf5-w2") / "errors.jsonl").read_bytes()
 
