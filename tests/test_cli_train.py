@@ -170,7 +170,7 @@ def test_seed_flag_overrides_the_config_seed(tiny_store, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--config", str(config), "--seed", "-1"])
     assert exit_info.value.code == 2
-    assert "--seed: -1 must be >= 0" in capsys.readouterr().err
+    assert "--seed: -1 must be an integer >= 0" in capsys.readouterr().err
 
 
 def test_bad_arguments_exit_2(tiny_store, tmp_path, capsys):
