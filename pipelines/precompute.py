@@ -26,7 +26,7 @@ inside a shard).
 
 Exit status of :func:`run`: 0 every file made it into the store; 3 the store was written
 but some files failed (``errors.jsonl``); 4 more than ``--max-error-rate`` of the files
-failed, nothing was written. A config or destination problem raises
+failed, nothing was written. A config, Beam option or destination problem raises
 :class:`~mirdl.errors.MirdlError` (the CLI prints one line and exits 2).
 
 Runner: without ``--runner``, the DirectRunner's own local engine (Beam's FnApiRunner) with
@@ -35,8 +35,9 @@ this process). It is named directly because Beam 2.77's ``DirectRunner`` first t
 download and start the Prism runner, a network call that fails offline before it falls back
 to this same engine; ``--runner=DirectRunner`` still works when given. Any other Beam option is
 passed through unchanged (``--runner=DataflowRunner --project=...``, ``--runner=FlinkRunner
-...``); on a cluster ``store.out`` must be on a filesystem every worker sees (shards and
-spill files are written there). The local runner keeps what it shuffles in memory: the
+...``) once checked: an unknown runner, or an option no Beam runner knows, is a config error
+(:mod:`mirdl.pipelines.beam_options`). On a cluster ``store.out`` must be on a filesystem every
+worker sees (shards and spill files are written there). The local runner keeps what it shuffles in memory: the
 index entries (about 0.5 KB per record at the peak), not the records, so a local run's
 memory is about one shard per worker plus that index, whatever the store's size in bytes.
 """
@@ -60,6 +61,7 @@ from apache_beam.runners.runner import PipelineState
 from mirdl.errors import ConfigError, StoreError
 from mirdl.store.format import ERRORS_NAME, MANIFEST_NAME, atomic_path, write_json_atomic
 from mirdl.commands.prepare import add_arguments
+from mirdl.pipelines.beam_options import check_beam_args
 from mirdl.pipelines.config import PrepareConfig
 from mirdl.pipelines.corpus import Track, list_tracks, listing_hash, task_for
 from mirdl.pipelines.dead_letter import ErrorRecord
@@ -108,7 +110,14 @@ def run(argv: list[str] | None = None) -> int:
 def pipeline_options(beam_args: list[str], *, workers: int) -> PipelineOptions:
     """Beam options: ``beam_args`` as given; unless they name a runner, Beam's local FnApiRunner
     with ``workers`` processes (1: in this process). Not ``DirectRunner``: in Beam 2.77 it first
-    tries to download and start the Prism runner, which needs the network."""
+    tries to download and start the Prism runner, which needs the network.
+
+    Raises
+    ------
+    ConfigError
+        An unknown ``--runner``, or an option no Beam runner knows (named in the message).
+    """
+    check_beam_args(beam_args, other_flags=_own_flags())
     args = list(beam_args)
 
     def given(flag: str) -> bool:
@@ -123,6 +132,12 @@ def pipeline_options(beam_args: list[str], *, workers: int) -> PipelineOptions:
     return PipelineOptions(args)
 
 
+def _own_flags() -> list[str]:
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    return [flag for action in parser._actions for flag in action.option_strings]  # noqa: SLF001
+
+
 def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool = False,
             max_error_rate: float | None = None, beam_args: list[str] | None = None,
             out: TextIO | None = None) -> int:
@@ -132,6 +147,7 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
         raise ConfigError(f"--workers={workers!r} must be an integer >= 1")
     if max_error_rate is not None and not 0.0 <= max_error_rate <= 1.0:
         raise ConfigError(f"--max-error-rate={max_error_rate!r} must be in [0, 1]")
+    options = pipeline_options(beam_args or [], workers=workers)
     config = PrepareConfig.from_file(config_path)
     tracks, listing_errors = list_tracks(config.corpus, config.splits)
     layout = RecordLayout.build(config, task_for(config.corpus, tracks))
@@ -148,7 +164,6 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
     print(f"{config.name}: {len(tracks)} tracks listed ({len(listing_errors)} rejected), "
           f"{config.augment.n_variants} variant(s), {config.store.format} -> {store}", file=out)
     store.parent.mkdir(parents=True, exist_ok=True)
-    options = pipeline_options(beam_args or [], workers=workers)
     started = time.monotonic()
     try:
         with atomic_path(store) as tmp:

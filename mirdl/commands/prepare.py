@@ -2,9 +2,9 @@
 
 The job's own flags are :func:`add_arguments` (:func:`mirdl.pipelines.precompute.run` parses the same);
 every other argument is a Beam pipeline option and is passed through unchanged
-(``--runner=DataflowRunner --project=...``).
+(``--runner=DataflowRunner --project=...``) if some Beam runner knows it.
 Exit status: 0 all files made it, 3 some failed (see ``STORE/errors.jsonl``), 4 aborted by
-``--max-error-rate`` (nothing written), 2 bad config or destination (one line on stderr).
+``--max-error-rate`` (nothing written), 2 bad config, Beam option or destination (one line on stderr).
 
 Examples
 --------
@@ -16,26 +16,48 @@ Examples
 from __future__ import annotations
 
 import argparse
-
+import logging
 from pathlib import Path
 
 __all__ = ["add_arguments", "configure", "run"]
 
 
+def _workers(text: str) -> int:
+    """``--workers``: an integer >= 1 (checked here, before Beam is imported)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1")
+    return value
+
+
+def _error_rate(text: str) -> float:
+    """``--max-error-rate``: a fraction in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number in [0, 1]")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The job's own flags. Defined here, not beside the job, so building the CLI imports no Beam."""
     parser.add_argument("--config", required=True, type=Path, help="prepare config (YAML)")
-    parser.add_argument("--workers", type=int, default=2, metavar="N",
+    parser.add_argument("--workers", type=_workers, default=2, metavar="N",
                         help="worker processes of the local runner (default 2; 1 = in this process, fastest "
                              "for small corpora); not used with --runner")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace store.out if it holds a store with another fingerprint")
-    parser.add_argument("--max-error-rate", type=float, default=None, metavar="F",
+    parser.add_argument("--max-error-rate", type=_error_rate, default=None, metavar="F",
                         help="abort without writing anything (exit 4) if more than this fraction of the "
                              "input files fail")
-    parser.epilog = ("Any other option is a Beam pipeline option, passed through unchanged, e.g. "
-                     "--runner=FlinkRunner --flink_master=HOST:8081 --parallelism=32. Exit status: 0 all "
-                     "files made it, 3 some failed (see STORE/errors.jsonl), 4 aborted by --max-error-rate.")
+    parser.epilog = ("Any other option is a Beam pipeline option, passed through unchanged if some Beam runner "
+                     "knows it, e.g. --runner=FlinkRunner --flink_master=HOST:8081 --parallelism=32. Exit status: "
+                     "0 all files made it, 3 some failed (see STORE/errors.jsonl), 4 aborted by --max-error-rate.")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -53,9 +75,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.parse_known_args = keep_unknown
 
 
+def _drop_bigquery_warning(record: logging.LogRecord) -> bool:
+    # Importing Beam logs "apitools not found, and bigquery client libraries are not available"
+    # on the root logger without the [gcp] extra: noise before every local run's first line.
+    return "apitools not found" not in record.getMessage()
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the job; return its exit status."""
-    from mirdl.pipelines.precompute import prepare
+    logging.root.addFilter(_drop_bigquery_warning)
+    try:
+        from mirdl.pipelines.precompute import prepare
+    finally:
+        logging.root.removeFilter(_drop_bigquery_warning)
 
     return prepare(args.config, workers=args.workers, overwrite=args.overwrite,
                    max_error_rate=args.max_error_rate, beam_args=list(getattr(args, "beam_args", []) or []))
