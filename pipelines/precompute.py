@@ -26,20 +26,25 @@ inside a shard).
 
 Exit status of :func:`run`: 0 every file made it into the store; 3 the store was written
 but some files failed (``errors.jsonl``); 4 more than ``--max-error-rate`` of the files
-failed, nothing was written. A config, Beam option or destination problem raises
-:class:`~mirdl.errors.MirdlError` (the CLI prints one line and exits 2).
+failed, nothing was written; 5 the disk filled up, nothing was written (one line names the
+path and the free space there). A config, Beam option or destination problem raises
+:class:`~mirdl.errors.MirdlError` (the CLI prints one line and exits 2); Ctrl-C raises
+``KeyboardInterrupt("nothing was written")`` once the temporary store is deleted (the CLI
+prints one line and exits 130). See :mod:`mirdl.pipelines.failures`.
 
 Runner: without ``--runner``, the DirectRunner's own local engine (Beam's FnApiRunner) with
 ``--direct_running_mode=multi_processing --direct_num_workers=N`` (``--workers N``; 1 runs in
-this process). It is named directly because Beam 2.77's ``DirectRunner`` first tries to
-download and start the Prism runner, a network call that fails offline before it falls back
-to this same engine; ``--runner=DirectRunner`` still works when given. Any other Beam option is
-passed through unchanged (``--runner=DataflowRunner --project=...``, ``--runner=FlinkRunner
-...``) once checked: an unknown runner, or an option no Beam runner knows, is a config error
-(:mod:`mirdl.pipelines.beam_options`). On a cluster ``store.out`` must be on a filesystem every
-worker sees (shards and spill files are written there). The local runner keeps what it shuffles in memory: the
-index entries (about 0.5 KB per record at the peak), not the records, so a local run's
-memory is about one shard per worker plus that index, whatever the store's size in bytes.
+this process), with worker processes that leave Ctrl-C and error reports to this driver
+(:class:`~mirdl.pipelines.local_runner.LocalRunner`). It is named directly because Beam 2.77's
+``DirectRunner`` first tries to download and start the Prism runner, a network call that fails
+offline before it falls back to this same engine; ``--runner=DirectRunner`` still works when
+given. Any other Beam option is passed through unchanged (``--runner=DataflowRunner
+--project=...``, ``--runner=FlinkRunner ...``) once checked: an unknown runner, or an option
+no Beam runner knows, is a config error (:mod:`mirdl.pipelines.beam_options`). On a cluster
+``store.out`` must be on a filesystem every worker sees (shards and spill files are written
+there). The local runner keeps what it shuffles in memory: the index entries (about 0.5 KB
+per record at the peak), not the records, so a local run's memory is about one shard per
+worker plus that index, whatever the store's size in bytes.
 """
 from __future__ import annotations
 
@@ -55,7 +60,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
 from mirdl.errors import ConfigError, StoreError
@@ -65,6 +70,8 @@ from mirdl.pipelines.beam_options import check_beam_args
 from mirdl.pipelines.config import PrepareConfig
 from mirdl.pipelines.corpus import Track, list_tracks, listing_hash, task_for
 from mirdl.pipelines.dead_letter import ErrorRecord
+from mirdl.pipelines.failures import disk_full_message, quiet_failed_bundles, stop_on_interrupt
+from mirdl.pipelines.local_runner import LocalRunner
 from mirdl.pipelines.manifest import build_manifest, destination_status, store_fingerprint
 from mirdl.pipelines.stats import DurationSummaryFn, FeatureStatsFn
 from mirdl.pipelines.transforms import (
@@ -76,11 +83,12 @@ from mirdl.pipelines.transforms import (
     track_to_json,
 )
 
-__all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "run", "prepare", "pipeline_options"]
+__all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "EXIT_DISK_FULL", "run", "prepare", "pipeline_options"]
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 3
 EXIT_ABORTED = 4
+EXIT_DISK_FULL = 5
 #: Folder inside the temporary store where the pipeline leaves its summaries for the driver.
 WORK_DIR = "_work"
 #: Folder inside WORK_DIR for the records on their way to their shard (:mod:`mirdl.pipelines.spill`).
@@ -138,6 +146,12 @@ def _own_flags() -> list[str]:
     return [flag for action in parser._actions for flag in action.option_strings]  # noqa: SLF001
 
 
+def _runner(options: PipelineOptions) -> LocalRunner | None:
+    """The runner object for ``options``: Beam's local engine with quiet workers, else None (Beam
+    makes the runner ``--runner`` names)."""
+    return LocalRunner() if options.view_as(StandardOptions).runner == "FnApiRunner" else None
+
+
 def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool = False,
             max_error_rate: float | None = None, beam_args: list[str] | None = None,
             out: TextIO | None = None) -> int:
@@ -166,14 +180,14 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
     store.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
-        with atomic_path(store) as tmp:
+        with stop_on_interrupt(), atomic_path(store) as tmp:  # Ctrl-C: stops, deletes tmp, then raises
             work = tmp / WORK_DIR
             work.mkdir(parents=True)
-            pipeline = beam.Pipeline(options=options)
+            pipeline = beam.Pipeline(runner=_runner(options), options=options)
             _build(pipeline, config=config, layout=layout, tracks=tracks, listing_errors=listing_errors,
                    directory=tmp, work=work, n_files=n_files, max_error_rate=max_error_rate,
                    stats_split=stats_split)
-            with _ProgressBar(work / "progress.log", total=len(tracks)):
+            with _ProgressBar(work / "progress.log", total=len(tracks)), quiet_failed_bundles():
                 result = pipeline.run()
                 state = result.wait_until_finish()
             if state != PipelineState.DONE:
@@ -194,6 +208,12 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
         print(f"mirdl prepare: aborted: {failed} of {n_files} files failed, more than --max-error-rate="
               f"{max_error_rate:g}; nothing was written", file=sys.stderr)
         return EXIT_ABORTED
+    except Exception as err:
+        message = disk_full_message(err, store=store)
+        if message is None:
+            raise
+        print(f"mirdl prepare: error: {message}", file=sys.stderr)
+        return EXIT_DISK_FULL
     elapsed = time.monotonic() - started
     _print_summary(store, manifest, metrics=_metrics(result), elapsed=elapsed, workers=workers, file=out)
     return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -3,8 +3,10 @@
 The job's own flags are :func:`add_arguments` (:func:`mirdl.pipelines.precompute.run` parses the same);
 every other argument is a Beam pipeline option and is passed through unchanged
 (``--runner=DataflowRunner --project=...``) if some Beam runner knows it.
-Exit status: 0 all files made it, 3 some failed (see ``STORE/errors.jsonl``), 4 aborted by
-``--max-error-rate`` (nothing written), 2 bad config, Beam option or destination (one line on stderr).
+Exit status (:data:`EXIT_STATUS`): 0 all files made it, 3 some failed (see ``STORE/errors.jsonl``),
+4 aborted by ``--max-error-rate`` (nothing written), 5 no space left on the device (nothing
+written), 2 bad config, Beam option or destination, 130 interrupted (Ctrl-C; nothing written).
+Every failure is one line on stderr.
 
 Examples
 --------
@@ -19,7 +21,12 @@ import argparse
 import logging
 from pathlib import Path
 
-__all__ = ["add_arguments", "configure", "run"]
+__all__ = ["EXIT_STATUS", "add_arguments", "configure", "run"]
+
+#: The job's exit statuses, as ``mirdl prepare --help`` lists them.
+EXIT_STATUS = ("0 all files made it, 3 some failed (see STORE/errors.jsonl), 4 aborted by --max-error-rate, "
+               "5 no space left on the device, 2 bad config, Beam option or destination, 130 interrupted "
+               "(Ctrl-C); after 4, 5 or 130 nothing was written")
 
 
 def _workers(text: str) -> int:
@@ -56,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="abort without writing anything (exit 4) if more than this fraction of the "
                              "input files fail")
     parser.epilog = ("Any other option is a Beam pipeline option, passed through unchanged if some Beam runner "
-                     "knows it, e.g. --runner=FlinkRunner --flink_master=HOST:8081 --parallelism=32. Exit status: "
-                     "0 all files made it, 3 some failed (see STORE/errors.jsonl), 4 aborted by --max-error-rate.")
+                     "knows it, e.g. --runner=FlinkRunner --flink_master=HOST:8081 --parallelism=32. "
+                     f"Exit status: {EXIT_STATUS}.")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
