@@ -34,8 +34,8 @@ prints one line and exits 130). See :mod:`mirdl.pipelines.failures`.
 
 Runner: without ``--runner``, the DirectRunner's own local engine (Beam's FnApiRunner) with
 ``--direct_running_mode=multi_processing --direct_num_workers=N`` (``--workers N``; 1 runs in
-this process), with worker processes that leave Ctrl-C and error reports to this driver
-(:class:`~mirdl.pipelines.local_runner.LocalRunner`). It is named directly because Beam 2.77's
+this process), with worker processes that stop quietly on Ctrl-C and leave their error reports
+to this driver (:class:`~mirdl.pipelines.local_runner.LocalRunner`). It is named directly because Beam 2.77's
 ``DirectRunner`` first tries to download and start the Prism runner, a network call that fails
 offline before it falls back to this same engine; ``--runner=DirectRunner`` still works when
 given. Any other Beam option is passed through unchanged (``--runner=DataflowRunner

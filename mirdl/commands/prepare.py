@@ -29,37 +29,15 @@ EXIT_STATUS = ("0 all files made it, 3 some failed (see STORE/errors.jsonl), 4 a
                "(Ctrl-C); after 4, 5 or 130 nothing was written")
 
 
-def _workers(text: str) -> int:
-    """``--workers``: an integer >= 1 (checked here, before Beam is imported)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1")
-    return value
-
-
-def _error_rate(text: str) -> float:
-    """``--max-error-rate``: a fraction in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number in [0, 1]")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The job's own flags. Defined here, not beside the job, so building the CLI imports no Beam."""
     parser.add_argument("--config", required=True, type=Path, help="prepare config (YAML)")
-    parser.add_argument("--workers", type=_workers, default=2, metavar="N",
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
                         help="worker processes of the local runner (default 2; 1 = in this process, fastest "
                              "for small corpora); not used with --runner")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace store.out if it holds a store with another fingerprint")
-    parser.add_argument("--max-error-rate", type=_error_rate, default=None, metavar="F",
+    parser.add_argument("--max-error-rate", type=float, default=None, metavar="F",
                         help="abort without writing anything (exit 4) if more than this fraction of the "
                              "input files fail")
     parser.epilog = ("Any other option is a Beam pipeline option, passed through unchanged if some Beam runner "
