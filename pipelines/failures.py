@@ -13,7 +13,8 @@ its workers would print.
   processes get the Ctrl-C too and stop silently (:mod:`mirdl.pipelines.local_runner`);
   Beam's clean-up waits for them before the temporary store is deleted.
 - :func:`quiet_failed_bundles` stops Beam logging each failed bundle's exception before it
-  raises it: the job reports the exception once (one line if it is known, else the traceback).
+  raises it, and the broken worker connections of the shutdown that follows: the job reports
+  the exception once (one line if it is known, else the traceback).
 - :func:`unwritable_path` recognises a full disk in what a run raises: ``OSError`` ENOSPC
   (the spill, HDF5, Parquet, the driver's files), TensorFlow's ``ResourceExhaustedError``
   ``"PATH; No space left on device"`` (the TFRecord writer), or either one's text inside the
@@ -32,10 +33,15 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["stop_on_interrupt", "quiet_failed_bundles", "unwritable_path", "free_bytes", "disk_full_message"]
+__all__ = ["FAILURE_LOGGERS", "stop_on_interrupt", "quiet_failed_bundles", "unwritable_path", "free_bytes",
+           "disk_full_message"]
 
-#: Beam loggers that log a failed bundle's exception just before it is raised.
-BUNDLE_FAILURE_LOGGERS = ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker")
+#: Beam loggers whose errors only repeat a failure the run raises anyway: a failed bundle's
+#: exception (``runners.common``, ``sdk_worker``) and the broken worker connections of the
+#: shutdown after it (``worker_handlers``: "Error closing worker_handler"; ``data_plane``).
+FAILURE_LOGGERS = ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker",
+                   "apache_beam.runners.portability.fn_api_runner.worker_handlers",
+                   "apache_beam.runners.worker.data_plane")
 _NO_SPACE = "No space left on device"
 # Where the text of an error names the file: OSError's "[Errno 28] ...: 'PATH'", TensorFlow's
 # "PATH; No space left on device", HDF5's "filename = 'PATH'".
@@ -102,7 +108,8 @@ def stop_on_interrupt() -> Iterator[None]:
 
 @contextlib.contextmanager
 def quiet_failed_bundles() -> Iterator[None]:
-    """Beam does not log a failed bundle's exception inside (it still raises it).
+    """Beam does not log a failed bundle's exception inside, nor the broken connections of the
+    shutdown after it (it still raises the exception); see :data:`FAILURE_LOGGERS`.
 
     Examples
     --------
@@ -111,7 +118,7 @@ def quiet_failed_bundles() -> Iterator[None]:
     ...     logging.getLogger("apache_beam.runners.common").isEnabledFor(logging.ERROR)
     False
     """
-    loggers = [logging.getLogger(name) for name in BUNDLE_FAILURE_LOGGERS]
+    loggers = [logging.getLogger(name) for name in FAILURE_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)

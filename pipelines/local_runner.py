@@ -18,9 +18,10 @@ pipeline options, so they log at INFO.
   before it deletes anything. Python warnings of the workers go too (``--workers 1`` shows
   them), and so would the reason of a worker that cannot even start (Beam then waits for it
   forever, as it does with Beam's own command; the driver shows ``Worker subprocess exited``);
-- given log levels (:data:`WORKER_LOG_LEVELS`): WARNING, and nothing from the two Beam loggers
-  that only repeat a failed bundle's traceback. ``--default_sdk_harness_log_level`` and
-  ``--sdk_harness_log_level_overrides`` change them.
+- given log levels (:data:`WORKER_LOG_LEVELS`): WARNING, and nothing from the Beam loggers
+  that only repeat a failed bundle. ``--default_sdk_harness_log_level`` and
+  ``--sdk_harness_log_level_overrides`` change them;
+- waited for when the run ends, also where Beam skips the wait (see :meth:`LocalRunner.run_pipeline`).
 
 Elsewhere (Windows) the workers keep their stderr. Everything else is Beam's runner.
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import threading
 from typing import Any
 
 from apache_beam.options.pipeline_options import WorkerOptions
@@ -37,18 +39,19 @@ from apache_beam.portability.api import beam_provision_api_pb2
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo
 
+from mirdl.pipelines.failures import FAILURE_LOGGERS
+
 __all__ = ["WORKER_LOG_LEVELS", "LocalRunner", "beam_worker_command", "worker_command"]
 
 _WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
 #: Log levels of the worker processes: ``default_sdk_harness_log_level`` and
-#: ``sdk_harness_log_level_overrides`` (logger -> level). ``runners.common`` and ``sdk_worker``
-#: log a failed bundle's exception, which the driver raises anyway; ``__main__`` (the worker's
-#: main module) warns that there is no staging directory, which a local run never has.
+#: ``sdk_harness_log_level_overrides`` (logger -> level). The errors of the loggers of
+#: :data:`~mirdl.pipelines.failures.FAILURE_LOGGERS` repeat a failed bundle, which the driver
+#: raises anyway; ``__main__`` (the worker's main module) warns that there is no staging
+#: directory, which a local run never has.
 WORKER_LOG_LEVELS: dict[str, Any] = {
     "default_sdk_harness_log_level": "WARNING",
-    "sdk_harness_log_level_overrides": {"apache_beam.runners.common": "CRITICAL",
-                                        "apache_beam.runners.worker.sdk_worker": "CRITICAL",
-                                        "__main__": "ERROR"},
+    "sdk_harness_log_level_overrides": {**{name: "CRITICAL" for name in FAILURE_LOGGERS}, "__main__": "ERROR"},
 }
 
 
@@ -101,7 +104,17 @@ class LocalRunner(FnApiRunner):
                                               or WORKER_LOG_LEVELS["default_sdk_harness_log_level"]),
             "sdk_harness_log_level_overrides": overrides,
         })
-        return super().run_pipeline(pipeline, options)
+        running = set(threading.enumerate())
+        try:
+            return super().run_pipeline(pipeline, options)
+        finally:
+            # Beam waits for each worker process as it closes it, but not when closing the
+            # worker's data connection fails (it logs the error and goes on), as it can after a
+            # failed bundle or a Ctrl-C. Wait here: no worker may still write into files the
+            # caller deletes next (a spill file would bring a deleted temporary store back).
+            for thread in threading.enumerate():
+                if thread.name == "run_worker" and thread not in running:  # Beam's SubprocessSdkWorker
+                    thread.join()
 
     def run_via_runner_api(self, pipeline_proto: Any, options: Any) -> Any:
         default = beam_worker_command().encode("utf-8")
