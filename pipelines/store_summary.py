@@ -41,6 +41,29 @@ def _megabytes(n_bytes: int) -> str:
     return f"{n_bytes / 1e6:.2f} MB"
 
 
+_COUNTS_SHOWN = 30
+_COUNT_UNITS = {"single_label": "records", "multi_label": "records", "frame_onset": "positive frames",
+                "frame_notes": "positive frames", "frame_chords": "frames"}
+
+
+def _label_count_lines(task: dict[str, Any], splits: dict[str, Any]) -> list[str]:
+    """Per-class (tag, pitch, chord) counts per split, from the manifest's ``label_counts``."""
+    vocabulary = task.get("vocabulary") or []
+    counted = {split: entry.get("label_counts") for split, entry in splits.items()}
+    counted = {split: counts for split, counts in counted.items() if counts is not None}
+    if not counted or not vocabulary:
+        return []
+    width = max(12, *(len(str(name)) + 2 for name in vocabulary[:_COUNTS_SHOWN]))
+    lines = [f"{_COUNT_UNITS.get(task['type'], 'count')} per class:",
+             f"  {'class':<{width}}" + "".join(f"{split:>10}" for split in counted)]
+    order = sorted(range(len(vocabulary)), key=lambda i: -sum(counts[i] for counts in counted.values()))
+    for i in order[:_COUNTS_SHOWN]:
+        lines.append(f"  {str(vocabulary[i]):<{width}}" + "".join(f"{counts[i]:>10}" for counts in counted.values()))
+    if len(order) > _COUNTS_SHOWN:
+        lines.append(f"  ... {len(order) - _COUNTS_SHOWN} more (least frequent)")
+    return lines
+
+
 def summary(store: str | os.PathLike, *, first_reasons: int = _FIRST_REASONS) -> str:
     """A readable summary of a store: contents, splits, features, task, errors.
 
@@ -91,11 +114,14 @@ def summary(store: str | os.PathLike, *, first_reasons: int = _FIRST_REASONS) ->
     for split, entry in splits.items():
         lines.append(f"  {split:<10}{entry.get('tracks', 0):>8}{entry['records']:>10}{len(entry['shards']):>8}"
                      f"{entry.get('bytes', 0) / 1e6:>10.2f}")
+    lines += _label_count_lines(task, splits)
     corpus = m.get("corpus", {})
     if corpus:
         lines.append(f"corpus {corpus.get('type')}: {corpus.get('files')} files, {corpus.get('tracks')} tracks in "
                      f"the store, {corpus.get('failed')} failed, {corpus.get('audio_seconds', 0) / 3600:.3f} h of "
                      f"audio; listing sha256 {str(corpus.get('listing_sha256'))[:16]}")
+    for warning in corpus.get("split_warnings") or []:
+        lines.append(f"  warning: {warning}")
     errors = m.get("errors", {})
     count = errors.get("count", 0)
     by_stage = ", ".join(f"{stage} {n}" for stage, n in errors.get("by_stage", {}).items())
