@@ -26,6 +26,7 @@ COMMANDS = {
     "verify": ("mirdl.commands.verify", "check a store completely: manifest, sizes, sha256, every record"),
     "train": ("mirdl.commands.train", "train a Keras model from a store"),
     "evaluate": ("mirdl.commands.evaluate", "evaluate a trained model on a store split"),
+    "predict": ("mirdl.commands.predict", "predict new audio files with a trained model (CSV or JSON lines)"),
     "extract": ("mirdl.commands.extract", "write transfer / random-weight features as a new store"),
     "probe": ("mirdl.commands.probe", "fit a linear probe on an extracted-feature store"),
 }

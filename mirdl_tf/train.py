@@ -11,8 +11,9 @@ only ``--model OUT``::
 
     OUT/
       train_config.yaml     # the config, paths resolved
-      model_info.json       # model, task, feature spec + fingerprint, store fingerprint,
-                            # normalisation (train mean/std), patch_frames, train label counts
+      model_info.json       # model, task + vocabulary, feature spec + fingerprint, segmentation,
+                            # store (path relative to OUT) + fingerprint, normalisation
+                            # (train mean/std), patch_frames, train label counts; no absolute path
       best.keras            # best epoch by early_stopping.monitor (weights + optimizer state)
       last.keras            # latest epoch (what a resumed run starts from)
       state.json            # epochs done, best value and epoch, early-stopping counter, history
@@ -480,8 +481,16 @@ def _label_count_lines(config: TrainConfig, manifest: Mapping[str, Any], *, show
     return lines
 
 
+def _relative_to(path: str | os.PathLike, base: Path) -> str:
+    """``path`` relative to ``base`` (POSIX); absolute only when no relative path exists (another drive)."""
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
+    except ValueError:
+        return str(Path(path).resolve())
+
+
 def _model_info(config: TrainConfig, info: Mapping[str, Any], manifest: Mapping[str, Any],
-                fingerprint: str) -> dict[str, Any]:
+                fingerprint: str, out: Path) -> dict[str, Any]:
     """What evaluation and extraction need to use the model without the train config."""
     feature = manifest["features"][info["feature"]]
     stats = feature.get("stats")
@@ -499,7 +508,10 @@ def _model_info(config: TrainConfig, info: Mapping[str, Any], manifest: Mapping[
         # Evaluation applies these (not the evaluated store's own statistics).
         "normalization": None if not stats else {
             "split": stats.get("split"), "mean": stats["mean"], "std": stats["std"]},
-        "store": {"path": str(Path(config.store).resolve()), "name": manifest.get("name"),
+        # How the store cut its segments (mode, seconds, pad, frames): mirdl predict cuts new audio the same way.
+        "segment": manifest.get("segment"),
+        # Relative to the run directory, so that a run can be moved or shared with its store.
+        "store": {"path": _relative_to(config.store, out), "name": manifest.get("name"),
                   "fingerprint": manifest.get("fingerprint"), "train_split": config.train_split,
                   "valid_split": config.valid_split},
         "train_label_counts": train_split.get("label_counts"),
@@ -738,7 +750,7 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
                       metrics=metrics_for_task(task, one_hot=one_hot))
         state = {"run_format_version": RUN_FORMAT_VERSION, "fingerprint": fingerprint, "epoch": 0, "best": None,
                  "best_epoch": None, "wait": 0, "stopped_early": False, "history": [], "seconds": 0.0}
-        write_json_atomic(out / RUN_FILES["info"], _model_info(config, info, manifest, fingerprint))
+        write_json_atomic(out / RUN_FILES["info"], _model_info(config, info, manifest, fingerprint, out))
         log(f"train {config.model.name} on {config.store} ({task}, input {tuple(info['input_shape'])}, "
             f"{info['n_outputs']} outputs, {model.count_params()} parameters) -> {out}")
     else:

@@ -82,3 +82,54 @@ def test_balance_arguments_are_checked(tmp_path, known_store):
         data.load(store, "train", batch_size=2, balance="class", patches_per_track=3)
     with pytest.raises(ValueError, match='balance="class" needs a single_label store'):
         data.load(known_store("tfrecord", "multi_label"), "train", batch_size=2, balance="class")
+
+
+def train_config(store, out, **changes):
+    from mirdl_tf.train import TrainConfig
+
+    data = {"store": str(store), "model": {"name": "dense", "args": {"context": 0, "units": 4, "n_layers": 1}},
+            "epochs": 2, "batch_size": 8, "valid_split": None, "seed": 0, "out": str(out), **changes}
+    return TrainConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("changes", [{"balance": "class"}, {"class_weight": "balanced"}])
+def test_train_logs_counts_per_class_and_balances(tmp_path, changes):
+    from mirdl_tf import train as train_module
+
+    store = write_imbalanced_store(tmp_path / "s")
+    lines = []
+    result = train_module.train(train_config(store, tmp_path / "run", **changes), log=lines.append)
+    assert result["epochs_run"] == 2
+    assert "  train: 68 records: c0 60, c2 6, c1 2  (largest/smallest class 30x)" in lines
+    assert not any("consider balance" in line for line in lines)
+    unbalanced = []
+    train_module.train(train_config(store, tmp_path / "run0", epochs=1), log=unbalanced.append)
+    assert "  note: the classes are imbalanced; consider balance: class (or class_weight: balanced)" in unbalanced
+
+
+def test_balance_fields_are_checked_and_new_defaults_keep_old_fingerprints(tmp_path):
+    from mirdl.errors import ConfigError
+    from mirdl_tf.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="balance="):
+        train_config("s", "o", balance="yes")
+    with pytest.raises(ConfigError, match="patches_per_track=4 needs balance: track"):
+        train_config("s", "o", patches_per_track=4)
+    with pytest.raises(ConfigError, match="both correct for class sizes"):
+        train_config("s", "o", balance="class", class_weight="balanced")
+    config = train_config("s", "o", balance="track", patches_per_track=4)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    plain = train_config("s", "o")
+    payload_keys = set(plain.to_dict()) - {"balance", "patches_per_track", "class_weight"}
+    from mirdl.features.spec import stable_hash
+    from mirdl_tf.train import RUN_FORMAT_VERSION
+
+    old = {key: value for key, value in plain.to_dict().items()
+           if key in payload_keys and key not in ("out", "epochs", "early_stopping", "store")}
+    old.update(store_fingerprint="f", run_format_version=RUN_FORMAT_VERSION)
+    assert plain.fingerprint(store_fingerprint="f") == stable_hash(old)  # runs from before resume
+    assert config.fingerprint(store_fingerprint="f") != plain.fingerprint(store_fingerprint="f")
+    with pytest.raises(ConfigError, match="needs a single_label store"):
+        from mirdl_tf.train import _class_weight
+
+        _class_weight(train_config("s", "o", class_weight="balanced"), {"task": {"type": "regression"}})
