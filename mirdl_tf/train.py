@@ -61,6 +61,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 import uuid
 import warnings
@@ -618,8 +619,30 @@ def _make_callbacks(*, out: Path, monitor: str, mode: str, patience: int | None,
             stop = f"  (early stop: no {monitor} improvement in {patience} epochs)" if state["stopped_early"] else ""
             log(f"epoch {epoch + 1}/{epochs}  {values}  ({time.perf_counter() - self.start:.1f} s){mark}{stop}")
 
+    class BatchBar(keras.callbacks.Callback):
+        """A progress bar over the batches of each epoch (on a terminal only; gone when the epoch ends)."""
+
+        steps: int | None = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
+                            disable=None, file=sys.stderr)
+            self.count = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.count += 1
+            self.bar.update(1)
+            if logs and "loss" in logs:
+                self.bar.set_postfix_str(f"loss {float(logs['loss']):.4f}", refresh=False)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.bar.close()
+            BatchBar.steps = self.count  # the next epoch's total (a balanced epoch varies a little)
+
     run_state = RunState()
-    callbacks = [run_state, EpochLine()]
+    callbacks = [run_state, BatchBar(), EpochLine()]
     # TensorFlow >= 2.20 no longer installs TensorBoard, whose summary ops the callback needs.
     if importlib.util.find_spec("tensorboard") is None:
         log("TensorBoard is not installed (pip install tensorboard): no logs in "
