@@ -63,11 +63,14 @@ __all__ = [
     "track_outputs",
     "task_metrics",
     "plot_metrics",
+    "ONSET_EXCERPT_SECONDS",
     "hop_seconds_of",
     "store_track_statistics",
     "evaluate",
 ]
 
+#: Seconds of a track the onset plot shows.
+ONSET_EXCERPT_SECONDS = 10.0
 #: What the tracks' outputs are, for metrics.json.
 AGGREGATION = ("clean records (variant 0); patches of patch_frames frames (sliding, hop patch_frames, last "
                "window flush with the segment end); clip tasks: mean of patch outputs per track; frame tasks: "
@@ -294,7 +297,15 @@ def plot_metrics(path: str | os.PathLike, *, task: str, metrics: Mapping[str, An
         from sklearn.metrics import ConfusionMatrixDisplay
 
         matrix = np.asarray(metrics["confusion_matrix"])
-        ConfusionMatrixDisplay(matrix, display_labels=names).plot(ax=ax, colorbar=False)
+        recall = metrics.get("per_class_recall") or {}
+        shown = [f"{name} ({100 * recall[name]:.0f}%)" if name in recall else name for name in (names or [])] or None
+        size = max(6.0, 0.6 * len(matrix) + 3)
+        fig.set_size_inches(size, size * 0.85)
+        ConfusionMatrixDisplay(matrix, display_labels=shown).plot(ax=ax, colorbar=False, cmap="Blues",
+                                                                   xticks_rotation=45)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+        ax.set_ylabel("true label (recall)")
         ax.set_title(f"{title} accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}")
     elif task == "multi_label":
         tags = list(metrics["per_tag"])
@@ -328,12 +339,20 @@ def plot_metrics(path: str | os.PathLike, *, task: str, metrics: Mapping[str, An
         if task == "frame_onset":
             min_distance = metrics["peak_picking"]["min_distance_frames"]
             threshold = metrics["peak_picking"]["threshold"]
-            ax.plot(times, output[:, 0], label="activation", linewidth=1)
-            for i, t in enumerate(np.flatnonzero(np.asarray(label) >= 1.0) * hop_seconds):
+            reference = np.flatnonzero(np.asarray(label) >= 1.0)
+            # A 10 s excerpt from shortly before the first reference onset: a minute is a solid block.
+            first = (reference[0] * hop_seconds - 0.5) if len(reference) else 0.0
+            start = max(0.0, min(first, times[-1] - ONSET_EXCERPT_SECONDS))
+            view = (times >= start) & (times <= start + ONSET_EXCERPT_SECONDS)
+            ax.plot(times[view], output[view, 0], label="activation", linewidth=1)
+            shown = [t for t in reference * hop_seconds if start <= t <= start + ONSET_EXCERPT_SECONDS]
+            for i, t in enumerate(shown):
                 ax.axvline(t, color="green", alpha=0.6, linewidth=1, label="reference onset" if i == 0 else None)
             peaks = pick_onsets(output[:, 0], threshold=threshold, min_distance=min_distance)
-            ax.plot(peaks * hop_seconds, output[peaks, 0], "rx", label="picked onset")
+            peaks = peaks[view[peaks]]
+            ax.plot(peaks * hop_seconds, output[peaks, 0], "rx", markersize=8, label="picked onset")
             ax.axhline(threshold, color="grey", linestyle="--", linewidth=1)
+            ax.set_xlim(start, start + ONSET_EXCERPT_SECONDS)
             ax.set_ylim(0, 1.05)
             ax.set_ylabel("onset activation")
             ax.set_title(f"{title} {track}: onset F {_number(metrics['onset_f'])} (all tracks)")

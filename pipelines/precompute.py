@@ -128,15 +128,16 @@ def pipeline_options(beam_args: list[str], *, workers: int) -> PipelineOptions:
     return PipelineOptions(args)
 
 
-def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool = False,
+def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2, overwrite: bool = False,
             max_error_rate: float | None = None, beam_args: list[str] | None = None,
             out: TextIO | None = None) -> int:
-    """Build (or confirm) the store a config describes; return the exit status (see module docs)."""
+    """Build (or confirm) the store a config (file, or a checked PrepareConfig) describes; return
+    the exit status (see module docs)."""
     out = out or sys.stdout
     workers = integer(workers, name="workers", minimum=1)
     if max_error_rate is not None:
         max_error_rate = fraction(max_error_rate, name="max_error_rate")
-    config = PrepareConfig.from_file(config_path)
+    config = config_path if isinstance(config_path, PrepareConfig) else PrepareConfig.from_file(config_path)
     tracks, listing_errors = list_tracks(config.corpus, config.splits)
     layout = RecordLayout.build(config, task_for(config.corpus, tracks))
     listing_sha256 = listing_hash(tracks)
