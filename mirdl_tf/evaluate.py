@@ -303,8 +303,8 @@ def plot_metrics(path: str | os.PathLike, *, task: str, metrics: Mapping[str, An
         fig.set_size_inches(size, size * 0.85)
         ConfusionMatrixDisplay(matrix, display_labels=shown).plot(ax=ax, colorbar=False, cmap="Blues",
                                                                    xticks_rotation=45)
-        for label in ax.get_xticklabels():
-            label.set_horizontalalignment("right")
+        if names:  # recall belongs to the true labels (rows); the columns keep the plain names
+            ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
         ax.set_ylabel("true label (recall)")
         ax.set_title(f"{title} accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}")
     elif task == "multi_label":

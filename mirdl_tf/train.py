@@ -478,7 +478,7 @@ def _label_count_lines(config: TrainConfig, manifest: Mapping[str, Any], *, show
     if lines and config.balance == "none" and config.class_weight == "none" and task["type"] == "single_label":
         counts = manifest["splits"].get(config.train_split, {}).get("label_counts") or [0]
         if max(counts) >= 4 * max(1, min(counts)):
-            lines.append("  note: the classes are imbalanced; consider balance: class (or class_weight: balanced)")
+            lines.append("  note: the classes are imbalanced; consider balance: track or class (or class_weight: balanced)")
     return lines
 
 

@@ -104,7 +104,7 @@ def test_train_logs_counts_per_class_and_balances(tmp_path, changes):
     assert not any("consider balance" in line for line in lines)
     unbalanced = []
     train_module.train(train_config(store, tmp_path / "run0", epochs=1), log=unbalanced.append)
-    assert "  note: the classes are imbalanced; consider balance: class (or class_weight: balanced)" in unbalanced
+    assert "  note: the classes are imbalanced; consider balance: track or class (or class_weight: balanced)" in unbalanced
 
 
 def test_balance_fields_are_checked_and_new_defaults_keep_old_fingerprints(tmp_path):
