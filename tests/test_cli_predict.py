@@ -111,3 +111,26 @@ def test_predict_errors_are_one_line(trained, tmp_path, capsys):
     empty.mkdir()
     assert main(["predict", "--model", str(run), str(empty), "--out", str(tmp_path / "p.csv")]) == 2
     assert "hold no audio file" in capsys.readouterr().err
+
+
+def test_rows_of_every_task():
+    from mirdl_tf.predict import _row
+
+    vocabulary = ["a", "b", "c"]
+    assert _row("single_label", np.array([0.1, 0.7, 0.2]), vocabulary=vocabulary, hop_seconds=None, threshold=0.5) \
+        == {"label": "b", "score": 0.7, "score:a": 0.1, "score:b": 0.7, "score:c": 0.2}
+    assert _row("multi_label", np.array([0.6, 0.4, 0.9]), vocabulary=vocabulary, hop_seconds=None,
+                threshold=0.5)["tags"] == "a;c"
+    assert _row("regression", np.array([120.0]), vocabulary=["tempo"], hop_seconds=None, threshold=0.5) \
+        == {"tempo": 120.0}
+    activation = np.zeros((100, 1))
+    activation[[10, 50], 0] = 0.9
+    assert _row("frame_onset", activation, vocabulary=["onset"], hop_seconds=0.01, threshold=0.5) \
+        == {"onsets": [0.1, 0.5]}
+    roll = np.zeros((20, 88))
+    roll[5:10, 60 - 21] = 0.9  # MIDI 60 from frame 5 to 10
+    assert _row("frame_notes", roll, vocabulary=[], hop_seconds=0.1, threshold=0.5) == {"notes": [[0.5, 1.0, 60]]}
+    chords = np.zeros((6, 3))
+    chords[:2, 1] = chords[2:, 2] = 1.0
+    assert _row("frame_chords", chords, vocabulary=["N", "C:maj", "A:min"], hop_seconds=0.5, threshold=0.5) \
+        == {"chords": [[0.0, 1.0, "C:maj"], [1.0, 3.0, "A:min"]]}
