@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import io
 import logging
 import os
 import re
@@ -66,6 +67,7 @@ class QuietStderr:
 
     def __enter__(self) -> QuietStderr:
         sys.stderr.flush()
+        terminal = _isatty(sys.stderr)  # before fd 2 becomes the pipe
         self._saved = os.dup(2)
         read_fd, write_fd = os.pipe()
         os.dup2(write_fd, 2)
@@ -73,6 +75,11 @@ class QuietStderr:
         self._read_fd = read_fd
         self._thread = threading.Thread(target=self._pump, name="mirdl-quiet-stderr", daemon=True)
         self._thread.start()
+        # Python's stderr writes to the pipe too, but still says whether the user sees a terminal
+        # (progress bars decide with isatty()).
+        self._sys_stderr = sys.stderr
+        sys.stderr = _PipedStderr(terminal=terminal,
+                                  encoding=getattr(self._sys_stderr, "encoding", None) or "utf-8")
         return self
 
     def _pump(self) -> None:
@@ -96,10 +103,30 @@ class QuietStderr:
 
     def __exit__(self, *exc_info) -> None:
         sys.stderr.flush()
+        sys.stderr = self._sys_stderr
         os.dup2(self._saved, 2)  # drops this process's write end of the pipe
         self._thread.join(timeout=2.0)  # a child still holding the pipe: stop waiting, not forwarding
         os.close(self._read_fd)
         os.close(self._saved)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+class _PipedStderr(io.TextIOWrapper):
+    """A text stream on file descriptor 2 whose ``isatty()`` is the original stderr's."""
+
+    def __init__(self, *, terminal: bool, encoding: str) -> None:
+        super().__init__(io.FileIO(2, "w", closefd=False), encoding=encoding, errors="backslashreplace",
+                         line_buffering=True, write_through=True)
+        self._terminal = terminal
+
+    def isatty(self) -> bool:
+        return self._terminal
 
 
 class _Parser(argparse.ArgumentParser):

@@ -63,3 +63,20 @@ def test_prepare_with_two_workers_prints_no_beam_logs(tmp_path):
     lines = [line for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
     assert all(line.startswith(("prepare:", "warning: split")) for line in lines), lines
     assert "store quiet (tfrecord) written" in done.stdout
+
+
+def test_quiet_stderr_keeps_telling_progress_bars_about_the_terminal(tmp_path):
+    import pty
+
+    code = ("import sys\nfrom mirdl.cli import QuietStderr\nwith QuietStderr():\n"
+            "    print('tty', sys.stderr.isatty(), file=sys.stderr)\n"
+            "    print('I0000 00:00:1796.5 1 x.cc:1] noise', file=sys.stderr)\n")
+    primary, secondary = pty.openpty()
+    done = subprocess.run([sys.executable, "-c", code], stderr=secondary, stdout=subprocess.DEVNULL, cwd=tmp_path,
+                          timeout=60)
+    os.close(secondary)
+    text = os.read(primary, 4096).decode()
+    os.close(primary)
+    assert done.returncode == 0 and "tty True" in text and "noise" not in text
+    piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert piped.stderr == "tty False\n"
