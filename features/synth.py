@@ -83,12 +83,15 @@ import scipy.signal
 
 from mirdl.errors import ConfigError
 from mirdl.features import ogg
+from mirdl.features.checks import integer, positive_float
 from mirdl.features.audio import write_audio
 from mirdl.features.labels import Annotations
 from mirdl.store.files import atomic_path
 
 __all__ = [
     "SYNTH_VERSION",
+    "CLIPS_CLASSES",
+    "write_clips_corpus",
     "CLASSES",
     "CLASS_DESCRIPTIONS",
     "TAGS",
@@ -1162,3 +1165,164 @@ def odd_files(out_dir: str | os.PathLike) -> dict[str, Path]:
             pages = list(ogg.iter_pages(handle))
         cut(name, data, pages[-1].offset if name == "ogg_cut_at_page" else pages[-2].end - 5)
     return paths
+
+
+# --------------------------------------------------------------------------------------------
+# A hard clip corpus: imbalanced classes and lengths, overlapping timbres
+
+#: Classes of :func:`write_clips_corpus`: (tracks at scale 1, (min, max) seconds, description).
+CLIPS_CLASSES = {
+    "rising": (22, (6.0, 18.0), "runs of 3-6 scale notes going up, each run in a timbre of the shared pool"),
+    "falling": (15, (6.0, 18.0), "the same runs going down: the same notes and timbres as rising"),
+    "pulse": (9, (6.0, 18.0), "runs of one repeated pitch on a steady beat, each run in a timbre of the pool"),
+    "chirp": (6, (1.0, 3.0), "one to three glides of a harmonic tone (up or down), short sound effects"),
+    "hit": (4, (1.0, 3.0), "one to four band-passed noise bursts with pitched ringing, short sound effects"),
+}
+_CLIPS_FORMATS = ("flac", "ogg", "wav")
+_CLIPS_RATES = (22050, 16000, 44100)
+_CLIPS_MARKER = _README_MARKER + " (clips: imbalanced, overlapping timbres)"
+
+
+def _clips_timbre(rng: np.random.Generator) -> dict[str, float]:
+    """A timbre from the pool every class draws from: partial count, tilt, decay, attack."""
+    return {"partials": int(rng.integers(3, 11)), "tilt": float(rng.uniform(3.0, 12.0)),
+            "decay": float(rng.uniform(0.08, 0.6)), "attack": float(rng.uniform(0.002, 0.04))}
+
+
+def _clips_tone(f0: float | np.ndarray, n: int, sr: int, timbre: dict[str, float]) -> np.ndarray:
+    """A harmonic tone of ``n`` samples (``f0`` constant or per sample) with the timbre's envelope."""
+    t = np.arange(n) / sr
+    phase = 2 * np.pi * (np.cumsum(np.broadcast_to(f0, (n,))) / sr)
+    tone = np.zeros(n)
+    for k in range(1, timbre["partials"] + 1):
+        if np.max(np.broadcast_to(f0, (n,))) * k >= MAX_FREQUENCY:
+            break
+        tone += 10 ** (-timbre["tilt"] * math.log2(k) / 20) * np.sin(k * phase)
+    envelope = np.minimum(1.0, t / timbre["attack"]) * np.exp(-t / timbre["decay"])
+    return tone * envelope
+
+
+def _clips_notes(label: str, rng: np.random.Generator, duration: float) -> list[tuple[float, float, int]]:
+    """(onset s, MIDI pitch, run number) of the pitched music classes; each run gets its own timbre."""
+    step = float(rng.uniform(0.12, 0.3))
+    root = int(rng.integers(45, 70))
+    scale = np.cumsum([0, 2, 2, 1, 2, 2, 2, 1] * 3)
+    notes, t, run_number = [], float(rng.uniform(0.0, 0.2)), 0
+    while t < duration - step:
+        length = int(rng.integers(3, 7))
+        if label == "pulse":
+            pitch = root + int(rng.choice([0, 5, 7, 12]))
+            run = [pitch] * (2 * length)
+        else:
+            start = int(rng.integers(0, 8))
+            run = [root + int(scale[start + i]) for i in range(length)]
+            run = run if label == "rising" else run[::-1]
+        for pitch in run:
+            if t >= duration - step:
+                break
+            notes.append((t, float(pitch), run_number))
+            t += step
+        t += float(rng.uniform(0.0, 2 * step))  # a breath between runs
+        run_number += 1
+    return notes
+
+
+def clips_track(*, label: str, rng: np.random.Generator, sr: int, duration: float) -> np.ndarray:
+    """One track of :data:`CLIPS_CLASSES` ``label``: mono float32, peak -26 to -6 dBFS, light noise."""
+    n = int(round(duration * sr))
+    y = np.zeros(n)
+    if label in ("rising", "falling", "pulse"):
+        timbres: dict[int, dict[str, float]] = {}
+        for onset, pitch, run in _clips_notes(label, rng, duration):
+            timbre = timbres.setdefault(run, _clips_timbre(rng))
+            start = int(onset * sr)
+            length = min(n - start, int(sr * min(1.5, 4 * timbre["decay"])))
+            y[start:start + length] += rng.uniform(0.6, 1.0) * _clips_tone(_midi_hz(pitch), length, sr, timbre)
+    elif label == "chirp":
+        for _ in range(int(rng.integers(1, 4))):
+            start = int(rng.uniform(0, 0.5) * n)
+            length = n - start
+            a, b = rng.uniform(45, 80, size=2)
+            glide = _midi_hz(a + (b - a) * np.linspace(0, 1, length))
+            timbre = {**_clips_timbre(rng), "decay": float(rng.uniform(0.3, 1.5))}
+            y[start:] += _clips_tone(glide, length, sr, timbre)
+    elif label == "hit":
+        for _ in range(int(rng.integers(1, 5))):
+            start = int(rng.uniform(0, 0.7) * n)
+            length = n - start
+            t = np.arange(length) / sr
+            centre = float(rng.uniform(300, 4000))
+            band = _butter(2, (centre / 1.5, min(centre * 1.5, MAX_FREQUENCY)), sr=sr, btype="bandpass")
+            noise = scipy.signal.sosfilt(band, rng.normal(size=length)) * np.exp(-t / rng.uniform(0.03, 0.2))
+            ring = _clips_tone(_midi_hz(float(rng.uniform(50, 80))), length, sr, _clips_timbre(rng))
+            y[start:] += 3 * noise + 0.5 * ring
+    else:
+        raise ConfigError(f"label={label!r} must be one of {list(CLIPS_CLASSES)}")
+    y += rng.normal(scale=10 ** (rng.uniform(-4.0, -2.5)), size=n) * np.max(np.abs(y) + 1e-9)
+    y = _lowpass(y, sr=sr, cutoff=MAX_FREQUENCY) if sr > 2 * MAX_FREQUENCY + 1000 else y
+    peak = 10 ** (rng.uniform(-26, -6) / 20)
+    return (y * peak / max(np.max(np.abs(y)), 1e-9)).astype(np.float32)
+
+
+def write_clips_corpus(out_dir: str | os.PathLike, *, seed: int = 0, scale: float = 1.0,
+                       overwrite: bool = False) -> dict[str, list[str]]:
+    """Write a hard "one folder per class" corpus: imbalanced class sizes and track lengths,
+    timbres shared by every class, deterministic by ``seed``.
+
+    What separates ``rising`` from ``falling`` (the same notes and timbres in the other order)
+    and ``pulse`` from both is the order of events in time, which per-track statistics of a
+    spectrogram (mean and std over time) barely see; ``chirp`` and ``hit`` are 1-3 s sound
+    effects among 6-18 s "songs". Files are FLAC, Ogg Vorbis and WAV at 16, 22.05 and 44.1 kHz.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        ``OUT/CLASS/cNNNN.EXT`` and ``OUT/README.txt``.
+    seed : int >= 0
+    scale : float > 0
+        Multiplies the number of tracks of every class (at least 2 per class) and the music
+        classes' lengths are kept; ``scale=0.5`` halves the corpus for quick tests.
+    overwrite : bool
+        Replace a previous corpus written here.
+
+    Returns
+    -------
+    dict
+        Class -> relative file paths, sorted.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> files = write_clips_corpus(tempfile.mkdtemp(), seed=0, scale=0.1)
+    >>> {label: len(paths) for label, paths in files.items()}
+    {'rising': 2, 'falling': 2, 'pulse': 2, 'chirp': 2, 'hit': 2}
+    """
+    seed = integer(seed, name="seed", minimum=0)
+    scale = positive_float(scale, name="scale")
+    root = Path(out_dir)
+    _check_out_dir(root, overwrite=overwrite)
+    if root.exists() and overwrite:
+        for path in sorted(root.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+    root.mkdir(parents=True, exist_ok=True)
+    files: dict[str, list[str]] = {}
+    index = 0
+    for class_index, (label, (count, (low, high), _)) in enumerate(CLIPS_CLASSES.items()):
+        for i in range(max(2, round(count * scale))):
+            sequence = np.random.SeedSequence(seed, spawn_key=(class_index, i))
+            rng = np.random.default_rng(sequence)
+            file_format = _CLIPS_FORMATS[index % len(_CLIPS_FORMATS)]
+            sr = _CLIPS_RATES[(index // len(_CLIPS_FORMATS)) % len(_CLIPS_RATES)]
+            duration = float(rng.uniform(low, high))
+            audio_ = clips_track(label=label, rng=rng, sr=sr, duration=duration)
+            relative = f"{label}/c{index:04d}.{file_format}"
+            _write_audio(root / relative, audio_, sr=sr, file_format=file_format,
+                         ogg_serial=int(sequence.generate_state(1)[0]))
+            files.setdefault(label, []).append(relative)
+            index += 1
+    lines = [_CLIPS_MARKER, f"seed {seed}, scale {scale:g}; classes (tracks, seconds):"]
+    lines += [f"  {label}: {len(files[label])} tracks, {low:g}-{high:g} s: {text}"
+              for label, (_, (low, high), text) in CLIPS_CLASSES.items()]
+    with atomic_path(root / "README.txt") as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return files

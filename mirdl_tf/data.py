@@ -3,7 +3,7 @@
 :func:`load` builds the input pipeline in the order of the tf.data performance guide::
 
     list shards -> [shard by files] -> interleave(read shard, parallel) -> [shard by records]
-    -> parse -> select variants -> cache (optional) -> shuffle -> repeat (optional)
+    -> parse -> select variants -> cache (optional) -> balance (optional) -> shuffle -> repeat (optional)
     -> crop + standardise + SpecAugment (parallel map) -> batch -> mixup (optional) -> prefetch
 
 Only the per-shard reader differs between formats (each format's adapter in
@@ -52,8 +52,8 @@ from mirdl.store import format as store_format
 from mirdl.store.manifest import read_manifest, shard_entries, shard_paths
 from mirdl.store.verify import check_shards, find_corrupt_shard
 
-__all__ = ["STD_FLOOR", "SPEC_AUGMENT_DEFAULTS", "load", "describe", "input_shape", "n_outputs", "named_store_errors",
-           "iterate_named"]
+__all__ = ["STD_FLOOR", "SPEC_AUGMENT_DEFAULTS", "BALANCE_MODES", "load", "describe", "input_shape", "n_outputs",
+           "named_store_errors", "iterate_named", "balance_rates"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 #: Standard deviations below this are raised to it before dividing (silent frequency bins).
@@ -66,6 +66,8 @@ DEFAULT_SHUFFLE_BUFFER = 2048
 MAX_CYCLE_LENGTH = 8
 _HDF5_BACKENDS = ("h5py", "tfio")
 _CROPS = ("random", "center")
+#: ``balance`` values of :func:`load`.
+BALANCE_MODES = ("none", "class", "track")
 # Salts that make the stateless streams of one element independent of each other.
 _SALT_CROP, _SALT_FREQ, _SALT_TIME = 0, 1, 2
 
@@ -365,6 +367,8 @@ def load(
     hdf5_backend: str = "h5py",
     shuffle_buffer: int | None = None,
     with_metadata: bool = False,
+    balance: str = "none",
+    patches_per_track: int | None = None,
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of ``(features, labels)`` from a mirdl store.
 
@@ -468,6 +472,13 @@ def load(
         raise ValueError(f"shuffle_buffer must be a positive integer. Received: shuffle_buffer={shuffle_buffer!r}")
     if not isinstance(repeat, (bool, int)) or (not isinstance(repeat, bool) and repeat < 1):
         raise ValueError(f"repeat must be a bool or an int >= 1. Received: repeat={repeat!r}")
+    if balance not in BALANCE_MODES:
+        raise ValueError(f"balance must be one of {BALANCE_MODES}. Received: balance={balance!r}")
+    if patches_per_track is not None and (balance != "track" or isinstance(patches_per_track, bool)
+                                          or not isinstance(patches_per_track, (int, np.integer))
+                                          or patches_per_track < 1):
+        raise ValueError('patches_per_track must be a positive integer, with balance="track". '
+                         f"Received: patches_per_track={patches_per_track!r}, balance={balance!r}")
     selected = _check_variants(variants)
     num_workers, worker = _workers(input_context, num_shards, shard_index)
 
@@ -504,6 +515,11 @@ def load(
         pool = selected if selected is not None else info.variants()
         ds = _choose_variant_per_epoch(ds, pool, seed=_derived_seed(seed, 1))
 
+    # ---- balance: per-record repeat counts drawn every epoch
+    if balance != "none":
+        ds = _balance(ds, info, split, mode=balance, patches_per_track=patches_per_track,
+                      variants=selected if variant_choice is None else None, seed=_derived_seed(seed, 4))
+
     # ---- shuffle, repeat
     if shuffle:
         buffer = shuffle_buffer or max(1, min(worker_records, DEFAULT_SHUFFLE_BUFFER))
@@ -533,7 +549,7 @@ def load(
         ds = _apply_mixup(ds, alpha=float(mixup_alpha), n_classes=info.n_outputs(),
                           one_hot=info.task_type == "single_label",
                           seed=_derived_seed(seed, 3), with_metadata=with_metadata, deterministic=deterministic)
-    if selected is None and variant_choice is None and repeat is not True:
+    if selected is None and variant_choice is None and balance == "none" and repeat is not True:
         # Batches run across epoch boundaries (repeat comes before batch).
         n_records = worker_records * (1 if repeat is False else int(repeat))
         n_batches = n_records // batch_size if drop_remainder else -(-n_records // batch_size)
@@ -544,6 +560,79 @@ def load(
         options.deterministic = bool(deterministic)
         ds = ds.with_options(options)
     return ds
+
+
+def balance_rates(store: str | os.PathLike, split: str, *, mode: str, patches_per_track: int | None = None,
+                  variants: list[int] | None = None) -> dict[Any, float]:
+    """Expected copies per epoch of each record, by class index (``mode="class"``) or track id
+    (``mode="track"``), as :func:`load`'s ``balance`` uses them.
+
+    ``"class"``: ``N / (K * n_c)`` for the ``n_c`` records of class ``c`` (``K`` classes present,
+    ``N`` records), from the manifest's ``label_counts`` (single-label stores only).
+    ``"track"``: ``patches_per_track / n_t`` for the ``n_t`` records of track ``t`` (of
+    ``variants``, or all), counted from the shards' ``track_id`` and ``variant`` columns (the
+    features are not read).
+
+    Examples
+    --------
+    >>> balance_rates("demo-out/stores/demo", "train", mode="class")  # doctest: +SKIP
+    {0: 0.8, 1: 1.33, 2: 1.0, 3: 1.0}
+    """
+    info = _open_store(store, None)
+    where = info.path / store_format.MANIFEST_NAME
+    entries = shard_entries(info.manifest, split)  # StoreError for an unknown split
+    if mode == "class":
+        if info.task_type != "single_label":
+            raise ValueError(f'balance="class" needs a single_label store; {where} holds a {info.task_type!r} task '
+                             '(use balance="track" or class weights)')
+        counts = info.manifest["splits"][split].get("label_counts")
+        if counts is None:
+            raise StoreError(f"{where}: splits.{split}.label_counts is missing; balance='class' needs it")
+        present = [n for n in counts if n > 0]
+        total = sum(present)
+        return {index: (total / (len(present) * n) if n > 0 else 0.0) for index, n in enumerate(counts)}
+    if mode != "track":
+        raise ValueError(f"mode must be 'class' or 'track'. Received: mode={mode!r}")
+    adapter = adapters.adapter_for(info.format)
+    per_track: dict[str, int] = {}
+    for path in shard_paths(info.path, info.manifest, split):
+        for batch in adapter.read_batches(path, manifest=info.manifest, features=[]):
+            keep = np.ones(len(batch["track_id"]), dtype=bool) if variants is None else \
+                np.isin(batch["variant"], variants)
+            for track_id in batch["track_id"][keep]:
+                per_track[track_id] = per_track.get(track_id, 0) + 1
+    if not entries or not per_track:
+        return {}
+    patches = patches_per_track or max(1, round(sum(per_track.values()) / len(per_track)))
+    return {track_id: patches / n for track_id, n in per_track.items()}
+
+
+def _balance(ds: tf.data.Dataset, info: _Store, split: str, *, mode: str, patches_per_track: int | None,
+             variants: list[int] | None, seed: int | None) -> tf.data.Dataset:
+    """Each record ``floor(rate) + Bernoulli(frac(rate))`` times, a new draw every epoch."""
+    rates = balance_rates(info.path, split, mode=mode, patches_per_track=patches_per_track, variants=variants)
+    if mode == "class":
+        table = tf.constant([rates[i] for i in range(len(rates))], tf.float64)
+
+        def rate_of(record):
+            return tf.gather(table, tf.reshape(tf.cast(record["label"], tf.int32), [-1])[0])
+    else:
+        lookup = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(list(rates), tf.string),
+                                                tf.constant(list(rates.values()), tf.float64)), default_value=0.0)
+
+        def rate_of(record):
+            return lookup.lookup(record["track_id"])
+
+    def copies(record, rnd):
+        rate = rate_of(record)
+        uniform = tf.cast(rnd % (1 << 30), tf.float64) / float(1 << 30)
+        whole = tf.math.floor(rate)
+        return record, tf.cast(whole, tf.int64) + tf.cast(uniform < rate - whole, tf.int64)
+
+    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip((ds, randoms)).map(copies).flat_map(
+        lambda record, n: tf.data.Dataset.from_tensors(record).repeat(n))
 
 
 def _shard_reader(info: _Store, *, hdf5_backend: str):

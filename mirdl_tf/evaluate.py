@@ -13,8 +13,11 @@ Predictions are made per track, as the tasks are defined:
    way from the stored frame labels (which the job derived from the annotations).
 3. Metrics (:mod:`mirdl_tf.metrics`, no TensorFlow), from scikit-learn and mir_eval (nothing reimplemented):
 
-   - ``single_label``: accuracy, macro F1, confusion matrix; with chance (1 / classes) and
-     the trivial baseline (always the majority class of the training split).
+   - ``single_label``: accuracy, macro F1, confusion matrix, per-class recall; with chance
+     (1 / classes), the trivial baseline (always the majority class of the training split)
+     and the per-track-statistics baseline (``statistics_baseline``, also for the other
+     clip tasks: :func:`~mirdl_tf.metrics.statistics_baseline` fitted on the store's
+     training split, :func:`store_track_statistics`).
    - ``multi_label``: macro ROC-AUC and PR-AUC (average precision) over the tags that have
      both positives and negatives in the split, and per tag.
    - ``regression``: MAE and R², overall and per target.
@@ -38,6 +41,7 @@ Examples
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +52,8 @@ import numpy as np
 from mirdl.errors import ConfigError, StoreError
 from mirdl.store.files import atomic_path, write_json_atomic
 from mirdl.store.manifest import read_manifest
-from mirdl_tf.metrics import MIN_PITCH, ONSET_THRESHOLD, clip_metrics, frame_metrics, pick_onsets
+from mirdl_tf.metrics import (MIN_PITCH, ONSET_THRESHOLD, clip_metrics, frame_metrics, pick_onsets,
+                              statistics_baseline, track_statistics)
 
 __all__ = [
     "TrackOutputs",
@@ -58,10 +63,14 @@ __all__ = [
     "track_outputs",
     "task_metrics",
     "plot_metrics",
+    "ONSET_EXCERPT_SECONDS",
     "hop_seconds_of",
+    "store_track_statistics",
     "evaluate",
 ]
 
+#: Seconds of a track the onset plot shows.
+ONSET_EXCERPT_SECONDS = 10.0
 #: What the tracks' outputs are, for metrics.json.
 AGGREGATION = ("clean records (variant 0); patches of patch_frames frames (sliding, hop patch_frames, last "
                "window flush with the segment end); clip tasks: mean of patch outputs per track; frame tasks: "
@@ -147,6 +156,13 @@ def check_compatible(info: Mapping[str, Any], manifest: Mapping[str, Any], *, st
 # Predictions per track
 
 
+def _bar_iter(items, bar):
+    """``items``, advancing ``bar`` by one per item."""
+    for item in items:
+        yield item
+        bar.update(1)
+
+
 def _time_first(label: np.ndarray, task: str) -> np.ndarray:
     return label.T if task == "frame_notes" else label
 
@@ -189,7 +205,12 @@ def track_outputs(predict: Callable[[np.ndarray], np.ndarray], store: str | os.P
     counts: dict[str, Any] = {}
     labels: dict[str, list[tuple[int, np.ndarray]]] = {}
     patches = 0
-    for x, y, meta in data.iterate_named(ds, store, split):
+    from tqdm import tqdm
+
+    described = data.describe(store, feature=feature)
+    n_batches = -(-described["splits"][split] // len(described["variants"]) // batch_size)  # clean records
+    bar = tqdm(total=n_batches, desc=f"{split}", unit="batch", leave=False, disable=None, file=sys.stderr)
+    for x, y, meta in _bar_iter(data.iterate_named(ds, store, split), bar):
         if normalization is not None:
             x = (x - mean) / std
         n_records, n_frames = x.shape[0], x.shape[-1]
@@ -216,6 +237,7 @@ def track_outputs(predict: Callable[[np.ndarray], np.ndarray], store: str | os.P
                 sums[track] = sums.get(track, 0.0) + outputs[i].sum(axis=0)
                 counts[track] = counts.get(track, 0) + len(offsets)
                 labels.setdefault(track, []).append((0, np.asarray(y[i])))
+    bar.close()
     result = TrackOutputs(patches=patches)
     for track in sorted(sums):
         result.track_ids.append(track)
@@ -275,7 +297,15 @@ def plot_metrics(path: str | os.PathLike, *, task: str, metrics: Mapping[str, An
         from sklearn.metrics import ConfusionMatrixDisplay
 
         matrix = np.asarray(metrics["confusion_matrix"])
-        ConfusionMatrixDisplay(matrix, display_labels=names).plot(ax=ax, colorbar=False)
+        recall = metrics.get("per_class_recall") or {}
+        shown = [f"{name} ({100 * recall[name]:.0f}%)" if name in recall else name for name in (names or [])] or None
+        size = max(6.0, 0.6 * len(matrix) + 3)
+        fig.set_size_inches(size, size * 0.85)
+        ConfusionMatrixDisplay(matrix, display_labels=shown).plot(ax=ax, colorbar=False, cmap="Blues",
+                                                                   xticks_rotation=45)
+        if names:  # recall belongs to the true labels (rows); the columns keep the plain names
+            ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        ax.set_ylabel("true label (recall)")
         ax.set_title(f"{title} accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}")
     elif task == "multi_label":
         tags = list(metrics["per_tag"])
@@ -309,12 +339,20 @@ def plot_metrics(path: str | os.PathLike, *, task: str, metrics: Mapping[str, An
         if task == "frame_onset":
             min_distance = metrics["peak_picking"]["min_distance_frames"]
             threshold = metrics["peak_picking"]["threshold"]
-            ax.plot(times, output[:, 0], label="activation", linewidth=1)
-            for i, t in enumerate(np.flatnonzero(np.asarray(label) >= 1.0) * hop_seconds):
+            reference = np.flatnonzero(np.asarray(label) >= 1.0)
+            # A 10 s excerpt from shortly before the first reference onset: a minute is a solid block.
+            first = (reference[0] * hop_seconds - 0.5) if len(reference) else 0.0
+            start = max(0.0, min(first, times[-1] - ONSET_EXCERPT_SECONDS))
+            view = (times >= start) & (times <= start + ONSET_EXCERPT_SECONDS)
+            ax.plot(times[view], output[view, 0], label="activation", linewidth=1)
+            shown = [t for t in reference * hop_seconds if start <= t <= start + ONSET_EXCERPT_SECONDS]
+            for i, t in enumerate(shown):
                 ax.axvline(t, color="green", alpha=0.6, linewidth=1, label="reference onset" if i == 0 else None)
             peaks = pick_onsets(output[:, 0], threshold=threshold, min_distance=min_distance)
-            ax.plot(peaks * hop_seconds, output[peaks, 0], "rx", label="picked onset")
+            peaks = peaks[view[peaks]]
+            ax.plot(peaks * hop_seconds, output[peaks, 0], "rx", markersize=8, label="picked onset")
             ax.axhline(threshold, color="grey", linestyle="--", linewidth=1)
+            ax.set_xlim(start, start + ONSET_EXCERPT_SECONDS)
             ax.set_ylim(0, 1.05)
             ax.set_ylabel("onset activation")
             ax.set_title(f"{title} {track}: onset F {_number(metrics['onset_f'])} (all tracks)")
@@ -365,6 +403,44 @@ def hop_seconds_of(feature: Mapping[str, Any]) -> float | None:
     return None if not hop or not sr else float(hop) / float(sr)
 
 
+def store_track_statistics(store: str | os.PathLike, split: str, *, feature: str | None = None
+                           ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(track ids, statistics (n, 2 * bins), labels)`` of a split's clean records
+    (:func:`~mirdl_tf.metrics.track_statistics` of each track's segments), read with numpy."""
+    from mirdl.store.adapters import read_shard
+    from mirdl.store.manifest import shard_paths
+
+    manifest = read_manifest(store)
+    feature = feature or next(iter(manifest["features"]))
+    segments: dict[str, list[np.ndarray]] = {}
+    labels: dict[str, np.ndarray] = {}
+    for path in shard_paths(store, manifest, split):
+        for record in read_shard(path, manifest=manifest, features=[feature]):
+            if int(record["variant"]) == 0:
+                segments.setdefault(record["track_id"], []).append(record[feature])
+                labels[record["track_id"]] = np.asarray(record["label"])
+    ids = sorted(segments)
+    if not ids:
+        return [], np.zeros((0, 0)), np.zeros((0,))
+    return ids, np.stack([track_statistics(segments[t]) for t in ids]), np.stack([labels[t] for t in ids])
+
+
+def _statistics_baseline(store, manifest, info, split, outputs: TrackOutputs, *,
+                         vocabulary) -> dict[str, Any]:
+    """The per-track-statistics baseline of the evaluated split, fitted on the store's training split."""
+    train_split = (info.get("store") or {}).get("train_split") or "train"
+    first = next(iter(manifest["features"]))
+    if train_split not in manifest["splits"] or train_split == split:
+        return {"method": f"per-track statistics: not fitted (no training split {train_split!r} besides {split!r})"}
+    _, train_x, train_y = store_track_statistics(store, train_split, feature=first)
+    test_ids, test_x, test_y = store_track_statistics(store, split, feature=first)
+    if len(train_x) < 2 or not len(test_x):
+        return {"method": "per-track statistics: not fitted (too few tracks)"}
+    result = statistics_baseline(info["task"]["type"], train_x, train_y, test_x, test_y, vocabulary=vocabulary)
+    result["feature"] = first
+    return result
+
+
 def evaluate(model_dir: str | os.PathLike, store: str | os.PathLike, split: str = "test", *,
              out: str | os.PathLike | None = None, plot: bool = False, checkpoint: str = "best",
              batch_size: int = 32, threshold: float = ONSET_THRESHOLD) -> dict[str, Any]:
@@ -411,6 +487,9 @@ def evaluate(model_dir: str | os.PathLike, store: str | os.PathLike, split: str 
     vocabulary = info["task"].get("vocabulary")
     metrics = task_metrics(task, outputs, vocabulary=vocabulary, hop_seconds=hop,
                            train_label_counts=info.get("train_label_counts"), threshold=threshold)
+    if task in ("single_label", "multi_label", "regression"):
+        metrics["statistics_baseline"] = _statistics_baseline(store, manifest, info, split, outputs,
+                                                              vocabulary=vocabulary)
     out = Path(out) if out is not None else Path(model_dir) / f"eval-{split}"
     out.mkdir(parents=True, exist_ok=True)
     result = {"task": task, "split": split, "store": str(Path(store).resolve()),

@@ -7,6 +7,10 @@ importing TensorFlow. What each task reports is described in :mod:`mirdl_tf.eval
 - :func:`clip_metrics`: ``single_label`` (accuracy, macro F1, confusion matrix, chance and
   majority-class baseline), ``multi_label`` (macro ROC-AUC / PR-AUC, per tag, constant-score
   baseline), ``regression`` (MAE, R², per target, mean-target baseline).
+- :func:`statistics_baseline`: the per-track-statistics baseline a model should beat: each
+  track's mean and std over time of a feature (:func:`track_statistics`), standardised on the
+  training split, then logistic regression (single label, one per tag for multi label) or ridge
+  regression, fitted on the training split.
 - :func:`frame_metrics`: ``frame_onset`` and ``frame_notes`` (mir_eval onset / note-onset F,
   per track and pooled), ``frame_chords`` (mir_eval majmin and root weighted accuracy).
 
@@ -34,6 +38,8 @@ __all__ = [
     "ONSET_WINDOW",
     "MIN_PITCH",
     "clip_metrics",
+    "track_statistics",
+    "statistics_baseline",
     "frame_metrics",
     "pick_onsets",
     "roll_to_notes",
@@ -85,6 +91,8 @@ def clip_metrics(task: str, y_true: np.ndarray, y_score: np.ndarray, *, vocabula
             "chance_accuracy": 1.0 / n_outputs,
             "confusion_matrix": metrics.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
             "classes": names,
+            "per_class_recall": dict(zip(names, (float(r) for r in metrics.recall_score(
+                y_true, y_pred, labels=labels, average=None, zero_division=0)))),
         }
         if train_label_counts is not None and len(train_label_counts) == n_outputs:
             majority = int(np.argmax(train_label_counts))
@@ -132,6 +140,91 @@ def clip_metrics(task: str, y_true: np.ndarray, y_score: np.ndarray, *, vocabula
                          "mae": float(np.mean(np.abs(y_true - y_true.mean(axis=0))))},
         }
     raise ConfigError(f"clip_metrics is for clip tasks. Received: task={task!r}")
+
+
+def track_statistics(segments: Sequence[np.ndarray]) -> np.ndarray:
+    """One track's mean and standard deviation over time of a feature, concatenated: ``(2 * n_bins,)``.
+
+    Parameters
+    ----------
+    segments : sequence of np.ndarray [shape=(..., n_bins, n_frames)]
+        The track's stored segments (leading axes, e.g. channels, are flattened into bins).
+
+    Examples
+    --------
+    >>> track_statistics([np.array([[0.0, 2.0]]), np.array([[4.0, 6.0]])])
+    array([3.        , 2.23606798])
+    """
+    frames = np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1, np.shape(s)[-1]) for s in segments], axis=-1)
+    return np.concatenate([frames.mean(axis=-1), frames.std(axis=-1)])
+
+
+def statistics_baseline(task: str, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+                        test_y: np.ndarray, *, vocabulary: Sequence[str] | None = None,
+                        seed: int = 0) -> dict[str, Any]:
+    """Fit the per-track-statistics baseline on the training split and score it on the test split.
+
+    Parameters
+    ----------
+    task : {"single_label", "multi_label", "regression"}
+    train_x, test_x : np.ndarray [shape=(n_tracks, d)]
+        :func:`track_statistics` of each track.
+    train_y, test_y : np.ndarray
+        Labels as :func:`clip_metrics` takes them.
+    vocabulary : sequence of str, optional
+    seed : int
+        ``random_state`` of the solvers (lbfgs is deterministic; kept for completeness).
+
+    Returns
+    -------
+    dict
+        ``method`` and the task's headline numbers from :func:`clip_metrics` of the baseline's
+        predictions (``accuracy``, ``macro_f1``; ``roc_auc_macro``, ``pr_auc_macro``; ``mae``, ``r2``).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0, 1], 20)
+    >>> x = rng.normal(size=(40, 4)) + y[:, None]
+    >>> statistics_baseline("single_label", x[::2], y[::2], x[1::2], y[1::2])["accuracy"] > 0.7
+    True
+    """
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train_x, test_x = np.asarray(train_x, dtype=np.float64), np.asarray(test_x, dtype=np.float64)
+    n_outputs = len(vocabulary) if vocabulary is not None else None
+    method = "per-track mean and std over time of the feature, standardised, "
+    if task == "single_label":
+        train_y = np.asarray(train_y).astype(np.int64).reshape(-1)
+        n_outputs = n_outputs or int(max(train_y.max(), np.max(test_y)) + 1)
+        if len(np.unique(train_y)) < 2:
+            return {"method": method + "logistic regression: not fitted (one class in the training split)"}
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+        model.fit(train_x, train_y)
+        scores = np.zeros((len(test_x), n_outputs))
+        scores[:, model.classes_] = model.predict_proba(test_x)
+        keys, method = ("accuracy", "macro_f1"), method + "logistic regression on the training split"
+    elif task == "multi_label":
+        train_y = np.asarray(train_y, dtype=np.float64) >= 0.5
+        keep = [j for j in range(train_y.shape[1]) if 0 < train_y[:, j].sum() < len(train_y)]
+        scores = np.full((len(test_x), train_y.shape[1]), 0.5)
+        if keep:
+            model = make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(max_iter=2000)))
+            model.fit(train_x, train_y[:, keep].astype(int))
+            scores[:, keep] = model.predict_proba(test_x)
+        keys, method = ("roc_auc_macro", "pr_auc_macro"), method + "one logistic regression per tag"
+    elif task == "regression":
+        model = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
+        model.fit(train_x, np.asarray(train_y, dtype=np.float64).reshape(len(train_x), -1))
+        scores = model.predict(test_x).reshape(len(test_x), -1)
+        keys, method = ("mae", "r2"), method + "ridge regression on the training split"
+    else:
+        raise ConfigError(f"statistics_baseline is for clip tasks. Received: task={task!r}")
+    scored = clip_metrics(task, test_y, scores, vocabulary=vocabulary)
+    return {"method": method, **{key: scored[key] for key in keys}}
 
 
 def pick_onsets(activation: np.ndarray, *, threshold: float = ONSET_THRESHOLD, min_distance: int = 1) -> np.ndarray:

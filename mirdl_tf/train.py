@@ -11,8 +11,9 @@ only ``--model OUT``::
 
     OUT/
       train_config.yaml     # the config, paths resolved
-      model_info.json       # model, task, feature spec + fingerprint, store fingerprint,
-                            # normalisation (train mean/std), patch_frames, train label counts
+      model_info.json       # model, task + vocabulary, feature spec + fingerprint, segmentation,
+                            # store (path relative to OUT) + fingerprint, normalisation
+                            # (train mean/std), patch_frames, train label counts; no absolute path
       best.keras            # best epoch by early_stopping.monitor (weights + optimizer state)
       last.keras            # latest epoch (what a resumed run starts from)
       state.json            # epochs done, best value and epoch, early-stopping counter, history
@@ -42,6 +43,9 @@ Config (YAML; relative paths resolve against the YAML file's folder, as in ``mir
     augment: {variants: all, spec_augment: null, mixup_alpha: null}
     early_stopping: {monitor: val_loss, patience: 5, mode: auto}   # null: never stop early
     cache: false                   # cache parsed records in memory (small stores)
+    balance: none                  # none | class (equal class rates) | track (patches_per_track per track)
+    patches_per_track: null        # balance: track; null: the split's mean records per track
+    class_weight: none             # none | balanced (loss weight N / (K n_c) per class; single label)
     seed: 0
     out: ../demo-out/run           # run directory (or --out)
 
@@ -58,6 +62,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 import uuid
 import warnings
@@ -107,7 +112,10 @@ RUN_FILES = {
 #: Version of model_info.json / state.json written here.
 RUN_FORMAT_VERSION = 1
 _FIELDS = ("store", "feature", "model", "optimizer", "epochs", "batch_size", "patch_frames", "train_split",
-           "valid_split", "augment", "early_stopping", "cache", "seed", "out")
+           "valid_split", "augment", "early_stopping", "cache", "balance", "patches_per_track", "class_weight",
+           "seed", "out")
+# Fields added after runs were fingerprinted without them: left out of the fingerprint at their default.
+_LATER_DEFAULTS = {"balance": "none", "patches_per_track": None, "class_weight": "none"}
 _SPEC_AUGMENT_KEYS = ("freq_masks", "freq_width", "time_masks", "time_width")
 
 
@@ -290,6 +298,9 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     cache: bool = False
+    balance: str = "none"
+    patches_per_track: int | None = None
+    class_weight: str = "none"
     seed: int = 0
     source: str | None = field(default=None, compare=False)
 
@@ -307,6 +318,17 @@ class TrainConfig:
         if self.optimizer.warmup_epochs >= self.epochs:
             raise ConfigError(f"optimizer.warmup_epochs={self.optimizer.warmup_epochs} must be < "
                               f"epochs={self.epochs}")
+        checks.choice(self.balance, name="balance", options=("none", "class", "track"))
+        checks.choice(self.class_weight, name="class_weight", options=("none", "balanced"))
+        if self.patches_per_track is not None:
+            if self.balance != "track":
+                raise ConfigError(f"patches_per_track={self.patches_per_track!r} needs balance: track "
+                                  f"(balance is {self.balance!r})")
+            object.__setattr__(self, "patches_per_track",
+                               checks.integer(self.patches_per_track, name="patches_per_track", minimum=1))
+        if self.balance != "none" and self.class_weight != "none":
+            raise ConfigError(f"class_weight={self.class_weight!r} and balance={self.balance!r} both correct for "
+                              "class sizes; use one")
 
     # ---- monitor
     @property
@@ -340,7 +362,8 @@ class TrainConfig:
         resume the other's run (with more epochs or another patience).
         """
         payload = {key: value for key, value in self.to_dict().items()
-                   if key not in ("out", "epochs", "early_stopping", "store")}
+                   if key not in ("out", "epochs", "early_stopping", "store")
+                   and not (key in _LATER_DEFAULTS and value == _LATER_DEFAULTS[key])}
         payload["store_fingerprint"] = store_fingerprint
         payload["run_format_version"] = RUN_FORMAT_VERSION
         return stable_hash(payload)
@@ -444,7 +467,8 @@ def _datasets(config: TrainConfig, info: Mapping[str, Any], *, epoch: int):
         train_ds = data.load(
             config.store, config.train_split, shuffle=True, seed=config.seed + epoch, crop="random",
             variants=config.augment.load_variants(), spec_augment=config.augment.spec_augment,
-            mixup_alpha=config.augment.mixup_alpha, **common)
+            mixup_alpha=config.augment.mixup_alpha, balance=config.balance,
+            patches_per_track=config.patches_per_track, **common)
         valid_ds = None if config.valid_split is None else data.load(
             config.store, config.valid_split, shuffle=False, crop="center", variants="clean", **common)
     except ValueError as err:  # an argument the store does not allow (mixup on frame labels, ...)
@@ -460,8 +484,53 @@ def _datasets(config: TrainConfig, info: Mapping[str, Any], *, epoch: int):
     return train_ds, valid_ds
 
 
+def _class_weight(config: TrainConfig, manifest: Mapping[str, Any]) -> dict[int, float] | None:
+    """``class_weight: balanced``: ``N / (K n_c)`` per class of the train split (0 for absent classes)."""
+    if config.class_weight == "none":
+        return None
+    if manifest["task"]["type"] != "single_label":
+        raise ConfigError(f"class_weight={config.class_weight!r} needs a single_label store; {config.store} "
+                          f"holds a {manifest['task']['type']!r} task")
+    counts = manifest["splits"][config.train_split].get("label_counts") or []
+    present = [n for n in counts if n > 0]
+    return {i: (sum(present) / (len(present) * n) if n > 0 else 0.0) for i, n in enumerate(counts)}
+
+
+def _label_count_lines(config: TrainConfig, manifest: Mapping[str, Any], *, shown: int = 12) -> list[str]:
+    """The train and valid splits' records per class (clip tasks with a vocabulary), most frequent first."""
+    task = manifest["task"]
+    vocabulary = task.get("vocabulary") or []
+    if task["type"] not in ("single_label", "multi_label") or not vocabulary:
+        return []
+    lines = []
+    for split in (config.train_split, config.valid_split):
+        counts = manifest["splits"].get(split, {}).get("label_counts") if split else None
+        if not counts:
+            continue
+        order = sorted(range(len(counts)), key=lambda i: (-counts[i], i))
+        text = ", ".join(f"{vocabulary[i]} {counts[i]}" for i in order[:shown])
+        more = f", ... ({len(order) - shown} more)" if len(order) > shown else ""
+        ratio = max(counts) / max(1, min(counts))
+        lines.append(f"  {split}: {sum(counts) if task['type'] == 'single_label' else ''}"
+                     f"{' records' if task['type'] == 'single_label' else 'records per tag'}: {text}{more}"
+                     + (f"  (largest/smallest class {ratio:.0f}x)" if ratio >= 4 else ""))
+    if lines and config.balance == "none" and config.class_weight == "none" and task["type"] == "single_label":
+        counts = manifest["splits"].get(config.train_split, {}).get("label_counts") or [0]
+        if max(counts) >= 4 * max(1, min(counts)):
+            lines.append("  note: the classes are imbalanced; consider balance: track or class (or class_weight: balanced)")
+    return lines
+
+
+def _relative_to(path: str | os.PathLike, base: Path) -> str:
+    """``path`` relative to ``base`` (POSIX); absolute only when no relative path exists (another drive)."""
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
+    except ValueError:
+        return str(Path(path).resolve())
+
+
 def _model_info(config: TrainConfig, info: Mapping[str, Any], manifest: Mapping[str, Any],
-                fingerprint: str) -> dict[str, Any]:
+                fingerprint: str, out: Path) -> dict[str, Any]:
     """What evaluation and extraction need to use the model without the train config."""
     feature = manifest["features"][info["feature"]]
     stats = feature.get("stats")
@@ -479,7 +548,10 @@ def _model_info(config: TrainConfig, info: Mapping[str, Any], manifest: Mapping[
         # Evaluation applies these (not the evaluated store's own statistics).
         "normalization": None if not stats else {
             "split": stats.get("split"), "mean": stats["mean"], "std": stats["std"]},
-        "store": {"path": str(Path(config.store).resolve()), "name": manifest.get("name"),
+        # How the store cut its segments (mode, seconds, pad, frames): mirdl predict cuts new audio the same way.
+        "segment": manifest.get("segment"),
+        # Relative to the run directory, so that a run can be moved or shared with its store.
+        "store": {"path": _relative_to(config.store, out), "name": manifest.get("name"),
                   "fingerprint": manifest.get("fingerprint"), "train_split": config.train_split,
                   "valid_split": config.valid_split},
         "train_label_counts": train_split.get("label_counts"),
@@ -587,8 +659,30 @@ def _make_callbacks(*, out: Path, monitor: str, mode: str, patience: int | None,
             stop = f"  (early stop: no {monitor} improvement in {patience} epochs)" if state["stopped_early"] else ""
             log(f"epoch {epoch + 1}/{epochs}  {values}  ({time.perf_counter() - self.start:.1f} s){mark}{stop}")
 
+    class BatchBar(keras.callbacks.Callback):
+        """A progress bar over the batches of each epoch (on a terminal only; gone when the epoch ends)."""
+
+        steps: int | None = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
+                            disable=None, file=sys.stderr)
+            self.count = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.count += 1
+            self.bar.update(1)
+            if logs and "loss" in logs:
+                self.bar.set_postfix_str(f"loss {float(logs['loss']):.4f}", refresh=False)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.bar.close()
+            BatchBar.steps = self.count  # the next epoch's total (a balanced epoch varies a little)
+
     run_state = RunState()
-    callbacks = [run_state, EpochLine()]
+    callbacks = [run_state, BatchBar(), EpochLine()]
     if optimizer.schedule != "constant" or optimizer.warmup_epochs:
         # First, so the epoch's rate is set before it trains and logged ("learning_rate") before
         # RunState records the epoch; it follows the epoch number, so a resume continues the schedule.
@@ -710,6 +804,7 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
     allowed = known + ([f"val_{name}" for name in known] if config.valid_split is not None else [])
     if monitor not in allowed:
         raise ConfigError(f"early_stopping.monitor={monitor!r} must be one of {allowed} for task {task!r}")
+    class_weight = _class_weight(config, manifest)
     fingerprint = config.fingerprint(store_fingerprint=manifest.get("fingerprint"))
     state = _prepare_out(out, fingerprint=fingerprint, resume=resume, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
@@ -723,7 +818,7 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
                       metrics=metrics_for_task(task, one_hot=one_hot))
         state = {"run_format_version": RUN_FORMAT_VERSION, "fingerprint": fingerprint, "epoch": 0, "best": None,
                  "best_epoch": None, "wait": 0, "stopped_early": False, "history": [], "seconds": 0.0}
-        write_json_atomic(out / RUN_FILES["info"], _model_info(config, info, manifest, fingerprint))
+        write_json_atomic(out / RUN_FILES["info"], _model_info(config, info, manifest, fingerprint, out))
         log(f"train {config.model.name} on {config.store} ({task}, input {tuple(info['input_shape'])}, "
             f"{info['n_outputs']} outputs, {model.count_params()} parameters) -> {out}")
     else:
@@ -736,6 +831,8 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
     state["stopped_early"] = state["stopped_early"] and config.early_stopping.patience is not None \
         and state["wait"] >= config.early_stopping.patience
 
+    for line in _label_count_lines(config, manifest):
+        log(line)
     if state["epoch"] < config.epochs and not state["stopped_early"]:
         train_ds, valid_ds = _datasets(config, info, epoch=state["epoch"])
         callbacks = _make_callbacks(out=out, monitor=monitor, mode=mode, patience=config.early_stopping.patience,
@@ -751,7 +848,7 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
             read_splits = [config.train_split] + ([config.valid_split] if config.valid_split else [])
             with data.named_store_errors(config.store, read_splits):  # a corrupt shard: one line naming it
                 model.fit(train_ds, validation_data=valid_ds, epochs=config.epochs, initial_epoch=state["epoch"],
-                          callbacks=callbacks, verbose=0)
+                          callbacks=callbacks, verbose=0, class_weight=class_weight)
         state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - start
         write_json_atomic(out / RUN_FILES["state"], state)
     else:

@@ -38,7 +38,11 @@ first row is kept.
 
 Splits are a stable hash of ``(seed, group or track id)`` (:func:`assign_split`), so the
 same corpus and seed give the same splits in any listing order, on any machine, and a
-group (artist, album) never straddles two splits.
+group (artist, album) never straddles two splits. A track's split depends on its own key
+only, so it never moves when tracks are added. ``splits.stratify: true`` instead splits
+each class exactly in ``fractions`` (:func:`stratified_splits`, hash order within each
+class), at the price of that stability. :func:`split_warnings` says when a split lacks a
+class or holds fewer than ``splits.min_tracks`` tracks of one.
 
 Examples
 --------
@@ -67,6 +71,8 @@ __all__ = [
     "Track",
     "list_tracks",
     "assign_split",
+    "stratified_splits",
+    "split_warnings",
     "task_for",
     "listing_hash",
 ]
@@ -394,14 +400,127 @@ def list_tracks(config: CorpusConfig, splits: SplitConfig) -> tuple[list[Track],
     used = {track.annotation_path for track in tracks.values() if track.annotation_path is not None}
     errors = [error for error in errors if not (error.severity == "skipped" and error.path in used)]
     listed_tracks = [tracks[track_id] for track_id in sorted(tracks)]
-    if split_column is None:
-        listed_tracks = [replace(track, split=_split_of(track, splits)) for track in listed_tracks]
+    if split_column is None and splits.stratify:
+        if not any(track.label is not None for track in listed_tracks):
+            raise ConfigError(f"splits.stratify=true needs class labels, but corpus.type={config.type!r} "
+                              "has none (use it with dir_per_class or csv)")
+        assigned = stratified_splits({track.track_id: (_split_key(track, splits), track.label)
+                                      for track in listed_tracks}, fractions=splits.fractions, seed=splits.seed)
+        listed_tracks = [replace(track, split=assigned[track.track_id]) for track in listed_tracks]
+    elif split_column is None:
+        listed_tracks = [replace(track, split=assign_split(key=_split_key(track, splits), fractions=splits.fractions,
+                                                           seed=splits.seed)) for track in listed_tracks]
     return listed_tracks, errors
 
 
-def _split_of(track: Track, splits: SplitConfig) -> str:
-    key = track.group if splits.group_by == "group" and track.group is not None else track.track_id
-    return assign_split(key=key, fractions=splits.fractions, seed=splits.seed)
+def _split_key(track: Track, splits: SplitConfig) -> str:
+    return track.group if splits.group_by == "group" and track.group is not None else track.track_id
+
+
+def _uniform(key: str, seed: int) -> float:
+    """``sha256(f"{seed}:{key}")`` as a uniform number in [0, 1) (53 bits)."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode("utf-8")).digest()
+    return (int.from_bytes(digest[:8], "big") >> 11) / float(1 << 53)
+
+
+def _quotas(n: int, fractions: tuple[tuple[str, float], ...]) -> list[int]:
+    """``n`` items shared in ``fractions`` (largest remainders), at least one per split when
+    ``n`` allows it, taken from the largest split."""
+    exact = [n * fraction for _, fraction in fractions]
+    quotas = [math.floor(value) for value in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: (-(exact[i] - quotas[i]), i))
+    for i in by_remainder[:n - sum(quotas)]:
+        quotas[i] += 1
+    if n >= len(quotas):
+        for i, quota in enumerate(quotas):
+            if quota == 0:
+                quotas[max(range(len(quotas)), key=lambda j: (quotas[j], -j))] -= 1
+                quotas[i] = 1
+    return quotas
+
+
+def stratified_splits(items: dict[str, tuple[str, str | None]], *, fractions: Any, seed: int) -> dict[str, str]:
+    """Split each class exactly in ``fractions``, never splitting a group.
+
+    A group's class is the label most of its items have (ties: the first in sorted order).
+    Within a class, groups are ordered by their hash (:func:`assign_split`'s uniform number)
+    and dealt out in ``fractions`` order: the first ``round(n * fraction)`` (largest
+    remainders; at least one per split when the class has as many groups as there are
+    splits) to the first split, and so on. Same items and seed, same splits, in any order;
+    but when a class grows, the groups at the boundaries of its hash order can move to the
+    neighbouring split (plain :func:`assign_split` never moves a track).
+
+    Parameters
+    ----------
+    items : dict
+        Item id -> (group key, label).
+    fractions : sequence of (name, fraction) pairs, or a mapping
+    seed : int
+
+    Returns
+    -------
+    dict
+        Item id -> split name.
+
+    Examples
+    --------
+    >>> items = {f"{c}{i}": (f"{c}{i}", c) for c in "ab" for i in range(5)}
+    >>> splits = stratified_splits(items, fractions={"train": 0.6, "valid": 0.2, "test": 0.2}, seed=0)
+    >>> sorted((label, sum(1 for k, s in splits.items() if k[0] == label and s == split))
+    ...        for label in "ab" for split in ("train", "valid", "test"))
+    [('a', 1), ('a', 1), ('a', 3), ('b', 1), ('b', 1), ('b', 3)]
+    """
+    checked = _check_fractions(fractions, where="fractions")
+    members: dict[str, list[str]] = {}
+    for item_id, (group, _) in items.items():
+        members.setdefault(group, []).append(item_id)
+    by_class: dict[str, list[str]] = {}
+    for group, ids in members.items():
+        labels = [items[item_id][1] or "" for item_id in ids]
+        label = min(set(labels), key=lambda value: (-labels.count(value), value))
+        by_class.setdefault(label, []).append(group)
+    split_of_group = {}
+    for groups in by_class.values():
+        groups.sort(key=lambda group: (_uniform(group, seed), group))
+        start = 0
+        for (name, _), quota in zip(checked, _quotas(len(groups), checked)):
+            for group in groups[start:start + quota]:
+                split_of_group[group] = name
+            start += quota
+    return {item_id: split_of_group[group] for item_id, (group, _) in items.items()}
+
+
+def split_warnings(tracks: Iterable[Track], *, split_names: Iterable[str], min_tracks: int) -> list[str]:
+    """One line per (split, class) with fewer than ``min_tracks`` tracks of the class; none
+    for corpora without class labels or with ``min_tracks=0``.
+
+    Examples
+    --------
+    >>> tracks = [Track(f"{c}{i}", f"/{c}{i}.wav", label=c, split=s)
+    ...           for c, n in (("a", 4), ("b", 1)) for i, s in zip(range(n), ("train", "test", "train", "test"))]
+    >>> for line in split_warnings(tracks, split_names=["train", "test"], min_tracks=2):
+    ...     print(line)
+    split 'test' has no track of class 'b' (1 in the corpus)
+    split 'train' has 1 track of class 'b' (fewer than splits.min_tracks=2)
+    """
+    tracks = [track for track in tracks if track.label is not None]
+    if not tracks or min_tracks <= 0:
+        return []
+    totals: dict[str, int] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for track in tracks:
+        totals[track.label] = totals.get(track.label, 0) + 1
+        counts[track.split, track.label] = counts.get((track.split, track.label), 0) + 1
+    lines = []
+    for split in sorted(set(split_names) | {track.split for track in tracks}):
+        for label in sorted(totals):
+            count = counts.get((split, label), 0)
+            if count == 0:
+                lines.append(f"split {split!r} has no track of class {label!r} ({totals[label]} in the corpus)")
+            elif count < min_tracks:
+                lines.append(f"split {split!r} has {count} track{'s' if count > 1 else ''} of class {label!r} "
+                             f"(fewer than splits.min_tracks={min_tracks})")
+    return lines
 
 
 def assign_split(*, key: str, fractions: Any, seed: int) -> str:
@@ -428,8 +547,7 @@ def assign_split(*, key: str, fractions: Any, seed: int) -> str:
     ['a', 'a', 'a', 'b']
     """
     checked = _check_fractions(fractions, where="fractions")
-    digest = hashlib.sha256(f"{seed}:{key}".encode("utf-8")).digest()
-    uniform = (int.from_bytes(digest[:8], "big") >> 11) / float(1 << 53)
+    uniform = _uniform(key, seed)
     cumulative = 0.0
     for name, fraction in checked:
         cumulative += fraction

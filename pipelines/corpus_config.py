@@ -221,18 +221,31 @@ class SplitConfig:
         Hash ``Track.group`` (falling back to the track id), or always the track id.
     seed : int
         Changes every assignment; keep it fixed to keep splits fixed.
+    stratify : bool
+        Single-label corpora: hash each group with its class (the class most of its tracks
+        have), so that every class is split in ``fractions`` independently of the others.
+        Either way a track's split depends on its own key, class and the seed only, so it
+        never moves when tracks are added (see :func:`mirdl.pipelines.corpus.assign_split`).
+    min_tracks : int >= 0
+        Warn (console and manifest ``corpus.split_warnings``) when a split holds fewer than this
+        many tracks of a class, or none at all.
     """
 
     column: str | None = None
     fractions: tuple[tuple[str, float], ...] = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
     group_by: str = "group"
     seed: int = 0
+    stratify: bool = False
+    min_tracks: int = 2
 
     def __post_init__(self) -> None:
         string(self.column, name="splits.column", optional=True)
         object.__setattr__(self, "fractions", _check_fractions(self.fractions, where="splits.fractions"))
         choice(self.group_by, name="splits.group_by", options=("group", "track"))
         object.__setattr__(self, "seed", integer(self.seed, name="splits.seed"))
+        if not isinstance(self.stratify, bool):
+            raise ConfigError(f"splits.stratify={self.stratify!r} must be true or false")
+        object.__setattr__(self, "min_tracks", integer(self.min_tracks, name="splits.min_tracks", minimum=0))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -240,9 +253,16 @@ class SplitConfig:
         return tuple(name for name, _ in self.fractions)
 
     def to_dict(self) -> dict[str, Any]:
-        """YAML/JSON-able form (``fractions`` as an ordered mapping); :meth:`from_dict` inverts it."""
-        return {"column": self.column, "fractions": dict(self.fractions), "group_by": self.group_by,
-                "seed": self.seed}
+        """YAML/JSON-able form (``fractions`` as an ordered mapping); :meth:`from_dict` inverts it.
+
+        ``stratify`` and ``min_tracks`` appear only when not at their defaults, so the store
+        fingerprints of configs written before they existed do not change."""
+        data = {"column": self.column, "fractions": dict(self.fractions), "group_by": self.group_by, "seed": self.seed}
+        if self.stratify:
+            data["stratify"] = True
+        if self.min_tracks != SplitConfig.min_tracks:
+            data["min_tracks"] = self.min_tracks
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> SplitConfig:

@@ -66,7 +66,8 @@ def inputs_sha256(tracks: Iterable[Track]) -> str:
 
 def build_manifest(*, config: PrepareConfig, layout: RecordLayout, fingerprint: str, listing_sha256: str,
                    inputs: str, n_files: int, split_names: list[str], stats_split: str, outputs: Mapping[str, Any],
-                   provenance: Mapping[str, Any], version: int = 1, created: str | None = None) -> dict[str, Any]:
+                   provenance: Mapping[str, Any], version: int = 1, created: str | None = None,
+                   split_warnings: list[str] | None = None) -> dict[str, Any]:
     """The manifest dict (schema: ``docs/store-format.md``).
 
     Parameters
@@ -96,6 +97,8 @@ def build_manifest(*, config: PrepareConfig, layout: RecordLayout, fingerprint: 
     created : str, optional
         UTC ISO time; now by default. With ``provenance.command``, the only fields that differ
         between two runs on the same machine type and package versions.
+    split_warnings : list of str, optional
+        :func:`mirdl.pipelines.corpus.split_warnings` of the listing (``corpus.split_warnings``).
     """
     task, shards, stats = layout.task, outputs["shards"], outputs["stats"]
     tracks_per_split, corpus_summary, errors_summary = outputs["tracks_per_split"], outputs["corpus"], outputs["errors"]
@@ -132,6 +135,7 @@ def build_manifest(*, config: PrepareConfig, layout: RecordLayout, fingerprint: 
             "audio_seconds": corpus_summary["audio_seconds"],
             "decoded_tracks": corpus_summary["tracks"],
             "duration_histogram": corpus_summary["duration_histogram"],
+            "split_warnings": list(split_warnings or []),
         },
         errors={
             "file": ERRORS_NAME,

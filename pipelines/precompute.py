@@ -68,8 +68,8 @@ from mirdl.features import audio
 from mirdl.features.checks import fraction, integer
 from mirdl.pipelines.beam_options import check_beam_args
 from mirdl.pipelines.config import PrepareConfig
-from mirdl.pipelines.corpus import Track, list_tracks, listing_hash, task_for
-from mirdl.pipelines.dead_letter import ErrorRecord
+from mirdl.pipelines.corpus import Track, list_tracks, listing_hash, split_warnings, task_for
+from mirdl.pipelines.dead_letter import ErrorRecord, write_error_records
 from mirdl.pipelines.failures import disk_full_message, quiet_failed_bundles, stop_on_interrupt
 from mirdl.pipelines.local_runner import LocalRunner
 from mirdl.pipelines.manifest import build_manifest, inputs_sha256, store_fingerprint
@@ -157,16 +157,17 @@ def _runner(options: PipelineOptions) -> LocalRunner | None:
     return LocalRunner() if options.view_as(StandardOptions).runner == "FnApiRunner" else None
 
 
-def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool = False,
+def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2, overwrite: bool = False,
             max_error_rate: float | None = None, beam_args: list[str] | None = None,
             out: TextIO | None = None) -> int:
-    """Build (or confirm) the store a config describes; return the exit status (see module docs)."""
+    """Build (or confirm) the store a config (file, or a checked PrepareConfig) describes; return
+    the exit status (see module docs)."""
     out = out or sys.stdout
     workers = integer(workers, name="workers", minimum=1)
     if max_error_rate is not None:
         max_error_rate = fraction(max_error_rate, name="max_error_rate")
     options = pipeline_options(beam_args or [], workers=workers)
-    config = PrepareConfig.from_file(config_path)
+    config = config_path if isinstance(config_path, PrepareConfig) else PrepareConfig.from_file(config_path)
     tracks, listing_errors = list_tracks(config.corpus, config.splits)
     layout = RecordLayout.build(config, task_for(config.corpus, tracks))
     listing_sha256 = listing_hash(tracks)
@@ -180,6 +181,7 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
     split_names = sorted({track.split for track in tracks} | set(config.splits.names if config.splits.column is None
                                                                    else ()))
     stats_split = "train" if "train" in split_names or not split_names else split_names[0]
+    warnings_ = split_warnings(tracks, split_names=split_names, min_tracks=config.splits.min_tracks)
     with open_destination(store, param="store.out", overwrite=overwrite, fingerprint=fingerprint,
                           inputs_sha256=inputs) as destination:
         for note in destination.notes():
@@ -189,6 +191,7 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
             return EXIT_OK
         print(f"{config.name}: {len(tracks)} tracks listed ({n_rejected} rejected, {n_skipped} skipped), "
               f"{config.augment.n_variants} variant(s), {config.store.format} -> {store}", file=out)
+        _print_split_warnings(warnings_, file=out)
         started = time.monotonic()
         try:
             with stop_on_interrupt(), destination.write() as tmp:  # Ctrl-C: stops, deletes tmp, then raises
@@ -213,7 +216,8 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
                 manifest = build_manifest(config=config, layout=layout, fingerprint=fingerprint,
                                           listing_sha256=listing_sha256, inputs=inputs, n_files=n_files,
                                           split_names=split_names, stats_split=stats_split, outputs=outputs,
-                                          provenance=provenance(decoders=audio.decoder_versions()))
+                                          provenance=provenance(decoders=audio.decoder_versions()),
+                                          split_warnings=warnings_)
                 shutil.rmtree(work)
                 write_json_atomic(tmp / MANIFEST_NAME, manifest)
         except _Aborted:
@@ -242,9 +246,7 @@ def _save_json(value: Any, path: str) -> None:
 
 def _save_errors(errors: list[ErrorRecord], *, path: str, summary_path: str) -> dict[str, Any]:
     """Write ``errors.jsonl`` sorted (file, stage, reason) and its summary; return the summary."""
-    ordered = sorted(errors, key=lambda e: (e.path, e.stage, e.track_id or "", e.reason, e.error_type))
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(error.to_json() + "\n" for error in ordered), encoding="utf-8")
+    ordered = write_error_records(path, errors)
     failures = [error for error in ordered if error.failed]  # warnings and skipped files are not failures
     summary = {"count": len(ordered), "failed_files": len({error.path for error in failures}),
                "warnings": sum(error.severity == "warning" for error in ordered),
@@ -360,6 +362,14 @@ def _metrics(result: Any) -> dict[str, int]:
         value = counter.committed if counter.committed is not None else counter.attempted
         values[counter.key.metric.name] = values.get(counter.key.metric.name, 0) + int(value or 0)
     return values
+
+
+def _print_split_warnings(lines: list[str], *, file: TextIO, shown: int = 5) -> None:
+    """The listing's split warnings, at most ``shown`` lines (all are in the manifest)."""
+    for line in lines[:shown]:
+        print(f"warning: {line}", file=file)
+    if len(lines) > shown:
+        print(f"warning: ... and {len(lines) - shown} more (manifest corpus.split_warnings)", file=file)
 
 
 def _print_errors(errors_path: Path, summary: dict[str, Any], *, file: TextIO) -> None:

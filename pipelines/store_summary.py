@@ -26,7 +26,7 @@ from mirdl.pipelines.dead_letter import ErrorRecord
 from mirdl.store.adapters import read_shard
 from mirdl.store.manifest import read_manifest, shard_paths
 
-__all__ = ["summary", "plot", "iter_records", "MAX_SCAN_RECORDS"]
+__all__ = ["summary", "plot", "plot_label_counts", "iter_records", "MAX_SCAN_RECORDS", "SKEWED_RATIO"]
 
 #: Records :func:`plot` reads at most while looking for one example per class.
 MAX_SCAN_RECORDS = 5000
@@ -39,6 +39,29 @@ _Y_AXES = {"stft": "linear", "mel": "mel", "logmel": "mel", "cqt": "cqt_note", "
 
 def _megabytes(n_bytes: int) -> str:
     return f"{n_bytes / 1e6:.2f} MB"
+
+
+_COUNTS_SHOWN = 30
+_COUNT_UNITS = {"single_label": "records", "multi_label": "records", "frame_onset": "positive frames",
+                "frame_notes": "positive frames", "frame_chords": "frames"}
+
+
+def _label_count_lines(task: dict[str, Any], splits: dict[str, Any]) -> list[str]:
+    """Per-class (tag, pitch, chord) counts per split, from the manifest's ``label_counts``."""
+    vocabulary = task.get("vocabulary") or []
+    counted = {split: entry.get("label_counts") for split, entry in splits.items()}
+    counted = {split: counts for split, counts in counted.items() if counts is not None}
+    if not counted or not vocabulary:
+        return []
+    width = max(12, *(len(str(name)) + 2 for name in vocabulary[:_COUNTS_SHOWN]))
+    lines = [f"{_COUNT_UNITS.get(task['type'], 'count')} per class:",
+             f"  {'class':<{width}}" + "".join(f"{split:>10}" for split in counted)]
+    order = sorted(range(len(vocabulary)), key=lambda i: -sum(counts[i] for counts in counted.values()))
+    for i in order[:_COUNTS_SHOWN]:
+        lines.append(f"  {str(vocabulary[i]):<{width}}" + "".join(f"{counts[i]:>10}" for counts in counted.values()))
+    if len(order) > _COUNTS_SHOWN:
+        lines.append(f"  ... {len(order) - _COUNTS_SHOWN} more (least frequent)")
+    return lines
 
 
 def summary(store: str | os.PathLike, *, first_reasons: int = _FIRST_REASONS) -> str:
@@ -75,7 +98,7 @@ def summary(store: str | os.PathLike, *, first_reasons: int = _FIRST_REASONS) ->
         params = spec.get("params", {})
         hop = f", hop {params['hop_length']}" if "hop_length" in params else ""
         stats = entry.get("stats")
-        stats_text = f"; stats on {stats['split']} ({stats['frames']} frames)" if stats else "; no stats"
+        stats_text = f"; stats on {stats.get('split', '?')} ({stats.get('frames', '?')} frames)" if stats else "; no stats"
         lines.append(f"  {name:<12} {entry['shape']} {entry['dtype']} ({', '.join(entry.get('axes', []))}): "
                      f"{spec.get('representation')} at {spec.get('sample_rate')} Hz{hop}{stats_text}")
     segment = m.get("segment", {})
@@ -91,11 +114,14 @@ def summary(store: str | os.PathLike, *, first_reasons: int = _FIRST_REASONS) ->
     for split, entry in splits.items():
         lines.append(f"  {split:<10}{entry.get('tracks', 0):>8}{entry['records']:>10}{len(entry['shards']):>8}"
                      f"{entry.get('bytes', 0) / 1e6:>10.2f}")
+    lines += _label_count_lines(task, splits)
     corpus = m.get("corpus", {})
     if corpus:
         lines.append(f"corpus {corpus.get('type')}: {corpus.get('files')} files, {corpus.get('tracks')} tracks in "
                      f"the store, {corpus.get('failed')} failed, {corpus.get('audio_seconds', 0) / 3600:.3f} h of "
                      f"audio; listing sha256 {str(corpus.get('listing_sha256'))[:16]}")
+    for warning in corpus.get("split_warnings") or []:
+        lines.append(f"  warning: {warning}")
     errors = m.get("errors", {})
     count = errors.get("count", 0)
     by_stage = ", ".join(f"{stage} {n}" for stage, n in errors.get("by_stage", {}).items())
@@ -169,6 +195,9 @@ def plot(store: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
     return written
 
 
+_DB_REPRESENTATIONS = ("logmel", "stft", "cqt")
+
+
 def _plot_examples(plt, store: Path, manifest: dict[str, Any]):
     import librosa.display
     from matplotlib.ticker import MaxNLocator
@@ -190,9 +219,12 @@ def _plot_examples(plt, store: Path, manifest: dict[str, Any]):
         if spec["representation"] == "waveform":
             axis.plot(x[0], linewidth=0.5)
         else:
-            librosa.display.specshow(x, sr=spec["sample_rate"], hop_length=spec["params"].get("hop_length", 512),
-                                     x_axis="time", y_axis=_Y_AXES.get(spec["representation"]), ax=axis,
-                                     cmap="magma")
+            image = librosa.display.specshow(x, sr=spec["sample_rate"], hop_length=spec["params"].get("hop_length", 512),
+                                             x_axis="time", y_axis=_Y_AXES.get(spec["representation"]), ax=axis,
+                                             cmap="magma")
+            in_db = spec["representation"] in _DB_REPRESENTATIONS and spec["params"].get("log", True)
+            bar = figure.colorbar(image, ax=axis, format="%+.0f dB" if in_db else None, pad=0.01)
+            bar.ax.tick_params(labelsize=6)
         heading = f"{record['track_id']} #{record['segment']}"
         axis.set_title(heading if title == record["key"] else f"{title}\n{heading}", fontsize=8)
         axis.tick_params(labelsize=7)
@@ -216,17 +248,36 @@ def _plot_labels(plt, store: Path, manifest: dict[str, Any]):
     splits = {split: counts for split, counts in splits.items() if counts}
     if not splits or not vocabulary:
         return None
+    return plot_label_counts(plt, vocabulary, splits, title=f"{manifest['name']}: label distribution ({task['type']})",
+                             unit="records" if task["type"] in ("single_label", "multi_label") else "frames")
+
+
+#: Largest / smallest positive count from which :func:`plot_label_counts` uses a log scale.
+SKEWED_RATIO = 10
+
+
+def plot_label_counts(plt, vocabulary: list[str], splits: dict[str, list[int]], *, title: str, unit: str):
+    """Bars of counts per class and split, each labelled with its count; log scale when the
+    largest positive count is at least :data:`SKEWED_RATIO` times the smallest. Returns the figure."""
     positions = np.arange(len(vocabulary))
     width = 0.8 / len(splits)
-    figure, axis = plt.subplots(figsize=(max(6.0, 0.35 * len(vocabulary) + 2), 3.5), layout="constrained")
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.35 * len(vocabulary) * len(splits) ** 0.5 + 2), 3.8),
+                                layout="constrained")
     for i, (split, counts) in enumerate(splits.items()):
-        axis.bar(positions + i * width, counts, width=width, label=split)
+        bars = axis.bar(positions + i * width, counts, width=width, label=split)
+        if len(vocabulary) * len(splits) <= 60:
+            axis.bar_label(bars, labels=[str(int(n)) for n in counts], fontsize=6, padding=1)
+    positive = [n for counts in splits.values() for n in counts if n > 0]
+    skewed = bool(positive) and max(positive) >= SKEWED_RATIO * min(positive)
+    if skewed:
+        axis.set_yscale("log")
     axis.set_xticks(positions + 0.4 - width / 2)
-    axis.set_xticklabels(vocabulary, rotation=90 if len(vocabulary) > 12 else 0, fontsize=7)
-    unit = "records" if task["type"] in ("single_label", "multi_label") else "frames"
-    axis.set_ylabel(unit)
-    axis.set_title(f"{manifest['name']}: label distribution ({task['type']})")
-    axis.legend()
+    long_names = len(vocabulary) > 8 or max(len(str(name)) for name in vocabulary) > 8
+    axis.set_xticklabels(vocabulary, rotation=45 if long_names else 0, ha="right" if long_names else "center",
+                         fontsize=7)
+    axis.set_ylabel(unit + (" (log scale)" if skewed else ""))
+    axis.set_title(title)
+    axis.legend(fontsize=7)
     return figure
 
 

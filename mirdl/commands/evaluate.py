@@ -39,9 +39,9 @@ def format_metrics(metrics: dict[str, Any], indent: str = "  ") -> list[str]:
     for key, value in metrics.items():
         if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
             lines.append(f"{indent}{key:<24} {value:.4f}" if isinstance(value, float) else f"{indent}{key:<24} {value}")
-        elif key == "baseline" and isinstance(value, dict):
+        elif key.endswith("baseline") and isinstance(value, dict):
             shown = ", ".join(f"{k} {v:.4f}" for k, v in value.items() if isinstance(v, float))
-            lines.append(f"{indent}{'baseline':<24} {shown} ({value.get('method')})")
+            lines.append(f"{indent}{key:<24} {shown} ({value.get('method')})")
     return lines
 
 

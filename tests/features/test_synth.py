@@ -464,3 +464,38 @@ def test_a_long_stereo_ogg_corpus_writes_without_crashing(tmp_path):
         assert info.frames == round(60 * info.samplerate), path.name
     for path in oggs:
         assert not ogg.ogg_status(path).truncated
+
+
+def test_clips_corpus_is_deterministic_imbalanced_and_mixed(tmp_path):
+    from mirdl.features import audio as audio_module
+    from mirdl.features.synth import CLIPS_CLASSES, write_clips_corpus
+
+    first = write_clips_corpus(tmp_path / "a", seed=3, scale=0.1)
+    second = write_clips_corpus(tmp_path / "b", seed=3, scale=0.1)
+    assert first == second
+    assert {label: len(paths) for label, paths in first.items()} == {
+        label: max(2, round(count * 0.1)) for label, (count, _, _) in CLIPS_CLASSES.items()}
+    for paths in first.values():
+        for relative in paths:
+            assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes()
+    lengths = {label: [audio_module.load(tmp_path / "a" / p, sample_rate=16000)[0].shape[0] / 16000 for p in paths]
+               for label, paths in first.items()}
+    assert all(1.0 <= s <= 3.0 for label in ("chirp", "hit") for s in lengths[label])
+    assert all(6.0 <= s <= 18.0 for label in ("rising", "falling", "pulse") for s in lengths[label])
+    assert {p.rsplit(".", 1)[1] for paths in first.values() for p in paths} == {"wav", "flac", "ogg"}
+    with pytest.raises(ConfigError, match="is not empty"):
+        write_clips_corpus(tmp_path / "a", seed=3, scale=0.1)
+    (tmp_path / "d" / "x").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="not a synthetic corpus"):
+        write_clips_corpus(tmp_path / "d", seed=3, scale=0.1, overwrite=True)  # never replaces a user's folder
+
+
+def test_rising_and_falling_have_the_same_notes_in_the_other_order():
+    from mirdl.features.synth import _clips_notes
+
+    rising = _clips_notes("rising", np.random.default_rng(5), 10.0)
+    falling = _clips_notes("falling", np.random.default_rng(5), 10.0)
+    runs = lambda notes: [[p for _, p, r in notes if r == k] for k in sorted({r for _, _, r in notes})]  # noqa: E731
+    up, down = runs(rising), runs(falling)
+    assert all(a == sorted(a) and b == sorted(b, reverse=True) for a, b in zip(up[:-1], down[:-1]))
+    assert [sorted(a) for a in up[:-1]] == [sorted(b) for b in down[:-1]]

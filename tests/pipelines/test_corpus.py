@@ -22,6 +22,7 @@ import mirdl.features.annotations
 import mirdl.pipelines.corpus
 import mirdl.pipelines.corpus_config
 import mirdl.pipelines.dead_letter
+import mirdl.store.dead_letter
 from mirdl.errors import ConfigError, MirdlError, StoreError
 from mirdl.features import audio
 from mirdl.features.annotations import AnnotationError, load_annotations
@@ -748,8 +749,101 @@ def test_modules_do_not_import_beam_or_tensorflow():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", [mirdl.pipelines.corpus, mirdl.pipelines.corpus_config, mirdl.pipelines.dead_letter,
+@pytest.mark.parametrize("module", [mirdl.pipelines.corpus, mirdl.pipelines.corpus_config, mirdl.store.dead_letter,
                                     mirdl.features.annotations])
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0
+
+
+# ---------------------------------------------------------------------------------- stratified splits
+
+
+def _class_corpus(tmp_path, sizes, *, name="l.csv", groups=None):
+    """A CSV corpus with ``sizes[label]`` tracks per class (tiny files); ``groups``: track -> group."""
+    rows = [("path", "label", "artist")]
+    for label, size in sizes.items():
+        for i in range(size):
+            track = f"{label}{i:03d}"
+            path = tmp_path / "audio" / f"{track}.wav"
+            if not path.exists():
+                write_audio(path, seconds=0.005)
+            rows.append((f"audio/{track}.wav", label, (groups or {}).get(track, track)))
+    return CorpusConfig(type="csv", csv=str(write_csv(tmp_path / name, rows)), group_column="artist")
+
+
+FRACTIONS_811 = {"train": 0.8, "valid": 0.1, "test": 0.1}
+
+
+def test_stratified_splits_give_every_class_its_fraction_and_every_split_a_track(tmp_path):
+    sizes = {"big": 55, "mid": 12, "small": 3}
+    config = _class_corpus(tmp_path, sizes)
+    tracks, _ = list_tracks(config, SplitConfig(fractions=FRACTIONS_811, stratify=True, seed=4))
+    count = {(label, split): sum(t.label == label and t.split == split for t in tracks)
+             for label in sizes for split in FRACTIONS_811}
+    assert [count["big", s] for s in FRACTIONS_811] == [44, 6, 5]  # 44 + 5.5 + 5.5: largest remainder, order
+    assert [count["mid", s] for s in FRACTIONS_811] == [10, 1, 1]
+    assert [count["small", s] for s in FRACTIONS_811] == [1, 1, 1]  # at least one per split when it can
+    plain, _ = list_tracks(config, SplitConfig(fractions=FRACTIONS_811, seed=4))
+    assert split_warnings_for(plain, 2) != []  # the hash alone leaves a 3-track class out of a split
+
+
+def split_warnings_for(tracks, min_tracks):
+    return mirdl.pipelines.corpus.split_warnings(tracks, split_names=list(FRACTIONS_811), min_tracks=min_tracks)
+
+
+def test_stratified_splits_never_split_a_group_and_ignore_listing_order(tmp_path):
+    groups = {f"a{i:03d}": f"artist{i % 4}" for i in range(20)} | {f"b{i:03d}": f"band{i % 5}" for i in range(10)}
+    config = _class_corpus(tmp_path, {"a": 20, "b": 10}, groups=groups)
+    splits = SplitConfig(fractions={"train": 0.6, "test": 0.4}, stratify=True)
+    tracks, _ = list_tracks(config, splits)
+    by_group = {}
+    for track in tracks:
+        by_group.setdefault(track.group, set()).add(track.split)
+    assert all(len(s) == 1 for s in by_group.values())
+    assert sorted(sum(1 for g, s in by_group.items() if g.startswith("artist") and s == {split})
+                  for split in ("train", "test")) == [2, 2]
+    rows = Path(config.csv).read_text().splitlines()
+    shuffled = rows[1:]
+    random.Random(3).shuffle(shuffled)
+    other = _class_corpus(tmp_path, {"a": 20, "b": 10}, groups=groups, name="m.csv")
+    Path(other.csv).write_text("\n".join([rows[0], *shuffled]) + "\n")
+    assert [t.split for t in list_tracks(other, splits)[0]] == [t.split for t in tracks]
+
+
+def test_hash_splits_never_move_a_track_when_the_corpus_grows(tmp_path):
+    small = _class_corpus(tmp_path, {"a": 30, "b": 6}, name="small.csv")
+    grown = _class_corpus(tmp_path, {"a": 90, "b": 40, "c": 9}, name="grown.csv")
+    splits = SplitConfig(fractions=FRACTIONS_811, seed=2)
+    before = {t.track_id: t.split for t in list_tracks(small, splits)[0]}
+    after = {t.track_id: t.split for t in list_tracks(grown, splits)[0]}
+    assert {key: after[key] for key in before} == before
+
+
+def test_split_warnings_name_missing_and_thin_classes_and_reach_the_manifest(tmp_path):
+    tracks = [Track(f"{c}{i}", f"/{c}{i}.wav", label=c, split=s) for c, layout in
+              (("a", ("train", "train", "valid", "valid", "test", "test")), ("b", ("train", "train", "test")))
+              for i, s in enumerate(layout)]
+    assert split_warnings_for(tracks, 2) == [
+        "split 'test' has 1 track of class 'b' (fewer than splits.min_tracks=2)",
+        "split 'valid' has no track of class 'b' (3 in the corpus)",
+    ]
+    assert split_warnings_for(tracks, 0) == []
+    assert split_warnings_for([replace(t, label=None, tags=("x",)) for t in tracks], 2) == []
+
+
+def test_stratify_config_checks_and_fingerprint_compatibility(tmp_path):
+    assert SplitConfig().to_dict() == {"column": None, "fractions": {"train": 0.8, "valid": 0.1, "test": 0.1},
+                                       "group_by": "group", "seed": 0}  # old configs keep their fingerprint
+    config = SplitConfig.from_dict({"stratify": True, "min_tracks": 3})
+    assert SplitConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="splits.stratify='yes' must be true or false"):
+        SplitConfig.from_dict({"stratify": "yes"})
+    with pytest.raises(ConfigError, match="splits.min_tracks"):
+        SplitConfig.from_dict({"min_tracks": -1})
+    regression = tmp_path / "r.csv"
+    write_audio(tmp_path / "x.wav", seconds=0.005)
+    write_csv(regression, [("path", "tempo"), ("x.wav", "120")])
+    with pytest.raises(ConfigError, match="splits.stratify=true needs class labels"):
+        list_tracks(CorpusConfig(type="csv_regression", csv=str(regression), target_columns=("tempo",)),
+                    SplitConfig(stratify=True))

@@ -446,6 +446,27 @@ def test_inspect_cli_summarises_plots_and_verifies(job, tmp_path, capsys):
     assert "sha256 does not match" in capsys.readouterr().err
 
 
+def test_split_warnings_reach_the_manifest_and_inspect_shows_counts_per_class(job):
+    from mirdl.pipelines.config import PrepareConfig
+    from mirdl.pipelines.corpus import list_tracks, split_warnings
+    from mirdl.pipelines.store_summary import summary
+
+    status, store, config_path = job("parquet")
+    config = PrepareConfig.from_file(config_path)
+    tracks, _ = list_tracks(config.corpus, config.splits)
+    expected = split_warnings(tracks, split_names=list(config.splits.names), min_tracks=2)
+    manifest = read_manifest(store)
+    assert expected and manifest["corpus"]["split_warnings"] == expected  # 8 tracks in 3 splits: thin classes
+    text = summary(store)
+    assert f"  warning: {expected[0]}" in text
+    vocabulary = manifest["task"]["vocabulary"]
+    lines = text.splitlines()
+    header = lines.index("records per class:")
+    rows = {line.split()[0]: [int(n) for n in line.split()[1:]] for line in lines[header + 2:header + 2 + len(vocabulary)]}
+    assert rows == {name: [manifest["splits"][split]["label_counts"][i] for split in manifest["splits"]]
+                    for i, name in enumerate(vocabulary)}
+
+
 # ------------------------------------------------------------------------------------------ when the run goes wrong
 def stderr_lines(text):
     """What a job printed on stderr, without its progress bar (tqdm redraws it after a \\r)."""
