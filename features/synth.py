@@ -1098,6 +1098,16 @@ ODD_FILES = {
 }
 
 
+def _zero_peak_timestamp(data: bytes) -> bytes:
+    """``data`` with the time libsndfile stamps into a float WAV's PEAK chunk set to zero, so the
+    same samples give the same bytes in any second (the stamp is the write time, in seconds)."""
+    at = data.find(b"PEAK", 12, 512)
+    if at < 0:
+        return data
+    # PEAK: id (4), size (4), version (4), timestamp (4), then one (value, position) per channel.
+    return data[:at + 12] + bytes(4) + data[at + 16:]
+
+
 def odd_files(out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write the odd audio inputs decoders must handle, one file per case of :data:`ODD_FILES`.
 
@@ -1132,6 +1142,7 @@ def odd_files(out_dir: str | os.PathLike) -> dict[str, Path]:
         buffer = io.BytesIO()
         write_audio(buffer, audio, sample_rate=sr, format=major, subtype=subtype)
         data = buffer.getvalue() if major != "OGG" else _set_ogg_serial(buffer.getvalue(), 1)
+        data = _zero_peak_timestamp(data)
         with atomic_path(paths[name]) as tmp:
             tmp.write_bytes(data)
         return data
