@@ -27,6 +27,7 @@ COMMANDS = {
     "train": ("mirdl.commands.train", "train a Keras model from a store"),
     "evaluate": ("mirdl.commands.evaluate", "evaluate a trained model on a store split"),
     "extract": ("mirdl.commands.extract", "write transfer / random-weight features as a new store"),
+    "diff": ("mirdl.commands.diff", "do two stores hold the same data? keys, labels, features within a tolerance"),
     "probe": ("mirdl.commands.probe", "fit a linear probe on an extracted-feature store"),
 }
 
