@@ -537,11 +537,12 @@ class ParquetAdapter(ShardAdapter):
     def schema(self, features, task):
         import pyarrow as pa
 
-        fields = [pa.field(name, pa.string(), nullable=False) for name in STRING_COLUMNS]
-        fields += [pa.field(name, pa.int64(), nullable=False) for name in INT_COLUMNS]
-        fields += [pa.field(name, _arrow_type(entry["dtype"], entry["shape"]), nullable=False)
-                   for name, entry in features.items()]
-        fields.append(pa.field(LABEL_COLUMN, _arrow_type(task["label_dtype"], task["label_shape"]), nullable=False))
+        # Nullable fields (no value is ever null): Hugging Face `datasets` uses the `huggingface`
+        # metadata only for fields equal to its own, which are nullable (else ClassLabel is lost).
+        fields = [pa.field(name, pa.string()) for name in STRING_COLUMNS]
+        fields += [pa.field(name, pa.int64()) for name in INT_COLUMNS]
+        fields += [pa.field(name, _arrow_type(entry["dtype"], entry["shape"])) for name, entry in features.items()]
+        fields.append(pa.field(LABEL_COLUMN, _arrow_type(task["label_dtype"], task["label_shape"])))
         metadata = {"huggingface": json.dumps({"info": {"features": huggingface_features(features, task)}},
                                               sort_keys=True)}
         return pa.schema(fields, metadata=metadata)

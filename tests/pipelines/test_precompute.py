@@ -152,7 +152,8 @@ def test_manifest_counts_checksums_and_stats(job, fmt):
     assert len(manifest["fingerprint"]) == 16
     files = sorted(p.name for p in store.iterdir())
     listed = sorted(s["path"] for entry in manifest["splits"].values() for s in entry["shards"])
-    assert files == sorted(listed + [".mirdl-store", "manifest.json", "errors.jsonl"])  # no temporary or work files
+    described = ["README.md", "croissant.json", "plots"]  # the dataset card, its plots, Croissant (gzip: no TFDS files)
+    assert files == sorted(listed + [".mirdl-store", "manifest.json", "errors.jsonl"] + described)  # no work files
     total_records = 0
     for split, entry in manifest["splits"].items():
         records = all_records(store, manifest, split)
@@ -202,16 +203,16 @@ def test_bad_files_land_in_errors_jsonl_sorted(job, corpus):
 
 def test_rerun_is_a_no_op_and_a_changed_config_needs_overwrite(job, capsys):
     _, store, config = job("hdf5")
-    before = {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir()}
+    before = {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir() if p.is_file()}
     capsys.readouterr()
     assert run(["--config", str(config), "--workers", "1"]) == EXIT_OK
     assert "up to date" in capsys.readouterr().out
-    assert {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir()} == before
+    assert {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir() if p.is_file()} == before
     changed = config.with_name("changed.yaml")
     changed.write_text(config.read_text().replace('"lzf"', '"gzip"'), encoding="utf-8")
     with pytest.raises(StoreError, match="fingerprint .* pass --overwrite"):
         run(["--config", str(changed), "--workers", "1"])
-    assert {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir()} == before
+    assert {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir() if p.is_file()} == before
 
 
 @pytest.mark.slow
@@ -437,3 +438,25 @@ def test_inspect_cli_summarises_plots_and_verifies(job, tmp_path, capsys):
     (damaged / shard.name).write_bytes(b"x" + (damaged / shard.name).read_bytes()[1:])
     assert main(["inspect", str(damaged), "--verify"]) == 2
     assert "sha256 does not match" in capsys.readouterr().err
+
+
+def test_dataset_card_with_plots_counts_command_and_errors(job):
+    _, store, _ = job("parquet")
+    manifest = read_manifest(store)
+    card = (store / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("# tiny\n")
+    assert f"`{manifest['fingerprint']}`" in card
+    assert "| `logmel` | logmel | 16000 |" in card  # the feature spec, one table row per feature
+    for split, entry in manifest["splits"].items():  # splits with tracks, records, shards, MB
+        assert f"| {split} | {entry['tracks']} | {entry['records']} | {len(entry['shards'])} |" in card
+    train = manifest["splits"]["train"]["label_counts"]
+    for i, word in enumerate(manifest["task"]["vocabulary"]):  # per-class counts of every split
+        row = [f"`{word}`"] + [str(e["label_counts"][i]) for e in manifest["splits"].values()]
+        assert "| " + " | ".join(row) + " |" in card and train is not None
+    assert "```\n" + " ".join(manifest["provenance"]["command"]) + "\n```" in card  # the exact command
+    assert f"| numpy | {manifest['provenance']['packages']['numpy']} |" in card
+    errors = manifest["errors"]
+    assert f"{errors['count']} error records ({errors['failed_files']} failed files" in card
+    plots = sorted(p.name for p in (store / "plots").iterdir())
+    assert plots and all(f"(plots/{name})" in card for name in plots)
+    assert not any(split in name for name in plots for split in manifest["splits"])  # no split word in plot names
