@@ -55,6 +55,7 @@ from mirdl.features.checks import choice, integer, mapping, positive_float
 from mirdl.errors import ConfigError
 from mirdl.features.segment import PAD_MODES
 from mirdl.features.spec import FeatureSpec, load_config, stable_hash
+from mirdl.store.files import is_remote
 from mirdl.store.format import STORE_FORMATS
 from mirdl.pipelines.corpus_config import CorpusConfig, SplitConfig
 from mirdl.store.format import COMPRESSIONS, DEFAULT_ROW_GROUP_RECORDS
@@ -209,7 +210,8 @@ class StoreConfig:
         if "row_group_records" in data and data["format"] != "parquet":
             raise ConfigError(f"store.row_group_records is only used by format 'parquet', not {data['format']!r}")
         out = data["out"]
-        if isinstance(out, str) and out:
+        # s3:// and gs:// stay URLs; any other scheme is a ConfigError, never a local folder "s3:".
+        if isinstance(out, str) and out and not is_remote(out, param="store.out"):
             data["out"] = os.path.normpath(os.path.join(os.fspath(base_dir), os.path.expanduser(out)))
         return cls(**data)
 

@@ -47,6 +47,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -77,9 +78,11 @@ from mirdl.pipelines.transforms import (
 )
 from mirdl.store.build import open_destination
 from mirdl.store.describe import PLOTS_DIR, write_descriptions
-from mirdl.store.files import atomic_path, write_json_atomic
+from mirdl.store.files import atomic_path, is_remote, write_json_atomic
 from mirdl.store.format import ERRORS_NAME, MANIFEST_NAME
-from mirdl.store.manifest import provenance
+from mirdl.store.manifest import provenance, read_manifest
+from mirdl.store.remote import upload_store
+from mirdl.store.verify import check_shards
 
 __all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "run", "prepare", "pipeline_options"]
 
@@ -133,17 +136,66 @@ def pipeline_options(beam_args: list[str], *, workers: int) -> PipelineOptions:
 def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool = False,
             max_error_rate: float | None = None, beam_args: list[str] | None = None,
             out: TextIO | None = None) -> int:
-    """Build (or confirm) the store a config describes; return the exit status (see module docs)."""
+    """Build (or confirm) the store a config describes; return the exit status (see module docs).
+
+    With ``store.out`` on object storage (``s3://``, ``gs://``) the store is built in a local
+    staging folder (under ``$MIRDL_CACHE`` if set, else the system's temporary folder), then
+    copied to the URL atomically (:func:`mirdl.store.remote.upload_store`: temporary prefix,
+    manifest last) and the staging folder removed. The workers write locally, so this is for
+    the local runner; on a cluster, give ``store.out`` on a shared filesystem.
+    """
     out = out or sys.stdout
     workers = integer(workers, name="workers", minimum=1)
     if max_error_rate is not None:
         max_error_rate = fraction(max_error_rate, name="max_error_rate")
     config = PrepareConfig.from_file(config_path)
+    if not is_remote(config.store.out, param="store.out"):
+        return _prepare(config, workers=workers, overwrite=overwrite, max_error_rate=max_error_rate,
+                        beam_args=beam_args, out=out)
+    url = config.store.out
+    staging = Path(tempfile.mkdtemp(prefix="mirdl-prepare-", dir=os.environ.get("MIRDL_CACHE") or None))
+    try:
+        local = staging / config.name
+        status = _prepare(config, workers=workers, overwrite=overwrite, max_error_rate=max_error_rate,
+                          beam_args=beam_args, out=out, store=local, remote=url)
+        if local.is_dir():
+            upload_store(local, url, overwrite=overwrite, param="store.out")
+            print(f"copied {config.name} to {url} (manifest last)", file=out)
+        return status
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remote_up_to_date(url: str, *, fingerprint: str, overwrite: bool) -> bool:
+    """Whether the store at ``url`` is this config's (same fingerprint, verified sizes): then
+    nothing is built. A store with another fingerprint needs ``--overwrite``."""
+    try:
+        manifest = read_manifest(url)
+    except StoreError as err:
+        if "missing" in str(err):
+            return False
+        if overwrite:
+            return False
+        raise StoreError(f"store.out={url!r} holds a damaged store ({err}); pass --overwrite to replace it") from err
+    if overwrite:
+        return False
+    if manifest.get("fingerprint") != fingerprint:
+        raise StoreError(f"store.out={url!r} holds a store with fingerprint {manifest.get('fingerprint')}, this "
+                         f"config gives {fingerprint}; pass --overwrite to replace it")
+    check_shards(url, manifest)
+    return True
+
+
+def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_rate: float | None,
+             beam_args: list[str] | None, out: TextIO, store: Path | None = None, remote: str | None = None) -> int:
     tracks, listing_errors = list_tracks(config.corpus, config.splits)
     layout = RecordLayout.build(config, task_for(config.corpus, tracks))
     listing_sha256 = listing_hash(tracks)
     fingerprint = store_fingerprint(config, task=layout.task, listing_sha256=listing_sha256)
-    store = Path(config.store.out)
+    store = Path(config.store.out) if store is None else store
+    if remote is not None and _remote_up_to_date(remote, fingerprint=fingerprint, overwrite=overwrite):
+        print(f"{remote}: up to date (fingerprint {fingerprint}); nothing to do", file=out)
+        return EXIT_OK
     inputs = inputs_sha256(tracks)
     # Skipped files (not audio to this corpus) are not input files: only tracks and failed listings count.
     n_rejected = sum(error.failed for error in listing_errors)

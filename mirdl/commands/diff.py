@@ -16,7 +16,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from mirdl.features.checks import argparse_type, non_negative_float
 
@@ -27,8 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``mirdl diff``."""
     from mirdl.store.diff import DEFAULT_ATOL, DEFAULT_RTOL
 
-    parser.add_argument("store_a", metavar="STORE_A", type=Path, help="first store directory")
-    parser.add_argument("store_b", metavar="STORE_B", type=Path, help="second store directory")
+    parser.add_argument("store_a", metavar="STORE_A", help="first store: a directory, s3:// URL or catalog://NAME[@V]")
+    parser.add_argument("store_b", metavar="STORE_B", help="second store")
     parser.add_argument("--atol", type=argparse_type(non_negative_float, float), default=DEFAULT_ATOL,
                         help=f"absolute tolerance of feature values (default {DEFAULT_ATOL:g})")
     parser.add_argument("--rtol", type=argparse_type(non_negative_float, float), default=DEFAULT_RTOL,

@@ -46,7 +46,9 @@ from mirdl.errors import StoreError
 from mirdl.features.checks import non_negative_float
 from mirdl.store.adapters import adapter_for
 from mirdl.store.format import LABEL_COLUMN
+from mirdl.store.catalog import resolve_store
 from mirdl.store.manifest import read_manifest, shard_paths
+from mirdl.store.remote import fetched
 
 __all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "FeatureDiff", "SplitDiff", "StoreDiff", "diff_stores"]
 
@@ -168,10 +170,12 @@ def _records(store: Path, manifest: Mapping[str, Any], split: str, features: Seq
     """The records of a split in key order: its shards (each sorted by key) merged."""
     adapter = adapter_for(manifest["format"], param="format")
 
-    def shard(path: Path) -> Iterator[dict[str, Any]]:
-        for batch in adapter.read_batches(path, manifest=manifest, features=features):
-            for i, key in enumerate(batch["key"]):
-                yield {"key": key, LABEL_COLUMN: batch[LABEL_COLUMN][i], **{name: batch[name][i] for name in features}}
+    def shard(path) -> Iterator[dict[str, Any]]:
+        with fetched(path) as local:  # a shard on object storage: one temporary local copy at a time
+            for batch in adapter.read_batches(local, manifest=manifest, features=features):
+                for i, key in enumerate(batch["key"]):
+                    yield {"key": key, LABEL_COLUMN: batch[LABEL_COLUMN][i],
+                           **{name: batch[name][i] for name in features}}
 
     previous = None
     for record in heapq.merge(*(shard(path) for path in shard_paths(store, manifest, split)), key=lambda r: r["key"]):
@@ -187,8 +191,9 @@ def diff_stores(store_a: str | os.PathLike, store_b: str | os.PathLike, *, atol:
 
     Parameters
     ----------
-    store_a, store_b : path-like
-        Store directories (any formats, shard counts and compressions).
+    store_a, store_b : path-like or str
+        Store directories (any formats, shard counts and compressions), ``s3://`` URLs or
+        ``catalog://`` references.
     atol, rtol : float >= 0
         A feature value agrees when ``|a - b| <= atol + rtol * |b|``; NaN agrees with NaN.
     splits : sequence of str, optional
@@ -208,7 +213,7 @@ def diff_stores(store_a: str | os.PathLike, store_b: str | os.PathLike, *, atol:
         ``atol`` or ``rtol`` not a finite number >= 0.
     """
     atol, rtol = non_negative_float(atol, name="atol"), non_negative_float(rtol, name="rtol")
-    store_a, store_b = Path(store_a), Path(store_b)
+    store_a, store_b = resolve_store(store_a, param="store_a"), resolve_store(store_b, param="store_b")
     a, b = read_manifest(store_a), read_manifest(store_b)
     result = StoreDiff(store_a=str(store_a), store_b=str(store_b), atol=float(atol), rtol=float(rtol),
                        spec_differences=_spec_differences(a, b))
