@@ -14,14 +14,13 @@ Examples
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 __all__ = ["configure", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``mirdl publish``."""
-    parser.add_argument("store", metavar="STORE", type=Path, help="local store directory to publish")
+    parser.add_argument("store", metavar="STORE", help="store to publish: a directory or s3:// URL")
     parser.add_argument("root", metavar="ROOT", help="catalog root: a folder, or s3://BUCKET/PREFIX")
     parser.add_argument("--name", metavar="NAME", help="name in the catalog (default: the store's name)")
 

@@ -180,8 +180,8 @@ def publish(store: str | os.PathLike, root: str | os.PathLike, *, name: str | No
 
     Parameters
     ----------
-    store : path-like
-        A local store directory (verified first: a damaged store is never published).
+    store : path-like or str
+        A store directory or ``s3://`` URL (verified first: a damaged store is never published).
     root : path-like or str
         The catalog root (local, NFS, ``s3://BUCKET/PREFIX``).
     name : str, optional
@@ -192,6 +192,11 @@ def publish(store: str | os.PathLike, root: str | os.PathLike, *, name: str | No
     StoreError
         The store fails verification, or a write fails.
     """
+    import tempfile
+
+    if is_remote(store, param="STORE"):  # copied (and checked) through a local staging folder
+        with tempfile.TemporaryDirectory(prefix="mirdl-publish-") as staging:
+            return publish(download_store(str(store), Path(staging) / "store"), root, name=name)
     from mirdl.store.verify import verify
 
     root = catalog_root(root, param="ROOT")

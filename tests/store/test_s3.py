@@ -151,11 +151,8 @@ def test_prepare_to_s3_publish_and_train_from_catalog(tmp_path, s3_bucket, synth
     assert {"README.md", "croissant.json", "manifest.json"} <= set(files)
     assert any(name.startswith("plots/") for name in files)
 
-    local = tmp_path / "pulled-from-s3"
-    from mirdl.store.remote import download_store
-    download_store(f"{s3_bucket}/stores/walk", local)
     root = f"{s3_bucket}/catalog"
-    assert main(["publish", str(local), root, "--name", "walk"]) == 0
+    assert main(["publish", f"{s3_bucket}/stores/walk", root]) == 0
     monkeypatch.setenv("MIRDL_CACHE", str(tmp_path / "cache"))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
