@@ -163,3 +163,37 @@ def test_prepare_to_s3_publish_and_train_from_catalog(tmp_path, s3_bucket, synth
     assert main(["train", "--config", "train.yaml", "--catalog", root]) == 0
     out = capsys.readouterr().out
     assert "catalog://walk@1: pulled into" in out and (elsewhere / "run" / "metrics.json").is_file()
+
+
+def test_load_holds_a_few_shards_locally_never_the_whole_store(tmp_path, s3_bucket, monkeypatch):
+    """40 shards read from S3: each fetched to a temporary file while it is read and deleted after.
+    The parallel interleave holds its cycle (8) plus as many prefetched inputs open: measured 16-17
+    files at once, so at most half of these 40 (never the whole store), and none after."""
+    import tempfile
+
+    from mirdl.store.files import ObjectFileSystem
+    from mirdl_tf.data import MAX_CYCLE_LENGTH, load
+
+    fetch_dir = tmp_path / "tmp"
+    fetch_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(fetch_dir))
+    write_store_40 = tmp_path / "store"
+    from mirdl.store.build import write_store
+    from small_stores import TASK
+    write_store(write_store_40, {"train": make_records(n_tracks=40, n_segments=4)}, name="small",
+                store_format="parquet", features={"x": {"shape": [3, 4], "dtype": "float32"}}, task=TASK,
+                fingerprint="f" * 16, n_shards=40)
+    upload_store(write_store_40, f"{s3_bucket}/many")
+    peak, fetches = [0], [0]
+    download = ObjectFileSystem.download
+
+    def counting_download(self, path, local):  # the real download, then count the fetched files on disk
+        download(self, path, local)
+        fetches[0] += 1
+        peak[0] = max(peak[0], sum(p.name.startswith(".mirdl-fetch-") for p in fetch_dir.iterdir()))
+
+    monkeypatch.setattr(ObjectFileSystem, "download", counting_download)
+    ds = load(f"{s3_bucket}/many", "train", batch_size=16, shuffle=False, standardize=False)
+    assert sum(int(x.shape[0]) for x, _ in ds) == 160
+    assert fetches[0] == 40 and 1 <= peak[0] <= 2 * MAX_CYCLE_LENGTH + 4 <= 40 // 2
+    assert [p for p in fetch_dir.iterdir() if p.name.startswith(".mirdl-fetch-")] == []
