@@ -240,7 +240,7 @@ def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_
                                           split_names=split_names, stats_split=stats_split, outputs=outputs,
                                           provenance=provenance(decoders=audio.decoder_versions()))
                 shutil.rmtree(work)
-                _describe(tmp, manifest, out=out)
+                _describe(tmp, manifest, dataset=config.dataset, out=out)
                 write_json_atomic(tmp / MANIFEST_NAME, manifest)
         except _Aborted:
             print(f"mirdl prepare: aborted: {failed} of {n_files} files failed, more than --max-error-rate="
@@ -251,7 +251,7 @@ def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
-def _describe(tmp: Path, manifest: dict[str, Any], *, out) -> None:
+def _describe(tmp: Path, manifest: dict[str, Any], *, dataset: dict[str, str], out) -> None:
     """The dataset card with its plots, croissant.json and the TFDS files, in the temporary store.
 
     The plots read records back, so the manifest is in place while they are drawn; it is
@@ -264,7 +264,7 @@ def _describe(tmp: Path, manifest: dict[str, Any], *, out) -> None:
         print(f"mirdl prepare: plots not drawn ({type(err).__name__}: {err})", file=out)
         plots = []
     (tmp / MANIFEST_NAME).unlink()
-    write_descriptions(tmp, manifest, plots=plots)
+    write_descriptions(tmp, manifest, dataset=dataset, plots=plots)
 
 
 def _too_many_failed(failed: int, n_files: int, max_error_rate: float | None) -> bool:

@@ -80,6 +80,7 @@ def write_config(path: Path, *, fmt="hdf5", out="store", compression="none", n_v
         "augment": {"n_variants": n_variants, "time_stretch_rate": [0.8, 1.25], "pitch_shift_steps": None},
         "segment": segment_section,
         "store": {"format": fmt, "out": out, "compression": compression, "shard_bytes": shard_bytes},
+        "dataset": {"license": "CC-BY-4.0 (synthetic)", "source": "mirdl synth-corpus, seed 0"},  # for the card
     }
     path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
     return path
@@ -445,6 +446,9 @@ def test_dataset_card_with_plots_counts_command_and_errors(job):
     manifest = read_manifest(store)
     card = (store / "README.md").read_text(encoding="utf-8")
     assert card.startswith("# tiny\n")
+    assert "**License of the audio**: CC-BY-4.0 (synthetic)" in card  # the config's dataset section
+    assert "**Source of the audio**: mirdl synth-corpus, seed 0" in card
+    assert json.loads((store / "croissant.json").read_text())["license"] == "CC-BY-4.0 (synthetic)"
     assert f"`{manifest['fingerprint']}`" in card
     assert "| `logmel` | logmel | 16000 |" in card  # the feature spec, one table row per feature
     for split, entry in manifest["splits"].items():  # splits with tracks, records, shards, MB
@@ -460,3 +464,14 @@ def test_dataset_card_with_plots_counts_command_and_errors(job):
     plots = sorted(p.name for p in (store / "plots").iterdir())
     assert plots and all(f"(plots/{name})" in card for name in plots)
     assert not any(split in name for name in plots for split in manifest["splits"])  # no split word in plot names
+
+
+def test_dataset_section_names_a_bad_field(corpus):
+    from mirdl.pipelines.config import PrepareConfig
+
+    config = json.loads(write_config(corpus["root"].parent / "dataset.yaml").read_text())
+    assert PrepareConfig.from_dict(config, base_dir=corpus["root"].parent).dataset["license"].startswith("CC-BY")
+    for section, message in (({"licence": "MIT"}, "dataset.licence is not a field"),
+                             ({"license": 3}, "dataset.license=3 must be a non-empty string")):
+        with pytest.raises(ConfigError, match=message):
+            PrepareConfig.from_dict({**config, "dataset": section}, base_dir=corpus["root"].parent)
