@@ -249,11 +249,15 @@ def pull(reference: str, root: str | os.PathLike | None = None, *, cache: str | 
             raise StoreError(f"{target}: holds another store than {CATALOG_PREFIX}{name}@{version}; delete it and "
                              "pull again")
     else:
-        if isinstance(location, Path):
-            _copy_local(location, target)
-        else:
-            download_store(location, target)
-        fetched = True
+        try:
+            if isinstance(location, Path):
+                _copy_local(location, target)
+            else:
+                download_store(location, target)
+            fetched = True
+        except StoreError:
+            if not target.exists():  # else another pull of the same version finished first: verify theirs
+                raise
     return target, fetched, verify(target)
 
 
