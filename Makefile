@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-main
-# The demo configs (configs/prepare_demo.yaml, configs/train_demo.yaml) point at demo-out/.
+# The demo configs (configs/prepare_demo.yaml, configs/train_demo.yaml) point at demo-out/;
+# `make demo SEED=3` trains with another seed (default: the config's).
 DEMO := demo-out
 WORKERS ?= 2
 TFIO_VENV ?= .venv-tfio
@@ -25,7 +26,7 @@ demo: $(STAMP)
 		--plot $(DEMO)/t0000-logmel.png --out $(DEMO)/t0000-logmel.npy
 	$(BIN)/mirdl prepare --config configs/prepare_demo.yaml --workers $(WORKERS) --overwrite
 	$(BIN)/mirdl inspect $(DEMO)/stores/demo --verify --plot $(DEMO)/plots
-	$(BIN)/mirdl train --config configs/train_demo.yaml --overwrite
+	$(BIN)/mirdl train --config configs/train_demo.yaml --overwrite $(if $(SEED),--seed $(SEED))
 	$(BIN)/mirdl evaluate --model $(DEMO)/runs/fcn --store $(DEMO)/stores/demo --split test --plot
 	@echo "demo: corpus, store, run and plots are under $(DEMO)/"
 

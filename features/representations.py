@@ -325,7 +325,7 @@ def logmel(
     Examples
     --------
     >>> y = np.zeros(22050, dtype=np.float32)
-    >>> float(logmel(y, sr=22050, n_mels=32).max())
+    >>> round(float(logmel(y, sr=22050, n_mels=32).max()), 3)  # last bits depend on the CPU's SIMD
     -100.0
     """
     power_mel = mel(

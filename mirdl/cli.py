@@ -1,8 +1,9 @@
 """The ``mirdl`` command: one entry point, one subcommand module each.
 
 Each module in :mod:`mirdl.commands` has ``configure(parser)`` (cheap: arguments only)
-and ``run(args) -> int`` (imports what it needs). Every :class:`features.MirdlError`
-becomes one line on stderr and exit status 2; nothing else is caught, so real bugs
+and ``run(args) -> int`` (imports what it needs). Every :class:`mirdl.errors.MirdlError`
+becomes one line on stderr and exit status 2, and Ctrl-C one line and exit status 130
+(``mirdl prepare: interrupted; nothing was written``); nothing else is caught, so real bugs
 still show their traceback.
 """
 from __future__ import annotations
@@ -73,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except MirdlError as err:
         print(f"mirdl {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"mirdl {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: one line (the command may say what it left)
+        detail = f"; {interrupt}" if str(interrupt) else ""
+        print(f"mirdl {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
 
 

@@ -32,7 +32,8 @@ Config (YAML; relative paths resolve against the YAML file's folder, as in ``mir
     store: ../demo-out/store       # the store (required)
     feature: logmel                # optional: the store's first feature
     model: {name: fcn, args: {n_layers: 3, base_filters: 8}}   # name in mirdl_tf.models.MODELS
-    optimizer: {name: adam, learning_rate: 0.001}              # adam | adamw | sgd | rmsprop
+    optimizer: {name: adam, learning_rate: 0.001,              # adam | adamw | sgd | rmsprop
+                schedule: constant, warmup_epochs: 0}          # constant | cosine (per epoch)
     epochs: 20
     batch_size: 16
     patch_frames: null             # frames per example (random crop); null: the stored segment
@@ -75,6 +76,7 @@ from mirdl.store.manifest import read_manifest
 
 __all__ = [
     "OPTIMIZERS",
+    "SCHEDULES",
     "ModelConfig",
     "OptimizerConfig",
     "AugmentConfig",
@@ -90,6 +92,8 @@ __all__ = [
 
 #: Optimizer names a config may use -> Keras class name.
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
+#: Learning-rate schedules a config may use (``optimizer.schedule``); see :meth:`OptimizerConfig.learning_rate_at`.
+SCHEDULES = ("constant", "cosine")
 #: Files of a run directory.
 RUN_FILES = {
     "config": "train_config.yaml",
@@ -138,20 +142,52 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """``optimizer:``: one of :data:`OPTIMIZERS` and its learning rate."""
+    """``optimizer:``: one of :data:`OPTIMIZERS`, its peak learning rate and a per-epoch schedule.
+
+    ``schedule`` is one of :data:`SCHEDULES`: ``constant`` keeps ``learning_rate``; ``cosine``
+    decays it over the run's epochs along half a cosine towards 0, so the last epochs take
+    small steps and the weights (and batch-norm statistics) settle instead of landing wherever
+    a large step left them. ``warmup_epochs`` first ramps the rate up linearly (either schedule).
+    """
 
     name: str = "adam"
     learning_rate: float = 1e-3
+    schedule: str = "constant"
+    warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
         checks.choice(self.name, name="optimizer.name", options=sorted(OPTIMIZERS))
         object.__setattr__(self, "learning_rate",
                            checks.positive_float(self.learning_rate, name="optimizer.learning_rate"))
+        checks.choice(self.schedule, name="optimizer.schedule", options=SCHEDULES)
+        object.__setattr__(self, "warmup_epochs",
+                           checks.integer(self.warmup_epochs, name="optimizer.warmup_epochs", minimum=0))
 
     @classmethod
     def from_dict(cls, data: Any) -> OptimizerConfig:
-        data = checks.mapping(data, name="optimizer", fields=("name", "learning_rate"), optional=True)
+        data = checks.mapping(data, name="optimizer", fields=("name", "learning_rate", "schedule", "warmup_epochs"), optional=True)
         return cls(**data)
+
+    def learning_rate_at(self, epoch: int, *, epochs: int) -> float:
+        """The learning rate of epoch ``epoch`` (0-based) of a run of ``epochs`` epochs.
+
+        Warm-up epochs ``e < warmup_epochs`` use ``learning_rate * (e + 1) / (warmup_epochs + 1)``;
+        then ``constant`` is ``learning_rate`` and ``cosine`` is ``learning_rate * (1 + cos(pi * p)) / 2``
+        with ``p = (e - warmup_epochs) / (epochs - warmup_epochs)``, so the last epoch still trains
+        (p < 1). Raising ``epochs`` on a resume stretches the rest of the cosine.
+
+        Examples
+        --------
+        >>> config = OptimizerConfig(learning_rate=0.004, schedule="cosine", warmup_epochs=1)
+        >>> [round(config.learning_rate_at(e, epochs=5), 4) for e in range(5)]
+        [0.002, 0.004, 0.0034, 0.002, 0.0006]
+        """
+        if epoch < self.warmup_epochs:
+            return self.learning_rate * (epoch + 1) / (self.warmup_epochs + 1)
+        if self.schedule == "constant":
+            return self.learning_rate
+        progress = (epoch - self.warmup_epochs) / max(epochs - self.warmup_epochs, 1)
+        return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass(frozen=True)
@@ -268,6 +304,9 @@ class TrainConfig:
             if getattr(self, key) is not None or key != "patch_frames":
                 object.__setattr__(self, key, checks.integer(getattr(self, key), name=key, minimum=minimum))
         checks.boolean(self.cache, name="cache")
+        if self.optimizer.warmup_epochs >= self.epochs:
+            raise ConfigError(f"optimizer.warmup_epochs={self.optimizer.warmup_epochs} must be < "
+                              f"epochs={self.epochs}")
 
     # ---- monitor
     @property
@@ -500,7 +539,7 @@ def _read_state(out: Path) -> dict[str, Any] | None:
 
 
 def _make_callbacks(*, out: Path, monitor: str, mode: str, patience: int | None, state: dict[str, Any],
-                    epochs: int, log: Callable[[str], None]):
+                    epochs: int, optimizer: OptimizerConfig, log: Callable[[str], None]):
     import keras
 
     better = (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
@@ -542,13 +581,19 @@ def _make_callbacks(*, out: Path, monitor: str, mode: str, patience: int | None,
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            values = "  ".join(f"{key} {float(value):.4f}" for key, value in (logs or {}).items())
+            values = "  ".join(f"{key} {float(value):.3g}" if key == "learning_rate" else f"{key} {float(value):.4f}"
+                               for key, value in (logs or {}).items())
             mark = "  *" if run_state.improved else ""
             stop = f"  (early stop: no {monitor} improvement in {patience} epochs)" if state["stopped_early"] else ""
             log(f"epoch {epoch + 1}/{epochs}  {values}  ({time.perf_counter() - self.start:.1f} s){mark}{stop}")
 
     run_state = RunState()
     callbacks = [run_state, EpochLine()]
+    if optimizer.schedule != "constant" or optimizer.warmup_epochs:
+        # First, so the epoch's rate is set before it trains and logged ("learning_rate") before
+        # RunState records the epoch; it follows the epoch number, so a resume continues the schedule.
+        callbacks.insert(0, keras.callbacks.LearningRateScheduler(
+            lambda epoch, _: optimizer.learning_rate_at(epoch, epochs=epochs)))
     # TensorFlow >= 2.20 no longer installs TensorBoard, whose summary ops the callback needs.
     if importlib.util.find_spec("tensorboard") is None:
         log("TensorBoard is not installed (pip install tensorboard): no logs in "
@@ -694,7 +739,7 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
     if state["epoch"] < config.epochs and not state["stopped_early"]:
         train_ds, valid_ds = _datasets(config, info, epoch=state["epoch"])
         callbacks = _make_callbacks(out=out, monitor=monitor, mode=mode, patience=config.early_stopping.patience,
-                                    state=state, epochs=config.epochs, log=log)
+                                    state=state, epochs=config.epochs, optimizer=config.optimizer, log=log)
         with warnings.catch_warnings():
             # Keras' notes on tf.data input that is fine here: the dataset shuffles itself, and a
             # dataset of unknown length (variant filter) ends its first epoch by running out.

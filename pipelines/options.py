@@ -25,7 +25,12 @@ from pathlib import Path
 
 from mirdl.features.checks import argparse_type, fraction, integer
 
-__all__ = ["add_arguments"]
+__all__ = ["EXIT_STATUS", "add_arguments"]
+
+#: The job's exit statuses, as ``mirdl prepare --help`` lists them.
+EXIT_STATUS = ("0 all files made it, 3 some failed (see STORE/errors.jsonl), 4 aborted by --max-error-rate, "
+               "5 no space left on the device, 2 bad config, Beam option or destination, 130 interrupted "
+               "(Ctrl-C); after 4, 5 or 130 nothing was written")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,10 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worker processes of the local runner (default 2; 1 = in this process, fastest "
                              "for small corpora); not used with --runner")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace store.out if it holds a store with another fingerprint")
+                        help="replace store.out if it holds a mirdl store (rebuilds even an up-to-date one)")
     parser.add_argument("--max-error-rate", type=argparse_type(fraction, float), default=None, metavar="F",
                         help="abort without writing anything (exit 4) if more than this fraction of the "
                              "input files fail")
-    parser.epilog = ("Any other option is a Beam pipeline option, passed through unchanged, e.g. "
-                     "--runner=FlinkRunner --flink_master=HOST:8081 --parallelism=32. Exit status: 0 all "
-                     "files made it, 3 some failed (see STORE/errors.jsonl), 4 aborted by --max-error-rate.")
+    parser.epilog = ("Any other option is a Beam pipeline option, passed through unchanged if some Beam runner "
+                     "knows it, e.g. --runner=FlinkRunner --flink_master=HOST:8081 --parallelism=32. "
+                     f"Exit status: {EXIT_STATUS}.")

@@ -26,19 +26,25 @@ inside a shard).
 
 Exit status of :func:`run`: 0 every file made it into the store; 3 the store was written
 but some files failed (``errors.jsonl``); 4 more than ``--max-error-rate`` of the files
-failed, nothing was written. A config or destination problem raises
-:class:`~mirdl.errors.MirdlError` (the CLI prints one line and exits 2).
+failed, nothing was written; 5 the disk filled up, nothing was written (one line names the
+path and the free space there). A config, Beam option or destination problem raises
+:class:`~mirdl.errors.MirdlError` (the CLI prints one line and exits 2); Ctrl-C raises
+``KeyboardInterrupt("nothing was written")`` once the temporary store is deleted (the CLI
+prints one line and exits 130). See :mod:`mirdl.pipelines.failures`.
 
 Runner: without ``--runner``, the DirectRunner's own local engine (Beam's FnApiRunner) with
 ``--direct_running_mode=multi_processing --direct_num_workers=N`` (``--workers N``; 1 runs in
-this process). It is named directly because Beam 2.77's ``DirectRunner`` first tries to
-download and start the Prism runner, a network call that fails offline before it falls back
-to this same engine; ``--runner=DirectRunner`` still works when given. Any other Beam option is
-passed through unchanged (``--runner=DataflowRunner --project=...``, ``--runner=FlinkRunner
-...``); on a cluster ``store.out`` must be on a filesystem every worker sees (shards and
-spill files are written there). The local runner keeps what it shuffles in memory: the
-index entries (about 0.5 KB per record at the peak), not the records, so a local run's
-memory is about one shard per worker plus that index, whatever the store's size in bytes.
+this process), with worker processes that stop quietly on Ctrl-C and leave their error reports
+to this driver (:class:`~mirdl.pipelines.local_runner.LocalRunner`). It is named directly because Beam 2.77's
+``DirectRunner`` first tries to download and start the Prism runner, a network call that fails
+offline before it falls back to this same engine; ``--runner=DirectRunner`` still works when
+given. Any other Beam option is passed through unchanged (``--runner=DataflowRunner
+--project=...``, ``--runner=FlinkRunner ...``) once checked: an unknown runner, or an option
+no Beam runner knows, is a config error (:mod:`mirdl.pipelines.beam_options`). On a cluster
+``store.out`` must be on a filesystem every worker sees (shards and spill files are written
+there). The local runner keeps what it shuffles in memory: the index entries (about 0.5 KB
+per record at the peak), not the records, so a local run's memory is about one shard per
+worker plus that index, whatever the store's size in bytes.
 """
 from __future__ import annotations
 
@@ -55,15 +61,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
 from mirdl.errors import StoreError
 from mirdl.features import audio
 from mirdl.features.checks import fraction, integer
+from mirdl.pipelines.beam_options import check_beam_args
 from mirdl.pipelines.config import PrepareConfig
 from mirdl.pipelines.corpus import Track, list_tracks, listing_hash, task_for
 from mirdl.pipelines.dead_letter import ErrorRecord
+from mirdl.pipelines.failures import disk_full_message, quiet_failed_bundles, stop_on_interrupt
+from mirdl.pipelines.local_runner import LocalRunner
 from mirdl.pipelines.manifest import build_manifest, inputs_sha256, store_fingerprint
 from mirdl.pipelines import store_summary
 from mirdl.pipelines.options import add_arguments
@@ -84,11 +93,12 @@ from mirdl.store.manifest import provenance, read_manifest
 from mirdl.store.remote import upload_store
 from mirdl.store.verify import check_shards
 
-__all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "run", "prepare", "pipeline_options"]
+__all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "EXIT_DISK_FULL", "run", "prepare", "pipeline_options"]
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 3
 EXIT_ABORTED = 4
+EXIT_DISK_FULL = 5
 #: Folder inside the temporary store where the pipeline leaves its summaries for the driver.
 WORK_DIR = "_work"
 #: Folder inside WORK_DIR for the records on their way to their shard (:mod:`mirdl.pipelines.spill`).
@@ -118,7 +128,14 @@ def run(argv: list[str] | None = None) -> int:
 def pipeline_options(beam_args: list[str], *, workers: int) -> PipelineOptions:
     """Beam options: ``beam_args`` as given; unless they name a runner, Beam's local FnApiRunner
     with ``workers`` processes (1: in this process). Not ``DirectRunner``: in Beam 2.77 it first
-    tries to download and start the Prism runner, which needs the network."""
+    tries to download and start the Prism runner, which needs the network.
+
+    Raises
+    ------
+    mirdl.errors.ConfigError
+        An unknown ``--runner``, or an option no Beam runner knows (named in the message).
+    """
+    check_beam_args(beam_args, other_flags=_own_flags())
     args = list(beam_args)
 
     def given(flag: str) -> bool:
@@ -131,6 +148,18 @@ def pipeline_options(beam_args: list[str], *, workers: int) -> PipelineOptions:
         if not given("--direct_num_workers"):
             args.append(f"--direct_num_workers={workers}")
     return PipelineOptions(args)
+
+
+def _own_flags() -> list[str]:
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    return [flag for action in parser._actions for flag in action.option_strings]  # noqa: SLF001
+
+
+def _runner(options: PipelineOptions) -> LocalRunner | None:
+    """The runner object for ``options``: Beam's local engine with quiet workers, else None (Beam
+    makes the runner ``--runner`` names)."""
+    return LocalRunner() if options.view_as(StandardOptions).runner == "FnApiRunner" else None
 
 
 def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool = False,
@@ -148,16 +177,17 @@ def prepare(config_path: str | os.PathLike, *, workers: int = 2, overwrite: bool
     workers = integer(workers, name="workers", minimum=1)
     if max_error_rate is not None:
         max_error_rate = fraction(max_error_rate, name="max_error_rate")
+    options = pipeline_options(beam_args or [], workers=workers)
     config = PrepareConfig.from_file(config_path)
     if not is_remote(config.store.out, param="store.out"):
         return _prepare(config, workers=workers, overwrite=overwrite, max_error_rate=max_error_rate,
-                        beam_args=beam_args, out=out)
+                        options=options, out=out)
     url = config.store.out
     staging = Path(tempfile.mkdtemp(prefix="mirdl-prepare-", dir=os.environ.get("MIRDL_CACHE") or None))
     try:
         local = staging / config.name
         status = _prepare(config, workers=workers, overwrite=overwrite, max_error_rate=max_error_rate,
-                          beam_args=beam_args, out=out, store=local, remote=url)
+                          options=options, out=out, store=local, remote=url)
         if local.is_dir():
             upload_store(local, url, overwrite=overwrite, param="store.out")
             print(f"copied {config.name} to {url} (manifest last)", file=out)
@@ -187,7 +217,7 @@ def _remote_up_to_date(url: str, *, fingerprint: str, overwrite: bool) -> bool:
 
 
 def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_rate: float | None,
-             beam_args: list[str] | None, out: TextIO, store: Path | None = None, remote: str | None = None) -> int:
+             options: PipelineOptions, out: TextIO, store: Path | None = None, remote: str | None = None) -> int:
     tracks, listing_errors = list_tracks(config.corpus, config.splits)
     layout = RecordLayout.build(config, task_for(config.corpus, tracks))
     listing_sha256 = listing_hash(tracks)
@@ -213,17 +243,16 @@ def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_
             return EXIT_OK
         print(f"{config.name}: {len(tracks)} tracks listed ({n_rejected} rejected, {n_skipped} skipped), "
               f"{config.augment.n_variants} variant(s), {config.store.format} -> {store}", file=out)
-        options = pipeline_options(beam_args or [], workers=workers)
         started = time.monotonic()
         try:
-            with destination.write() as tmp:
+            with stop_on_interrupt(), destination.write() as tmp:  # Ctrl-C: stops, deletes tmp, then raises
                 work = tmp / WORK_DIR
                 work.mkdir()
-                pipeline = beam.Pipeline(options=options)
+                pipeline = beam.Pipeline(runner=_runner(options), options=options)
                 _build(pipeline, config=config, layout=layout, tracks=tracks, listing_errors=listing_errors,
                        directory=tmp, work=work, n_files=n_files, max_error_rate=max_error_rate,
                        stats_split=stats_split)
-                with _ProgressBar(work / "progress.log", total=len(tracks)):
+                with _ProgressBar(work / "progress.log", total=len(tracks)), quiet_failed_bundles():
                     result = pipeline.run()
                     state = result.wait_until_finish()
                 if state != PipelineState.DONE:
@@ -246,6 +275,12 @@ def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_
             print(f"mirdl prepare: aborted: {failed} of {n_files} files failed, more than --max-error-rate="
                   f"{max_error_rate:g}; nothing was written", file=sys.stderr)
             return EXIT_ABORTED
+        except Exception as err:
+            message = disk_full_message(err, store=store)
+            if message is None:
+                raise
+            print(f"mirdl prepare: error: {message}", file=sys.stderr)
+            return EXIT_DISK_FULL
     elapsed = time.monotonic() - started
     _print_summary(store, manifest, metrics=_metrics(result), elapsed=elapsed, workers=workers, file=out)
     return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -6,7 +6,12 @@
   written once per session. Read-only: copy it before changing anything.
 - ``odd_audio``: :func:`mirdl.features.synth.odd_files` written once per session; see
   :data:`mirdl.features.synth.ODD_FILES` for which must decode and which must fail.
+- ``other_simd_env``: this process's environment with numpy's AVX-512 kernels disabled
+  (``NPY_DISABLE_CPU_FEATURES``), for subprocesses that must run the numerics of an AVX2 machine;
+  ``other_numerics_env`` also turns TensorFlow's oneDNN off.
 """
+import os
+
 import numpy as np
 import pytest
 
@@ -54,3 +59,42 @@ def synth_corpus(tmp_path_factory):
 def odd_audio(tmp_path_factory):
     """``ODD_FILES`` name -> path of each odd input (empty, truncated, NaN, 6-channel, ...)."""
     return odd_files(tmp_path_factory.mktemp("odd_audio"))
+
+
+def avx512_dispatch_targets() -> list[str]:
+    """numpy's AVX-512 dispatch targets that this CPU supports, widest last (empty on other CPUs).
+
+    Disabling all of them with ``NPY_DISABLE_CPU_FEATURES`` makes numpy run the kernels of an AVX2
+    machine (float32 ``log10``, ``exp``, ... then differ from the AVX-512 ones in the last bits).
+    """
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    return [name for name in __cpu_dispatch__
+            if (name == "X86_V4" or name.startswith("AVX512")) and __cpu_features__.get(name)]
+
+
+@pytest.fixture(scope="session")
+def other_numerics_env() -> dict[str, str]:
+    """``os.environ`` with the other numerics this machine can run: TensorFlow without oneDNN
+    (``TF_ENABLE_ONEDNN_OPTS=0``) and, on an AVX-512 CPU, numpy on its AVX2 kernels."""
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    targets = avx512_dispatch_targets()
+    if targets:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(targets)
+    return env
+
+
+@pytest.fixture(scope="session")
+def other_simd_env() -> dict[str, str]:
+    """``os.environ`` plus ``NPY_DISABLE_CPU_FEATURES`` naming every AVX-512 target present.
+
+    Skips when the CPU has none: numpy already runs its AVX2 (or narrower) path there, and the
+    variable would change nothing.
+    """
+    targets = avx512_dispatch_targets()
+    if not targets:
+        pytest.skip("no AVX-512 dispatch target is active (CPU without AVX-512, or NPY_DISABLE_CPU_FEATURES "
+                    "already set): numpy already runs the AVX2 path")
+    return {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(targets)}

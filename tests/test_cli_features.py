@@ -125,7 +125,7 @@ def test_features_out_equals_compute_on_the_same_file(tmp_path, capsys, stereo_t
     expected = compute(y, spec=spec)
     saved = np.load(out, allow_pickle=False)
     assert saved.dtype == expected.dtype and saved.shape == expected.shape
-    np.testing.assert_array_equal(saved, expected)
+    np.testing.assert_array_equal(saved, expected)  # exact: the CLI saves what compute() returns, same process
     printed = capsys.readouterr().out
     assert f"shape {expected.shape}" in printed and spec.fingerprint() in printed and "2.000 s" in printed
     assert [p.name for p in tmp_path.iterdir()] == ["feature.npy"]  # no temporary file left

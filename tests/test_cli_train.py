@@ -12,6 +12,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 
 from mirdl.store.manifest import read_manifest  # noqa: E402
 from mirdl.store.verify import check_shards  # noqa: E402
@@ -152,6 +153,24 @@ def test_bad_config_is_one_line_naming_the_field(tmp_path, capsys, text, message
     assert main(["train", "--config", str(config)]) == 2
     err = one_line_error(capsys, "train")
     assert str(config) in err and message in err
+
+
+def test_seed_flag_overrides_the_config_seed(tiny_store, tmp_path, capsys):
+    config = tmp_path / "train.yaml"
+    config.write_text(TRAIN.format(store=tiny_store, out=tmp_path / "run").replace("epochs: 2", "epochs: 1"))
+    histories = {}
+    for name, flags in (("config", []), ("seed0", ["--seed", "0"]), ("seed5", ["--seed", "5"])):
+        run = tmp_path / name
+        assert main(["train", "--config", str(config), "--out", str(run), *flags]) == 0
+        histories[name] = json.loads((run / "metrics.json").read_text())["history"]["loss"]
+        assert yaml.safe_load((run / "train_config.yaml").read_text())["seed"] == (5 if name == "seed5" else 0)
+    capsys.readouterr()
+    # Same seed, same machine: the same run bit for bit; another seed: other weights and batches.
+    assert histories["seed0"] == histories["config"] and histories["seed5"] != histories["config"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--config", str(config), "--seed", "-1"])
+    assert exit_info.value.code == 2
+    assert "--seed: -1 must be an integer >= 0" in capsys.readouterr().err
 
 
 def test_bad_arguments_exit_2(tiny_store, tmp_path, capsys):

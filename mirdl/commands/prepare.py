@@ -3,9 +3,11 @@
 The job's own flags are :func:`mirdl.pipelines.options.add_arguments` (Beam-free;
 :func:`mirdl.pipelines.precompute.run` parses the same);
 every other argument is a Beam pipeline option and is passed through unchanged
-(``--runner=DataflowRunner --project=...``).
-Exit status: 0 all files made it, 3 some failed (see ``STORE/errors.jsonl``), 4 aborted by
-``--max-error-rate`` (nothing written), 2 bad config or destination (one line on stderr).
+(``--runner=DataflowRunner --project=...``) if some Beam runner knows it.
+Exit status (:data:`EXIT_STATUS`): 0 all files made it, 3 some failed (see ``STORE/errors.jsonl``),
+4 aborted by ``--max-error-rate`` (nothing written), 5 no space left on the device (nothing
+written), 2 bad config, Beam option or destination, 130 interrupted (Ctrl-C; nothing written).
+Every failure is one line on stderr.
 
 Examples
 --------
@@ -17,10 +19,11 @@ Examples
 from __future__ import annotations
 
 import argparse
+import logging
 
-from mirdl.pipelines.options import add_arguments
+from mirdl.pipelines.options import EXIT_STATUS, add_arguments
 
-__all__ = ["configure", "run"]
+__all__ = ["EXIT_STATUS", "configure", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,9 +41,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.parse_known_args = keep_unknown
 
 
+def _drop_bigquery_warning(record: logging.LogRecord) -> bool:
+    # Importing Beam logs "apitools not found, and bigquery client libraries are not available"
+    # on the root logger without the [gcp] extra: noise before every local run's first line.
+    return "apitools not found" not in record.getMessage()
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the job; return its exit status."""
-    from mirdl.pipelines.precompute import prepare
+    logging.root.addFilter(_drop_bigquery_warning)
+    try:
+        from mirdl.pipelines.precompute import prepare
+    finally:
+        logging.root.removeFilter(_drop_bigquery_warning)
 
     return prepare(args.config, workers=args.workers, overwrite=args.overwrite,
                    max_error_rate=args.max_error_rate, beam_args=list(getattr(args, "beam_args", []) or []))

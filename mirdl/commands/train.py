@@ -10,6 +10,7 @@ Examples
 
     mirdl train --config configs/train_demo.yaml
     mirdl train --config configs/train_demo.yaml --out runs/fcn --epochs 40      # resume, train longer
+    mirdl train --config configs/train_demo.yaml --out runs/fcn-seed1 --seed 1   # another training seed
     tensorboard --logdir runs/fcn/logs
 """
 from __future__ import annotations
@@ -31,6 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                                         "config's store)")
     parser.add_argument("--catalog", metavar="ROOT", help="catalog root for catalog:// stores (default $MIRDL_CATALOG)")
     parser.add_argument("--epochs", type=argparse_type(integer, int, minimum=1), metavar="N", help="total epochs (overrides the config)")
+    parser.add_argument("--seed", type=argparse_type(integer, int, minimum=0), metavar="S",
+                        help="training seed: weights, data order, crops and masks (overrides the config's seed)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="resume the run in the run directory, or fail (default: resume when there is one "
@@ -48,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig.from_file(args.config)
     if args.store is not None:
         config = replace(config, store=str(args.store))
+    if args.seed is not None:
+        config = replace(config, seed=args.seed)
     if config.store.startswith("catalog://"):  # a verified local copy in the cache (pulled once)
         from mirdl.store.catalog import pull
 

@@ -128,6 +128,7 @@ def test_mono_file_is_duplicated_to_two_channels(tmp_path):
     stereo, _ = load(path, channels=2, sample_rate=16000, block_frames=777)
     mono, _ = load(path, channels=1, sample_rate=16000, block_frames=777)
     assert stereo.shape == (2, len(mono))
+    # Exact: the mono signal is resampled once and copied to each channel (no extra arithmetic).
     np.testing.assert_array_equal(stereo[0], mono)
     np.testing.assert_array_equal(stereo[1], mono)
 
@@ -146,7 +147,7 @@ def test_matching_channel_count_is_kept(tmp_path):
     y = sine(channels=4, seconds=0.1)
     path = write(tmp_path / "quad.wav", y, subtype="FLOAT")
     y_hat, _ = load(path, channels=4)
-    np.testing.assert_array_equal(y_hat, y)
+    np.testing.assert_array_equal(y_hat, y)  # exact: float32 WAV is lossless and nothing is computed
     assert to_channels(y, channels=4) is y
 
 
@@ -183,7 +184,7 @@ def test_streamed_resample_equals_one_shot(tmp_path, channels):
     expected = soxr.resample((y.mean(axis=0) if channels == 1 else y).T, 44100, 22050, "HQ").T
     assert y_hat.shape == expected.shape
     np.testing.assert_allclose(y_hat, expected, rtol=0, atol=1e-5)
-    # The blocks concatenate to exactly what load returns.
+    # The blocks concatenate to exactly what load returns (documented bit for bit: load is built on them).
     blocks = list(iter_blocks(path, sample_rate=22050, channels=channels, block_frames=4000))
     assert len(blocks) > 10
     np.testing.assert_array_equal(np.concatenate(blocks, axis=-1), y_hat)
@@ -241,6 +242,7 @@ def test_offset_and_duration_read_an_excerpt(tmp_path):
     path = write(tmp_path / "long.flac", y, subtype="PCM_24")
     full, _ = load(path)
     part, sr = load(path, offset=0.5, duration=0.25, block_frames=1000)
+    # Exact: without resampling an excerpt is the same decoded samples as a slice of the whole file.
     np.testing.assert_array_equal(part, full[int(0.5 * SR): int(0.5 * SR) + int(round(0.25 * SR))])
     tail, _ = load(path, offset=1.5, duration=10.0)  # cut at the end of the file
     np.testing.assert_array_equal(tail, full[int(1.5 * SR):])

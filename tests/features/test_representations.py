@@ -110,7 +110,7 @@ def test_mfcc_matches_librosa(music):
 def test_waveform_is_the_samples(music):
     out = rep.waveform(music, sr=SR)
     assert out.shape == (1, music.size)
-    np.testing.assert_array_equal(out[0], music)
+    np.testing.assert_array_equal(out[0], music)  # exact: the samples themselves, no arithmetic
 
 
 def test_blocks_do_not_change_the_numbers(music):
@@ -119,8 +119,9 @@ def test_blocks_do_not_change_the_numbers(music):
     whole = rep.logmel(music, sr=SR, block_frames=10_000)
     for block_frames in (1, 3, 64):
         np.testing.assert_allclose(rep.logmel(music, sr=SR, block_frames=block_frames), whole, rtol=0, atol=1e-4)
-    np.testing.assert_array_equal(rep.stft(music, sr=SR, log=False, block_frames=3),
-                                  rep.stft(music, sr=SR, log=False, block_frames=10_000))
+    whole_stft = rep.stft(music, sr=SR, log=False, block_frames=10_000)
+    np.testing.assert_allclose(rep.stft(music, sr=SR, log=False, block_frames=3), whole_stft,
+                               rtol=1e-6, atol=1e-6 * float(whole_stft.max()))
 
 
 def test_a_sine_lands_in_its_bins():
@@ -162,7 +163,11 @@ def test_silence_column_is_the_feature_of_silence():
     spec = FeatureSpec(representation="logmel", params={"n_mels": 16})
     column = rep.silence_column(spec)
     assert column.shape == (16, 1)
-    np.testing.assert_array_equal(column, -100.0)
+    # 10 * log10(amin=1e-10) dB, computed: float32 log10 kernels differ in the last bit between SIMD
+    # paths (AVX-512 gives -100.00000762939453), so compare with a tolerance.
+    np.testing.assert_allclose(column, -100.0, rtol=0, atol=1e-4)
+    silent_logmel = rep.compute(np.zeros(SR, np.float32), spec=spec)
+    np.testing.assert_allclose(column[:, 0], silent_logmel[:, 5], rtol=0, atol=1e-4)
     mfcc_column = rep.silence_column(FeatureSpec(representation="mfcc"))
     silent = rep.compute(np.zeros(SR, np.float32), spec=FeatureSpec(representation="mfcc"))
     np.testing.assert_allclose(mfcc_column[:, 0], silent[:, 5], atol=1e-4)

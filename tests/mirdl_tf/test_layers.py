@@ -81,7 +81,7 @@ def test_silence_is_the_amin_floor_and_time_may_vary():
     for n in (1000, 1333):
         out = model(np.zeros((1, n), dtype=np.float32)).numpy()
         assert out.shape == (1, 16, 1 + n // 64)
-        np.testing.assert_allclose(out, -100.0)
+        np.testing.assert_allclose(out, -100.0, rtol=0, atol=1e-4)  # 10 * log10(1e-10), computed in float32
 
 
 @given(n_samples=st.integers(1, 3000), hop_length=st.integers(1, 400), center=st.booleans())
@@ -102,6 +102,7 @@ def test_get_config_round_trip():
     clone = LogMel.from_config(config)
     assert clone.get_config() == config
     y = chirp_mix(16000, seconds=0.25)[np.newaxis]
+    # Exact: the same layer rebuilt from its config runs the same ops on the same input in this process.
     np.testing.assert_array_equal(clone(y).numpy(), layer(y).numpy())
 
 
@@ -117,7 +118,7 @@ def test_save_and_load_gives_identical_output(tmp_path):
     loaded = keras.models.load_model(path)
     assert isinstance(loaded.get_layer("logmel"), LogMel)
     y = chirp_mix(16000, seconds=0.25)[np.newaxis]
-    for got, want in zip(loaded(y), model(y)):
+    for got, want in zip(loaded(y), model(y)):  # exact: saving restores the same weights bit for bit
         np.testing.assert_array_equal(got.numpy(), want.numpy())
 
 

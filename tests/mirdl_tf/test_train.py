@@ -23,6 +23,7 @@ from mirdl_tf.models import CLIP_TASKS, FRAME_TASKS, MODELS, TASKS, loss_for_tas
 from mirdl_tf.train import (
     RUN_FILES,
     ModelConfig,
+    OptimizerConfig,
     TrainConfig,
     build_for_store,
     model_labels,
@@ -84,6 +85,10 @@ def test_config_file_round_trip(tmp_path):
     ({"model": {"name": "fcn", "size": 3}}, "model.size is not a field"),
     ({"optimizer": {"name": "adagrad"}}, "optimizer.name='adagrad'"),
     ({"optimizer": {"learning_rate": 0}}, "optimizer.learning_rate=0 must be > 0"),
+    ({"optimizer": {"schedule": "step"}}, "optimizer.schedule='step' must be one of ['constant', 'cosine']"),
+    ({"optimizer": {"warmup_epochs": -1}}, "optimizer.warmup_epochs=-1 must be an integer >= 0"),
+    ({"optimizer": {"warmup_epochs": 3}, "epochs": 3}, "optimizer.warmup_epochs=3 must be < epochs=3"),
+    ({"optimizer": {"decay": 0.1}}, "optimizer.decay is not a field"),
     ({"epochs": 0}, "epochs=0 must be an integer >= 1"),
     ({"batch_size": "8"}, "batch_size='8'"),
     ({"patch_frames": -3}, "patch_frames=-3"),
@@ -229,6 +234,36 @@ def test_run_directory_and_resume(known_store, tmp_path):
         train(_known_config(store, out, optimizer={"learning_rate": 0.01}), log=quiet)
     fresh = train(_known_config(store, out, optimizer={"learning_rate": 0.01}, epochs=1), overwrite=True, log=quiet)
     assert fresh["epochs_run"] == 1
+
+
+def test_learning_rate_schedules():
+    constant = OptimizerConfig(learning_rate=0.01)
+    assert [constant.learning_rate_at(e, epochs=4) for e in range(4)] == [0.01] * 4
+    warm = OptimizerConfig(learning_rate=0.01, warmup_epochs=3)
+    np.testing.assert_allclose([warm.learning_rate_at(e, epochs=5) for e in range(5)],
+                               [0.0025, 0.005, 0.0075, 0.01, 0.01])
+    cosine = OptimizerConfig(learning_rate=0.01, schedule="cosine")
+    rates = [cosine.learning_rate_at(e, epochs=4) for e in range(4)]
+    np.testing.assert_allclose(rates, 0.005 * (1 + np.cos(np.pi * np.arange(4) / 4)))
+    assert rates[0] == 0.01 and all(a > b > 0 for a, b in zip(rates, rates[1:]))  # decreasing, last epoch > 0
+
+
+def test_cosine_schedule_sets_each_epochs_rate_and_resumes_along_it(known_store, tmp_path):
+    store = known_store("parquet", "single_label")
+    out = tmp_path / "run"
+    optimizer = {"learning_rate": 0.01, "schedule": "cosine", "warmup_epochs": 1}
+    lines = []
+    first = train(_known_config(store, out, optimizer=optimizer, epochs=2), epochs=2, log=lines.append)
+    schedule = TrainConfig.from_dict({"store": "s", "model": {"name": "fcn"}, "optimizer": optimizer}).optimizer
+    expected = [schedule.learning_rate_at(e, epochs=4) for e in range(4)]
+    # The run is configured for 2 epochs: its cosine spans those two.
+    np.testing.assert_allclose(first["history"]["learning_rate"],
+                               [schedule.learning_rate_at(e, epochs=2) for e in range(2)], rtol=1e-6)
+    # The warm-up epoch runs at half the rate, shown on its epoch line.
+    assert "learning_rate 0.005" in next(line for line in lines if line.startswith("epoch 1/"))
+    # Resumed with epochs=4, epochs 3 and 4 follow the 4-epoch cosine (the rate comes from the epoch number).
+    resumed = train(_known_config(store, out, optimizer=optimizer, epochs=2), epochs=4, log=quiet)
+    np.testing.assert_allclose(resumed["history"]["learning_rate"][2:], expected[2:], rtol=1e-6)
 
 
 def test_tensorboard_logs(known_store, tmp_path):

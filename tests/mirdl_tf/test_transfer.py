@@ -63,6 +63,7 @@ def test_same_seed_same_features_other_seed_other_features(known_store, tmp_path
     _, first, _ = random_store(known_store, tmp_path, "first")
     _, again, _ = random_store(known_store, tmp_path, "again")
     _, other, _ = random_store(known_store, tmp_path, "other", seed=1)
+    # Exact: same seed, same machine -> the same weights and the same features.
     np.testing.assert_array_equal(read_split(first, "train")[1], read_split(again, "train")[1])
     assert not np.allclose(read_split(first, "train")[1], read_split(other, "train")[1])
 
@@ -99,7 +100,7 @@ def test_refusals(known_store, tmp_path):
         extract(clip, tmp_path / "x", model_dir=tmp_path, random_model="fcn", log=quiet)
     with pytest.raises(StoreError, match="split 'test' is not in"):
         extract(clip, tmp_path / "x", random_model="fcn", splits=["test"], log=quiet)
-    with pytest.raises(ConfigError, match=r"model\.args\.n_layers=0 must be an integer >= 1"):
+    with pytest.raises(ConfigError, match=r"model_args\.n_layers=0 must be an integer >= 1"):
         extract(clip, tmp_path / "x", random_model="fcn", model_args={"n_layers": 0}, log=quiet)
     with pytest.raises(StoreError, match="not a mirdl train run directory"):
         extract(clip, tmp_path / "x", model_dir=tmp_path, log=quiet)

@@ -4,11 +4,15 @@ One tiny corpus: 8 synthetic tracks of 2 s (mixed formats, rates, stereo) + the 
 :func:`mirdl.features.synth.odd_files` + one CSV row naming a missing file. Each store format is
 written once per module (in this process, ``--workers 1``) and checked from several sides.
 """
+import errno
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -20,14 +24,15 @@ from mirdl.features import audio, representations, segment  # noqa: E402
 from mirdl.errors import ConfigError, StoreError  # noqa: E402
 from mirdl.features.labels import onset_frames  # noqa: E402
 from mirdl.features.spec import FeatureSpec  # noqa: E402
+from mirdl.features.annotations import load_annotations  # noqa: E402
+from mirdl.features.synth import ODD_FILES, write_corpus  # noqa: E402
+from mirdl.pipelines.dead_letter import ErrorRecord  # noqa: E402
+from mirdl.pipelines.precompute import (  # noqa: E402
+    EXIT_ABORTED, EXIT_DISK_FULL, EXIT_OK, EXIT_SOME_FAILED, WORK_DIR, pipeline_options, run)
+from mirdl.store.adapters import read_shard  # noqa: E402
 from mirdl.store.files import sha256_file  # noqa: E402
 from mirdl.store.manifest import read_manifest, shard_paths  # noqa: E402
 from mirdl.store.verify import check_shards  # noqa: E402
-from mirdl.features.synth import ODD_FILES  # noqa: E402
-from mirdl.features.annotations import load_annotations  # noqa: E402
-from mirdl.pipelines.dead_letter import ErrorRecord  # noqa: E402
-from mirdl.pipelines.precompute import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, pipeline_options, run  # noqa: E402
-from mirdl.store.adapters import read_shard  # noqa: E402
 
 N_TRACKS = 8
 SR = 16000
@@ -139,6 +144,8 @@ def test_store_holds_what_features_computes(job, corpus, fmt):
         assert sum(r["track_id"] == track_id and r["variant"] == 0 for r in records) == len(windows)
         for i, (window, start) in enumerate(zip(windows, starts)):
             record = by_key[f"{track_id}#v000#s{i:06d}"]
+            # Exact: the store holds the bits features/ computes on this machine (stores are byte-identical
+            # for the same machine type; another SIMD instruction set changes the last bits of both sides).
             np.testing.assert_array_equal(record["logmel"], window)
             assert record["start_frame"] == start
             assert manifest["task"]["vocabulary"][int(record["label"])] == \
@@ -318,8 +325,7 @@ def test_spill_files_are_deleted_after_success_abort_and_failure(corpus, monkeyp
     spilled.clear()
     config = write_config(folder / "spill-fail.yaml", out="store-spill-fail")
     before = sorted(p.name for p in folder.iterdir())
-    with pytest.raises(Exception, match="No space left on device"):
-        run(["--config", str(config), "--workers", "1"])
+    assert run(["--config", str(config), "--workers", "1"]) == EXIT_DISK_FULL
     assert spilled and not any(f.parents[2].exists() for f in spilled)
     assert sorted(p.name for p in folder.iterdir()) == before
 
@@ -420,6 +426,7 @@ def test_cli_with_two_worker_processes_writes_identical_shards(job, corpus, tmp_
     assert "errors.jsonl" in result.stdout
     mine, theirs = read_manifest(store), read_manifest(store.with_name("store-hdf5-w2"))
     assert theirs["fingerprint"] == mine["fingerprint"]
+    # Bit identity is the promise: same machine (the subprocess inherits this environment) -> same bytes.
     assert theirs["splits"] == mine["splits"]  # same shard names, sizes and sha256
     assert (store / "errors.jsonl").read_bytes() == (store.with_name("store-hdf5-w2") / "errors.jsonl").read_bytes()
 
@@ -475,3 +482,128 @@ def test_dataset_section_names_a_bad_field(corpus):
                              ({"license": 3}, "dataset.license=3 must be a non-empty string")):
         with pytest.raises(ConfigError, match=message):
             PrepareConfig.from_dict({**config, "dataset": section}, base_dir=corpus["root"].parent)
+
+
+# ------------------------------------------------------------------------------------------ when the run goes wrong
+def stderr_lines(text):
+    """What a job printed on stderr, without its progress bar (tqdm redraws it after a \\r)."""
+    return [line for line in re.split(r"[\r\n]", text) if line.strip() and not line.startswith("prepare:")]
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(size)`` -> a folder of a new tmpfs of ``size`` (e.g. "128k"), unmounted after the test;
+    the test is skipped where mounting is not permitted (not root, no CAP_SYS_ADMIN, not Linux)."""
+    mounted = []
+
+    def mount(size):
+        point = tmp_path / f"tmpfs-{len(mounted)}"
+        point.mkdir()
+        try:
+            result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                                    capture_output=True, text=True, timeout=30)
+        except OSError as err:
+            pytest.skip(f"cannot mount a tmpfs here: {err}")
+        if result.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "--lazy", str(point)], capture_output=True, timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_full_disk_is_one_line_exit_5_and_leaves_nothing(corpus, tmpfs, workers):
+    """A real full disk: the store's filesystem (a 128 KB tmpfs) fills up with the spill files."""
+    disk = tmpfs("128k")
+    config = write_config(corpus["root"].parent / f"full-{workers}.yaml", out=str(disk / "store"), n_variants=2)
+    result = subprocess.run([sys.executable, "-m", "mirdl", "prepare", "--config", str(config), "--workers",
+                             str(workers)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == EXIT_DISK_FULL == 5, result.stderr[-3000:]
+    lines = stderr_lines(result.stderr)
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert re.fullmatch(rf"mirdl prepare: error: no space left on device writing {re.escape(str(disk / 'store'))} "
+                        r"\(0\.(\d{3}) MB free there\); nothing was written", lines[0]), lines[0]
+    assert float(re.search(r"\((\S+) MB", lines[0])[1]) == pytest.approx(0.131, abs=0.01)  # all 128 KiB again
+    assert list(disk.iterdir()) == []  # no store, no temporary directory
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["spill", "tfrecord writer"])
+def test_full_disk_inside_a_step_is_one_line_and_exit_5(corpus, monkeypatch, capfd, where):
+    """ENOSPC raised where the job writes (as a full disk would, where no tmpfs can be mounted):
+    Beam wraps it in a RuntimeError (and logs it); the job still prints one line."""
+    import tensorflow as tf
+
+    from mirdl.pipelines import transforms
+    from mirdl.pipelines.spill import SpillWriter
+
+    if where == "spill":
+        class FullSpill(SpillWriter):
+            def append(self, record):
+                if self.bytes_written:
+                    raise OSError(errno.ENOSPC, "No space left on device")  # a full write() names no file
+                return super().append(record)
+
+        monkeypatch.setattr(transforms, "SpillWriter", FullSpill)
+    else:
+        def full_shard(records, *, path, **kwargs):  # what tf.io.TFRecordWriter raises
+            raise tf.errors.ResourceExhaustedError(None, None, f"{path}; No space left on device")
+
+        monkeypatch.setattr(transforms, "write_shard", full_shard)
+    folder = corpus["root"].parent
+    config = write_config(folder / "inject.yaml", out="store-inject", fmt="tfrecord")
+    before = sorted(p.name for p in folder.iterdir())
+    capfd.readouterr()
+    assert run(["--config", str(config), "--workers", "1"]) == EXIT_DISK_FULL
+    err = capfd.readouterr().err
+    assert len(stderr_lines(err)) == 1 and re.fullmatch(
+        rf"mirdl prepare: error: no space left on device writing {re.escape(str(folder / 'store-inject'))} "
+        r"\([\d,.]+ MB free there\); nothing was written", stderr_lines(err)[0]), err[-3000:]
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+@pytest.fixture(scope="module")
+def long_job(tmp_path_factory):
+    """A config whose job still runs seconds after its first file is done: 48 tracks of 4 s, 2 variants."""
+    folder = tmp_path_factory.mktemp("interrupt")
+    write_corpus(folder / "corpus", n_tracks=48, duration=4.0, formats=("wav",))
+    return write_config(folder / "long.yaml", out="store-long", n_variants=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing(long_job, workers):
+    """Ctrl-C at the terminal (SIGINT to the job's process group: the driver and its worker processes)."""
+    folder = long_job.parent
+    before = sorted(p.name for p in folder.iterdir())
+    job = subprocess.Popen([sys.executable, "-m", "mirdl", "prepare", "--config", str(long_job), "--workers",
+                            str(workers)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        # Interrupt once the workers are busy: a file is done, the temporary store holds spill files.
+        deadline = time.monotonic() + 240
+        while not any(path.read_text() for path in folder.glob(f".store-long.tmp-*/{WORK_DIR}/progress.log")
+                      if path.exists()):
+            assert job.poll() is None, f"the job ended before it was interrupted: {job.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, "no file done after 240 s"
+            time.sleep(0.1)
+        os.killpg(job.pid, signal.SIGINT)
+        _, err = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 130, err[-3000:]
+    assert stderr_lines(err) == ["mirdl prepare: interrupted; nothing was written"], err[-3000:]
+    assert sorted(p.name for p in folder.iterdir()) == before  # no store, no temporary directory
+    for _ in range(100):  # and no worker process outlives the driver
+        try:
+            os.killpg(job.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("worker processes of the interrupted job are still running")

@@ -79,7 +79,7 @@ def test_segment_track_keeps_every_feature_on_one_time_grid(tmp_path):
     assert targets is None
     expected, expected_starts = segment.patches(features["logmel"], patch_frames=31, hop_frames=16,
                                                 pad="silence", pad_column=layout.pad_columns["logmel"])
-    np.testing.assert_array_equal(segments["logmel"], expected)
+    np.testing.assert_array_equal(segments["logmel"], expected)  # exact: segmenting copies, never computes
     np.testing.assert_array_equal(starts, expected_starts)
     assert segments["mfcc"].shape == (len(starts), 8, 16)
     for i, start in enumerate(starts):
@@ -135,6 +135,7 @@ def test_decode_sends_bad_files_to_errors(tmp_path, odd_audio):
         assert sorted(item.track.track_id for item in items) == sorted(expected)
         for item in items:
             assert item.annotations is None
+            # Exact: the DoFn calls the same pure function in this process (a store holds its bits).
             np.testing.assert_array_equal(item.audio, expected[item.track.track_id])
 
     def check_errors(errors):
@@ -160,7 +161,7 @@ def test_features_computes_every_spec_and_dead_letters_failures(tmp_path):
         assert sorted((i.track.track_id, i.variant) for i in items) == sorted(expected)
         for item in items:
             for name, value in expected[(item.track.track_id, item.variant)].items():
-                np.testing.assert_array_equal(item.features[name], value)
+                np.testing.assert_array_equal(item.features[name], value)  # same function, same process
 
     def check_errors(errors):
         assert [(e.track_id, e.stage) for e in errors] == [("empty", "features")]

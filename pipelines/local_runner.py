@@ -1,0 +1,124 @@
+"""Beam's local engine (the FnApiRunner) with worker processes that leave their error reports
+to the driver.
+
+With ``--direct_running_mode=multi_processing`` Beam starts each worker as
+``python -m apache_beam.runners.worker.sdk_worker_main`` with the driver's stderr. Whatever a
+worker reports also reaches the driver: its log records through Beam's logging service (the
+driver logs them) and a failed bundle's traceback in the bundle's reply (the driver raises
+it). On the worker's stderr they only repeat: a failed bundle's traceback printed and logged
+there as well, and, since a Ctrl-C at the terminal reaches the whole process group, a
+``KeyboardInterrupt`` traceback from every worker. And the FnApiRunner gives its workers no
+pipeline options, so they log at INFO.
+
+:class:`LocalRunner` is Beam's runner with these workers changed:
+
+- their stderr discarded (on POSIX: ``exec python -m ... 2>/dev/null`` through ``sh``, which
+  Beam starts them with). A Ctrl-C still stops them at once, silently, and the driver, which
+  handles it (:func:`mirdl.pipelines.failures.stop_on_interrupt`), waits for them to end
+  before it deletes anything. Python warnings of the workers go too (``--workers 1`` shows
+  them), and so would the reason of a worker that cannot even start (Beam then waits for it
+  forever, as it does with Beam's own command; the driver shows ``Worker subprocess exited``);
+- given log levels (:data:`WORKER_LOG_LEVELS`): WARNING, and nothing from the Beam loggers
+  that only repeat a failed bundle. ``--default_sdk_harness_log_level`` and
+  ``--sdk_harness_log_level_overrides`` change them;
+- waited for when the run ends, also where Beam skips the wait (see :meth:`LocalRunner.run_pipeline`).
+
+Elsewhere (Windows) the workers keep their stderr. Everything else is Beam's runner.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import threading
+from typing import Any
+
+from apache_beam.options.pipeline_options import WorkerOptions
+from apache_beam.portability import python_urns
+from apache_beam.portability.api import beam_provision_api_pb2
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo
+
+from mirdl.pipelines.failures import FAILURE_LOGGERS
+
+__all__ = ["WORKER_LOG_LEVELS", "LocalRunner", "beam_worker_command", "worker_command"]
+
+_WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
+#: Log levels of the worker processes: ``default_sdk_harness_log_level`` and
+#: ``sdk_harness_log_level_overrides`` (logger -> level). The errors of the loggers of
+#: :data:`~mirdl.pipelines.failures.FAILURE_LOGGERS` repeat a failed bundle, which the driver
+#: raises anyway; ``__main__`` (the worker's main module) warns that there is no staging
+#: directory, which a local run never has.
+WORKER_LOG_LEVELS: dict[str, Any] = {
+    "default_sdk_harness_log_level": "WARNING",
+    "sdk_harness_log_level_overrides": {**{name: "CRITICAL" for name in FAILURE_LOGGERS}, "__main__": "ERROR"},
+}
+
+
+def beam_worker_command() -> str:
+    """The command Beam's FnApiRunner starts each worker of ``multi_processing`` mode with."""
+    return f"{sys.executable} -m {_WORKER_MAIN}"
+
+
+def worker_command() -> str:
+    """The same worker with its stderr discarded (a POSIX ``sh`` command); elsewhere Beam's.
+
+    Examples
+    --------
+    >>> import os
+    >>> command = worker_command()
+    >>> command.endswith(" 2>/dev/null") if os.name == "posix" else command == beam_worker_command()
+    True
+    """
+    if os.name != "posix":
+        return beam_worker_command()
+    return f"exec {shlex.quote(sys.executable)} -m {_WORKER_MAIN} 2>/dev/null"
+
+
+class LocalRunner(FnApiRunner):
+    """Beam's :class:`~apache_beam.runners.portability.fn_api_runner.FnApiRunner` whose worker
+    processes (``multi_processing`` mode) discard their stderr and log at the levels of
+    :data:`WORKER_LOG_LEVELS` (see the module docs).
+
+    Examples
+    --------
+    >>> import apache_beam as beam
+    >>> from apache_beam.options.pipeline_options import PipelineOptions
+    >>> with beam.Pipeline(runner=LocalRunner(), options=PipelineOptions([])) as pipeline:
+    ...     _ = pipeline | beam.Create([1, 2]) | beam.Map(print)
+    1
+    2
+    """
+
+    def __init__(self) -> None:
+        # The FnApiRunner hands this ProvisionInfo's pipeline options to its workers; it has none.
+        self._worker_provision = beam_provision_api_pb2.ProvisionInfo(retrieval_token="unused-retrieval-token")
+        super().__init__(provision_info=ExtendedProvisionInfo(self._worker_provision))
+
+    def run_pipeline(self, pipeline: Any, options: Any) -> Any:
+        given = options.view_as(WorkerOptions)
+        overrides = {**WORKER_LOG_LEVELS["sdk_harness_log_level_overrides"],
+                     **(given.sdk_harness_log_level_overrides or {})}
+        self._worker_provision.pipeline_options.update({
+            "default_sdk_harness_log_level": (given.default_sdk_harness_log_level
+                                              or WORKER_LOG_LEVELS["default_sdk_harness_log_level"]),
+            "sdk_harness_log_level_overrides": overrides,
+        })
+        running = set(threading.enumerate())
+        try:
+            return super().run_pipeline(pipeline, options)
+        finally:
+            # Beam waits for each worker process as it closes it, but not when closing the
+            # worker's data connection fails (it logs the error and goes on), as it can after a
+            # failed bundle or a Ctrl-C. Wait here: no worker may still write into files the
+            # caller deletes next (a spill file would bring a deleted temporary store back).
+            for thread in threading.enumerate():
+                if thread.name == "run_worker" and thread not in running:  # Beam's SubprocessSdkWorker
+                    thread.join()
+
+    def run_via_runner_api(self, pipeline_proto: Any, options: Any) -> Any:
+        default = beam_worker_command().encode("utf-8")
+        for environment in pipeline_proto.components.environments.values():
+            if environment.urn == python_urns.SUBPROCESS_SDK and environment.payload == default:
+                environment.payload = worker_command().encode("utf-8")
+        return super().run_via_runner_api(pipeline_proto, options)
