@@ -375,15 +375,15 @@ class HDF5Adapter(ShardAdapter):
             # fletcher32 needs chunks; an empty dataset is chunked too (unlimited first axis).
             chunks = (1, *shape[1:])
             maxshape = None if n else (None, *shape[1:])
-            # track_times=False on every dataset (and no track_order on groups, whose creation-order
-            # property list keeps times): a shard written twice is byte-identical.
+            # track_times=False on every dataset and group (the root's through the file creation
+            # property list): a shard written twice is byte-identical.
             dataset = parent.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, maxshape=maxshape,
                                             fletcher32=True, track_times=False, **extra)
             if data is not None and n:
                 dataset[...] = data
             return dataset
 
-        with h5py.File(tmp, "w") as h5:
+        with _new_hdf5_file(tmp) as h5:
             for name in STRING_COLUMNS:
                 encoded = [row[name].encode("utf-8") for row in rows]
                 width = max([len(value) for value in encoded] + [1])
@@ -391,7 +391,9 @@ class HDF5Adapter(ShardAdapter):
                 create(h5, name, shape=(n,), dtype=dtype, data=np.array(encoded, dtype=dtype))
             for name in INT_COLUMNS:
                 create(h5, name, shape=(n,), dtype="<i8", data=np.array([row[name] for row in rows], dtype="<i8"))
-            group = h5.create_group(HDF5_FEATURES_GROUP)
+            gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
+            gcpl.set_obj_track_times(False)
+            group = h5py.Group(h5py.h5g.create(h5.id, HDF5_FEATURES_GROUP.encode(), gcpl=gcpl))
             arrays = [(group, name, (n, *entry["shape"]), np.dtype(entry["dtype"]).newbyteorder("<"))
                       for name, entry in features.items()]
             arrays.append((h5, LABEL_COLUMN, (n, *task["label_shape"]),
@@ -456,6 +458,19 @@ class HDF5Adapter(ShardAdapter):
                 lambda record: {name: tf.ensure_shape(value, signature[name].shape) for name, value in record.items()})
 
         return read, None
+
+
+def _new_hdf5_file(path: Path):
+    """An HDF5 file for writing, in the v1.10 file format: its superblock, object headers and chunk
+    indexes carry checksums of their own, so a flipped bit in the metadata is found as well as one in
+    the data chunks (fletcher32); no object records its creation time."""
+    import h5py
+
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_V110)
+    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    fcpl.set_obj_track_times(False)  # the root group
+    return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl))
 
 
 def _check_batch_shapes(path, batch, *, names, entries, task) -> None:
@@ -611,7 +626,9 @@ class ParquetAdapter(ShardAdapter):
                 missing = [name for name in columns if name not in parquet.schema_arrow.names]
                 if missing:
                     raise StoreError(f"{path}: Parquet shard has no column {missing[0]!r}")
+                n_read = 0
                 for table in parquet.iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
+                    n_read += table.num_rows
                     batch = {name: np.asarray(table.column(name).to_pylist(), dtype=object) for name in STRING_COLUMNS}
                     batch.update({name: table.column(name).to_numpy().astype(np.int64, copy=False)
                                   for name in INT_COLUMNS})
@@ -621,6 +638,11 @@ class ParquetAdapter(ShardAdapter):
                     batch[LABEL_COLUMN] = _column_array(table.column(LABEL_COLUMN), shape=task["label_shape"],
                                                         dtype=task["label_dtype"], path=path, name=LABEL_COLUMN)
                     yield batch
+                # Page CRCs cover page data, not page headers: a damaged header can make a page give
+                # fewer values without an error. The footer's row count catches that.
+                if n_read != parquet.metadata.num_rows:
+                    raise StoreError(f"{path}: corrupt Parquet shard (read {n_read} records, its footer says "
+                                     f"{parquet.metadata.num_rows})")
         except (OSError, pa.ArrowException) as err:  # page CRC mismatch, damaged footer, truncated file
             raise StoreError(f"{path}: corrupt Parquet shard (checksum mismatch or damaged file: {err})") from err
 
