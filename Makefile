@@ -15,7 +15,7 @@ TFIO_STAMP := $(TFIO_VENV)/.installed-tfio
 
 $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,interop]'
 	touch $(STAMP)
 
 venv: $(STAMP)

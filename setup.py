@@ -1,4 +1,4 @@
-"""Install mirdl: ``pip install -e .[dev]`` (add ``[tfio]`` where tensorflow-io loads)."""
+"""Install mirdl: ``pip install -e .[dev,interop]`` (add ``[tfio]`` where tensorflow-io loads)."""
 import re
 from pathlib import Path
 
@@ -30,6 +30,13 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     "dev": ["pytest>=8", "hypothesis>=6.100", "pandas>=2.2"],
+    # Other tools that open a store directly (tested in tests/store/test_interop.py), and the
+    # local S3 server the object-storage tests start (moto's server mode, on 127.0.0.1).
+    "interop": ["tensorflow-datasets>=4.9.10", "datasets>=5.2", "duckdb>=2.0", "mlcroissant>=1.1.1",
+                "moto[server]>=5.2.6", "boto3>=1.44"],
+    # Locks and catalog versions on s3:// are conditional PUTs (If-None-Match), sent through boto3;
+    # everything else on object storage goes through pyarrow.fs (a core dependency).
+    "s3": ["boto3>=1.44"],
     # tensorflow-io's last release (0.37.1) loads its native ops only with TensorFlow 2.17.
     "tfio": ["tensorflow-io==0.37.1", "tensorflow==2.17.1", "numpy<2"],
 }

@@ -41,6 +41,10 @@ COMMANDS = {
     "evaluate": ("mirdl.commands.evaluate", "evaluate a trained model on a store split"),
     "predict": ("mirdl.commands.predict", "predict new audio files with a trained model (CSV or JSON lines)"),
     "extract": ("mirdl.commands.extract", "write transfer / random-weight features as a new store"),
+    "catalog": ("mirdl.commands.catalog", "list the stores of a catalog root (name, version, fingerprint, counts)"),
+    "publish": ("mirdl.commands.publish", "copy a store into a catalog as the next version of its name"),
+    "pull": ("mirdl.commands.pull", "fetch a catalog version into the local cache and verify it"),
+    "diff": ("mirdl.commands.diff", "do two stores hold the same data? keys, labels, features within a tolerance"),
     "probe": ("mirdl.commands.probe", "fit a linear probe on an extracted-feature store"),
 }
 

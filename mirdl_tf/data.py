@@ -49,6 +49,7 @@ import tensorflow as tf
 from mirdl.errors import StoreError
 from mirdl.store import adapters
 from mirdl.store import format as store_format
+from mirdl.store.catalog import resolve_store
 from mirdl.store.manifest import read_manifest, shard_entries, shard_paths
 from mirdl.store.verify import check_shards, find_corrupt_shard
 
@@ -77,9 +78,19 @@ _SALT_CROP, _SALT_FREQ, _SALT_TIME = 0, 1, 2
 class _Store:
     """A store's manifest, read once, and the facts :func:`load` and :func:`describe` need."""
 
-    path: Path
+    path: Path | str  # a URL (str) for a store on object storage
     manifest: dict[str, Any]
     feature: str
+
+    @property
+    def where(self) -> str:
+        """How messages name the manifest."""
+        return f"{str(self.path).rstrip('/')}/{store_format.MANIFEST_NAME}" if isinstance(self.path, str) \
+            else str(self.path / store_format.MANIFEST_NAME)
+
+    @property
+    def remote(self) -> bool:
+        return isinstance(self.path, str)
 
     @property
     def format(self) -> str:
@@ -121,7 +132,7 @@ class _Store:
 
     def stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-bin train mean and std, shaped to broadcast over a record's feature (time last)."""
-        where = f"{self.path / store_format.MANIFEST_NAME}: features.{self.feature}.stats"
+        where = f"{self.where}: features.{self.feature}.stats"
         stats = self.feature_entry.get("stats")
         if not stats or stats.get("mean") is None or stats.get("std") is None:
             raise StoreError(f"{where} is missing; pass standardize=False to read unstandardised features")
@@ -157,9 +168,9 @@ _FEATURE_KEYS = ("shape", "dtype")
 
 
 def _open_store(store: str | os.PathLike, feature: str | None) -> _Store:
-    path = Path(store)
+    path = resolve_store(store)  # a local Path, an s3:// / gs:// URL, or where catalog://NAME[@VERSION] points
     manifest = read_manifest(path)
-    where = path / store_format.MANIFEST_NAME
+    where = _Store(path=path, manifest=manifest, feature="").where
     features = manifest["features"]
     if not features:
         raise StoreError(f"{where}: features is empty")
@@ -374,8 +385,10 @@ def load(
 
     Parameters
     ----------
-    store : path-like
-        Store directory written by ``mirdl prepare`` (TFRecord, HDF5 or Parquet shards).
+    store : path-like or str
+        Store directory written by ``mirdl prepare`` (TFRecord, HDF5 or Parquet shards), an
+        ``s3://BUCKET/PREFIX`` URL (read shard by shard, never copied whole), or a catalog
+        reference ``catalog://NAME[@VERSION]`` (root from ``$MIRDL_CATALOG``).
     split : str
         Split name in the manifest (``"train"``, ``"valid"``, ...).
     feature : str, optional
@@ -489,12 +502,12 @@ def load(
         raise ValueError(f"mixup is for clip tasks; the store's task is {info.task_type!r} (frame labels)")
     if info.is_frame_task and (not info.label_shape or info.label_shape[-1] != info.n_frames):
         raise StoreError(
-            f"{info.path / store_format.MANIFEST_NAME}: frame task label_shape {info.label_shape} must end with "
+            f"{info.where}: frame task label_shape {info.label_shape} must end with "
             f"the feature's {info.n_frames} frames"
         )
     entries = shard_entries(info.manifest, split)  # StoreError for an unknown split
     if not entries:
-        raise StoreError(f"{info.path / store_format.MANIFEST_NAME}: split {split!r} has no shards")
+        raise StoreError(f"{info.where}: split {split!r} has no shards")
     # Existence and size of every shard now (cheap), checksums only when asked.
     check_shards(info.path, info.manifest, splits=[split], checksums=verify)
     paths = [os.fspath(path) for path in shard_paths(info.path, info.manifest, split)]
@@ -639,9 +652,12 @@ def _shard_reader(info: _Store, *, hdf5_backend: str):
     """``(read, parse)``: ``read(path) -> dataset`` per shard; ``parse`` for batches of serialised records, or None."""
     backend = hdf5_backend if info.format == "hdf5" else None
     try:
-        return adapters.adapter_for(info.format).tf_reader(info.layout(), backend=backend)
+        adapter = adapters.adapter_for(info.format)
+        if info.remote:  # shard by shard through the store layer's filesystem (no whole-store copy)
+            return adapter.remote_reader(info.layout())
+        return adapter.tf_reader(info.layout(), backend=backend)
     except StoreError as err:
-        raise StoreError(f"{info.path / store_format.MANIFEST_NAME}: {err}") from err
+        raise StoreError(f"{info.where}: {err}") from err
 
 
 def _read_records(paths: list[str], counts: list[int], *, read, parse, num_workers: int, worker: int,
@@ -765,6 +781,7 @@ def named_store_errors(store: str | os.PathLike, splits: str | Sequence[str]) ->
             raise StoreError(line.split("StoreError:", 1)[-1].strip()) from err
         if not isinstance(err, tf.errors.DataLossError) and "corrupted record" not in message:
             raise
+        store = resolve_store(store)
         manifest = read_manifest(store)
         names = [splits] if isinstance(splits, str) else list(splits)
         found = next((hit for split in names if (hit := find_corrupt_shard(store, manifest, split)) is not None), None)

@@ -377,7 +377,7 @@ class TrainConfig:
                 raise ConfigError(f"{key} is missing (a train config needs store and model)")
         for key in ("store", "out"):
             value = data.get(key)
-            if isinstance(value, str) and value:
+            if isinstance(value, str) and value and "://" not in value:  # catalog:// and s3:// stay as written
                 data[key] = os.path.normpath(os.path.join(os.fspath(base_dir), os.path.expanduser(value)))
         data["model"] = ModelConfig.from_dict(data["model"])
         data["optimizer"] = OptimizerConfig.from_dict(data.get("optimizer"))

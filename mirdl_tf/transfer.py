@@ -191,6 +191,9 @@ def extract(store: str | os.PathLike, out: str | os.PathLike, *, model_dir: str 
         task=task, overwrite=overwrite, param="out",
         fingerprint=stable_hash({"format_version": FORMAT_VERSION, "feature": entry["fingerprint"],
                                  "format": store_format, "splits": splits, "task": task}),
+        dataset={"description": f"{dimensions}-dimensional {source_model['kind']} {source_model['name']} features "
+                                f"(layers {', '.join(layers)}), one vector per track, extracted by `mirdl extract` "
+                                f"from store {manifest.get('name')} (fingerprint {manifest.get('fingerprint')})."},
         augment={"n_variants": 1}, segment={"mode": "track", "aggregation": _AGGREGATION},
         source={"store": str(Path(store).resolve()), "name": manifest.get("name"),
                 "fingerprint": manifest.get("fingerprint")})

@@ -55,6 +55,7 @@ from mirdl.features.checks import choice, integer, mapping, positive_float
 from mirdl.errors import ConfigError
 from mirdl.features.segment import PAD_MODES
 from mirdl.features.spec import FeatureSpec, load_config, stable_hash
+from mirdl.store.files import is_remote
 from mirdl.store.format import STORE_FORMATS
 from mirdl.pipelines.corpus_config import CorpusConfig, SplitConfig
 from mirdl.store.format import COMPRESSIONS, DEFAULT_ROW_GROUP_RECORDS
@@ -70,7 +71,9 @@ __all__ = [
 
 SEGMENT_MODES = ("clip", "frames")
 DEFAULT_SHARD_BYTES = 64 * 1024**2
-_SECTIONS = ("name", "seed", "corpus", "splits", "features", "augment", "segment", "store")
+_SECTIONS = ("name", "seed", "corpus", "splits", "features", "augment", "segment", "store", "dataset")
+#: ``dataset:`` keys: what the dataset card and croissant.json say about the data (not fingerprinted).
+DATASET_FIELDS = ("description", "license", "source", "url", "citation")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
 _BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 
@@ -209,7 +212,8 @@ class StoreConfig:
         if "row_group_records" in data and data["format"] != "parquet":
             raise ConfigError(f"store.row_group_records is only used by format 'parquet', not {data['format']!r}")
         out = data["out"]
-        if isinstance(out, str) and out:
+        # s3:// and gs:// stay URLs; any other scheme is a ConfigError, never a local folder "s3:".
+        if isinstance(out, str) and out and not is_remote(out, param="store.out"):
             data["out"] = os.path.normpath(os.path.join(os.fspath(base_dir), os.path.expanduser(out)))
         return cls(**data)
 
@@ -235,6 +239,9 @@ class PrepareConfig:
         ``augment.background_dir``).
     source : str or None
         The YAML file this came from (for messages only).
+    dataset : dict
+        ``description``, ``license``, ``source`` (of the audio), ``url``, ``citation``: shown
+        by the dataset card and ``croissant.json``; not part of the fingerprint.
     """
 
     name: str
@@ -247,6 +254,7 @@ class PrepareConfig:
     seed: int = 0
     background_dir: str | None = None
     source: str | None = field(default=None, compare=False)
+    dataset: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -353,7 +361,7 @@ class PrepareConfig:
             name=data["name"], corpus=corpus, splits=splits, features=tuple(specs), augment=augment,
             segment=SegmentConfig.from_dict(data["segment"]),
             store=StoreConfig.from_dict(data["store"], base_dir=base_dir), seed=seed,
-            background_dir=background_dir, source=source,
+            background_dir=background_dir, source=source, dataset=_dataset_section(data.get("dataset")),
         )
         if background_dir is not None and not config.background_files():
             raise ConfigError(f"augment.background_dir={background_dir!r} holds no audio files")
@@ -363,3 +371,12 @@ class PrepareConfig:
     def from_file(cls, path: str | os.PathLike) -> PrepareConfig:
         """Load a YAML config; errors name the file and the field."""
         return load_config(path, cls.from_dict)
+
+
+def _dataset_section(value: Any) -> dict[str, str]:
+    """The ``dataset:`` section: known keys, each a non-empty string."""
+    section = mapping(value, name="dataset", fields=DATASET_FIELDS, optional=True)
+    for key, text in section.items():
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"dataset.{key}={text!r} must be a non-empty string")
+    return {key: text.strip() for key, text in section.items()}

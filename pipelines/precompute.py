@@ -53,6 +53,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -73,6 +74,7 @@ from mirdl.pipelines.dead_letter import ErrorRecord, write_error_records
 from mirdl.pipelines.failures import disk_full_message, quiet_failed_bundles, stop_on_interrupt
 from mirdl.pipelines.local_runner import LocalRunner
 from mirdl.pipelines.manifest import build_manifest, inputs_sha256, store_fingerprint
+from mirdl.pipelines import store_summary
 from mirdl.pipelines.options import add_arguments
 from mirdl.pipelines.stats import DurationSummaryFn, FeatureStatsFn
 from mirdl.pipelines.transforms import (
@@ -84,9 +86,12 @@ from mirdl.pipelines.transforms import (
     track_to_json,
 )
 from mirdl.store.build import open_destination
-from mirdl.store.files import atomic_path, write_json_atomic
+from mirdl.store.describe import PLOTS_DIR, write_descriptions
+from mirdl.store.files import atomic_path, is_remote, write_json_atomic
 from mirdl.store.format import ERRORS_NAME, MANIFEST_NAME
-from mirdl.store.manifest import provenance
+from mirdl.store.manifest import provenance, read_manifest
+from mirdl.store.remote import upload_store
+from mirdl.store.verify import check_shards
 
 __all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "EXIT_DISK_FULL", "run", "prepare", "pipeline_options"]
 
@@ -160,19 +165,67 @@ def _runner(options: PipelineOptions) -> LocalRunner | None:
 def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2, overwrite: bool = False,
             max_error_rate: float | None = None, beam_args: list[str] | None = None,
             out: TextIO | None = None) -> int:
-    """Build (or confirm) the store a config (file, or a checked PrepareConfig) describes; return
-    the exit status (see module docs)."""
+    """Build (or confirm) the store a config (file, or a checked PrepareConfig) describes; return the exit status (see module docs).
+
+    With ``store.out`` on object storage (``s3://``, ``gs://``) the store is built in a local
+    staging folder (under ``$MIRDL_CACHE`` if set, else the system's temporary folder), then
+    copied to the URL atomically (:func:`mirdl.store.remote.upload_store`: temporary prefix,
+    manifest last) and the staging folder removed. The workers write locally, so this is for
+    the local runner; on a cluster, give ``store.out`` on a shared filesystem.
+    """
     out = out or sys.stdout
     workers = integer(workers, name="workers", minimum=1)
     if max_error_rate is not None:
         max_error_rate = fraction(max_error_rate, name="max_error_rate")
     options = pipeline_options(beam_args or [], workers=workers)
     config = config_path if isinstance(config_path, PrepareConfig) else PrepareConfig.from_file(config_path)
+    if not is_remote(config.store.out, param="store.out"):
+        return _prepare(config, workers=workers, overwrite=overwrite, max_error_rate=max_error_rate,
+                        options=options, out=out)
+    url = config.store.out
+    staging = Path(tempfile.mkdtemp(prefix="mirdl-prepare-", dir=os.environ.get("MIRDL_CACHE") or None))
+    try:
+        local = staging / config.name
+        status = _prepare(config, workers=workers, overwrite=overwrite, max_error_rate=max_error_rate,
+                          options=options, out=out, store=local, remote=url)
+        if local.is_dir():
+            upload_store(local, url, overwrite=overwrite, param="store.out")
+            print(f"copied {config.name} to {url} (manifest last)", file=out)
+        return status
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remote_up_to_date(url: str, *, fingerprint: str, overwrite: bool) -> bool:
+    """Whether the store at ``url`` is this config's (same fingerprint, verified sizes): then
+    nothing is built. A store with another fingerprint needs ``--overwrite``."""
+    try:
+        manifest = read_manifest(url)
+    except StoreError as err:
+        if "missing" in str(err):
+            return False
+        if overwrite:
+            return False
+        raise StoreError(f"store.out={url!r} holds a damaged store ({err}); pass --overwrite to replace it") from err
+    if overwrite:
+        return False
+    if manifest.get("fingerprint") != fingerprint:
+        raise StoreError(f"store.out={url!r} holds a store with fingerprint {manifest.get('fingerprint')}, this "
+                         f"config gives {fingerprint}; pass --overwrite to replace it")
+    check_shards(url, manifest)
+    return True
+
+
+def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_rate: float | None,
+             options: PipelineOptions, out: TextIO, store: Path | None = None, remote: str | None = None) -> int:
     tracks, listing_errors = list_tracks(config.corpus, config.splits)
     layout = RecordLayout.build(config, task_for(config.corpus, tracks))
     listing_sha256 = listing_hash(tracks)
     fingerprint = store_fingerprint(config, task=layout.task, listing_sha256=listing_sha256)
-    store = Path(config.store.out)
+    store = Path(config.store.out) if store is None else store
+    if remote is not None and _remote_up_to_date(remote, fingerprint=fingerprint, overwrite=overwrite):
+        print(f"{remote}: up to date (fingerprint {fingerprint}); nothing to do", file=out)
+        return EXIT_OK
     inputs = inputs_sha256(tracks)
     # Skipped files (not audio to this corpus) are not input files: only tracks and failed listings count.
     n_rejected = sum(error.failed for error in listing_errors)
@@ -219,6 +272,7 @@ def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2,
                                           provenance=provenance(decoders=audio.decoder_versions()),
                                           split_warnings=warnings_)
                 shutil.rmtree(work)
+                _describe(tmp, manifest, dataset=config.dataset, out=out)
                 write_json_atomic(tmp / MANIFEST_NAME, manifest)
         except _Aborted:
             print(f"mirdl prepare: aborted: {failed} of {n_files} files failed, more than --max-error-rate="
@@ -233,6 +287,22 @@ def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2,
     elapsed = time.monotonic() - started
     _print_summary(store, manifest, metrics=_metrics(result), elapsed=elapsed, workers=workers, file=out)
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _describe(tmp: Path, manifest: dict[str, Any], *, dataset: dict[str, str], out) -> None:
+    """The dataset card with its plots, croissant.json and the TFDS files, in the temporary store.
+
+    The plots read records back, so the manifest is in place while they are drawn; it is
+    written again after the card, last, as always.
+    """
+    write_json_atomic(tmp / MANIFEST_NAME, manifest)
+    try:
+        plots = [path.relative_to(tmp).as_posix() for path in store_summary.plot(tmp, tmp / PLOTS_DIR)]
+    except Exception as err:  # noqa: BLE001 - a plot that fails must not cost the store; the card says so
+        print(f"mirdl prepare: plots not drawn ({type(err).__name__}: {err})", file=out)
+        plots = []
+    (tmp / MANIFEST_NAME).unlink()
+    write_descriptions(tmp, manifest, dataset=dataset, plots=plots)
 
 
 def _too_many_failed(failed: int, n_files: int, max_error_rate: float | None) -> bool:

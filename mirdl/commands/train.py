@@ -28,7 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``mirdl train``."""
     parser.add_argument("--config", required=True, type=Path, metavar="CONFIG.yaml", help="train config (YAML)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="run directory (overrides the config's out)")
-    parser.add_argument("--store", type=Path, metavar="STORE", help="store (overrides the config's store)")
+    parser.add_argument("--store", metavar="STORE", help="store: a path or catalog://NAME[@VERSION] (overrides the "
+                                                        "config's store)")
+    parser.add_argument("--catalog", metavar="ROOT", help="catalog root for catalog:// stores (default $MIRDL_CATALOG)")
     parser.add_argument("--epochs", type=argparse_type(integer, int, minimum=1), metavar="N", help="total epochs (overrides the config)")
     parser.add_argument("--seed", type=argparse_type(integer, int, minimum=0), metavar="S",
                         help="training seed: weights, data order, crops and masks (overrides the config's seed)")
@@ -51,6 +53,12 @@ def run(args: argparse.Namespace) -> int:
         config = replace(config, store=str(args.store))
     if args.seed is not None:
         config = replace(config, seed=args.seed)
+    if config.store.startswith("catalog://"):  # a verified local copy in the cache (pulled once)
+        from mirdl.store.catalog import pull
+
+        path, fetched, _ = pull(config.store, args.catalog)
+        print(f"{config.store}: {'pulled into' if fetched else 'cached at'} {path}", flush=True)
+        config = replace(config, store=str(path))
     result = train(config, out=args.out, epochs=args.epochs, resume=True if args.resume else None,
                    overwrite=args.overwrite, log=lambda line: print(line, flush=True))
     print(f"metrics: {Path(result['out']) / 'metrics.json'}")

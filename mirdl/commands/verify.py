@@ -10,11 +10,12 @@ Examples
 ::
 
     mirdl verify stores/demo
+    mirdl verify s3://lab-bucket/stores/demo          # shard by shard, each fetched to a temporary file
+    mirdl verify catalog://demo@2 --catalog /mnt/lab/catalog
 """
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 __all__ = ["configure", "run", "report"]
@@ -22,7 +23,9 @@ __all__ = ["configure", "run", "report"]
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``mirdl verify``."""
-    parser.add_argument("store", metavar="STORE", type=Path, help="store directory (holds manifest.json)")
+    parser.add_argument("store", metavar="STORE", help="store directory (holds manifest.json), s3:// or gs:// URL, "
+                                                       "or catalog://NAME[@VERSION]")
+    parser.add_argument("--catalog", metavar="ROOT", help="catalog root for catalog:// stores (default $MIRDL_CATALOG)")
     parser.add_argument("--split", action="append", metavar="SPLIT", dest="splits",
                         help="verify only this split (repeatable; default every split)")
 
@@ -36,7 +39,8 @@ def report(checked: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Verify; a problem is a StoreError, which the CLI prints as one line (exit 2)."""
+    from mirdl.store.catalog import resolve_store
     from mirdl.store.verify import verify
 
-    print(report(verify(args.store, splits=args.splits)))
+    print(report(verify(resolve_store(args.store, catalog=args.catalog), splits=args.splits)))
     return 0

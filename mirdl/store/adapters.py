@@ -212,6 +212,12 @@ class ShardAdapter:
     def library_version(self) -> str:
         raise NotImplementedError  # pragma: no cover - the interface
 
+    def remote_reader(self, layout: Layout):
+        """``(read, None)`` for shards on object storage: ``read(url)`` fetches one shard at a
+        time to a temporary file and reads it with :meth:`read_batches` (TensorFlow's file
+        systems know no ``s3://`` since tensorflow-io stopped loading)."""
+        return self._python_reader(layout), None
+
     def _python_reader(self, layout: Layout):
         """``path -> dataset``: this adapter's :meth:`read_batches` per shard, inside tf.data."""
         tf = _tensorflow()
@@ -221,10 +227,13 @@ class ShardAdapter:
                     "compression": layout.compression, "format": self.format}
 
         def batches(path):
-            path = Path(path.decode() if isinstance(path, bytes) else str(path))
-            for batch in self.read_batches(path, manifest=manifest, features=[layout.feature]):
-                batch["feature"] = batch.pop(layout.feature)
-                yield batch
+            from mirdl.store.remote import fetched
+
+            # A URL (object storage) is fetched shard by shard to a temporary file, deleted after.
+            with fetched(path.decode() if isinstance(path, bytes) else str(path)) as local:
+                for batch in self.read_batches(local, manifest=manifest, features=[layout.feature]):
+                    batch["feature"] = batch.pop(layout.feature)
+                    yield batch
 
         def read(path):
             return tf.data.Dataset.from_generator(batches, output_signature=signature, args=(path,)).unbatch()
@@ -552,11 +561,12 @@ class ParquetAdapter(ShardAdapter):
     def schema(self, features, task):
         import pyarrow as pa
 
-        fields = [pa.field(name, pa.string(), nullable=False) for name in STRING_COLUMNS]
-        fields += [pa.field(name, pa.int64(), nullable=False) for name in INT_COLUMNS]
-        fields += [pa.field(name, _arrow_type(entry["dtype"], entry["shape"]), nullable=False)
-                   for name, entry in features.items()]
-        fields.append(pa.field(LABEL_COLUMN, _arrow_type(task["label_dtype"], task["label_shape"]), nullable=False))
+        # Nullable fields (no value is ever null): Hugging Face `datasets` uses the `huggingface`
+        # metadata only for fields equal to its own, which are nullable (else ClassLabel is lost).
+        fields = [pa.field(name, pa.string()) for name in STRING_COLUMNS]
+        fields += [pa.field(name, pa.int64()) for name in INT_COLUMNS]
+        fields += [pa.field(name, _arrow_type(entry["dtype"], entry["shape"])) for name, entry in features.items()]
+        fields.append(pa.field(LABEL_COLUMN, _arrow_type(task["label_dtype"], task["label_shape"])))
         metadata = {"huggingface": json.dumps({"info": {"features": huggingface_features(features, task)}},
                                               sort_keys=True)}
         return pa.schema(fields, metadata=metadata)

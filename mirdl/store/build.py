@@ -30,6 +30,7 @@ import numpy as np
 from mirdl import __version__
 from mirdl.errors import StoreError
 from mirdl.store.adapters import write_shard
+from mirdl.store.describe import write_descriptions
 from mirdl.store.files import (
     DestinationLock,
     ProcessInfo,
@@ -201,7 +202,7 @@ def label_counts(records: Iterable[Mapping[str, Any]], task: Mapping[str, Any]) 
 def write_store(out: str | os.PathLike, records: Mapping[str, Iterable[Mapping[str, Any]]], *, name: str,
                 store_format: str, features: Mapping[str, Any], task: Mapping[str, Any], fingerprint: str,
                 n_shards: int = 1, compression: str = "none", overwrite: bool = False, param: str = "out",
-                **sections: Any) -> dict[str, Any]:
+                dataset: Mapping[str, Any] | None = None, **sections: Any) -> dict[str, Any]:
     """Write a small store whose records are in memory; return its manifest.
 
     Parameters
@@ -218,6 +219,8 @@ def write_store(out: str | os.PathLike, records: Mapping[str, Iterable[Mapping[s
         ``manifest.task``.
     n_shards : int
         Shards per split.
+    dataset : mapping, optional
+        ``description``, ``license``, ``source`` of the data, for the dataset card and Croissant.
     sections
         Further manifest sections (``augment``, ``segment``, ``source``, ...).
     """
@@ -239,5 +242,6 @@ def write_store(out: str | os.PathLike, records: Mapping[str, Iterable[Mapping[s
             splits[split] = split_entry(shards, tracks=tracks, counts=None if counts is None else counts.tolist())
         manifest = new_manifest(name=name, store_format=store_format, compression=compression,
                                 fingerprint=fingerprint, features=features, task=task, splits=splits, **sections)
+        write_descriptions(tmp, manifest, dataset=dataset)
         write_json_atomic(tmp / MANIFEST_NAME, manifest)  # last: a store without it is incomplete
     return manifest

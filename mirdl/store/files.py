@@ -12,6 +12,16 @@ broken only past :data:`LOCK_TIMEOUT_SECONDS`. The lock talks to the filesystem 
 :class:`LocalFileSystem`, the one interface an object store (a conditional write instead of an
 exclusive create) plugs into.
 
+**Object storage.** :func:`filesystem_for` maps a location to a filesystem of this interface
+and a path on it: a local (or NFS) path to :class:`LocalFileSystem`, an ``s3://`` or ``gs://``
+URL to :class:`ObjectFileSystem` (``pyarrow.fs``: pyarrow is already a dependency, its S3
+client streams ranges of an object, and ``S3FileSystem(endpoint_override=...)`` talks to any
+S3-compatible server; fsspec's s3fs is held back to 0.4.2 by aiobotocore's botocore pin next to
+a current boto3). Any other scheme is a :class:`~mirdl.errors.ConfigError`, never a local
+folder named ``s3:``. Object stores have no rename, so the exclusive create becomes a
+conditional ``PUT`` (``If-None-Match: *``, through botocore: the one call pyarrow does not
+offer); on ``gs://`` it is not available here and says so.
+
 Temporary store folders (``.STORE.tmp-<uuid>``) carry an owner file (:data:`OWNER_NAME`) while
 they are being written; :func:`sweep_stale_temporaries` removes those whose owner process is
 dead on this host, and never a folder without that file.
@@ -34,12 +44,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mirdl.errors import StoreError
+from mirdl.errors import ConfigError, StoreError
 
 __all__ = [
     "LOCK_TIMEOUT_SECONDS",
     "OWNER_NAME",
+    "REMOTE_SCHEMES",
     "LocalFileSystem",
+    "ObjectFileSystem",
+    "location_scheme",
+    "is_remote",
+    "filesystem_for",
     "sha256_file",
     "fsync_file",
     "fsync_directory",
@@ -61,13 +76,115 @@ OWNER_NAME = ".mirdl-owner.json"
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-[0-9a-f]{32}$")
 
 
+#: URL schemes a store or a catalog may live on besides local paths.
+REMOTE_SCHEMES = ("s3", "gs")
+_SCHEME_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):/")
+
+
+def location_scheme(location: str | os.PathLike, *, param: str = "store") -> str | None:
+    """``"s3"`` / ``"gs"`` for an object-store URL, None for a local path.
+
+    Raises
+    ------
+    ConfigError
+        Any other scheme (``http://``, ``hdfs://``, a mangled ``s3:/x``), naming ``param``:
+        never silently a local folder.
+
+    Examples
+    --------
+    >>> location_scheme("s3://lab/stores/demo"), location_scheme("stores/demo")
+    ('s3', None)
+    >>> location_scheme("hdfs://nn/stores/demo")
+    Traceback (most recent call last):
+    ...
+    mirdl.errors.ConfigError: store='hdfs://nn/stores/demo': scheme 'hdfs' is not supported (local paths, s3://, gs://)
+    """
+    text = os.fspath(location)
+    match = _SCHEME_RE.match(text)
+    if match is None or (len(match["scheme"]) == 1 and os.name == "nt"):  # C:/ on Windows
+        return None
+    scheme = match["scheme"].lower()
+    if scheme == "file" and text.startswith("file://"):
+        return None
+    if scheme in REMOTE_SCHEMES and text.startswith(f"{match['scheme']}://") and len(text) > len(scheme) + 3:
+        return scheme
+    if scheme in REMOTE_SCHEMES:
+        raise ConfigError(f"{param}={text!r} is not a valid {scheme}:// URL (write {scheme}://BUCKET/PREFIX)")
+    raise ConfigError(f"{param}={text!r}: scheme {scheme!r} is not supported (local paths, s3://, gs://)")
+
+
+def is_remote(location: str | os.PathLike, *, param: str = "store") -> bool:
+    """Whether ``location`` is an object-store URL (ConfigError for an unsupported scheme)."""
+    return location_scheme(location, param=param) is not None
+
+
+def filesystem_for(location: str | os.PathLike, *, param: str = "store"):
+    """``(filesystem, path)``: :class:`LocalFileSystem` and a :class:`~pathlib.Path`, or
+    :class:`ObjectFileSystem` and ``BUCKET/KEY`` (no trailing slash) for ``s3://``/``gs://``.
+
+    S3 credentials, region and endpoint come from the usual AWS settings (environment
+    variables such as ``AWS_ACCESS_KEY_ID``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL`` for an
+    S3-compatible server, or ``~/.aws``), GCS ones from Google's default credentials.
+    """
+    scheme = location_scheme(location, param=param)
+    if scheme is None:
+        text = os.fspath(location)
+        return LocalFileSystem(), Path(text[len("file://"):] if text.startswith("file://") else text)
+    return ObjectFileSystem.for_scheme(scheme), os.fspath(location)[len(scheme) + 3:].rstrip("/")
+
+
 class LocalFileSystem:
-    """The filesystem operations the lock needs, on a local (or NFS) path.
+    """The filesystem operations stores, locks and catalogs need, on a local (or NFS) path.
 
     ``create_exclusive`` is the one primitive that must be atomic: it creates a file only if
     no file of that name exists (``O_CREAT | O_EXCL``; on an object store, a conditional
-    ``PUT`` with ``If-None-Match: *``).
+    ``PUT`` with ``If-None-Match: *``, see :class:`ObjectFileSystem`).
     """
+
+    scheme = None
+
+    def url(self, path) -> str:
+        return os.fspath(path)
+
+    def join(self, path, *names: str) -> Path:
+        return Path(path).joinpath(*names)
+
+    def parent(self, path) -> Path:
+        return Path(path).parent
+
+    def makedirs(self, path) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+    def size(self, path) -> int | None:
+        """Size of a file in bytes, None if there is no such file."""
+        try:
+            return os.stat(path).st_size if Path(path).is_file() else None
+        except OSError:
+            return None
+
+    def list_files(self, path) -> dict[str, int]:
+        """Every file under ``path`` (recursive): relative POSIX path -> size."""
+        root = Path(path)
+        if not root.is_dir():
+            return {}
+        return {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+
+    def list_dirs(self, path) -> list[str]:
+        root = Path(path)
+        return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+    def write_bytes(self, path, data: bytes) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+
+    def download(self, path, local: Path) -> None:
+        shutil.copyfile(path, local)
+
+    def upload(self, local: Path, path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            shutil.copyfile(local, tmp)
 
     def create_exclusive(self, path: Path, data: bytes) -> bool:
         """Create ``path`` holding ``data``; False (nothing written) if it exists already."""
@@ -111,6 +228,165 @@ class LocalFileSystem:
     def remove(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+class ObjectFileSystem:
+    """The same operations on an object store (``s3://``, ``gs://``) through ``pyarrow.fs``.
+
+    Paths are ``BUCKET/KEY`` strings. A single object is written in one ``PUT`` (readers see
+    the old object or the new one); a store is many objects, so writers put the manifest last
+    and readers treat a prefix without a manifest as no store.
+    """
+
+    def __init__(self, filesystem, scheme: str) -> None:
+        self.filesystem = filesystem
+        self.scheme = scheme
+
+    @classmethod
+    def for_scheme(cls, scheme: str) -> ObjectFileSystem:
+        import pyarrow.fs as pafs
+
+        try:
+            if scheme == "s3":
+                # pyarrow reads AWS_ENDPOINT_URL itself only from version 15; pass it for older ones too.
+                endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+                kwargs: dict[str, Any] = {}
+                if endpoint:
+                    kwargs["endpoint_override"] = endpoint
+                    kwargs["scheme"] = "http" if endpoint.startswith("http://") else "https"
+                region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                if region:
+                    kwargs["region"] = region
+                return cls(pafs.S3FileSystem(**kwargs), scheme)
+            return cls(pafs.GcsFileSystem(), scheme)
+        except Exception as err:  # pyarrow's own errors: no credentials, no region, ...
+            raise StoreError(f"cannot open {scheme}:// ({type(err).__name__}: {err})") from err
+
+    def url(self, path: str) -> str:
+        return f"{self.scheme}://{path}"
+
+    def join(self, path: str, *names: str) -> str:
+        return "/".join([path.rstrip("/"), *names])
+
+    def parent(self, path: str) -> str:
+        return path.rstrip("/").rsplit("/", 1)[0]
+
+    def makedirs(self, path: str) -> None:
+        """Nothing to do: object stores have no folders."""
+
+    def _error(self, path: str, err: Exception, action: str) -> StoreError:
+        return StoreError(f"{self.url(path)}: cannot {action} ({type(err).__name__}: {err})")
+
+    def size(self, path: str) -> int | None:
+        import pyarrow.fs as pafs
+
+        try:
+            info = self.filesystem.get_file_info(path)
+        except OSError as err:
+            raise self._error(path, err, "stat") from err
+        return info.size if info.type == pafs.FileType.File else None
+
+    def list_files(self, path: str) -> dict[str, int]:
+        import pyarrow.fs as pafs
+
+        prefix = path.rstrip("/") + "/"
+        try:
+            infos = self.filesystem.get_file_info(pafs.FileSelector(prefix, recursive=True, allow_not_found=True))
+        except OSError as err:
+            raise self._error(path, err, "list") from err
+        return {info.path[len(prefix):]: info.size for info in sorted(infos, key=lambda i: i.path)
+                if info.type == pafs.FileType.File and info.path.startswith(prefix)}
+
+    def list_dirs(self, path: str) -> list[str]:
+        import pyarrow.fs as pafs
+
+        prefix = path.rstrip("/") + "/"
+        try:
+            infos = self.filesystem.get_file_info(pafs.FileSelector(prefix, recursive=False, allow_not_found=True))
+        except OSError as err:
+            raise self._error(path, err, "list") from err
+        return sorted(info.base_name for info in infos if info.type == pafs.FileType.Directory)
+
+    def read_bytes(self, path: str) -> bytes | None:
+        try:
+            with self.filesystem.open_input_stream(path) as stream:
+                return stream.read()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise self._error(path, err, "read") from err
+
+    def open_input(self, path: str):
+        """A seekable binary file object (ranged reads: the object is not fetched whole)."""
+        return self.filesystem.open_input_file(path)
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        try:
+            with self.filesystem.open_output_stream(path) as stream:
+                stream.write(data)
+        except OSError as err:
+            raise self._error(path, err, "write") from err
+
+    def upload(self, local: Path, path: str) -> None:
+        try:
+            with open(local, "rb") as source, self.filesystem.open_output_stream(path) as target:
+                shutil.copyfileobj(source, target, 8 << 20)
+        except OSError as err:
+            raise self._error(path, err, "write") from err
+
+    def download(self, path: str, local: Path) -> None:
+        try:
+            with self.filesystem.open_input_stream(path) as source, open(local, "wb") as target:
+                shutil.copyfileobj(source, target, 8 << 20)
+        except OSError as err:
+            raise self._error(path, err, "read") from err
+
+    def copy(self, source: str, target: str) -> None:
+        """Server-side copy of one object."""
+        try:
+            self.filesystem.copy_file(source, target)
+        except OSError as err:
+            raise self._error(source, err, f"copy to {self.url(target)}") from err
+
+    def remove(self, path: str) -> None:
+        try:
+            self.filesystem.delete_file(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise self._error(path, err, "delete") from err
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        """Create the object only if no object of that name exists: a conditional ``PUT``
+        (``If-None-Match: *``, which S3 and S3-compatible servers such as moto honour)."""
+        if self.scheme != "s3":
+            raise StoreError(f"{self.url(path)}: exclusive create (locks, catalog versions) is implemented for s3:// "
+                             "only (a conditional PUT); use a local/NFS path or s3:// for this")
+        try:
+            import boto3
+            from botocore.exceptions import ClientError
+        except ImportError as err:
+            raise StoreError("writing locks and catalog versions on s3:// needs boto3 (pip install mirdl[s3])") from err
+        bucket, _, key = path.partition("/")
+        client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3")
+                              or os.environ.get("AWS_ENDPOINT_URL") or None)
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                return False
+            raise StoreError(f"{self.url(path)}: conditional write failed ({code}: {err})") from err
+        return True
+
+    def remove_if_unchanged(self, path: str, data: bytes) -> bool:
+        """Remove the object if it still holds ``data``. Not atomic (S3 offers no conditional
+        delete on general-purpose buckets): a lock replaced between the read and the delete is
+        lost, a window of one round trip, only when breaking a stale lock."""
+        if self.read_bytes(path) != data:
+            return False
+        self.remove(path)
+        return True
 
 
 def sha256_file(path: str | os.PathLike, *, chunk_bytes: int = 1 << 20) -> str:
@@ -310,10 +586,10 @@ class DestinationLock:
     Parameters
     ----------
     destination : path-like
-        What is being written (a store directory).
+        What is being written (a store directory; ``BUCKET/KEY`` with an :class:`ObjectFileSystem`).
     timeout : float
         Seconds after which a lock from another host counts as stale.
-    filesystem : LocalFileSystem
+    filesystem : LocalFileSystem or ObjectFileSystem
         Where the lock file lives.
 
     Raises
@@ -335,16 +611,21 @@ class DestinationLock:
 
     def __init__(self, destination: str | os.PathLike, *, timeout: float = LOCK_TIMEOUT_SECONDS,
                  filesystem: LocalFileSystem | None = None) -> None:
-        destination = Path(destination)
-        self.path = destination.with_name(f".{destination.name}.lock")
+        self.filesystem = filesystem or LocalFileSystem()
+        if isinstance(self.filesystem, LocalFileSystem):
+            destination = Path(destination)
+            self.path = destination.with_name(f".{destination.name}.lock")
+        else:  # BUCKET/KEY on an object store
+            destination = str(destination).rstrip("/")
+            self.path = self.filesystem.join(self.filesystem.parent(destination),
+                                             f".{destination.rsplit('/', 1)[-1]}.lock")
         self.destination = destination
         self.timeout = timeout
-        self.filesystem = filesystem or LocalFileSystem()
         self.broken: list[ProcessInfo] = []  # stale locks this lock replaced
         self._mine: bytes | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.filesystem.makedirs(self.filesystem.parent(self.path))
         mine = ProcessInfo.current().to_bytes()
         for _ in range(5):
             if self.filesystem.create_exclusive(self.path, mine):

@@ -27,7 +27,7 @@ import numpy as np
 
 from mirdl import __version__
 from mirdl.errors import StoreError
-from mirdl.store.files import write_text_atomic
+from mirdl.store.files import filesystem_for, is_remote, write_text_atomic
 from mirdl.store.format import (
     COMPRESSIONS,
     FEATURE_DTYPES,
@@ -236,6 +236,8 @@ def read_manifest(store: str | os.PathLike) -> dict[str, Any]:
         The directory or its manifest is missing (an incomplete store has none), the
         manifest is not JSON, or it fails validation. The message names the file.
     """
+    if is_remote(store):
+        return _read_remote_manifest(str(store))
     store = Path(store)
     manifest_path = store / MANIFEST_NAME
     if not store.is_dir():
@@ -254,6 +256,19 @@ def read_manifest(store: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+def _read_remote_manifest(store: str) -> dict[str, Any]:
+    filesystem, path = filesystem_for(store)
+    where = f"{store.rstrip('/')}/{MANIFEST_NAME}"
+    data = filesystem.read_bytes(filesystem.join(path, MANIFEST_NAME))
+    if data is None:
+        raise StoreError(f"{where}: missing; {store} is not a complete mirdl store")
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise StoreError(f"{where}: cannot be read as JSON ({err})") from err
+    return validate_manifest(manifest, where=where)
+
+
 def shard_entries(manifest: Mapping[str, Any], split: str) -> list[dict[str, Any]]:
     """The shard entries (path, records, bytes, sha256) of ``split``; StoreError if it is unknown."""
     splits = manifest["splits"]
@@ -263,7 +278,8 @@ def shard_entries(manifest: Mapping[str, Any], split: str) -> list[dict[str, Any
 
 
 def shard_paths(store: str | os.PathLike, manifest: Mapping[str, Any], split: str) -> list[Path]:
-    """Paths of the shards of ``split``, in manifest order, each checked to lie inside ``store``.
+    """Paths of the shards of ``split``, in manifest order, each checked to lie inside ``store``
+    (URL strings for a store on object storage).
 
     Raises
     ------
@@ -271,6 +287,11 @@ def shard_paths(store: str | os.PathLike, manifest: Mapping[str, Any], split: st
         For a path that is absolute, climbs out with ``..`` or resolves (through a symlink)
         to a file outside the store.
     """
+    if is_remote(store):  # URLs: an object key cannot be a symlink, the relative-path check is enough
+        where = f"{str(store).rstrip('/')}/{MANIFEST_NAME}"
+        for i, entry in enumerate(shard_entries(manifest, split)):
+            _check_relative_path(_Checker(where), entry["path"], f"splits.{split}.shards[{i}].path")
+        return [f"{str(store).rstrip('/')}/{entry['path']}" for entry in shard_entries(manifest, split)]
     store = Path(store)
     root = store.resolve()
     paths = []

@@ -15,9 +15,10 @@ from typing import Any
 
 from mirdl.errors import StoreError
 from mirdl.store.adapters import adapter_for
-from mirdl.store.files import sha256_file
+from mirdl.store.files import filesystem_for, is_remote, sha256_file
 from mirdl.store.format import MARKER_NAME
 from mirdl.store.manifest import read_manifest, shard_entries, shard_paths
+from mirdl.store.remote import fetched
 
 __all__ = ["check_shards", "verify", "find_corrupt_shard"]
 
@@ -32,6 +33,9 @@ def check_shards(store: str | os.PathLike, manifest: Mapping[str, Any], *, split
     StoreError
         Naming the first shard that is outside the store, missing, resized or changed.
     """
+    if is_remote(store):
+        _check_remote_shards(store, manifest, splits=splits, checksums=checksums)
+        return
     for split in splits if splits is not None else sorted(manifest["splits"]):
         for entry, path in zip(shard_entries(manifest, split), shard_paths(store, manifest, split)):
             if not path.is_file():
@@ -43,18 +47,38 @@ def check_shards(store: str | os.PathLike, manifest: Mapping[str, Any], *, split
                 raise StoreError(f"{path}: sha256 does not match the manifest (corrupt or changed shard)")
 
 
-def _check_records(path: Path, entry: Mapping[str, Any], manifest: Mapping[str, Any]) -> int:
+def _check_remote_shards(store: str, manifest: Mapping[str, Any], *, splits: list[str] | None,
+                         checksums: bool) -> None:
+    filesystem, root = filesystem_for(store)
+    for split in splits if splits is not None else sorted(manifest["splits"]):
+        for entry, url in zip(shard_entries(manifest, split), shard_paths(store, manifest, split)):
+            size = filesystem.size(filesystem.join(root, entry["path"]))
+            if size is None:
+                raise StoreError(f"{url}: shard listed in the manifest is missing")
+            if size != entry["bytes"]:
+                raise StoreError(f"{url}: size {size} bytes, the manifest says {entry['bytes']}")
+            if checksums:
+                with fetched(url) as local:
+                    if sha256_file(local) != entry["sha256"]:
+                        raise StoreError(f"{url}: sha256 does not match the manifest (corrupt or changed shard)")
+
+
+def _check_records(path: Path, entry: Mapping[str, Any], manifest: Mapping[str, Any], *, name: Any = None) -> int:
+    """Read every record of one (local) shard; ``name`` is how messages call it (its URL)."""
     adapter = adapter_for(manifest["format"], param="format")
+    path_shown, path = path, Path(path)
+    if name is not None:
+        path_shown = name
     n = 0
     previous = None
     for batch in adapter.read_batches(path, manifest=manifest):
         for key in batch["key"]:
             if previous is not None and not key > previous:
-                raise StoreError(f"{path}: records are not sorted by key ({key!r} after {previous!r})")
+                raise StoreError(f"{path_shown}: records are not sorted by key ({key!r} after {previous!r})")
             previous = key
         n += len(batch["key"])
     if n != entry["records"]:
-        raise StoreError(f"{path}: holds {n} records, the manifest says {entry['records']}")
+        raise StoreError(f"{path_shown}: holds {n} records, the manifest says {entry['records']}")
     return n
 
 
@@ -80,16 +104,22 @@ def verify(store: str | os.PathLike, *, splits: list[str] | None = None) -> dict
         version 2), a shard outside the store, missing, resized, with another sha256, failing
         its format's own checksums, unreadable, or holding other records than listed.
     """
-    store = Path(store)
+    remote = is_remote(store)
+    store = str(store).rstrip("/") if remote else Path(store)
     manifest = read_manifest(store)
-    if manifest["format_version"] >= 2 and not (store / MARKER_NAME).is_file():
+    filesystem, root = filesystem_for(store)
+    if manifest["format_version"] >= 2 and filesystem.size(filesystem.join(root, MARKER_NAME)) is None:
         raise StoreError(f"{store}: the {MARKER_NAME} marker of a format_version 2 store is missing")
     splits = sorted(manifest["splits"]) if splits is None else list(splits)
-    check_shards(store, manifest, splits=splits, checksums=True)
+    check_shards(store, manifest, splits=splits, checksums=not remote)
     shards = records = size = 0
     for split in splits:
         for entry, path in zip(shard_entries(manifest, split), shard_paths(store, manifest, split)):
-            records += _check_records(path, entry, manifest)
+            # A remote shard is fetched once, to a temporary file, for both checks.
+            with fetched(path) as local:
+                if remote and sha256_file(local) != entry["sha256"]:
+                    raise StoreError(f"{path}: sha256 does not match the manifest (corrupt or changed shard)")
+                records += _check_records(local, entry, manifest, name=path)
             shards += 1
             size += entry["bytes"]
     return {"store": str(store), "format_version": manifest["format_version"], "splits": splits,

@@ -53,6 +53,10 @@ def test_random_weight_store_manifest_and_records(known_store, tmp_path, fmt):
     assert vectors.shape == (6, 6) and np.isfinite(vectors).all()
     assert labels.tolist() == [i % 3 for i in range(6)]
     np.testing.assert_allclose(vectors.mean(axis=0), feature["stats"]["mean"], rtol=1e-5, atol=1e-6)
+    card = (out / "README.md").read_text(encoding="utf-8")  # the dataset card of an extract store
+    assert f"random fcn features (layers block_1_out, block_2_out)" in card
+    assert f"from store {source_manifest['name']} (fingerprint {source_manifest['fingerprint']})" in card
+    assert "| `transfer` | transfer | - | [6] | feature | float32 |" in card and (out / "croissant.json").is_file()
 
 
 def test_same_seed_same_features_other_seed_other_features(known_store, tmp_path):

@@ -85,6 +85,7 @@ def write_config(path: Path, *, fmt="hdf5", out="store", compression="none", n_v
         "augment": {"n_variants": n_variants, "time_stretch_rate": [0.8, 1.25], "pitch_shift_steps": None},
         "segment": segment_section,
         "store": {"format": fmt, "out": out, "compression": compression, "shard_bytes": shard_bytes},
+        "dataset": {"license": "CC-BY-4.0 (synthetic)", "source": "mirdl synth-corpus, seed 0"},  # for the card
     }
     path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
     return path
@@ -159,7 +160,8 @@ def test_manifest_counts_checksums_and_stats(job, fmt):
     assert len(manifest["fingerprint"]) == 16
     files = sorted(p.name for p in store.iterdir())
     listed = sorted(s["path"] for entry in manifest["splits"].values() for s in entry["shards"])
-    assert files == sorted(listed + [".mirdl-store", "manifest.json", "errors.jsonl"])  # no temporary or work files
+    described = ["README.md", "croissant.json", "plots"]  # the dataset card, its plots, Croissant (gzip: no TFDS files)
+    assert files == sorted(listed + [".mirdl-store", "manifest.json", "errors.jsonl"] + described)  # no work files
     total_records = 0
     for split, entry in manifest["splits"].items():
         records = all_records(store, manifest, split)
@@ -209,16 +211,16 @@ def test_bad_files_land_in_errors_jsonl_sorted(job, corpus):
 
 def test_rerun_is_a_no_op_and_a_changed_config_needs_overwrite(job, capsys):
     _, store, config = job("hdf5")
-    before = {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir()}
+    before = {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir() if p.is_file()}
     capsys.readouterr()
     assert run(["--config", str(config), "--workers", "1"]) == EXIT_OK
     assert "up to date" in capsys.readouterr().out
-    assert {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir()} == before
+    assert {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir() if p.is_file()} == before
     changed = config.with_name("changed.yaml")
     changed.write_text(config.read_text().replace('"lzf"', '"gzip"'), encoding="utf-8")
     with pytest.raises(StoreError, match="fingerprint .* pass --overwrite"):
         run(["--config", str(changed), "--workers", "1"])
-    assert {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir()} == before
+    assert {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in store.iterdir() if p.is_file()} == before
 
 
 @pytest.mark.slow
@@ -465,6 +467,42 @@ def test_split_warnings_reach_the_manifest_and_inspect_shows_counts_per_class(jo
     rows = {line.split()[0]: [int(n) for n in line.split()[1:]] for line in lines[header + 2:header + 2 + len(vocabulary)]}
     assert rows == {name: [manifest["splits"][split]["label_counts"][i] for split in manifest["splits"]]
                     for i, name in enumerate(vocabulary)}
+
+
+def test_dataset_card_with_plots_counts_command_and_errors(job):
+    _, store, _ = job("parquet")
+    manifest = read_manifest(store)
+    card = (store / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("# tiny\n")
+    assert "**License of the audio**: CC-BY-4.0 (synthetic)" in card  # the config's dataset section
+    assert "**Source of the audio**: mirdl synth-corpus, seed 0" in card
+    assert json.loads((store / "croissant.json").read_text())["license"] == "CC-BY-4.0 (synthetic)"
+    assert f"`{manifest['fingerprint']}`" in card
+    assert "| `logmel` | logmel | 16000 |" in card  # the feature spec, one table row per feature
+    for split, entry in manifest["splits"].items():  # splits with tracks, records, shards, MB
+        assert f"| {split} | {entry['tracks']} | {entry['records']} | {len(entry['shards'])} |" in card
+    train = manifest["splits"]["train"]["label_counts"]
+    for i, word in enumerate(manifest["task"]["vocabulary"]):  # per-class counts of every split
+        row = [f"`{word}`"] + [str(e["label_counts"][i]) for e in manifest["splits"].values()]
+        assert "| " + " | ".join(row) + " |" in card and train is not None
+    assert "```\n" + " ".join(manifest["provenance"]["command"]) + "\n```" in card  # the exact command
+    assert f"| numpy | {manifest['provenance']['packages']['numpy']} |" in card
+    errors = manifest["errors"]
+    assert f"{errors['count']} error records ({errors['failed_files']} failed files" in card
+    plots = sorted(p.name for p in (store / "plots").iterdir())
+    assert plots and all(f"(plots/{name})" in card for name in plots)
+    assert not any(split in name for name in plots for split in manifest["splits"])  # no split word in plot names
+
+
+def test_dataset_section_names_a_bad_field(corpus):
+    from mirdl.pipelines.config import PrepareConfig
+
+    config = json.loads(write_config(corpus["root"].parent / "dataset.yaml").read_text())
+    assert PrepareConfig.from_dict(config, base_dir=corpus["root"].parent).dataset["license"].startswith("CC-BY")
+    for section, message in (({"licence": "MIT"}, "dataset.licence is not a field"),
+                             ({"license": 3}, "dataset.license=3 must be a non-empty string")):
+        with pytest.raises(ConfigError, match=message):
+            PrepareConfig.from_dict({**config, "dataset": section}, base_dir=corpus["root"].parent)
 
 
 # ------------------------------------------------------------------------------------------ when the run goes wrong

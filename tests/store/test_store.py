@@ -55,7 +55,11 @@ def test_version_2_store_layout(small_store, fmt):
     assert manifest["format_version"] == 2 and manifest["version"] == 1
     assert json.loads((store / MARKER_NAME).read_text())["kind"] == "mirdl-store"
     assert not (store / OWNER_NAME).exists()  # the owner file of the temporary folder is gone
-    names = sorted(path.name for path in store.iterdir() if path.name not in (MANIFEST_NAME, MARKER_NAME))
+    described = {"README.md", "croissant.json"} | ({"dataset_info.json", "features.json", "label.labels.txt"}
+                                                   if fmt == "tfrecord" else set())  # card, Croissant, TFDS
+    assert described <= {path.name for path in store.iterdir()}
+    names = sorted(path.name for path in store.iterdir()
+                   if path.name not in (MANIFEST_NAME, MARKER_NAME, *described))
     ext = {"tfrecord": None, "hdf5": ".h5", "parquet": ".parquet"}[fmt]
     for name in names:
         assert parse_shard_filename(name)["split"] in ("train", "test")
