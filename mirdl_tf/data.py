@@ -3,8 +3,15 @@
 :func:`load` builds the input pipeline in the order of the tf.data performance guide::
 
     list shards -> [shard by files] -> interleave(read shard, parallel) -> [shard by records]
-    -> parse -> select variants -> cache (optional) -> shuffle -> repeat (optional)
-    -> crop + standardise + SpecAugment (parallel map) -> batch -> mixup (optional) -> prefetch
+    -> [parse -> select variants] -> cache (optional) -> shuffle -> repeat (optional)
+    -> batch -> [parse] + crop + standardise + SpecAugment (parallel map over batches)
+    -> mixup (optional) -> prefetch
+
+TFRecord records are shuffled serialised and parsed a batch at a time (one ``parse_example``
+and one ``decode_raw`` per batch), unless variants are selected, which needs them parsed
+first. Crop, standardisation and SpecAugment run on whole batches (one gather, one
+subtraction and division, one ``where``), with each record's offset and masks drawn from its
+own random value as before: no per-record map, no unbatch and rebatch after the read.
 
 Only the per-shard reader differs between formats (each format's adapter in
 :mod:`mirdl.store.adapters`, which checks the format's own checksums); after it every
@@ -315,12 +322,10 @@ def _interval_mask(seed: tf.Tensor, *, size: int, count: int, max_width: int) ->
     return tf.reduce_any(inside, axis=0)
 
 
-def _crop_time(x: tf.Tensor, offset: tf.Tensor, length: int) -> tf.Tensor:
-    """``x[..., offset:offset + length]`` with a static result shape."""
-    rank = x.shape.rank
-    begin = tf.concat([tf.zeros([rank - 1], tf.int32), tf.reshape(offset, [1])], axis=0)
-    size = x.shape[:-1].as_list() + [length]
-    return tf.slice(x, begin, size)
+def _crop_time_batch(x: tf.Tensor, offset: tf.Tensor, length: int) -> tf.Tensor:
+    """``x[i, ..., offset[i]:offset[i] + length]`` for every ``i`` of the batch, as one gather."""
+    index = offset[:, tf.newaxis] + tf.range(length, dtype=offset.dtype)[tf.newaxis, :]  # (batch, length)
+    return tf.gather(x, index, axis=-1, batch_dims=1)  # (batch, ..., length)
 
 
 def _mixup(x: tf.Tensor, y: tf.Tensor, rnd: tf.Tensor, *, alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
@@ -488,9 +493,13 @@ def load(
     check_shards(info.path, info.manifest, splits=[split], checksums=verify)
     paths = [os.fspath(path) for path in shard_paths(info.path, info.manifest, split)]
     read, parse = _shard_reader(info, hdf5_backend=hdf5_backend)
+    # Serialised records (TFRecord) are shuffled as they are and parsed a whole batch at a time,
+    # unless variants are filtered, which needs each record's variant first.
+    parse_late = parse is not None and selected is None and variant_choice is None
 
     # ---- list shards, [shard by files], interleave, [shard by records], parse
-    ds, worker_records = _read_records(paths, [int(e["records"]) for e in entries], read=read, parse=parse,
+    ds, worker_records = _read_records(paths, [int(e["records"]) for e in entries], read=read,
+                                       parse=None if parse_late else parse,
                                        num_workers=num_workers, worker=worker, shuffle=shuffle, seed=seed,
                                        deterministic=deterministic)
 
@@ -520,15 +529,19 @@ def load(
     if augment is not None and not standardize and info.feature_entry.get("stats"):
         fill = info.stats()[0]
     prepare = _make_prepare(info, patch=patch, crop=crop, mean=mean, std=std, augment=augment, fill=fill,
-                            with_metadata=with_metadata)
+                            with_metadata=with_metadata, parse=parse if parse_late else None,
+                            batch_size=batch_size if drop_remainder else None)
+    # ---- batch, then crop + standardise + SpecAugment on the whole batch (one parallel map);
+    # each record keeps its own random value, so crops and masks are those of a per-record map.
     if needs_random:
         randoms = tf.data.Dataset.random(seed=_derived_seed(seed, 2), rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, randoms)).map(prepare, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        ds = tf.data.Dataset.zip((ds, randoms))
     else:
-        ds = ds.map(lambda r: prepare(r, None), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        ds = ds.map(lambda r: (r, tf.constant(0, tf.int64)))
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
 
-    # ---- batch, mixup, prefetch
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    # ---- mixup, prefetch
     if mixup_alpha is not None:
         ds = _apply_mixup(ds, alpha=float(mixup_alpha), n_classes=info.n_outputs(),
                           one_hot=info.task_type == "single_label",
@@ -598,35 +611,57 @@ def _choose_variant_per_epoch(ds: tf.data.Dataset, pool: list[int], *, seed: int
     return tf.data.Dataset.zip((ds, epoch_value)).filter(keep).map(lambda record, value: record)
 
 
-def _make_prepare(info: _Store, *, patch: int, crop: str, mean, std, augment, fill, with_metadata: bool):
-    """The per-record map: cast, crop (features and frame labels), standardise, SpecAugment."""
+def _make_prepare(info: _Store, *, patch: int, crop: str, mean, std, augment, fill, with_metadata: bool,
+                  parse=None, batch_size: int | None = None):
+    """The per-batch map: [parse], cast, crop (features and frame labels), standardise, SpecAugment.
+
+    Takes ``(records, rnd)`` with a leading batch axis (``records`` serialised when ``parse`` is
+    given); every record's crop offset and masks are drawn from its own ``rnd`` as a map over
+    single records would draw them, and applied to the whole batch at once. ``batch_size``
+    (batches of a fixed size) is set as the static batch dimension of every output.
+    """
     n_frames = info.n_frames
     frame_task = info.is_frame_task
     center_offset = (n_frames - patch) // 2
 
-    def prepare(record: dict[str, tf.Tensor], rnd: tf.Tensor | None):
+    def draw(rnd: tf.Tensor, fn, dtype) -> tf.Tensor:
+        return tf.map_fn(fn, rnd, fn_output_signature=dtype)
+
+    def prepare(records, rnd: tf.Tensor):
+        out = _prepare(records, rnd)
+        if batch_size is not None:
+            for tensor in tf.nest.flatten(out):
+                tensor.set_shape([batch_size] + tensor.shape[1:].as_list())
+        return out
+
+    def _prepare(records, rnd: tf.Tensor):
+        record = parse(records) if parse is not None else records
         x = tf.cast(record["feature"], tf.float32)
         y = record["label"]
+        n = tf.shape(x)[0]
         if patch == n_frames:
-            offset = tf.constant(0, tf.int32)
+            offset = tf.zeros([n], tf.int32)
         elif crop == "center":
-            offset = tf.constant(center_offset, tf.int32)
+            offset = tf.fill([n], tf.constant(center_offset, tf.int32))
         else:
-            offset = tf.random.stateless_uniform([], _stateless_seed(rnd, _SALT_CROP), minval=0,
-                                                 maxval=n_frames - patch + 1, dtype=tf.int32)
+            offset = draw(rnd, lambda r: tf.random.stateless_uniform(
+                [], _stateless_seed(r, _SALT_CROP), minval=0, maxval=n_frames - patch + 1, dtype=tf.int32), tf.int32)
         if patch != n_frames:
-            x = _crop_time(x, offset, patch)
+            x = _crop_time_batch(x, offset, patch)
             if frame_task:
-                y = _crop_time(y, offset, patch)
+                y = _crop_time_batch(y, offset, patch)
         if mean is not None:
             x = (x - mean) / std
         if augment is not None:
             n_freq = x.shape[-2]
-            freq = _interval_mask(_stateless_seed(rnd, _SALT_FREQ), size=n_freq, count=augment["freq_masks"],
-                                  max_width=augment["freq_width"])
-            time = _interval_mask(_stateless_seed(rnd, _SALT_TIME), size=patch, count=augment["time_masks"],
-                                  max_width=augment["time_width"])
-            masked = freq[:, tf.newaxis] | time[tf.newaxis, :]
+            freq = draw(rnd, lambda r: _interval_mask(_stateless_seed(r, _SALT_FREQ), size=n_freq,
+                                                     count=augment["freq_masks"], max_width=augment["freq_width"]),
+                        tf.bool)
+            time = draw(rnd, lambda r: _interval_mask(_stateless_seed(r, _SALT_TIME), size=patch,
+                                                     count=augment["time_masks"], max_width=augment["time_width"]),
+                        tf.bool)
+            masked = freq[:, :, tf.newaxis] | time[:, tf.newaxis, :]  # (batch, freq, time)
+            masked = tf.reshape(masked, [n] + [1] * (x.shape.rank - 3) + [n_freq, patch])
             x = tf.where(masked, tf.constant(0.0) if fill is None else tf.constant(fill), x)
         if not with_metadata:
             return x, y
