@@ -323,9 +323,16 @@ def _interval_mask(seed: tf.Tensor, *, size: int, count: int, max_width: int) ->
 
 
 def _crop_time_batch(x: tf.Tensor, offset: tf.Tensor, length: int) -> tf.Tensor:
-    """``x[i, ..., offset[i]:offset[i] + length]`` for every ``i`` of the batch, as one gather."""
+    """``x[i, ..., offset[i]:offset[i] + length]`` for every ``i`` of the batch (static shape but the batch).
+
+    Time moved to axis 1 so that one ``gather`` copies whole rows (3-6x faster than gathering
+    single elements along the last axis, or a loop of slices).
+    """
+    rank = x.shape.rank
+    to_front = [0, rank - 1] + list(range(1, rank - 1))
     index = offset[:, tf.newaxis] + tf.range(length, dtype=offset.dtype)[tf.newaxis, :]  # (batch, length)
-    return tf.gather(x, index, axis=-1, batch_dims=1)  # (batch, ..., length)
+    rows = tf.gather(tf.transpose(x, to_front), index, axis=1, batch_dims=1)  # (batch, length, ...)
+    return tf.transpose(rows, [0] + list(range(2, rank)) + [1])
 
 
 def _mixup(x: tf.Tensor, y: tf.Tensor, rnd: tf.Tensor, *, alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
@@ -501,7 +508,7 @@ def load(
     ds, worker_records = _read_records(paths, [int(e["records"]) for e in entries], read=read,
                                        parse=None if parse_late else parse,
                                        num_workers=num_workers, worker=worker, shuffle=shuffle, seed=seed,
-                                       deterministic=deterministic)
+                                       deterministic=deterministic, parallel_read=info.format != "tfrecord")
 
     # ---- select variants, cache
     if selected is not None and variant_choice is None:
@@ -534,12 +541,14 @@ def load(
     # ---- batch, then crop + standardise + SpecAugment on the whole batch (one parallel map);
     # each record keeps its own random value, so crops and masks are those of a per-record map.
     if needs_random:
+        # Batches of random values beside batches of records: the i-th record still gets the i-th
+        # value (a last, shorter batch of records takes the first values of its random batch).
         randoms = tf.data.Dataset.random(seed=_derived_seed(seed, 2), rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, randoms))
+        ds = tf.data.Dataset.zip((ds.batch(batch_size, drop_remainder=drop_remainder), randoms.batch(batch_size)))
+        ds = ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     else:
-        ds = ds.map(lambda r: (r, tf.constant(0, tf.int64)))
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.map(lambda records: prepare(records, None), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
 
     # ---- mixup, prefetch
     if mixup_alpha is not None:
@@ -569,7 +578,8 @@ def _shard_reader(info: _Store, *, hdf5_backend: str):
 
 
 def _read_records(paths: list[str], counts: list[int], *, read, parse, num_workers: int, worker: int,
-                  shuffle: bool, seed: int | None, deterministic: bool | None) -> tuple[tf.data.Dataset, int]:
+                  shuffle: bool, seed: int | None, deterministic: bool | None,
+                  parallel_read: bool = True) -> tuple[tf.data.Dataset, int]:
     """Records of this worker's part of the split, parsed; and how many there are.
 
     Whole files per worker when there are at least as many files as workers, else every
@@ -585,8 +595,13 @@ def _read_records(paths: list[str], counts: list[int], *, read, parse, num_worke
         n_files, n_records = len(paths), len(range(worker, sum(counts), num_workers))
     if shuffle and by_files and n_files > 1:
         files = files.shuffle(n_files, seed=seed, reshuffle_each_iteration=True)
+    # TFRecord: a sequential interleave; records are small and a parallel interleave's hand-off
+    # between threads costs more per record than reading it (2x fewer records/s on 2 cores).
+    # The Python readers yield their records from a generator: reading files in parallel pays.
+    parallel = AUTOTUNE if parallel_read else None
     ds = files.interleave(read, cycle_length=min(n_files, MAX_CYCLE_LENGTH), block_length=1,
-                          num_parallel_calls=AUTOTUNE, deterministic=True if not by_files else deterministic)
+                          num_parallel_calls=parallel,
+                          deterministic=None if parallel is None else (True if not by_files else deterministic))
     if not by_files:
         ds = ds.shard(num_workers, worker)
     if parse is not None:  # vectorised: one parse op per READ_CHUNK serialised records
@@ -627,26 +642,33 @@ def _make_prepare(info: _Store, *, patch: int, crop: str, mean, std, augment, fi
     def draw(rnd: tf.Tensor, fn, dtype) -> tf.Tensor:
         return tf.map_fn(fn, rnd, fn_output_signature=dtype)
 
-    def prepare(records, rnd: tf.Tensor):
+    def prepare(records, rnd: tf.Tensor | None):
         out = _prepare(records, rnd)
         if batch_size is not None:
             for tensor in tf.nest.flatten(out):
                 tensor.set_shape([batch_size] + tensor.shape[1:].as_list())
         return out
 
-    def _prepare(records, rnd: tf.Tensor):
+    def _prepare(records, rnd: tf.Tensor | None):
         record = parse(records) if parse is not None else records
         x = tf.cast(record["feature"], tf.float32)
         y = record["label"]
         n = tf.shape(x)[0]
+        if rnd is not None:
+            rnd = rnd[:n]
         if patch == n_frames:
             offset = tf.zeros([n], tf.int32)
         elif crop == "center":
             offset = tf.fill([n], tf.constant(center_offset, tf.int32))
         else:
-            offset = draw(rnd, lambda r: tf.random.stateless_uniform(
-                [], _stateless_seed(r, _SALT_CROP), minval=0, maxval=n_frames - patch + 1, dtype=tf.int32), tf.int32)
-        if patch != n_frames:
+            # The record's random int64 (uniform) modulo the number of offsets: vectorised, where
+            # a stateless draw per record is a loop (half the batch rate); bias < 2**-50.
+            offset = tf.cast(tf.math.floormod(rnd, n_frames - patch + 1), tf.int32)
+        if patch != n_frames and crop == "center":
+            x = x[..., center_offset:center_offset + patch]
+            if frame_task:
+                y = y[..., center_offset:center_offset + patch]
+        elif patch != n_frames:
             x = _crop_time_batch(x, offset, patch)
             if frame_task:
                 y = _crop_time_batch(y, offset, patch)

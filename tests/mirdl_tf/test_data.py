@@ -592,3 +592,12 @@ def test_batched_read_paths_give_the_same_batches(known_store):
         for (x1, y1), (x2, y2) in zip(reference, other):
             np.testing.assert_array_equal(x1, x2)
             np.testing.assert_array_equal(y1, y2)
+
+
+@pytest.mark.parametrize("shape", [(3, 6, 20), (3, 2, 6, 20), (3, 20)])
+def test_batched_crop_is_a_slice_per_record(shape):
+    x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    offsets = np.array([0, 13, 5], np.int32)
+    got = data._crop_time_batch(tf.constant(x), tf.constant(offsets), 7).numpy()
+    expected = np.stack([x[i, ..., o:o + 7] for i, o in enumerate(offsets)])
+    np.testing.assert_array_equal(got, expected)
