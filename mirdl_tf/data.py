@@ -602,6 +602,8 @@ def _read_records(paths: list[str], counts: list[int], *, read, parse, num_worke
     ds = files.interleave(read, cycle_length=min(n_files, MAX_CYCLE_LENGTH), block_length=1,
                           num_parallel_calls=parallel,
                           deterministic=None if parallel is None else (True if not by_files else deterministic))
+    if getattr(read, "batched", False):
+        ds = ds.unbatch()
     if not by_files:
         ds = ds.shard(num_workers, worker)
     if parse is not None:  # vectorised: one parse op per READ_CHUNK serialised records
