@@ -112,7 +112,7 @@ def _stft_power_blocks(
 ) -> np.ndarray:
     """``|STFT(y)| ** power`` as librosa computes it, frame blocks at a time.
 
-    With ``basis`` (shape (n_bins, 1 + n_fft // 2)), each block is projected onto it before the
+    With ``basis`` (as :func:`_apply_basis` takes it), each block is projected onto it before the
     next is computed, so neither the complex STFT nor the full-resolution spectrogram of the
     whole signal is ever held: memory is the input, the output and one block. Centre padding
     (zeros, librosa's ``pad_mode="constant"``) is applied to the edge blocks only.
@@ -131,7 +131,7 @@ def _stft_power_blocks(
             "use a smaller n_fft or center=True"
         )
     n_frames = 1 + (n_samples - n_fft) // hop_length
-    n_bins = 1 + n_fft // 2 if basis is None else basis.shape[0]
+    n_bins = 1 + n_fft // 2 if basis is None else (basis.shape[0] if scipy.sparse.issparse(basis) else basis.shape[1])
     fft_window = _fft_window(window, n_fft if win_length is None else win_length, n_fft)
     out = np.empty(y.shape[:-1] + (n_bins, n_frames), dtype=np.float32)
     # Sub-blocks of a few hundred frames keep the float64 frames and spectrum in cache; the
@@ -172,11 +172,12 @@ def _frame_power(chunk: np.ndarray, *, n_fft: int, hop_length: int, fft_window: 
     if power == 2.0:
         magnitude = np.square(spectrum.real)
         magnitude += np.square(spectrum.imag)
-    else:
-        magnitude = np.abs(spectrum)
-        if power != 1.0:
-            magnitude **= power
-    return magnitude.astype(np.float32)
+        return magnitude.astype(np.float32)
+    # librosa's own steps: the spectrum rounded to complex64, then abs (a float32 hypot).
+    magnitude = np.abs(spectrum.astype(np.complex64))
+    if power != 1.0:
+        magnitude **= power
+    return magnitude
 
 
 def _zero_padded_slice(y: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -202,19 +203,26 @@ def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None
 
 @functools.lru_cache(maxsize=32)
 def _chroma_basis(sr: int, n_fft: int, n_chroma: int, tuning: float) -> np.ndarray:
-    basis = librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=tuning)
+    """librosa's chroma filter bank, transposed: (freq, n_chroma), C-contiguous (dense: every bin counts)."""
+    basis = np.ascontiguousarray(librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=tuning).T)
     basis.setflags(write=False)
     return basis
 
 
 def _apply_basis(basis: np.ndarray | scipy.sparse.csr_array, block: np.ndarray) -> np.ndarray:
-    """``basis`` (bins, freq) applied to ``block`` (..., time, freq): (..., bins, time), float32."""
+    """A filter bank applied to ``block`` (..., time, freq): (..., bins, time), float32.
+
+    ``basis`` is sparse (bins, freq) (:func:`_mel_basis`) or dense and transposed, (freq, bins)
+    (:func:`_chroma_basis`).
+    """
     if scipy.sparse.issparse(basis):
         flat = block.reshape(-1, *block.shape[-2:])
         projected = np.stack([basis @ np.ascontiguousarray(channel.T) for channel in flat])
         return projected.reshape(*block.shape[:-2], basis.shape[0], block.shape[-2]).astype(np.float32, copy=False)
-    # (bins, freq) @ (..., freq, time): librosa's einsum, as one BLAS call.
-    return np.matmul(basis, np.swapaxes(block, -1, -2)).astype(np.float32, copy=False)
+    # (..., time, freq) @ (freq, bins) with the basis stored transposed: one BLAS call reading both
+    # operands contiguously (about 2x faster than basis @ block.T for a few bins).
+    return np.swapaxes(np.matmul(block, basis), -1, -2).astype(np.float32, copy=False)
+
 
 
 def _to_db(spectrogram: np.ndarray, *, power: float, amin: float, top_db: float | None) -> np.ndarray:
