@@ -14,12 +14,12 @@ synthetic music (:func:`mirdl.features.synth.synth_track`, 30 s pieces joined). 
 6. readers: a minimal hand-written tf.data pipeline, ``load()`` of each format, raw reads;
 7. float16 vs float32 store of log-mel and CQT in dB: bytes and the largest difference.
 
-Every figure goes into the markdown written to ``--markdown`` (default BENCHMARKS.md's
-"make bench" section is replaced by ``make bench``), with the command, machine, date, load
-average. Timings are wall seconds of one run each (the machine may be shared: ratios within
+Every figure goes into the markdown written to ``--markdown`` and, with ``--update FILE``, into
+the section between the "make bench" markers of FILE (``make bench`` updates BENCHMARKS.md),
+with the command, machine, date and load average. Timings are wall seconds of one run each (the machine may be shared: ratios within
 one run are what to compare). Usage::
 
-    python benchmarks/bench_all.py --markdown bench-cache/run.md   # ~15-20 min on 2 shared cores
+    python benchmarks/bench_all.py --markdown bench-cache/run.md   # 5-12 min on 2 shared cores (+3 min: corpus, once)
     python benchmarks/bench_all.py --files 12 --quick              # a smoke run (~3 min)
 """
 from __future__ import annotations
