@@ -11,7 +11,8 @@ TFRecord records are shuffled serialised and parsed a batch at a time (one ``par
 and one ``decode_raw`` per batch), unless variants are selected, which needs them parsed
 first. Crop, standardisation and SpecAugment run on whole batches (one gather, one
 subtraction and division, one ``where``), with each record's offset and masks drawn from its
-own random value as before: no per-record map, no unbatch and rebatch after the read.
+own random value (the crop offset is that int64 modulo the number of offsets; the masks are
+stateless draws seeded by it): no per-record map, no unbatch and rebatch after the read.
 
 Only the per-shard reader differs between formats (each format's adapter in
 :mod:`mirdl.store.adapters`, which checks the format's own checksums); after it every
@@ -633,8 +634,9 @@ def _make_prepare(info: _Store, *, patch: int, crop: str, mean, std, augment, fi
     """The per-batch map: [parse], cast, crop (features and frame labels), standardise, SpecAugment.
 
     Takes ``(records, rnd)`` with a leading batch axis (``records`` serialised when ``parse`` is
-    given); every record's crop offset and masks are drawn from its own ``rnd`` as a map over
-    single records would draw them, and applied to the whole batch at once. ``batch_size``
+    given); every record's crop offset and masks are drawn from its own ``rnd`` (the offset is
+    ``rnd`` modulo the number of offsets; the masks stateless draws seeded by it, one record at
+    a time) and applied to the whole batch at once. ``batch_size``
     (batches of a fixed size) is set as the static batch dimension of every output.
     """
     n_frames = info.n_frames
