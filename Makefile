@@ -43,8 +43,10 @@ $(TFIO_STAMP): setup.py pyproject.toml
 test-tfio: $(TFIO_STAMP)
 	$(TFIO_BIN)/python -m pytest tests/mirdl_tf/test_data.py
 
+# Every performance comparison side by side in one run (5-12 min on 2 shared cores); the corpus is
+# encoded once and cached in bench-cache/ (git-ignored); BENCHMARKS.md's "make bench" section is rewritten.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_read.py
+	$(BIN)/python benchmarks/bench_all.py --markdown bench-cache/bench.md --update BENCHMARKS.md
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .hypothesis

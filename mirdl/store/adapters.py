@@ -62,6 +62,7 @@ from mirdl.store.format import (
 
 __all__ = [
     "READ_CHUNK",
+    "PYTHON_READ_CHUNK",
     "ShardInfo",
     "Layout",
     "ShardAdapter",
@@ -79,6 +80,9 @@ __all__ = [
 
 #: Records read per call by the batch readers (one HDF5 chunk is one record).
 READ_CHUNK = 64
+#: Records per call of :meth:`ShardAdapter.read_batches` inside tf.data (HDF5, Parquet): one
+#: Python round trip per 256 records.
+PYTHON_READ_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -219,7 +223,9 @@ class ShardAdapter:
         return self._python_reader(layout), None
 
     def _python_reader(self, layout: Layout):
-        """``path -> dataset``: this adapter's :meth:`read_batches` per shard, inside tf.data."""
+        """``path -> dataset``: this adapter's :meth:`read_batches` per shard, inside tf.data, as
+        batches of up to :data:`PYTHON_READ_CHUNK` records (``read.batched`` is True: the caller
+        unbatches after interleaving the shards, so that records cross no thread hand-off one by one)."""
         tf = _tensorflow()
         signature = _record_signature(layout, batched=True)
         manifest = {"features": {layout.feature: {"shape": list(layout.feature_shape), "dtype": layout.feature_dtype}},
@@ -231,13 +237,15 @@ class ShardAdapter:
 
             # A URL (object storage) is fetched shard by shard to a temporary file, deleted after.
             with fetched(path.decode() if isinstance(path, bytes) else str(path)) as local:
-                for batch in self.read_batches(local, manifest=manifest, features=[layout.feature]):
+                for batch in self.read_batches(local, manifest=manifest, features=[layout.feature],
+                                               batch_size=PYTHON_READ_CHUNK):
                     batch["feature"] = batch.pop(layout.feature)
                     yield batch
 
         def read(path):
-            return tf.data.Dataset.from_generator(batches, output_signature=signature, args=(path,)).unbatch()
+            return tf.data.Dataset.from_generator(batches, output_signature=signature, args=(path,))
 
+        read.batched = True
         return read
 
 

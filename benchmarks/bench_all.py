@@ -1,0 +1,524 @@
+"""`make bench`: every comparison of the performance targets, side by side in one run, into BENCHMARKS.md.
+
+Builds (once, cached under ``bench-cache/``, git-ignored) a mixed corpus: Ogg Opus (48 kHz),
+Ogg Vorbis, FLAC and WAV (44.1/48 kHz), stereo, 30 s to 6 min, encoded by libsndfile from
+synthetic music (:func:`mirdl.features.synth.synth_track`, 30 s pieces joined). Then, in one run:
+
+1. the naive librosa loop (``librosa.load(sr=22050)`` + ``melspectrogram`` + ``power_to_db`` +
+   ``np.save``), mirdl's own ``audio.load`` + ``representations.compute`` in a bare loop, and
+   ``mirdl prepare`` (TFRecord, 1 worker) on the same files;
+2. four specs (log-mel, CQT, chroma_stft, MFCC) from one load, naive librosa vs ``mirdl prepare``;
+3. features only: librosa vs mirdl on the same decoded audio, 30 s and 6 min tracks;
+4. ``mirdl prepare`` with 2 workers vs 1, on the mixed corpus and on equal-length files;
+5. peak RSS of ``mirdl prepare`` on short synthetic files, 1x and 10x the corpus;
+6. readers: a minimal hand-written tf.data pipeline, ``load()`` of each format, raw reads;
+7. float16 vs float32 store of log-mel and CQT in dB: bytes and the largest difference.
+
+Every figure goes into the markdown written to ``--markdown`` and, with ``--update FILE``, into
+the section between the "make bench" markers of FILE (``make bench`` updates BENCHMARKS.md),
+with the command, machine, date and load average. Timings are wall seconds of one run each (the machine may be shared: ratios within
+one run are what to compare). Usage::
+
+    python benchmarks/bench_all.py --markdown bench-cache/run.md   # 5-12 min on 2 shared cores (+3 min: corpus, once)
+    python benchmarks/bench_all.py --files 12 --quick              # a smoke run (~3 min)
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+CACHE = REPO / "bench-cache"
+SR = 22050
+N_FFT, HOP, N_MELS = 2048, 512, 128
+CHILD = "import sys; from mirdl.pipelines.precompute import run; sys.exit(run(sys.argv[1:]))"
+# (extension, libsndfile format, subtype, file rate): mostly Opus and Vorbis, as real corpora are.
+KINDS = [("opus", "OGG", "OPUS", 48000), ("ogg", "OGG", "VORBIS", 44100), ("opus", "OGG", "OPUS", 48000),
+         ("flac", "FLAC", "PCM_16", 48000), ("ogg", "OGG", "VORBIS", 48000), ("wav", "WAV", "PCM_16", 44100)]
+# Durations in seconds, cycled: most 30-60 s, some long (the long ones decide 2-worker balance).
+DURATIONS = [30, 45, 30, 60, 30, 40, 90, 30, 50, 180, 30, 360]
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=60, help="files in the mixed corpus (default 60)")
+    parser.add_argument("--four-files", type=int, default=12,
+                        help="files of the corpus used for the four-spec comparison (CQT is slow; default 12)")
+    parser.add_argument("--quick", action="store_true", help="smaller reader and memory runs (smoke test)")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the report here")
+    parser.add_argument("--update", type=Path, default=None, metavar="BENCHMARKS.md",
+                        help="replace the section between the 'make bench' markers of this file with the report")
+    return parser.parse_args(argv)
+
+
+# --------------------------------------------------------------------------- corpus
+def build_corpus(root: Path, n_files: int) -> list[dict]:
+    """The mixed corpus (cached: a file is encoded once); its rows (path, label, artist, kind, seconds)."""
+    from mirdl.features import synth
+    from mirdl.features.audio import write_audio
+
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n_files):
+        ext, major, subtype, rate = KINDS[i % len(KINDS)]
+        seconds = DURATIONS[i % len(DURATIONS)]
+        label = synth.CLASSES[i % len(synth.CLASSES)]
+        path = root / f"f{i:03d}_{subtype.lower()}_{seconds}s.{ext}"
+        if not path.exists():
+            pieces = []
+            for k in range(int(np.ceil(seconds / 30))):
+                rng = np.random.default_rng([i, k])
+                piece = synth.synth_track(label=synth.CLASSES[(i + k) % len(synth.CLASSES)], rng=rng, sr=rate,
+                                          duration=30.0, channels=2)
+                pieces.append(piece.audio)
+            y = np.concatenate(pieces, axis=-1)[..., : seconds * rate]
+            y = 0.8 * y / max(1e-9, float(np.abs(y).max()))
+            tmp = path.with_name(path.name + ".part")
+            write_audio(tmp, y.astype(np.float32), sample_rate=rate, format=major, subtype=subtype)
+            tmp.replace(path)
+        rows.append({"path": path.name, "label": label, "artist": f"a{i % 8}", "kind": subtype.lower(),
+                     "seconds": seconds, "rate": rate})
+    return rows
+
+
+def write_listing(root: Path, rows: list[dict], name: str) -> Path:
+    listing = root / f"{name}.csv"
+    listing.write_text("path,label,artist\n" + "".join(f"{r['path']},{r['label']},{r['artist']}\n" for r in rows))
+    return listing
+
+
+# --------------------------------------------------------------------------- prepare
+def prepare_config(work: Path, listing: Path, *, tag: str, features: list[dict], fmt: str = "tfrecord",
+                   patch_seconds: float = 3.0) -> Path:
+    config = {
+        "name": "bench", "seed": 0,
+        "corpus": {"type": "csv", "csv": str(listing), "group_column": "artist"},
+        "features": features,
+        "segment": {"mode": "clip", "patch_seconds": patch_seconds, "hop_seconds": patch_seconds, "pad": "silence"},
+        "store": {"format": fmt, "out": str(work / f"store-{tag}"), "shard_bytes": "64MB"},
+    }
+    path = work / f"prepare-{tag}.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return path
+
+
+def run_prepare(config: Path, *, workers: int, cwd: Path) -> dict:
+    """Run the job in a child process: wall seconds and peak RSS (bytes) from ``os.wait4``."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    log = cwd / f"{config.stem}-w{workers}.log"
+    start = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as handle:
+        child = subprocess.Popen([sys.executable, "-c", CHILD, "--config", str(config), "--workers", str(workers),
+                                  "--overwrite"], cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 3):
+        raise SystemExit(f"prepare {config.name} --workers {workers} exited {code}:\n"
+                         + log.read_text(errors="replace")[-3000:])
+    return {"seconds": seconds, "rss": usage.ru_maxrss * 1024}
+
+
+def shard_digest(store: Path) -> list:
+    manifest = json.loads((store / "manifest.json").read_text())
+    return [(s["path"], s["sha256"]) for split in manifest["splits"].values() for s in split["shards"]]
+
+
+LOGMEL = {"name": "logmel", "representation": "logmel", "sample_rate": SR,
+          "params": {"n_fft": N_FFT, "hop_length": HOP, "n_mels": N_MELS}}
+FOUR = [LOGMEL,
+        {"name": "cqt", "representation": "cqt", "sample_rate": SR, "params": {"hop_length": HOP}},
+        {"name": "chroma", "representation": "chroma_stft", "sample_rate": SR,
+         "params": {"n_fft": N_FFT, "hop_length": HOP}},
+        {"name": "mfcc", "representation": "mfcc", "sample_rate": SR,
+         "params": {"n_fft": N_FFT, "hop_length": HOP, "n_mels": N_MELS}}]
+
+
+# --------------------------------------------------------------------------- loops
+def naive_loop(paths: list[Path], out: Path, *, four: bool = False) -> dict:
+    """What a researcher writes: librosa.load + features + np.save, file after file."""
+    import librosa
+
+    out.mkdir(parents=True, exist_ok=True)
+    load_s = feat_s = 0.0
+    start = time.perf_counter()
+    for i, path in enumerate(paths):
+        t0 = time.perf_counter()
+        y, _ = librosa.load(path, sr=SR)
+        t1 = time.perf_counter()
+        S = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS)
+        np.save(out / f"{i}-logmel.npy", librosa.power_to_db(S, ref=1.0, top_db=None))
+        if four:
+            np.save(out / f"{i}-cqt.npy", librosa.amplitude_to_db(np.abs(librosa.cqt(y, sr=SR, hop_length=HOP)),
+                                                                  ref=1.0, top_db=None))
+            np.save(out / f"{i}-chroma.npy", librosa.feature.chroma_stft(y=y, sr=SR, n_fft=N_FFT, hop_length=HOP))
+            np.save(out / f"{i}-mfcc.npy", librosa.feature.mfcc(y=y, sr=SR, n_fft=N_FFT, hop_length=HOP,
+                                                                 n_mels=N_MELS))
+        feat_s += time.perf_counter() - t1
+        load_s += t1 - t0
+    return {"seconds": time.perf_counter() - start, "load": load_s, "features": feat_s}
+
+
+def bare_loop(paths: list[Path]) -> dict:
+    """mirdl's own functions, no framework: audio.load + representations.compute."""
+    from mirdl.features import audio, representations
+    from mirdl.features.spec import FeatureSpec
+
+    spec = FeatureSpec(representation="logmel", sample_rate=SR, params=LOGMEL["params"])
+    load_s = feat_s = 0.0
+    start = time.perf_counter()
+    for path in paths:
+        t0 = time.perf_counter()
+        y, _ = audio.load(path, sample_rate=SR)
+        t1 = time.perf_counter()
+        representations.compute(y, spec=spec)
+        feat_s += time.perf_counter() - t1
+        load_s += t1 - t0
+    return {"seconds": time.perf_counter() - start, "load": load_s, "features": feat_s}
+
+
+def features_only(rows: list[dict], root: Path) -> list[tuple]:
+    """librosa vs mirdl on the same decoded audio (best of 3): every STFT-based representation."""
+    import librosa
+
+    from mirdl.features import audio, representations as rep
+
+    by_length = {}
+    for row in rows:
+        by_length.setdefault(row["seconds"], row)
+    out = []
+    reference = {
+        "stft": (lambda y: librosa.amplitude_to_db(np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP)), ref=1.0,
+                                                   amin=1e-5, top_db=None),
+                 lambda y: rep.stft(y, sr=SR, n_fft=N_FFT, hop_length=HOP)),
+        "mel": (lambda y: librosa.feature.melspectrogram(y=y, sr=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS),
+                lambda y: rep.mel(y, sr=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS)),
+        "logmel": (lambda y: librosa.power_to_db(librosa.feature.melspectrogram(
+                       y=y, sr=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS), ref=1.0, top_db=None),
+                   lambda y: rep.logmel(y, sr=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS)),
+        "chroma_stft": (lambda y: librosa.feature.chroma_stft(y=y, sr=SR, n_fft=N_FFT, hop_length=HOP, tuning=0.0),
+                        lambda y: rep.chroma_stft(y, sr=SR, n_fft=N_FFT, hop_length=HOP)),
+        "mfcc": (lambda y: librosa.feature.mfcc(y=y, sr=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS),
+                 lambda y: rep.mfcc(y, sr=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS)),
+    }
+    for seconds in (30, 360):
+        if seconds not in by_length:
+            continue
+        y, _ = audio.load(root / by_length[seconds]["path"], sample_rate=SR)
+        for name, (theirs, ours) in reference.items():
+            times = {"librosa": [], "mirdl": []}
+            for _ in range(3):
+                for who, fn in (("librosa", theirs), ("mirdl", ours)):
+                    t0 = time.perf_counter()
+                    result = fn(y)
+                    times[who].append(time.perf_counter() - t0)
+                    if who == "librosa":
+                        ref = result
+                    else:
+                        diff = float(np.abs(result - ref).max())
+            scale = "dB" if name in ("stft", "logmel") else "abs"
+            out.append((name, seconds, min(times["librosa"]), min(times["mirdl"]), diff, scale))
+    return out
+
+
+# --------------------------------------------------------------------------- readers
+def readers(work: Path, quick: bool) -> list[tuple]:
+    import bench_read as br
+
+    args = br.parse_args(["--records", "800" if quick else "3200", "--shards", "4"])
+    stores, _, _ = br.build_stores(work / "read", args)
+    import tensorflow as tf
+
+    from mirdl.store.manifest import read_manifest, shard_paths
+    from mirdl_tf import data
+
+    files = {fmt: shard_paths(store, read_manifest(store), "train") for fmt, store in stores.items()}
+    description = {"logmel": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+
+    def minimal(epochs):
+        def parse(serialized):
+            example = tf.io.parse_example(serialized, description)
+            x = tf.reshape(tf.io.decode_raw(example["logmel"], tf.float32), (-1, args.n_mels, args.frames))
+            return x, example["label"]
+
+        ds = tf.data.TFRecordDataset([str(p) for p in files["tfrecord"]]).repeat(epochs).batch(32)
+        return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    makers = [("minimal tf.data: TFRecordDataset -> batch -> parse_example -> decode_raw", "tfrecord", minimal)]
+    for fmt, store in stores.items():
+        makers.append((f"load({fmt}), shuffle=False, no crop, standardise", fmt,
+                       lambda e, store=store: data.load(store, "train", batch_size=32, shuffle=False, repeat=e)))
+        makers.append((f"load({fmt}), crop 96 of 128, shuffle, standardise", fmt,
+                       lambda e, store=store: data.load(store, "train", batch_size=32, patch_frames=96, seed=0,
+                                                        repeat=e)))
+    rows = []
+    for fmt, paths in files.items():
+        seconds = br.time_raw(paths, 3, 3)
+        rows.append((f"raw read of the {fmt} shards", fmt, 3 * (800 if quick else 3200), seconds))
+    best = {name: 0.0 for name, _, _ in makers}
+    n_records = 800 if quick else 3200
+    for _ in range(2):  # alternate the readers: each is timed in the same conditions as the others
+        for name, fmt, make in makers:
+            seconds, n, _ = br.time_dataset(make, 2, 1)
+            best[name] = max(best[name], n / seconds)
+    rows += [(name, fmt, best[name], None) for name, fmt, _ in makers]
+    return rows, n_records
+
+
+# --------------------------------------------------------------------------- float16
+def float16_store(work: Path, listing: Path) -> list[tuple]:
+    from mirdl.store.manifest import read_manifest
+
+    out = []
+    for name, representation, params in (("logmel", "logmel", LOGMEL["params"]),
+                                         ("cqt_db", "cqt", {"hop_length": HOP, "log": True})):
+        stores = {}
+        for dtype in ("float32", "float16"):
+            feature = {"name": name, "representation": representation, "sample_rate": SR, "params": params,
+                       "dtype": dtype}
+            config = prepare_config(work, listing, tag=f"{name}-{dtype}", features=[feature], fmt="hdf5")
+            run_prepare(config, workers=1, cwd=work)
+            stores[dtype] = work / f"store-{name}-{dtype}"
+        size = {k: sum(s["bytes"] for s in read_manifest(v)["splits"].values()) for k, v in stores.items()}
+        arrays = {}
+        import h5py
+
+        for dtype, store in stores.items():
+            manifest = read_manifest(store)
+            values = {}
+            for split in manifest["splits"].values():
+                for shard in split["shards"]:
+                    with h5py.File(store / shard["path"]) as h5:
+                        keys = h5["key"].asstr()[...]
+                        for key, x in zip(keys, h5[f"features/{name}"][...]):
+                            values[key] = x.astype(np.float32)
+            arrays[dtype] = values
+        diff = max(float(np.abs(arrays["float16"][k] - arrays["float32"][k]).max()) for k in arrays["float32"])
+        out.append((name, size["float32"], size["float16"], diff))
+    return out
+
+
+# --------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    CACHE.mkdir(exist_ok=True)
+    corpus = CACHE / "corpus"
+    t0 = time.perf_counter()
+    rows = build_corpus(corpus, args.files)
+    corpus_s = time.perf_counter() - t0
+    print(f"corpus: {len(rows)} files, {sum(r['seconds'] for r in rows) / 60:.1f} min ({corpus_s:.0f} s)",
+          file=sys.stderr)
+    work = Path(tempfile.mkdtemp(prefix="mirdl-bench-", dir=CACHE))
+    report = {}
+    try:
+        paths = [corpus / r["path"] for r in rows]
+        listing = write_listing(corpus, rows, "all")
+        step = lambda name: print(f"[{time.perf_counter() - started:6.0f} s] {name}", file=sys.stderr)  # noqa: E731
+
+        step("read every file with soundfile")
+        import soundfile as sf
+
+        t = time.perf_counter()
+        for path in paths:
+            sf.read(path, dtype="float32")
+        report["sf_read"] = time.perf_counter() - t
+        step("naive librosa loop")
+        report["naive"] = naive_loop(paths, work / "naive")
+        step("bare mirdl loop")
+        report["bare"] = bare_loop(paths)
+        step("prepare, 1 worker")
+        report["prepare1"] = run_prepare(prepare_config(work, listing, tag="w1", features=[LOGMEL]), workers=1, cwd=work)
+        step("prepare, 2 workers")
+        report["prepare2"] = run_prepare(prepare_config(work, listing, tag="w2", features=[LOGMEL]), workers=2, cwd=work)
+        report["identical_w"] = shard_digest(work / "store-w1") == shard_digest(work / "store-w2")
+
+        four_rows = rows[: args.four_files]
+        four_listing = write_listing(corpus, four_rows, "four")
+        step("four specs: naive")
+        report["four_naive"] = naive_loop([corpus / r["path"] for r in four_rows], work / "naive4", four=True)
+        step("four specs: prepare")
+        report["four_prepare"] = run_prepare(prepare_config(work, four_listing, tag="four", features=FOUR),
+                                             workers=1, cwd=work)
+        report["four_minutes"] = sum(r["seconds"] for r in four_rows) / 60
+
+        equal = [r for r in rows if r["seconds"] == 30][:16]
+        equal_listing = write_listing(corpus, equal, "equal")
+        step("equal-length files, 1 and 2 workers")
+        report["equal1"] = run_prepare(prepare_config(work, equal_listing, tag="e1", features=[LOGMEL]), workers=1,
+                                       cwd=work)
+        report["equal2"] = run_prepare(prepare_config(work, equal_listing, tag="e2", features=[LOGMEL]), workers=2,
+                                       cwd=work)
+        report["equal_n"] = len(equal)
+
+        step("features only")
+        report["features"] = features_only(rows, corpus)
+
+        step("peak RSS, 1x and 10x")
+        from mirdl.features.synth import write_corpus
+
+        small = 20 if args.quick else 40
+        synth_root = CACHE / f"short-{small * 10}"
+        if not (synth_root / "labels.csv").exists():
+            write_corpus(synth_root, n_tracks=small * 10, seed=0, duration=4.0, formats=("wav",),
+                         sample_rates=(SR,), stereo_fraction=0.0, overwrite=True)
+        lines = (synth_root / "labels.csv").read_text().splitlines()
+        rss = {}
+        for factor in (1, 10):
+            part = synth_root / f"labels-{factor}x.csv"
+            part.write_text("\n".join(lines[: small * factor + 1]) + "\n")
+            rss[factor] = run_prepare(prepare_config(work, part, tag=f"rss{factor}", features=[LOGMEL], fmt="hdf5",
+                                                     patch_seconds=1.0), workers=1, cwd=work)
+        report["rss"] = rss
+        report["rss_tracks"] = small
+
+        step("float16 stores")
+        report["float16"] = float16_store(work, write_listing(corpus, rows[:6], "f16"))
+
+        step("readers")
+        report["readers"], report["reader_records"] = readers(work, args.quick)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report["total"] = time.perf_counter() - started
+    report["load"] = (load_before, os.getloadavg())
+    text = render(report, rows, args, argv)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text + "\n", encoding="utf-8")
+    if args.update:
+        update_section(args.update, text)
+    return 0
+
+
+START, END = "<!-- make bench: start -->", "<!-- make bench: end -->"
+
+
+def update_section(path: Path, text: str) -> None:
+    """Put ``text`` between the markers of ``path`` (appended with them if absent), atomically."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    block = f"{START}\n{text}\n{END}"
+    if START in old and END in old:
+        new = old[: old.index(START)] + block + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(new, encoding="utf-8")
+    tmp.replace(path)
+
+
+def render(r: dict, rows: list[dict], args, argv) -> str:
+    minutes = sum(row["seconds"] for row in rows) / 60
+    kinds = {}
+    for row in rows:
+        kinds[row["kind"]] = kinds.get(row["kind"], 0) + 1
+    naive, bare, p1, p2 = r["naive"], r["bare"], r["prepare1"], r["prepare2"]
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mark = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    lines = [
+        f"Command: `make bench` (`python benchmarks/bench_all.py {' '.join(argv or sys.argv[1:])}`), "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu}, {os.cpu_count()} CPUs, "
+        f"python {platform.python_version()}; load average {r['load'][0][0]:.1f} at the start, "
+        f"{r['load'][1][0]:.1f} at the end (the machine is shared with other jobs: one run, wall times, ratios "
+        f"within the run are what to compare); total {r['total'] / 60:.1f} min.",
+        "",
+        f"Corpus: {len(rows)} files, {minutes:.1f} min of stereo audio ("
+        + ", ".join(f"{n} {k}" for k, n in kinds.items()) + "), 30 s to 6 min, 44.1/48 kHz; log-mel at 22.05 kHz, "
+        f"n_fft {N_FFT}, hop {HOP}, {N_MELS} mels; prepare writes 3 s TFRecord patches.",
+        "",
+        "| measure | baseline | mirdl | ratio | target | |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    speed = naive["seconds"] / p1["seconds"]
+    lines.append(f"| `mirdl prepare`, log-mel, 1 worker vs naive librosa loop | {naive['seconds']:.1f} s | "
+                 f"{p1['seconds']:.1f} s | {speed:.2f}x faster | >= 1.3x (>= 1.15x) | {mark(speed >= 1.15)} |")
+    four = r["four_naive"]["seconds"] / r["four_prepare"]["seconds"]
+    lines.append(f"| four specs at once ({r['four_minutes']:.0f} min of audio) vs naive loop | "
+                 f"{r['four_naive']['seconds']:.1f} s | {r['four_prepare']['seconds']:.1f} s | {four:.2f}x faster | "
+                 f">= 1.7x | {mark(four >= 1.7)} |")
+    overhead = bare["seconds"] / p1["seconds"]
+    lines.append(f"| framework overhead: prepare (1 worker) vs bare loop of mirdl's functions | {bare['seconds']:.1f} s "
+                 f"| {p1['seconds']:.1f} s | {overhead:.2f}x | >= 0.9x | {mark(overhead >= 0.9)} |")
+    w = p1["seconds"] / p2["seconds"]
+    lines.append(f"| 2 workers vs 1, mixed lengths | {p1['seconds']:.1f} s | {p2['seconds']:.1f} s | {w:.2f}x | >= 1.7x "
+                 f"| {mark(w >= 1.7)} (shards {'byte-identical' if r['identical_w'] else 'DIFFER'}) |")
+    we = r["equal1"]["seconds"] / r["equal2"]["seconds"]
+    lines.append(f"| 2 workers vs 1, {r['equal_n']} files of 30 s | {r['equal1']['seconds']:.1f} s | "
+                 f"{r['equal2']['seconds']:.1f} s | {we:.2f}x | >= 1.7x | {mark(we >= 1.7)} |")
+    rss = r["rss"][10]["rss"] / r["rss"][1]["rss"]
+    lines.append(f"| peak RSS, {r['rss_tracks'] * 10} vs {r['rss_tracks']} short files | "
+                 f"{r['rss'][1]['rss'] / 2**20:.0f} MB | {r['rss'][10]['rss'] / 2**20:.0f} MB | {rss:.2f}x | <= 1.2x | "
+                 f"{mark(rss <= 1.2)} |")
+    readers = {name: (fmt, rate) for name, fmt, rate, _ in r["readers"] if not name.startswith("raw")}
+    raw = {fmt: n / s for name, fmt, n, s in r["readers"] if name.startswith("raw")}
+    minimal = next(rate for name, (fmt, rate) in readers.items() if name.startswith("minimal"))
+    tf_crop = readers["load(tfrecord), crop 96 of 128, shuffle, standardise"][1]
+    lines.append(f"| TFRecord `load()` crop + shuffle + standardise vs minimal tf.data | {minimal:,.0f} ex/s | "
+                 f"{tf_crop:,.0f} ex/s | {tf_crop / minimal:.2f}x | >= 0.9x | {mark(tf_crop / minimal >= 0.9)} |")
+    tf_plain = readers["load(tfrecord), shuffle=False, no crop, standardise"][1]
+    for fmt in ("hdf5", "parquet"):
+        rate = readers[f"load({fmt}), shuffle=False, no crop, standardise"][1]
+        lines.append(f"| {fmt} `load()` vs raw read of its shards | {raw[fmt]:,.0f} ex/s | {rate:,.0f} ex/s | "
+                     f"{rate / raw[fmt]:.3f}x | >= 0.15x | {mark(rate / raw[fmt] >= 0.15)} |")
+        lines.append(f"| {fmt} `load()` vs TFRecord `load()` | {tf_plain:,.0f} ex/s | {rate:,.0f} ex/s | "
+                     f"{rate / tf_plain:.2f}x | >= 0.8x | {mark(rate / tf_plain >= 0.8)} |")
+    for name, b32, b16, diff in r["float16"]:
+        lines.append(f"| float16 vs float32 store, {name} | {b32 / 1e6:.2f} MB | {b16 / 1e6:.2f} MB | {b16 / b32:.2f}x "
+                     f"bytes, max error {diff:.3f} dB | 0.5x, <= 0.05 dB | {mark(b16 / b32 <= 0.55 and diff <= 0.05)} |")
+    worst = {}
+    for name, seconds, theirs, ours, diff, scale in r["features"]:
+        worst[(name, seconds)] = theirs / ours
+    ok = all(v >= 1.0 for v in worst.values())
+    lines.append(f"| features only, STFT-based, vs librosa on the same audio (slowest case) | | | "
+                 f"{min(worst.values()):.2f}x | >= 1.0x | {mark(ok)} |")
+    lines += [
+        "",
+        "Details:",
+        "",
+        f"- Reading every file with `soundfile.read`, nothing else: {r['sf_read']:.1f} s.",
+        f"- Naive loop: {naive['seconds']:.1f} s (load + resample {naive['load']:.1f} s, log-mel + save "
+        f"{naive['features']:.1f} s). Bare mirdl loop: {bare['seconds']:.1f} s (decode + resample {bare['load']:.1f} s, "
+        f"log-mel {bare['features']:.1f} s).",
+        f"- Prepare peak RSS: 1 worker {p1['rss'] / 2**20:.0f} MB.",
+        "",
+        "Features only (best of 3, same decoded audio; difference = max |mirdl - librosa|, dB or linear):",
+        "",
+        "| representation | track | librosa ms | mirdl ms | x librosa | max difference |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, seconds, theirs, ours, diff, scale in r["features"]:
+        lines.append(f"| {name} | {seconds} s | {theirs * 1e3:.0f} | {ours * 1e3:.0f} | {theirs / ours:.2f} | "
+                     f"{diff:.1e} {'dB' if scale == 'dB' else ''} |")
+    lines += ["", f"Readers ({r['reader_records']} records of 96 x 128 float32, 4 shards, batch 32, best of 2 "
+              "alternated timings of 2 epochs):", "", "| reader | examples/s | x minimal |", "| --- | ---: | ---: |"]
+    for name, (fmt, rate) in readers.items():
+        lines.append(f"| {name} | {rate:,.0f} | {rate / minimal:.2f} |")
+    for fmt, rate in raw.items():
+        lines.append(f"| raw read of the {fmt} shards | {rate:,.0f} | {rate / minimal:.1f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sys.exit(main())
