@@ -39,6 +39,7 @@ array(1)
 """
 from __future__ import annotations
 
+import abc
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -192,29 +193,30 @@ def _batch_records(batch: Mapping[str, np.ndarray], n: int) -> Iterator[dict[str
         yield record
 
 
-class ShardAdapter:
+class ShardAdapter(abc.ABC):
     """The interface every format implements; see the module docstring."""
 
     format: str = ""
 
+    @abc.abstractmethod
     def write(self, records: Iterator[dict[str, Any]], tmp: Path, *, features: Mapping[str, Any],
               task: Mapping[str, Any], compression: str, row_group_records: int) -> int:
         """Write checked records to ``tmp``; return their number."""
-        raise NotImplementedError  # pragma: no cover - the interface
 
+    @abc.abstractmethod
     def read_batches(self, path: Path, *, manifest: Mapping[str, Any], features: Iterable[str] | None = None,
                      batch_size: int = READ_CHUNK) -> Iterator[dict[str, np.ndarray]]:
         """Columns of up to ``batch_size`` records at a time: strings as object arrays, ints as
         int64, each feature ``(n, *shape)`` in its stored dtype, label ``(n, *label_shape)``."""
-        raise NotImplementedError  # pragma: no cover - the interface
 
+    @abc.abstractmethod
     def tf_reader(self, layout: Layout, *, backend: str | None = None):
         """``(read, parse)``: ``read(path) -> dataset`` per shard; ``parse`` maps batches of
         serialised records to record dicts in graph, or None when ``read`` yields records."""
-        raise NotImplementedError  # pragma: no cover - the interface
 
+    @abc.abstractmethod
     def library_version(self) -> str:
-        raise NotImplementedError  # pragma: no cover - the interface
+        """The format library's version, for provenance (``"pyarrow 25.0.1"``)."""
 
     def remote_reader(self, layout: Layout):
         """``(read, None)`` for shards on object storage: ``read(url)`` fetches one shard at a
