@@ -67,7 +67,7 @@ class Store:
 
     def summary(self) -> str:
         """The text ``mirdl inspect`` prints."""
-        from mirdl.pipelines.store_summary import summary
+        from mirdl.store.summary import summary
 
         return summary(self.path)
 
@@ -85,7 +85,7 @@ class Store:
 
     def plot(self, out_dir: str | os.PathLike) -> list[Path]:
         """The PNGs of ``mirdl inspect --plot``: examples, label counts, durations."""
-        from mirdl.pipelines.store_summary import plot
+        from mirdl.store.summary import plot
 
         return plot(self.path, out_dir)
 

@@ -188,7 +188,7 @@ def extract(store: str | os.PathLike, out: str | os.PathLike, *, model_dir: str 
                for split, outputs in per_split.items()}
     return write_store(
         out, records, name=name, store_format=store_format, features={TRANSFER_FEATURE: {**entry, "stats": stats}},
-        task=task, overwrite=overwrite, param="out",
+        task=task, overwrite=overwrite, param="out", log=log,
         fingerprint=stable_hash({"format_version": FORMAT_VERSION, "feature": entry["fingerprint"],
                                  "format": store_format, "splits": splits, "task": task}),
         dataset={"description": f"{dimensions}-dimensional {source_model['kind']} {source_model['name']} features "

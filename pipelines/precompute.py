@@ -74,7 +74,6 @@ from mirdl.pipelines.dead_letter import ErrorRecord, write_error_records
 from mirdl.pipelines.failures import disk_full_message, quiet_failed_bundles, stop_on_interrupt
 from mirdl.pipelines.local_runner import LocalRunner
 from mirdl.pipelines.manifest import build_manifest, inputs_sha256, store_fingerprint
-from mirdl.pipelines import store_summary
 from mirdl.pipelines.options import add_arguments
 from mirdl.pipelines.stats import DurationSummaryFn, FeatureStatsFn
 from mirdl.pipelines.transforms import (
@@ -86,7 +85,7 @@ from mirdl.pipelines.transforms import (
     track_to_json,
 )
 from mirdl.store.build import open_destination
-from mirdl.store.describe import PLOTS_DIR, write_descriptions
+from mirdl.store.describe import write_card_with_plots
 from mirdl.store.files import atomic_path, is_remote, write_json_atomic
 from mirdl.store.format import ERRORS_NAME, MANIFEST_NAME
 from mirdl.store.manifest import provenance, read_manifest
@@ -272,7 +271,8 @@ def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_
                                           provenance=provenance(decoders=audio.decoder_versions()),
                                           split_warnings=warnings_)
                 shutil.rmtree(work)
-                _describe(tmp, manifest, dataset=config.dataset, out=out)
+                write_card_with_plots(tmp, manifest, dataset=config.dataset,
+                                      log=lambda line: print(f"mirdl prepare: {line}", file=out))
                 write_json_atomic(tmp / MANIFEST_NAME, manifest)
         except _Aborted:
             print(f"mirdl prepare: aborted: {failed} of {n_files} files failed, more than --max-error-rate="
@@ -287,22 +287,6 @@ def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_
     elapsed = time.monotonic() - started
     _print_summary(store, manifest, metrics=_metrics(result), elapsed=elapsed, workers=workers, file=out)
     return EXIT_SOME_FAILED if failed else EXIT_OK
-
-
-def _describe(tmp: Path, manifest: dict[str, Any], *, dataset: dict[str, str], out) -> None:
-    """The dataset card with its plots, croissant.json and the TFDS files, in the temporary store.
-
-    The plots read records back, so the manifest is in place while they are drawn; it is
-    written again after the card, last, as always.
-    """
-    write_json_atomic(tmp / MANIFEST_NAME, manifest)
-    try:
-        plots = [path.relative_to(tmp).as_posix() for path in store_summary.plot(tmp, tmp / PLOTS_DIR)]
-    except Exception as err:  # noqa: BLE001 - a plot that fails must not cost the store; the card says so
-        print(f"mirdl prepare: plots not drawn ({type(err).__name__}: {err})", file=out)
-        plots = []
-    (tmp / MANIFEST_NAME).unlink()
-    write_descriptions(tmp, manifest, dataset=dataset, plots=plots)
 
 
 def _too_many_failed(failed: int, n_files: int, max_error_rate: float | None) -> bool:

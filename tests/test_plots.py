@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mirdl.pipelines.store_summary import plot_label_counts  # noqa: E402
+from mirdl.store.summary import plot_label_counts  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

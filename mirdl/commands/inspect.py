@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the summary, then verify and plot as asked."""
     from mirdl.commands.verify import report
-    from mirdl.pipelines import store_summary
+    from mirdl.store import summary as store_summary
     from mirdl.store.verify import verify
 
     print(store_summary.summary(args.store))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import numpy as np
 from mirdl import __version__
 from mirdl.errors import StoreError
 from mirdl.store.adapters import write_shard
-from mirdl.store.describe import write_descriptions
+from mirdl.store.describe import write_card_with_plots, write_descriptions
 from mirdl.store.files import (
     DestinationLock,
     ProcessInfo,
@@ -202,7 +202,8 @@ def label_counts(records: Iterable[Mapping[str, Any]], task: Mapping[str, Any]) 
 def write_store(out: str | os.PathLike, records: Mapping[str, Iterable[Mapping[str, Any]]], *, name: str,
                 store_format: str, features: Mapping[str, Any], task: Mapping[str, Any], fingerprint: str,
                 n_shards: int = 1, compression: str = "none", overwrite: bool = False, param: str = "out",
-                dataset: Mapping[str, Any] | None = None, **sections: Any) -> dict[str, Any]:
+                dataset: Mapping[str, Any] | None = None, plots: bool = True,
+                log: Callable[[str], None] = print, **sections: Any) -> dict[str, Any]:
     """Write a small store whose records are in memory; return its manifest.
 
     Parameters
@@ -221,6 +222,11 @@ def write_store(out: str | os.PathLike, records: Mapping[str, Iterable[Mapping[s
         Shards per split.
     dataset : mapping, optional
         ``description``, ``license``, ``source`` of the data, for the dataset card and Croissant.
+    plots : bool
+        Draw the store's plots (label counts, examples where the feature is a spectrogram) into
+        ``plots/`` and show them on the card.
+    log : callable
+        Where a plot that could not be drawn is reported.
     sections
         Further manifest sections (``augment``, ``segment``, ``source``, ...).
     """
@@ -242,6 +248,9 @@ def write_store(out: str | os.PathLike, records: Mapping[str, Iterable[Mapping[s
             splits[split] = split_entry(shards, tracks=tracks, counts=None if counts is None else counts.tolist())
         manifest = new_manifest(name=name, store_format=store_format, compression=compression,
                                 fingerprint=fingerprint, features=features, task=task, splits=splits, **sections)
-        write_descriptions(tmp, manifest, dataset=dataset)
+        if plots:
+            write_card_with_plots(tmp, manifest, dataset=dataset, log=log)
+        else:
+            write_descriptions(tmp, manifest, dataset=dataset)
         write_json_atomic(tmp / MANIFEST_NAME, manifest)  # last: a store without it is incomplete
     return manifest

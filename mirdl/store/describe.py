@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ __all__ = [
     "tfds_files",
     "tfds_unreadable_reason",
     "write_descriptions",
+    "write_card_with_plots",
 ]
 
 CARD_NAME = "README.md"
@@ -338,3 +339,27 @@ def write_descriptions(directory: str | os.PathLike, manifest: Mapping[str, Any]
         write_text_atomic(directory / name, text)
         written.append(name)
     return written
+
+
+def write_card_with_plots(directory: str | os.PathLike, manifest: Mapping[str, Any], *,
+                          dataset: Mapping[str, Any] | None = None,
+                          log: Callable[[str], None] = print) -> list[str]:
+    """Draw the store's plots into ``PLOTS_DIR`` (:func:`mirdl.store.summary.plot`), then write the
+    descriptions that show them (:func:`write_descriptions`); return the plot paths.
+
+    The plots read records back, so the manifest is in place while they are drawn; it is removed
+    again, and the caller writes it last, as always. A plot that fails does not cost the store:
+    ``log`` says so and the card goes without it.
+    """
+    from mirdl.store import summary
+
+    directory = Path(directory)
+    write_json_atomic(directory / MANIFEST_NAME, manifest)
+    try:
+        plots = [path.relative_to(directory).as_posix() for path in summary.plot(directory, directory / PLOTS_DIR)]
+    except Exception as err:  # noqa: BLE001 - the store matters more than its pictures; the log names why
+        log(f"plots not drawn ({type(err).__name__}: {err})")
+        plots = []
+    (directory / MANIFEST_NAME).unlink()
+    write_descriptions(directory, manifest, dataset=dataset, plots=plots)
+    return plots

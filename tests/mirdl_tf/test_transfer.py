@@ -57,6 +57,9 @@ def test_random_weight_store_manifest_and_records(known_store, tmp_path, fmt):
     assert f"random fcn features (layers block_1_out, block_2_out)" in card
     assert f"from store {source_manifest['name']} (fingerprint {source_manifest['fingerprint']})" in card
     assert "| `transfer` | transfer | - | [6] | feature | float32 |" in card and (out / "croissant.json").is_file()
+    # its plots: the label counts (a vector per track has no spectrogram to show), shown on the card
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["labels.png"]
+    assert "(plots/labels.png)" in card
 
 
 def test_same_seed_same_features_other_seed_other_features(known_store, tmp_path):

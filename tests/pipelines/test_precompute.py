@@ -451,7 +451,7 @@ def test_inspect_cli_summarises_plots_and_verifies(job, tmp_path, capsys):
 def test_split_warnings_reach_the_manifest_and_inspect_shows_counts_per_class(job):
     from mirdl.pipelines.config import PrepareConfig
     from mirdl.pipelines.corpus import list_tracks, split_warnings
-    from mirdl.pipelines.store_summary import summary
+    from mirdl.store.summary import summary
 
     status, store, config_path = job("parquet")
     config = PrepareConfig.from_file(config_path)

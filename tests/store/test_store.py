@@ -58,8 +58,9 @@ def test_version_2_store_layout(small_store, fmt):
     described = {"README.md", "croissant.json"} | ({"dataset_info.json", "features.json", "label.labels.txt"}
                                                    if fmt == "tfrecord" else set())  # card, Croissant, TFDS
     assert described <= {path.name for path in store.iterdir()}
+    assert [p.name for p in (store / "plots").iterdir()] == ["labels.png"]  # the card's plots
     names = sorted(path.name for path in store.iterdir()
-                   if path.name not in (MANIFEST_NAME, MARKER_NAME, *described))
+                   if path.name not in (MANIFEST_NAME, MARKER_NAME, "plots", *described))
     ext = {"tfrecord": None, "hdf5": ".h5", "parquet": ".parquet"}[fmt]
     for name in names:
         assert parse_shard_filename(name)["split"] in ("train", "test")

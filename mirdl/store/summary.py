@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mirdl.pipelines.dead_letter import ErrorRecord
+from mirdl.store.dead_letter import ErrorRecord
 from mirdl.store.adapters import read_shard
 from mirdl.store.manifest import read_manifest, shard_paths
 
@@ -202,11 +202,14 @@ def _plot_examples(plt, store: Path, manifest: dict[str, Any]):
     import librosa.display
     from matplotlib.ticker import MaxNLocator
 
+    feature_name = manifest.get("segment", {}).get("grid_feature") or next(iter(manifest["features"]))
+    entry = manifest["features"][feature_name]
+    if "time" not in (entry.get("axes") or ["time"]) or "spec" not in entry \
+            or entry["spec"].get("representation") == "transfer":
+        return None  # a vector per track (transfer features): nothing to draw as a spectrogram
     examples = _examples(store, manifest)
     if not examples:
         return None
-    feature_name = manifest.get("segment", {}).get("grid_feature") or next(iter(manifest["features"]))
-    entry = manifest["features"][feature_name]
     spec = entry["spec"]
     frame_task = manifest["task"]["type"].startswith("frame_")
     rows = 2 if frame_task else 1
