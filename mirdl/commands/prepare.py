@@ -56,4 +56,5 @@ def run(args: argparse.Namespace) -> int:
         logging.root.removeFilter(_drop_bigquery_warning)
 
     return prepare(args.config, workers=args.workers, overwrite=args.overwrite,
-                   max_error_rate=args.max_error_rate, beam_args=list(getattr(args, "beam_args", []) or []))
+                   max_error_rate=args.max_error_rate, beam_args=list(getattr(args, "beam_args", []) or []),
+                   partition=args.partition, update=args.update)
