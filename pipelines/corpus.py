@@ -665,7 +665,7 @@ def partition_of(key: str, count: int) -> int:
     Examples
     --------
     >>> [partition_of(f"t{i}", 3) for i in range(6)]
-    [0, 2, 0, 1, 2, 0]
+    [0, 0, 2, 0, 2, 2]
     """
     digest = hashlib.sha256(f"partition:{key}".encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") % int(count)

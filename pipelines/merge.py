@@ -35,7 +35,7 @@ import dataclasses
 import os
 import datetime
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ import numpy as np
 
 from mirdl.errors import StoreError
 from mirdl.features.spec import stable_hash
-from mirdl.pipelines.dead_letter import ErrorRecord, error_summary, read_error_records, write_error_records
+from mirdl.pipelines.dead_letter import error_summary, read_error_records, write_error_records
 from mirdl.pipelines.manifest import read_track_list, write_track_lines
 from mirdl.pipelines.spill import SpillReader, SpillWriter
 from mirdl.pipelines.stats import DurationSummaryFn, Moments, frame_moments, merge_moments, moments_summary
@@ -223,13 +223,13 @@ def merge_partials(partials: Sequence[str | os.PathLike], out: str | os.PathLike
 
 
 def combine(parts: Sequence[Part], tmp: Path, *, base: Mapping[str, Any], fingerprint: str, version: int,
-            extra_errors: Iterable[ErrorRecord] = (), command: Sequence[str] | None = None,
-            log: Callable[[str], None] = print) -> dict[str, Any]:
+            command: Sequence[str] | None = None, log: Callable[[str], None] = print,
+            before_manifest: Callable[[], None] | None = None) -> dict[str, Any]:
     """Write the store of ``parts`` into the temporary store directory ``tmp``; return its manifest.
 
     ``base`` is the manifest whose sections (config, task, features, ``partition``) the new
     one starts from; its ``partition`` section gives what the parts say of the whole corpus.
-    ``extra_errors`` are error records to add (a new listing's).
+    ``before_manifest`` is called just before ``manifest.json`` is written (last).
     """
     section = base["partition"]
     name, store_format, compression = base["name"], base["format"], base["compression"]
@@ -238,7 +238,7 @@ def combine(parts: Sequence[Part], tmp: Path, *, base: Mapping[str, Any], finger
     feature_names = list(feature_entries)
     stats_split = next((entry["stats"]["split"] for entry in feature_entries.values() if entry.get("stats")),
                        "train" if "train" in base["splits"] else sorted(base["splits"])[0])
-    work = tmp / "_work"
+    work = tmp / "_merge"  # spill files of the records on their way to their new shard
     splits: dict[str, Any] = {}
     recomputed: dict[int, dict[str, Moments | None]] = {i: {} for i, part in enumerate(parts) if part.stats == "records"}
     for split in sorted(set().union(*(part.manifest["splits"] for part in parts))):
@@ -298,7 +298,7 @@ def combine(parts: Sequence[Part], tmp: Path, *, base: Mapping[str, Any], finger
         stats = merge_stats(inputs)
         features[feature] = {**entry, "stats": None if stats is None else {"split": stats_split, **stats}}
 
-    errors = list(extra_errors) + [error for part in parts for error in read_error_records(part.store / ERRORS_NAME)
+    errors = [error for part in parts for error in read_error_records(part.store / ERRORS_NAME)
                                    if part.kept(error.track_id)]
     errors_summary = error_summary(write_error_records(tmp / ERRORS_NAME, errors))
     track_lines = [line for part in parts for line in read_track_list(part.store) if part.kept(line["track_id"])]
@@ -326,5 +326,7 @@ def combine(parts: Sequence[Part], tmp: Path, *, base: Mapping[str, Any], finger
         errors={"file": ERRORS_NAME, **errors_summary},
     )
     write_card_with_plots(tmp, manifest, dataset=section.get("dataset") or {}, log=log)
+    if before_manifest is not None:
+        before_manifest()
     write_json_atomic(tmp / MANIFEST_NAME, manifest)  # last: a store without it is incomplete
     return manifest

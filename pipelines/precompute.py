@@ -57,7 +57,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -332,10 +331,12 @@ def _run_job(config: PrepareConfig, job: _Job, *, workers: int, overwrite: bool,
         if destination.status == "up to date":
             print(f"{store}: up to date (fingerprint {fingerprint}); nothing to do", file=out)
             return EXIT_OK, None
-        what = "" if part is None else f" (partition {part['index']}/{part['count']})"
-        print(f"{config.name}{what}: {len(tracks)} tracks listed ({n_files - len(tracks)} rejected, {n_skipped} "
-              f"skipped), {config.augment.n_variants} variant(s), {config.store.format} -> {store}", file=out)
-        if not quiet:
+        if quiet:  # a step of --update, which said what it does
+            print(f"{config.name}: computing {len(tracks)} new or changed track(s)", file=out)
+        else:
+            what = "" if part is None else f" (partition {part['index']}/{part['count']})"
+            print(f"{config.name}{what}: {len(tracks)} tracks listed ({n_files - len(tracks)} rejected, {n_skipped} "
+                  f"skipped), {config.augment.n_variants} variant(s), {config.store.format} -> {store}", file=out)
             _print_split_warnings(job.split_warnings, file=out)
         started = time.monotonic()
         try:
@@ -447,27 +448,38 @@ def _update_locked(config: PrepareConfig, store: Path, destination: Any, *, work
           "removed", file=out)
     _print_split_warnings(whole.split_warnings, file=out)
     job = whole.subset(config, computed, listing_errors, index=0, count=1)
-    partial = store.parent / f".{store.name}.update-{uuid.uuid4().hex}"
+    started = time.monotonic()
     try:
-        status, manifest = _run_job(config, job, workers=workers, overwrite=False, max_error_rate=None,
-                                    options=options, out=out, store=partial, quiet=True)
-        if manifest is None:
-            return status
-        failed = manifest["errors"]["failed_files"]
-        if _too_many_failed(failed, whole.n_files, max_error_rate):
-            _print_errors(partial / ERRORS_NAME, manifest["errors"], file=sys.stderr)
-            print(f"mirdl prepare: aborted: {failed} of {whole.n_files} files failed, more than --max-error-rate="
-                  f"{max_error_rate:g}; {store} was not changed", file=sys.stderr)
-            return EXIT_ABORTED
-        started = time.monotonic()
-        parts = [Part(store, old, keep=kept, stats="records"), Part(partial, manifest)]
+        # Everything happens inside the store's temporary sibling (owner file: swept if this run dies).
         with destination.write() as tmp:
+            partial = tmp / WORK_DIR / "update"
+            status, manifest = _run_job(config, job, workers=workers, overwrite=False, max_error_rate=None,
+                                        options=options, out=out, store=partial, quiet=True)
+            if manifest is None:
+                raise _Unwritten(status)
+            failed = manifest["errors"]["failed_files"]
+            if _too_many_failed(failed, whole.n_files, max_error_rate):
+                _print_errors(partial / ERRORS_NAME, manifest["errors"], file=sys.stderr)
+                print(f"mirdl prepare: aborted: {failed} of {whole.n_files} files failed, more than "
+                      f"--max-error-rate={max_error_rate:g}; {store} was not changed", file=sys.stderr)
+                raise _Unwritten(EXIT_ABORTED)
+            parts = [Part(store, old, keep=kept, stats="records"), Part(partial, manifest)]
             result = combine(parts, tmp, base=manifest, fingerprint=fingerprint, version=whole.version,
-                             log=lambda line: print(line, file=out))
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    _print_summary(store, result, metrics={}, elapsed=time.monotonic() - started, workers=workers, file=out)
+                             log=lambda line: print(line, file=out),
+                             before_manifest=lambda: shutil.rmtree(tmp / WORK_DIR))
+    except _Unwritten as unwritten:
+        return unwritten.status
+    _print_summary(store, result, metrics={"files_read": manifest["corpus"]["decoded_tracks"]},
+                   elapsed=time.monotonic() - started, workers=workers, file=out)
     return EXIT_SOME_FAILED if result["errors"]["failed_files"] else EXIT_OK
+
+
+class _Unwritten(Exception):
+    """The update's new tracks could not be computed (status ``status``): the store is left as it was."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 def _unchanged(track: Track, old: Mapping[str, Any] | None) -> bool:
@@ -644,9 +656,10 @@ def _print_summary(store: Path, manifest: dict[str, Any], *, metrics: dict[str, 
     print(f"  files {corpus['files']}, read {metrics.get('files_read', corpus['decoded_tracks'])}, "
           f"failed {corpus['failed']}; {seconds / 3600:.3f} h of audio in {elapsed:.1f} s "
           f"({seconds / max(elapsed, 1e-9):.1f} audio s/s with {workers} worker(s))", file=file)
-    if metrics:
-        shown = ("variants", "segments", "spilled_bytes", "shards", "shard_bytes", "errors_unexpected")
-        print("  counters: " + ", ".join(f"{name} {metrics[name]}" for name in shown if name in metrics), file=file)
+    shown = [name for name in ("variants", "segments", "spilled_bytes", "shards", "shard_bytes", "errors_unexpected")
+             if name in metrics]
+    if shown:
+        print("  counters: " + ", ".join(f"{name} {metrics[name]}" for name in shown), file=file)
     if errors["failed_files"]:
         by_stage = ", ".join(f"{stage} {count}" for stage, count in errors["by_stage"].items())
         print(f"  {corpus['failed']} file(s) failed ({by_stage}): see {store / ERRORS_NAME}", file=file)

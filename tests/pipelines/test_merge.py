@@ -19,8 +19,11 @@ import soundfile as sf  # noqa: E402
 from mirdl.cli import main  # noqa: E402
 from mirdl.features import audio  # noqa: E402
 from mirdl.features.synth import write_corpus  # noqa: E402
+from mirdl.pipelines.config import PrepareConfig  # noqa: E402
+from mirdl.pipelines.corpus import list_tracks  # noqa: E402
+from mirdl.store.adapters import read_shard  # noqa: E402
 from mirdl.store.diff import diff_stores  # noqa: E402
-from mirdl.store.manifest import read_manifest  # noqa: E402
+from mirdl.store.manifest import read_manifest, shard_paths  # noqa: E402
 
 SR = 16000
 N_TRACKS = 14
@@ -187,3 +190,61 @@ def test_update_copies_unchanged_tracks_and_equals_a_fresh_build(corpus, single_
     capsys.readouterr()
     assert prepare("--config", config_into) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+def test_update_with_stratified_splits_keeps_every_existing_tracks_split(corpus, single_run, capsys):
+    """splits.stratify deals each class out in exact fractions, so a fresh build of a grown corpus
+    can move boundary tracks; --update keeps the old splits and gives new tracks the split the
+    fresh (stratified) listing gives them."""
+    tracks = corpus["listing"].tracks
+    old_csv = write_labels(corpus, "strat-v1.csv", tracks[:8], extra=())
+    store = corpus["root"] / "strat"
+    assert prepare("--config", write_config(corpus["root"] / "strat1.json", csv=old_csv, out=store,
+                                            stratify=True)) == 0
+    old_splits = {json.loads(line)["track_id"]: json.loads(line)["listing"]["split"]
+                  for line in (store / "tracks.jsonl").read_text().splitlines()}
+    new_csv = write_labels(corpus, "strat-v2.csv", tracks[:N_TRACKS + 4], extra=())
+    config = write_config(corpus["root"] / "strat2.json", csv=new_csv, out=store, stratify=True)
+    fresh_listing, _ = list_tracks(*(lambda c: (c.corpus, c.splits))(PrepareConfig.from_file(config)))
+    fresh = {track.track_id: track.split for track in fresh_listing}
+    assert any(fresh[track_id] != split for track_id, split in old_splits.items()), \
+        "this corpus should show the move (pick another seed)"
+    assert prepare("--config", config, "--update", store) == 0
+    manifest = read_manifest(store)
+    now = {json.loads(line)["track_id"]: json.loads(line)["listing"]["split"]
+           for line in (store / "tracks.jsonl").read_text().splitlines()}
+    assert {track_id: now[track_id] for track_id in old_splits} == old_splits
+    assert {track_id: split for track_id, split in now.items() if track_id not in old_splits} == \
+           {track_id: fresh[track_id] for track_id in now if track_id not in old_splits}
+    records = {}
+    for split in manifest["splits"]:
+        for path in shard_paths(store, manifest, split):
+            for record in read_shard(path, manifest=manifest, features=[]):
+                records[record["track_id"]] = split
+    assert records == now
+
+
+def test_update_refuses_what_it_cannot_reuse(corpus, single_run, tmp_path, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(single_run["store"], store)
+    cases = []
+    other = json.loads(single_run["config"].read_text())
+    other["features"][0]["params"]["n_mels"] = 16
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    cases.append((tmp_path / "other.json", "was written with another config"))
+    first = Path(corpus["listing"].tracks[0].path)
+    new_file = corpus["root"] / "synth" / "audio" / ("new_class" + first.suffix)
+    shutil.copy(corpus["root"] / "synth" / first, new_file)
+    grown = write_labels(corpus, "labels-class.csv", corpus["listing"].tracks[:N_TRACKS],
+                         extra=(f"audio/{new_file.name},newclass,a",))
+    cases.append((write_config(tmp_path / "grown.json", csv=grown, out=store), "the task changed"))
+    for config, message in cases:
+        capsys.readouterr()
+        assert prepare("--config", config, "--update", store) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+    (store / "tracks.jsonl").unlink()
+    assert prepare("--config", single_run["config"], "--update", store) == 2
+    assert "no tracks.jsonl" in capsys.readouterr().err
+    assert prepare("--config", single_run["config"], "--update", tmp_path) == 2
+    assert "is not a mirdl store" in capsys.readouterr().err
