@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "input files fail")
     parser.add_argument("--partition", type=argparse_type(partition, str), default=None, metavar="I/K",
                         help="array jobs: process part I (0 .. K-1) of K of the corpus (a stable hash of the track "
-                             "id) into a partial store; `mirdl merge` combines the K partials")
+                             "id) into the partial store STORE.part-I-of-K next to store.out; `mirdl merge` "
+                             "combines the K partials")
     parser.add_argument("--update", type=Path, default=None, metavar="STORE",
                         help="update STORE (written by mirdl prepare with this config) to the corpus as it is now: "
                              "unchanged tracks are copied from its shards, never decoded again; new and changed "

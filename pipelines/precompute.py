@@ -95,7 +95,8 @@ from mirdl.store.manifest import provenance, read_manifest
 from mirdl.store.remote import upload_store
 from mirdl.store.verify import check_shards
 
-__all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "EXIT_DISK_FULL", "run", "prepare", "pipeline_options"]
+__all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "EXIT_DISK_FULL", "run", "prepare", "pipeline_options",
+           "partial_store_path"]
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 3
@@ -253,9 +254,23 @@ def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_
                   fingerprint=fingerprint)
     if partition is not None:
         job = job.partition(config, *partition)
+        store = partial_store_path(store, *partition)
     status, _ = _run_job(config, job, workers=workers, overwrite=overwrite, max_error_rate=max_error_rate,
                          options=options, out=out, store=store)
     return status
+
+
+def partial_store_path(store: str | os.PathLike, index: int, count: int) -> Path:
+    """Where ``--partition I/K`` writes its partial store: ``STORE.part-I-of-K`` next to ``store.out``,
+    so the K tasks of an array job share one config.
+
+    Examples
+    --------
+    >>> partial_store_path("stores/demo", 2, 16).as_posix()
+    'stores/demo.part-2-of-16'
+    """
+    store = Path(store)
+    return store.with_name(f"{store.name}.part-{index}-of-{count}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -114,10 +114,10 @@ def test_a_bad_partition_is_one_error_naming_the_flag(single_run, value, capsys)
 
 def test_three_partials_merge_into_the_single_run_store(corpus, single_run, capsys):
     partials = []
-    for index in range(3):
-        out = corpus["root"] / f"part-{index}"
-        config = write_config(corpus["root"] / f"part-{index}.json", csv=single_run["csv"], out=out)
+    config = write_config(corpus["root"] / "parts.json", csv=single_run["csv"], out=corpus["root"] / "whole")
+    for index in range(3):  # one config for every array task: each writes whole.part-I-of-3
         assert prepare("--config", config, "--partition", f"{index}/3") in (0, 3)
+        out = corpus["root"] / f"whole.part-{index}-of-3"
         manifest = read_manifest(out)
         assert manifest["partition"]["index"] == index and manifest["partition"]["count"] == 3
         assert manifest["partition"]["store_fingerprint"] == read_manifest(single_run["store"])["fingerprint"]
@@ -144,9 +144,8 @@ def test_three_partials_merge_into_the_single_run_store(corpus, single_run, caps
         ((partials[0], partials[1], partials[1], partials[2]), "partition 1/3 is given twice"),
         ((partials[0], partials[1], single_run["store"]), "is not a partial store"),
     ]
-    other_k = corpus["root"] / "part-k2"
-    assert prepare("--config", write_config(corpus["root"] / "k2.json", csv=single_run["csv"], out=other_k),
-                   "--partition", "1/2") in (0, 3)
+    other_k = corpus["root"] / "whole.part-1-of-2"
+    assert prepare("--config", config, "--partition", "1/2") in (0, 3)
     checks.append(((partials[0], other_k, partials[2]), "are not parts of one store: partition 1/2 vs 0/3"))
     for stores, message in checks:
         capsys.readouterr()
