@@ -9,7 +9,8 @@
             -> GroupByShard -> WriteShard (read back from the spill, sorted by key) -> ShardList -> SaveShards
     records -> TrainRecords -> Stats (per-bin mean/std, CombineFn) -> SaveStats
     records -> SplitTrack -> DistinctTracks -> TracksPerSplit -> SaveTracks
-    Decode  -> DecodedSamples -> Durations -> SaveCorpus
+    Decode  -> DecodedTracks (id, samples, sha256 of the bytes) -> DecodedSamples -> Durations -> SaveCorpus
+                                                               \-> DecodedList -> SaveDecoded (tracks.jsonl)
     errors of every step + listing errors -> ErrorList -> SaveErrors (errors.jsonl, sorted)
                                                      \\-> TooManyFailed --(side input)--> WriteShard
 
@@ -23,6 +24,11 @@ last and renames the directory onto ``store.out`` (on any failure or abort the w
 temporary directory is deleted). Shards are byte-identical for the same corpus, config and seed
 whatever the runner or worker count (records are sharded by a hash of their key and sorted
 inside a shard).
+
+Array jobs and updates: ``--partition I/K`` runs the same graph on the tracks of part ``I``
+(splits assigned on the whole listing) into a partial store ``STORE.part-I-of-K``;
+``--update STORE`` runs it on the new and changed tracks only and combines the result with
+the unchanged tracks' records copied from ``STORE`` (:mod:`mirdl.pipelines.merge`).
 
 Exit status of :func:`run`: 0 every file made it into the store; 3 the store was written
 but some files failed (``errors.jsonl``); 4 more than ``--max-error-rate`` of the files

@@ -8,6 +8,8 @@ equal up to the fields that may differ between runs, statistics within 1e-9 rela
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -247,3 +249,23 @@ def test_update_refuses_what_it_cannot_reuse(corpus, single_run, tmp_path, capsy
     assert "no tracks.jsonl" in capsys.readouterr().err
     assert prepare("--config", single_run["config"], "--update", tmp_path) == 2
     assert "is not a mirdl store" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # five processes (two array tasks, merge, verify): about 40 s
+def test_the_slurm_array_scripts_run_as_documented(corpus, single_run, tmp_path):
+    """docs/slurm/*.sbatch run by bash as SLURM would (its variables set; no SLURM here), K=2."""
+    docs = Path(__file__).resolve().parents[2] / "docs" / "slurm"
+    store = tmp_path / "big"
+    config = write_config(tmp_path / "big.json", csv=single_run["csv"], out=store)
+    venv = Path(sys.executable).parent.parent
+    env = {**os.environ, "K": "2", "CONFIG": str(config), "STORE": str(store), "VENV": str(venv),
+           "SLURM_CPUS_PER_TASK": "1"}
+    for task in range(2):
+        done = subprocess.run(["bash", str(docs / "prepare-array.sbatch")], env={**env, "SLURM_ARRAY_TASK_ID": str(task)},
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]  # exit 3 (a file failed) is not a failed task
+    done = subprocess.run(["bash", str(docs / "merge.sbatch")], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "verified" in done.stdout and not list(tmp_path.glob("big.part-*"))
+    assert_same_store(single_run["store"], store)
