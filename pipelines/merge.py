@@ -298,8 +298,10 @@ def combine(parts: Sequence[Part], tmp: Path, *, base: Mapping[str, Any], finger
         stats = merge_stats(inputs)
         features[feature] = {**entry, "stats": None if stats is None else {"split": stats_split, **stats}}
 
+    # A part that keeps only some tracks (the old store of an update) gives their decode, augment,
+    # features and segment records; listing records come from the part that listed the corpus anew.
     errors = [error for part in parts for error in read_error_records(part.store / ERRORS_NAME)
-                                   if part.kept(error.track_id)]
+              if part.kept(error.track_id) and (part.keep is None or error.stage != "list")]
     errors_summary = error_summary(write_error_records(tmp / ERRORS_NAME, errors))
     track_lines = [line for part in parts for line in read_track_list(part.store) if part.kept(line["track_id"])]
     write_track_lines(tmp / TRACKS_NAME, track_lines)
