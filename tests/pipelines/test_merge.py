@@ -44,9 +44,10 @@ def corpus(tmp_path_factory):
     return {"root": root, "listing": listing}
 
 
-def write_labels(corpus, name, tracks, *, extra=("audio/broken.wav,pad,odd", "audio/missing.wav,pad,odd")) -> Path:
+def write_labels(corpus, name, tracks, *, extra=("audio/broken.wav,pad,odd", "audio/missing.wav,pad,odd"),
+                 folder=None) -> Path:
     rows = [f"{t.path},{t.label},{t.artist}" for t in tracks] + list(extra)
-    path = corpus["root"] / "synth" / name
+    path = (folder or corpus["root"] / "synth") / name
     path.write_text("path,label,artist\n" + "\n".join(rows) + "\n", encoding="utf-8")
     return path
 
@@ -161,19 +162,21 @@ def test_three_partials_merge_into_the_single_run_store(corpus, single_run, caps
         assert not (corpus["root"] / "bad").exists()
 
 
-def test_update_copies_unchanged_tracks_and_equals_a_fresh_build(corpus, single_run, monkeypatch, capsys):
-    store = corpus["root"] / "updated"
+def test_update_copies_unchanged_tracks_and_equals_a_fresh_build(corpus, single_run, monkeypatch, capsys, tmp_path):
+    store = tmp_path / "updated"
     shutil.copytree(single_run["store"], store)
+    folder = tmp_path / "synth"  # a copy of the corpus (moved: track ids and listing entries are relative)
+    shutil.copytree(corpus["root"] / "synth", folder)
     # The corpus loses two tracks, gains four, and one track's audio is rewritten.
     tracks = corpus["listing"].tracks
     removed, added = tracks[1:3], tracks[N_TRACKS:]
     changed = tracks[5]
     now = [t for t in tracks if t not in removed]
-    csv = write_labels(corpus, "labels-v2.csv", now)
-    changed_path = corpus["root"] / "synth" / changed.path
+    csv = write_labels(corpus, "labels-v2.csv", now, folder=folder)
+    changed_path = folder / changed.path
     data, rate = sf.read(changed_path, always_2d=True)
     sf.write(changed_path, data * 0.5, rate, subtype="PCM_16", format=sf.info(changed_path).format)
-    config = write_config(corpus["root"] / "update.json", csv=csv, out=corpus["root"] / "unused")
+    config = write_config(tmp_path / "update.json", csv=csv, out=tmp_path / "unused")
 
     decoded = []
     real_decode = audio.decode
@@ -186,12 +189,12 @@ def test_update_copies_unchanged_tracks_and_equals_a_fresh_build(corpus, single_
     assert sorted(decoded) == sorted([Path(t.path).name for t in [*added, changed]] + ["broken.wav"])
     monkeypatch.undo()
 
-    fresh = corpus["root"] / "fresh"
-    assert prepare("--config", write_config(corpus["root"] / "fresh.json", csv=csv, out=fresh)) == 3
+    fresh = tmp_path / "fresh"
+    assert prepare("--config", write_config(tmp_path / "fresh.json", csv=csv, out=fresh)) == 3
     assert read_manifest(store)["version"] == 2
     assert_same_store(fresh, store, ignore=(*VARIABLE, "version"))
     # The updated store is this corpus's store: a plain prepare into it is up to date.
-    config_into = write_config(corpus["root"] / "into.json", csv=csv, out=store)
+    config_into = write_config(tmp_path / "into.json", csv=csv, out=store)
     capsys.readouterr()
     assert prepare("--config", config_into) == 0
     assert "up to date" in capsys.readouterr().out
