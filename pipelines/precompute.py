@@ -10,7 +10,7 @@
     records -> TrainRecords -> Stats (per-bin mean/std, CombineFn) -> SaveStats
     records -> SplitTrack -> DistinctTracks -> TracksPerSplit -> SaveTracks
     Decode  -> DecodedTracks (id, samples, sha256 of the bytes) -> DecodedSamples -> Durations -> SaveCorpus
-                                                               \-> DecodedList -> SaveDecoded (tracks.jsonl)
+                                                               \\-> DecodedList -> SaveDecoded (tracks.jsonl)
     errors of every step + listing errors -> ErrorList -> SaveErrors (errors.jsonl, sorted)
                                                      \\-> TooManyFailed --(side input)--> WriteShard
 
