@@ -387,8 +387,9 @@ def _run_job(config: PrepareConfig, job: _Job, *, workers: int, overwrite: bool,
                                           split_warnings=job.split_warnings, version=job.version, partition=part)
                 write_track_list(tmp / TRACKS_NAME, decoded=outputs["decoded"], tracks=tracks)
                 shutil.rmtree(work)
-                write_card_with_plots(tmp, manifest, dataset=config.dataset,
-                                      log=lambda line: print(f"mirdl prepare: {line}", file=out))
+                if not quiet:  # an update's partial store is read once and deleted: no card
+                    write_card_with_plots(tmp, manifest, dataset=config.dataset,
+                                          log=lambda line: print(f"mirdl prepare: {line}", file=out))
                 write_json_atomic(tmp / MANIFEST_NAME, manifest)
         except _Aborted:
             print(f"mirdl prepare: aborted: {failed} of {n_files} files failed, more than --max-error-rate="
@@ -490,6 +491,12 @@ def _update_locked(config: PrepareConfig, store: Path, destination: Any, *, work
                              before_manifest=lambda: shutil.rmtree(tmp / WORK_DIR))
     except _Unwritten as unwritten:
         return unwritten.status
+    except OSError as err:
+        message = disk_full_message(err, store=store)
+        if message is None:
+            raise
+        print(f"mirdl prepare: error: {message}", file=sys.stderr)
+        return EXIT_DISK_FULL
     _print_summary(store, result, metrics={"files_read": manifest["corpus"]["decoded_tracks"]},
                    elapsed=time.monotonic() - started, workers=workers, file=out)
     return EXIT_SOME_FAILED if result["errors"]["failed_files"] else EXIT_OK

@@ -5,7 +5,8 @@ checks that they are the K parts of one store (same config, corpus listing and K
 once), then writes the store a single ``mirdl prepare`` would have written: records re-sharded
 by key hash, statistics merged from the stored sufficient statistics, splits, label counts,
 errors and the manifest rebuilt (:func:`mirdl.pipelines.merge.merge_partials`). Exit 0 when
-written (or up to date), 2 with one line when the partials do not belong together.
+written (or up to date), 2 with one line when the partials do not belong together, 5 with one
+line when the disk fills up (nothing written).
 
 Examples
 --------
@@ -29,10 +30,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Merge; return the exit status."""
+    """Merge; return the exit status (0; 5 when the disk filled up: one line, nothing written)."""
+    from mirdl.pipelines.failures import disk_full_message
     from mirdl.pipelines.merge import merge_partials
 
-    manifest = merge_partials(args.partials, args.out, overwrite=args.overwrite, command=["mirdl", *sys.argv[1:]])
+    try:
+        manifest = merge_partials(args.partials, args.out, overwrite=args.overwrite,
+                                  command=["mirdl", *sys.argv[1:]])
+    except OSError as err:
+        message = disk_full_message(err, store=args.out)
+        if message is None:
+            raise
+        print(f"mirdl merge: error: {message}", file=sys.stderr)
+        return 5
     if manifest is not None:
         splits = ", ".join(f"{split} {entry['records']}" for split, entry in manifest["splits"].items())
         print(f"merged {len(args.partials)} partial stores into {args.out}: records {splits}; "

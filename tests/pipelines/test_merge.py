@@ -5,6 +5,7 @@ missing file, so errors are merged too), Parquet stores, ``--workers 1``. Every 
 with a single ``mirdl prepare`` of the same corpus: ``mirdl diff`` clean, same shards, manifest
 equal up to the fields that may differ between runs, statistics within 1e-9 relative.
 """
+import errno
 import json
 import os
 import shutil
@@ -154,6 +155,17 @@ def test_three_partials_merge_into_the_single_run_store(corpus, single_run, caps
     other_k = corpus["root"] / "whole.part-1-of-2"
     assert prepare("--config", config, "--partition", "1/2") in (0, 3)
     checks.append(((partials[0], other_k, partials[2]), "are not parts of one store: partition 1/2 vs 0/3"))
+    # A full disk while writing: one line, exit 5, nothing left behind.
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("mirdl.pipelines.merge.write_shard", full_disk)
+        capsys.readouterr()
+        assert main_status("merge", *partials, "--out", corpus["root"] / "full") == 5
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mirdl merge: error: no space left on device writing") and len(err.splitlines()) == 1
+    assert not [p for p in corpus["root"].iterdir() if p.name.startswith((".full", "full"))]
     for stores, message in checks:
         capsys.readouterr()
         assert main_status("merge", *stores, "--out", corpus["root"] / "bad") == 2
