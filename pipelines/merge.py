@@ -50,7 +50,7 @@ from mirdl.pipelines.stats import DurationSummaryFn, Moments, frame_moments, mer
 from mirdl.store.adapters import read_shard, record_nbytes, write_shard
 from mirdl.store.build import counting_labels, open_destination, split_entry
 from mirdl.store.describe import write_card_with_plots
-from mirdl.store.files import write_json_atomic
+from mirdl.store.files import is_remote, write_json_atomic
 from mirdl.store.format import ERRORS_NAME, MANIFEST_NAME, TRACKS_NAME, shard_filename, shard_for_key
 from mirdl.store.manifest import read_manifest, shard_paths
 
@@ -201,6 +201,10 @@ def merge_partials(partials: Sequence[str | os.PathLike], out: str | os.PathLike
     """
     if not partials:
         raise StoreError("give at least one partial store")
+    for store in (*partials, out):
+        if is_remote(store, param="partial"):
+            raise StoreError(f"{store}: mirdl merge reads and writes stores on a local or shared filesystem; copy "
+                             "the partials there (or publish the merged store afterwards)")
     parts = [Part(Path(store), read_manifest(store)) for store in partials]
     _check_partials(parts)
     parts.sort(key=lambda part: int(part.manifest["partition"]["index"]))
