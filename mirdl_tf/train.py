@@ -77,7 +77,7 @@ from mirdl.features import checks
 from mirdl.errors import ConfigError, StoreError
 from mirdl.features.spec import load_config, stable_hash
 from mirdl.store.files import atomic_path, write_json_atomic
-from mirdl.store.manifest import read_manifest
+from mirdl.store.manifest import read_manifest, shard_entries
 
 __all__ = [
     "OPTIMIZERS",
@@ -1076,7 +1076,7 @@ def _worker_loop(config, cluster, strategy, *, out, run_dir, manifest, info, mon
         write_json_atomic(out / RUN_FILES["info"], _model_info(config, info, manifest, fingerprint, out))
         with atomic_path(out / RUN_FILES["config"]) as tmp:
             tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-    n_files = len(manifest["splits"][config.train_split].get("shards") or [])
+    n_files = len(shard_entries(manifest, config.train_split))
     log(f"train {config.model.name} on {config.store} ({task}, input {tuple(info['input_shape'])}, "
         f"{info['n_outputs']} outputs, {model.count_params()} parameters) -> {out}")
     log(f"  {n_workers} workers ({', '.join(cluster.workers)}), MultiWorkerMirroredStrategy; global batch "

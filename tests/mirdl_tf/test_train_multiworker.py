@@ -58,7 +58,9 @@ def test_two_workers_train_one_epoch_on_disjoint_shards(known_store, store_copy,
     assert len(files) == 3 and len({len(keys) for keys in keys_of}) > 1  # uneven shards: padding happens
     config = tmp_path / "train.yaml"
     config.write_text(f"store: {store}\nmodel: {{name: fcn, args: {{n_layers: 2, base_filters: 2}}}}\n"
-                      "epochs: 1\nbatch_size: 4\nvalid_split: valid\nseed: 0\n")
+                      "epochs: 1\nbatch_size: 4\nvalid_split: valid\nseed: 0\n"
+                      # the schedule and class weights take their multi-worker code paths too
+                      "optimizer: {schedule: cosine}\nclass_weight: balanced\n")
     scratch = tmp_path / "scratch"  # the workers' (and the launcher's) temporary folders go here
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))
@@ -75,6 +77,7 @@ def test_two_workers_train_one_epoch_on_disjoint_shards(known_store, store_copy,
     assert list(scratch.iterdir()) == []  # worker 1's run folder and the launcher's logs are removed
     state = json.loads((out / "state.json").read_text())
     assert state["epoch"] == 1 and state["workers"] == 2 and np.isfinite(state["history"][0]["val_loss"])
+    assert state["history"][0]["learning_rate"] == pytest.approx(1e-3)
 
     # Every train record once per epoch, each worker on its round-robin share of the files.
     seen = [json.loads((audit / f"worker-{i}.json").read_text())["epochs"] for i in range(2)]
