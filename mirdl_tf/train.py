@@ -717,6 +717,37 @@ def _make_callbacks(*, out: Path, monitor: str, mode: str, patience: int | None,
     return callbacks
 
 
+def _new_model(config: TrainConfig, info: Mapping[str, Any], *, one_hot: bool):
+    """The config's model for the store, seeded with ``config.seed``, compiled with its optimizer, loss and metrics."""
+    import keras
+
+    from mirdl_tf.models import loss_for_task, metrics_for_task
+
+    keras.utils.set_random_seed(config.seed)
+    model = build_for_store(config.model, info)
+    model.compile(optimizer=_optimizer(config.optimizer), loss=loss_for_task(info["task"], one_hot=one_hot),
+                  metrics=metrics_for_task(info["task"], one_hot=one_hot))
+    return model
+
+
+def _start_line(config: TrainConfig, info: Mapping[str, Any], model, *, out: Path) -> str:
+    return (f"train {config.model.name} on {config.store} ({info['task']}, input {tuple(info['input_shape'])}, "
+            f"{info['n_outputs']} outputs, {model.count_params()} parameters) -> {out}")
+
+
+def _new_state(fingerprint: str) -> dict[str, Any]:
+    """``state.json`` of a run that has not trained yet."""
+    return {"run_format_version": RUN_FORMAT_VERSION, "fingerprint": fingerprint, "epoch": 0, "best": None,
+            "best_epoch": None, "wait": 0, "stopped_early": False, "history": [], "seconds": 0.0}
+
+
+def _best_line(summary: Mapping[str, Any], *, out: Path) -> str:
+    monitor = summary["monitor"]
+    if summary["best_value"] is None:
+        return f"no finite {monitor}"
+    return f"best {monitor} {summary['best_value']:.4f} at epoch {summary['best_epoch']}; {out / RUN_FILES['best']}"
+
+
 def _summary(state: dict[str, Any], *, monitor: str, mode: str, seconds: float) -> dict[str, Any]:
     history = state["history"]
     best = next((row for row in history if row["epoch"] == state["best_epoch"]), None)
@@ -844,7 +875,6 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
     import keras
 
     from mirdl_tf import data
-    from mirdl_tf.models import loss_for_task, metrics_for_task
 
     config, out, manifest, info, monitor, mode, class_weight, fingerprint = _check_run(config, out=out,
                                                                                         epochs=epochs)
@@ -855,15 +885,10 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
     start = time.perf_counter()
     one_hot = config.augment.mixup_alpha is not None and task == "single_label"
     if state is None:
-        keras.utils.set_random_seed(config.seed)
-        model = build_for_store(config.model, info)
-        model.compile(optimizer=_optimizer(config.optimizer), loss=loss_for_task(task, one_hot=one_hot),
-                      metrics=metrics_for_task(task, one_hot=one_hot))
-        state = {"run_format_version": RUN_FORMAT_VERSION, "fingerprint": fingerprint, "epoch": 0, "best": None,
-                 "best_epoch": None, "wait": 0, "stopped_early": False, "history": [], "seconds": 0.0}
+        model = _new_model(config, info, one_hot=one_hot)
+        state = _new_state(fingerprint)
         write_json_atomic(out / RUN_FILES["info"], _model_info(config, info, manifest, fingerprint, out))
-        log(f"train {config.model.name} on {config.store} ({task}, input {tuple(info['input_shape'])}, "
-            f"{info['n_outputs']} outputs, {model.count_params()} parameters) -> {out}")
+        log(_start_line(config, info, model, out=out))
     else:
         keras.utils.set_random_seed(config.seed + state["epoch"])
         model = keras.models.load_model(out / RUN_FILES["last"])
@@ -899,8 +924,7 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
             f"{', stopped early' if state['stopped_early'] else ''})")
     summary = _summary(state, monitor=monitor, mode=mode, seconds=state.get("seconds", 0.0))
     write_json_atomic(out / RUN_FILES["metrics"], summary)
-    log(f"best {monitor} {summary['best_value']:.4f} at epoch {summary['best_epoch']}; "
-        f"{out / RUN_FILES['best']}" if summary["best_value"] is not None else f"no finite {monitor}")
+    log(_best_line(summary, out=out))
     return {**summary, "out": str(out)}
 
 
@@ -1001,11 +1025,7 @@ def train_worker(config: TrainConfig, cluster: Cluster, *, out: str | os.PathLik
     records it trained on, its steps and padding steps) and ``worker-I.weights.h5`` (its
     final weights), to check a cluster.
     """
-    import keras
     import tensorflow as tf
-
-    from mirdl_tf import data
-    from mirdl_tf.models import loss_for_task, metrics_for_task
 
     if resume:
         raise ConfigError("--resume is not supported with several workers: a multi-worker run starts afresh")
@@ -1042,8 +1062,7 @@ def train_worker(config: TrainConfig, cluster: Cluster, *, out: str | os.PathLik
     try:
         return _worker_loop(config, cluster, strategy, out=out, run_dir=run_dir, manifest=manifest, info=info,
                             monitor=monitor, mode=mode, class_weight=class_weight, fingerprint=fingerprint,
-                            audit_dir=audit_dir, log=log, keras=keras, tf=tf, data=data,
-                            loss_for_task=loss_for_task, metrics_for_task=metrics_for_task)
+                            audit_dir=audit_dir, log=log)
     finally:
         if not cluster.is_chief:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -1053,9 +1072,16 @@ def _quiet(line: str) -> None:
     pass
 
 
-def _worker_loop(config, cluster, strategy, *, out, run_dir, manifest, info, monitor, mode, class_weight,
-                 fingerprint, audit_dir, log, keras, tf, data, loss_for_task, metrics_for_task):
+def _worker_loop(config: TrainConfig, cluster: Cluster, strategy, *, out: Path, run_dir: Path,
+                 manifest: Mapping[str, Any], info: Mapping[str, Any], monitor: str, mode: str,
+                 class_weight: dict[int, float] | None, fingerprint: str, audit_dir: Path | None,
+                 log: Callable[[str], None]) -> dict[str, Any]:
+    """The epochs of one worker of :func:`train_worker` under ``strategy``."""
     import numpy as np
+    import tensorflow as tf
+
+    from mirdl_tf import data
+    from mirdl_tf.models import loss_for_task
 
     n_workers, index = cluster.size, cluster.index
     task, n_outputs = info["task"], int(info["n_outputs"])
@@ -1063,22 +1089,16 @@ def _worker_loop(config, cluster, strategy, *, out, run_dir, manifest, info, mon
     one_hot = config.augment.mixup_alpha is not None and task == "single_label"
     start = time.perf_counter()
     with strategy.scope():
-        keras.utils.set_random_seed(config.seed)
-        model = build_for_store(config.model, info)
         # Compiled for the callbacks (learning-rate schedule) and so that checkpoints hold the optimizer.
-        model.compile(optimizer=_optimizer(config.optimizer), loss=loss_for_task(task, one_hot=one_hot),
-                      metrics=metrics_for_task(task, one_hot=one_hot))
+        model = _new_model(config, info, one_hot=one_hot)
     loss = loss_for_task(task, one_hot=one_hot)
-    state = {"run_format_version": RUN_FORMAT_VERSION, "fingerprint": fingerprint, "epoch": 0, "best": None,
-             "best_epoch": None, "wait": 0, "stopped_early": False, "history": [], "seconds": 0.0,
-             "workers": n_workers}
+    state = {**_new_state(fingerprint), "workers": n_workers}
     if cluster.is_chief:
         write_json_atomic(out / RUN_FILES["info"], _model_info(config, info, manifest, fingerprint, out))
         with atomic_path(out / RUN_FILES["config"]) as tmp:
             tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
     n_files = len(shard_entries(manifest, config.train_split))
-    log(f"train {config.model.name} on {config.store} ({task}, input {tuple(info['input_shape'])}, "
-        f"{info['n_outputs']} outputs, {model.count_params()} parameters) -> {out}")
+    log(_start_line(config, info, model, out=out))
     log(f"  {n_workers} workers ({', '.join(cluster.workers)}), MultiWorkerMirroredStrategy; global batch "
         f"{config.batch_size} = {n_workers} x {per_worker}; {config.train_split}: {_share_rule(n_files, n_workers)}")
     log("  a worker out of records (or with a short last batch) pads its batch with copies of its own records "
@@ -1187,8 +1207,7 @@ def _worker_loop(config, cluster, strategy, *, out, run_dir, manifest, info, mon
             per_worker_padded = total(np.eye(n_workers)[index] * padded).astype(int)
             logs = {"loss": loss_sum / max(records, 1.0)}
             if valid_ds is not None:
-                logs.update(_evaluate_split(valid_ds, predict, task=task, one_hot=one_hot, loss_for_task=loss_for_task,
-                                            metrics_for_task=metrics_for_task))
+                logs.update(_evaluate_split(valid_ds, predict, task=task, one_hot=one_hot))
             # Workers agree on every logged value (mean over workers), hence on early stopping and the best epoch.
             names = list(logs)
             averaged = total([logs[name] for name in names]) / n_workers
@@ -1209,14 +1228,15 @@ def _worker_loop(config, cluster, strategy, *, out, run_dir, manifest, info, mon
         _save_model_atomic(model, audit_dir / f"worker-{index}.weights.h5", weights_only=True)
     summary = _summary(state, monitor=monitor, mode=mode, seconds=state["seconds"])
     write_json_atomic(run_dir / RUN_FILES["metrics"], summary)
-    log(f"best {monitor} {summary['best_value']:.4f} at epoch {summary['best_epoch']}; "
-        f"{out / RUN_FILES['best']}" if summary["best_value"] is not None else f"no finite {monitor}")
+    log(_best_line(summary, out=out))
     return {**summary, "out": str(out), "worker": index}
 
 
-def _evaluate_split(ds, predict, *, task: str, one_hot: bool, loss_for_task, metrics_for_task) -> dict[str, float]:
+def _evaluate_split(ds, predict, *, task: str, one_hot: bool) -> dict[str, float]:
     """``val_loss`` and ``val_<metric>`` over every batch of ``ds`` (as ``model.fit``'s validation logs them)."""
     import numpy as np
+
+    from mirdl_tf.models import loss_for_task, metrics_for_task
 
     loss = loss_for_task(task, one_hot=one_hot)
     metrics = metrics_for_task(task, one_hot=one_hot)
