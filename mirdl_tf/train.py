@@ -1174,7 +1174,7 @@ def _worker_loop(config: TrainConfig, cluster: Cluster, strategy, *, out: Path, 
         for epoch in range(config.epochs):
             for callback in callbacks:
                 callback.on_epoch_begin(epoch)
-            keys, steps, padded, filler = [], 0, 0, None
+            keys, n_records, steps, padded, filler = [], 0, 0, 0, None
             loss_sum = records = 0.0
             batches = iter(train_ds)
             while True:
@@ -1184,9 +1184,11 @@ def _worker_loop(config: TrainConfig, cluster: Cluster, strategy, *, out: Path, 
                     break
                 if batch is not None:
                     x, y, batch_keys = batch
-                    keys.extend(k.decode() for k in batch_keys.numpy())
+                    if audit_dir is not None:
+                        keys.extend(k.decode() for k in batch_keys.numpy())
                     filler = (x, y) if filler is None else filler
                     n = int(x.shape[0])
+                    n_records += n
                 else:
                     if filler is None:
                         raise StoreError(f"worker {index} holds no records of split {config.train_split!r} "
@@ -1203,7 +1205,7 @@ def _worker_loop(config: TrainConfig, cluster: Cluster, strategy, *, out: Path, 
                 records += float(step_count)
                 steps += 1
             average_statistics()
-            per_worker_records = total(np.eye(n_workers)[index] * len(keys)).astype(int)
+            per_worker_records = total(np.eye(n_workers)[index] * n_records).astype(int)
             per_worker_padded = total(np.eye(n_workers)[index] * padded).astype(int)
             logs = {"loss": loss_sum / max(records, 1.0)}
             if valid_ds is not None:
@@ -1215,7 +1217,8 @@ def _worker_loop(config: TrainConfig, cluster: Cluster, strategy, *, out: Path, 
             log(f"  epoch {epoch + 1}: {steps} steps; records per worker "
                 f"{' + '.join(str(n) for n in per_worker_records)} = {int(per_worker_records.sum())}; padding steps "
                 f"per worker {' + '.join(str(n) for n in per_worker_padded)}")
-            audit_epochs.append({"epoch": epoch + 1, "steps": steps, "padding_steps": padded, "keys": keys})
+            audit_epochs.append({"epoch": epoch + 1, "records": n_records, "steps": steps, "padding_steps": padded,
+                                 "keys": keys})
             for callback in callbacks:
                 callback.on_epoch_end(epoch, logs)
             if model.stop_training:

@@ -87,6 +87,8 @@ def test_two_workers_train_one_epoch_on_disjoint_shards(known_store, store_copy,
     assert len(set(keys[0] + keys[1])) == len(keys[0]) + len(keys[1])
     for i in range(2):
         assert sorted(keys[i]) == sorted(k for shard in keys_of[i::2] for k in shard)
+    assert [seen[i][0]["records"] for i in range(2)] == [len(keys[0]), len(keys[1])]
+    assert f"records per worker {len(keys[0])} + {len(keys[1])} = 24" in printed
     assert seen[0][0]["steps"] == seen[1][0]["steps"]  # the same steps; the smaller share padded
     assert sum(seen[i][0]["padding_steps"] for i in range(2)) == abs(-(-len(keys[0]) // 2) - -(-len(keys[1]) // 2))
 
