@@ -215,3 +215,15 @@ def test_workers_flag_errors_are_one_line(tmp_path, monkeypatch, capsys):
     assert main(["train", "--config", str(_config(tmp_path)), "--workers", "2"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "TF_CONFIG is set" in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--workers", "0"], r"argument --workers: 0 must be an integer >= 1"),
+    (["--workers", "2", "--worker-timeout", "-1"], r"argument --worker-timeout: -1(\.0)? must be > 0"),
+])
+def test_bad_worker_flags_name_the_flag(capsys, flags, message):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--config", "c.yaml", *flags])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
