@@ -59,6 +59,7 @@ LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "Swit
 #: minutes (a cluster's workers take a few minutes to start; one file takes seconds).
 DEFAULT_STALL_TIMEOUT = 600.0
 _CONNECT_TIMEOUT = 5.0
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 #: How long the driver waits for the runner to confirm a cancellation before it gives up on it.
 _CANCEL_GRACE = 15.0
 
@@ -125,9 +126,10 @@ def _check_reachable(value: str, *, flag: str, what: str) -> None:
 
 
 def check_endpoints(options: PipelineOptions) -> None:
-    """Raise :class:`~mirdl.errors.ConfigError` naming the flag unless ``--job_endpoint`` and an
-    ``EXTERNAL`` environment's ``--environment_config`` accept a TCP connection (nothing is
-    submitted before both do; a runner that starts its own job server has no endpoint to check).
+    """Raise :class:`~mirdl.errors.ConfigError` naming the flag unless ``--job_endpoint`` accepts a
+    TCP connection, and an ``EXTERNAL`` environment's ``--environment_config`` too when the job
+    service runs on this host (elsewhere the runner resolves that address on its own machines).
+    Nothing is submitted before; a runner that starts its own job server has no endpoint to check.
 
     Examples
     --------
@@ -148,7 +150,11 @@ def check_endpoints(options: PipelineOptions) -> None:
     if (portable.environment_type or "").upper() == "EXTERNAL":
         if not portable.environment_config:
             raise ConfigError("--environment_type=EXTERNAL needs --environment_config=HOST:PORT (the SDK worker pool)")
-        _check_reachable(portable.environment_config, flag="--environment_config", what="SDK worker pool")
+        # The runner, not this driver, connects to the pool: its address means the same here only
+        # when the job service runs on this host (a Flink TaskManager's localhost:50000 sidecar does not).
+        job_host = _host_port(portable.job_endpoint, flag="--job_endpoint")[0] if portable.job_endpoint else None
+        if job_host in _LOOPBACK_HOSTS:
+            _check_reachable(portable.environment_config, flag="--environment_config", what="SDK worker pool")
 
 
 def resolve_packaging(options: PipelineOptions, *, cwd: str | os.PathLike | None = None) -> None:
