@@ -205,9 +205,15 @@ def test_job_timeouts_need_a_runner(corpus):
 
 
 @pytest.mark.slow
-def test_a_pool_without_the_project_env_is_cancelled_with_a_clear_error(request, corpus, tmp_path, capsys):
+@pytest.mark.parametrize("limit, message", [
+    (["--stall-timeout", "8"], "job cancelled: no input file finished for --stall-timeout=8 s (0 of 4 done)"),
+    (["--job-timeout", "6", "--stall-timeout", "1000"], "job cancelled: it did not finish within --job-timeout=6 s"),
+], ids=["stall", "job"])
+def test_a_pool_without_the_project_env_is_cancelled_with_a_clear_error(request, corpus, tmp_path, capsys, limit,
+                                                                        message):
     """The known hang: a pool whose PATH lacks the venv starts `python` without apache_beam; the
-    job would stay RUNNING forever. --stall-timeout cancels it: exit 6, one line, nothing written."""
+    job would stay RUNNING forever. --stall-timeout (or --job-timeout) cancels it: exit 6, one
+    line, nothing written."""
     bare_bin = tmp_path / "bare-bin"
     bare_bin.mkdir()
     (bare_bin / "python").symlink_to(shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3")
@@ -215,13 +221,12 @@ def test_a_pool_without_the_project_env_is_cancelled_with_a_clear_error(request,
                           timeout=60).returncode != 0, "this test needs a python without apache_beam"
     services = start_beam(request, tmp_path / "bare", path=os.pathsep.join([str(bare_bin), "/usr/bin", "/bin"]))
     started = time.monotonic()
-    status = main(["prepare", "--config", str(write_config(corpus, "hang")), *services["flags"],
-                   "--stall-timeout", "8"])
+    status = main(["prepare", "--config", str(write_config(corpus, "hang")), *services["flags"], *limit])
     elapsed = time.monotonic() - started
     err = capsys.readouterr().err
     assert status == EXIT_TIMEOUT, err[-3000:]
     assert elapsed < 60
     last = err.strip().splitlines()[-1]
-    assert "job cancelled: no input file finished for --stall-timeout=8 s (0 of 4 done)" in last, err[-3000:]
+    assert message in last, err[-3000:]
     assert "nothing was written" in last and f"job endpoint {services['job_endpoint']}" in last
     assert not (corpus.parent / "hang").exists()
