@@ -25,8 +25,11 @@ Examples
 ...                                  "--environment_type=EXTERNAL", "--environment_config=localhost:50000"]),
 ...                 workers=2)
 'PortableRunner (job endpoint localhost:8099, EXTERNAL workers at localhost:50000)'
->>> describe_runner(PipelineOptions(["--runner=FnApiRunner", "--direct_num_workers=2"]), workers=2)
-"Beam's local engine with 2 worker processes"
+>>> describe_runner(PipelineOptions(["--runner=FnApiRunner", "--direct_running_mode=multi_processing",
+...                                  "--direct_num_workers=4"]), workers=2)
+"Beam's local engine with 4 worker processes"
+>>> describe_runner(PipelineOptions(["--runner=FnApiRunner", "--direct_running_mode=in_memory"]), workers=1)
+"Beam's local engine in this process"
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ from collections.abc import Callable
 from typing import Any
 
 from apache_beam.options.pipeline_options import (
+    DirectOptions,
     GoogleCloudOptions,
     PipelineOptions,
     PortableOptions,
@@ -84,7 +88,13 @@ def describe_runner(options: PipelineOptions, *, workers: int) -> str:
     if is_local(options):
         if _runner_name(options) != "FnApiRunner":
             return _runner_name(options)
-        return "Beam's local engine " + ("in this process" if workers == 1 else f"with {workers} worker processes")
+        direct = options.view_as(DirectOptions)
+        n = direct.direct_num_workers or workers
+        if direct.direct_running_mode == "multi_processing" and n > 1:
+            return f"Beam's local engine with {n} worker processes"
+        if direct.direct_running_mode == "multi_threading" and n > 1:
+            return f"Beam's local engine with {n} threads"
+        return "Beam's local engine in this process"
     where = []
     portable = options.view_as(PortableOptions)
     if portable.job_endpoint:

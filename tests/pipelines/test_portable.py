@@ -135,7 +135,7 @@ def comparable(manifest: dict) -> dict:
 def test_portable_store_is_byte_identical_ships_the_package_and_keeps_dead_letters(
         beam_services, corpus, tmp_path, monkeypatch, capsys):
     assert prepare(write_config(corpus, "local"), workers=1, out=sys.stdout) == EXIT_SOME_FAILED
-    capsys.readouterr()
+    assert "audio s/s on Beam's local engine in this process)" in capsys.readouterr().out
     # From an unrelated working directory, with --setup_file relative to it: nothing in the job
     # may depend on the driver's working directory or on state set in the driver's modules.
     elsewhere = tmp_path / "elsewhere"
