@@ -214,8 +214,9 @@ def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2,
     if is_local(options):
         given = [name for name, value in timeouts.items() if value is not None]
         if given:
-            raise ConfigError(f"{given[0]}={timeouts[given[0]]:g} needs a --runner: the local engine cannot be "
-                              "cancelled (Ctrl-C stops it)")
+            flag = "--" + given[0].replace("_", "-")
+            raise ConfigError(f"{given[0]}={timeouts[given[0]]:g} ({flag}) needs a --runner: the local engine cannot "
+                              "be cancelled (Ctrl-C stops it)")
     else:
         check_endpoints(options)
         if timeouts["stall_timeout"] is None:

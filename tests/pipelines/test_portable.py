@@ -201,9 +201,12 @@ def test_missing_package_file_is_one_line_naming_the_flag(corpus, flag, capsys):
     assert status == 2 and len(err.splitlines()) == 1 and f"{flag}=no/such/file.txt: no such file" in err, err
 
 
-def test_job_timeouts_need_a_runner(corpus):
-    with pytest.raises(ConfigError, match="job_timeout=5 needs a --runner"):
+def test_job_timeouts_need_a_runner(corpus, capsys):
+    with pytest.raises(ConfigError, match=r"job_timeout=5 \(--job-timeout\) needs a --runner"):
         prepare(write_config(corpus, "local-timeout"), workers=1, job_timeout=5)
+    assert main(["prepare", "--config", str(write_config(corpus, "local-timeout")), "--stall-timeout", "9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "(--stall-timeout) needs a --runner" in err, err
 
 
 @pytest.mark.slow
