@@ -90,6 +90,7 @@ from mirdl.pipelines.runners import (
     packaging_note,
     resolve_packaging,
     wait_guarded,
+    workers_on_this_host,
 )
 from mirdl.pipelines.stats import DurationSummaryFn, FeatureStatsFn
 from mirdl.pipelines.transforms import (
@@ -226,6 +227,11 @@ def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2,
         return _prepare(config, workers=workers, overwrite=overwrite, max_error_rate=max_error_rate,
                         options=options, out=out, **timeouts)
     url = config.store.out
+    if not workers_on_this_host(options):
+        raise ConfigError(f"store.out={url!r}: a store on object storage is built in a staging folder on this "
+                          f"machine, which the workers of {describe_runner(options, workers=workers)} do not see; "
+                          "give store.out on a filesystem every worker mounts (then `mirdl publish` the store to "
+                          "object storage)")
     staging = Path(tempfile.mkdtemp(prefix="mirdl-prepare-", dir=os.environ.get("MIRDL_CACHE") or None))
     try:
         local = staging / config.name

@@ -55,7 +55,7 @@ from mirdl import __version__
 from mirdl.errors import ConfigError, MirdlError
 
 __all__ = ["LOCAL_RUNNERS", "DEFAULT_STALL_TIMEOUT", "JobTimeout", "is_local", "describe_runner", "check_endpoints",
-           "resolve_packaging", "packaging_note", "wait_guarded"]
+           "workers_on_this_host", "resolve_packaging", "packaging_note", "wait_guarded"]
 
 #: Runners that run the job in this process or in worker processes this driver starts.
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
@@ -165,6 +165,30 @@ def check_endpoints(options: PipelineOptions) -> None:
         job_host = _host_port(portable.job_endpoint, flag="--job_endpoint")[0] if portable.job_endpoint else None
         if job_host in _LOOPBACK_HOSTS:
             _check_reachable(portable.environment_config, flag="--environment_config", what="SDK worker pool")
+
+
+def workers_on_this_host(options: PipelineOptions) -> bool:
+    """Whether the job's workers run on this machine: the local engine, or a job service on this
+    host with an ``EXTERNAL`` worker pool on it (or ``LOOPBACK`` workers, which run in this process).
+
+    Examples
+    --------
+    >>> workers_on_this_host(PipelineOptions(["--runner=PortableRunner", "--job_endpoint=localhost:8099",
+    ...                                       "--environment_type=EXTERNAL", "--environment_config=127.0.0.1:5000"]))
+    True
+    >>> workers_on_this_host(PipelineOptions(["--runner=FlinkRunner", "--flink_master=jobmanager:8081"]))
+    False
+    """
+    if is_local(options):
+        return True
+    portable = options.view_as(PortableOptions)
+    if not portable.job_endpoint or _host_port(portable.job_endpoint, flag="--job_endpoint")[0] not in _LOOPBACK_HOSTS:
+        return False
+    kind = (portable.environment_type or "").upper()
+    if kind == "LOOPBACK":
+        return True
+    return (kind == "EXTERNAL" and bool(portable.environment_config)
+            and _host_port(portable.environment_config, flag="--environment_config")[0] in _LOOPBACK_HOSTS)
 
 
 def resolve_packaging(options: PipelineOptions, *, cwd: str | os.PathLike | None = None) -> None:

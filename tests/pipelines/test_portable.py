@@ -201,6 +201,16 @@ def test_missing_package_file_is_one_line_naming_the_flag(corpus, flag, capsys):
     assert status == 2 and len(err.splitlines()) == 1 and f"{flag}=no/such/file.txt: no such file" in err, err
 
 
+def test_a_store_on_object_storage_needs_workers_on_this_host(corpus, capsys):
+    """store.out=s3://... is built in a local staging folder: remote workers would write elsewhere."""
+    config = write_config(corpus, "s3-store")
+    config.write_text(config.read_text().replace('"out": "s3-store"', '"out": "s3://lab-bucket/stores/tiny"'))
+    status = main(["prepare", "--config", str(config), "--runner=FlinkRunner", "--flink_master=jobmanager:8081"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1, err
+    assert "store.out='s3://lab-bucket/stores/tiny'" in err and "workers of FlinkRunner do not see" in err, err
+
+
 def test_job_timeouts_need_a_runner(corpus, capsys):
     with pytest.raises(ConfigError, match=r"job_timeout=5 \(--job-timeout\) needs a --runner"):
         prepare(write_config(corpus, "local-timeout"), workers=1, job_timeout=5)
