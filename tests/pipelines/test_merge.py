@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -270,6 +271,20 @@ def test_update_refuses_what_it_cannot_reuse(corpus, single_run, tmp_path, capsy
     assert "is not a mirdl store" in capsys.readouterr().err
 
 
+def run_script(script: Path, *, env, cwd, timeout=300) -> subprocess.CompletedProcess:
+    """``bash SCRIPT`` in its own process group; on a timeout the whole group (bash and the mirdl
+    it started) is killed by the group id of the process started here, and waited for."""
+    process = subprocess.Popen(["bash", str(script)], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=30)
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 @pytest.mark.slow  # five processes (two array tasks, merge, verify): about 40 s
 def test_the_slurm_array_scripts_run_as_documented(corpus, single_run, tmp_path):
     """docs/slurm/*.sbatch run by bash as SLURM would (its variables set; no SLURM here), K=2."""
@@ -280,11 +295,9 @@ def test_the_slurm_array_scripts_run_as_documented(corpus, single_run, tmp_path)
     env = {**os.environ, "K": "2", "CONFIG": str(config), "STORE": str(store), "VENV": str(venv),
            "SLURM_CPUS_PER_TASK": "1"}
     for task in range(2):
-        done = subprocess.run(["bash", str(docs / "prepare-array.sbatch")], env={**env, "SLURM_ARRAY_TASK_ID": str(task)},
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        done = run_script(docs / "prepare-array.sbatch", env={**env, "SLURM_ARRAY_TASK_ID": str(task)}, cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-2000:]  # exit 3 (a file failed) is not a failed task
-    done = subprocess.run(["bash", str(docs / "merge.sbatch")], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    done = run_script(docs / "merge.sbatch", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "verified" in done.stdout and not list(tmp_path.glob("big.part-*"))
     assert_same_store(single_run["store"], store)
