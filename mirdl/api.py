@@ -23,7 +23,7 @@ from typing import Any
 
 from mirdl.errors import ConfigError, StoreError
 
-__all__ = ["Store", "prepare", "train", "evaluate", "predict"]
+__all__ = ["Store", "prepare", "merge", "train", "evaluate", "predict"]
 
 
 class Store:
@@ -134,6 +134,38 @@ def prepare(config: str | os.PathLike | Mapping[str, Any], *, workers: int = 2, 
         raise StoreError(f"prepare aborted: more than max_error_rate={max_error_rate} of the files failed; "
                          "nothing was written")
     return Store(checked.store.out if update is None else update)
+
+
+def merge(partials: Iterable[str | os.PathLike | Store], out: str | os.PathLike, *, overwrite: bool = False,
+          quiet: bool = False) -> Store:
+    """Merge the partial stores of ``prepare(..., partition="I/K")`` into ``out`` (``mirdl merge``).
+
+    Parameters
+    ----------
+    partials : iterable of path-like or Store
+        Every partial store of one job, each once, in any order.
+    out : path-like
+        The merged store (replaced only if it is a mirdl store and ``overwrite``; left alone
+        when it already equals this merge).
+    overwrite : bool
+    quiet : bool
+        Print nothing (progress lines otherwise go to stdout, as the command prints them).
+
+    Returns
+    -------
+    Store
+        The merged store.
+
+    Raises
+    ------
+    StoreError
+        As the command: partials that do not belong together, a part missing or given twice.
+    """
+    from mirdl.pipelines.merge import merge_partials
+
+    merge_partials([os.fspath(part) for part in partials], os.fspath(out), overwrite=overwrite, param="out",
+                   log=(lambda line: None) if quiet else print)
+    return Store(out)
 
 
 def train(config: str | os.PathLike | Mapping[str, Any], *, out: str | os.PathLike | None = None,

@@ -21,6 +21,7 @@ import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 from mirdl.cli import main  # noqa: E402
+from mirdl.errors import StoreError  # noqa: E402
 from mirdl.features import audio  # noqa: E402
 from mirdl.features.synth import write_corpus  # noqa: E402
 from mirdl.pipelines.config import PrepareConfig  # noqa: E402
@@ -136,6 +137,15 @@ def test_three_partials_merge_into_the_single_run_store(corpus, single_run, caps
     assert main_status("merge", *reversed(partials), "--out", merged) == 0
     assert "merged 3 partial stores" in capsys.readouterr().out
     assert_same_store(single_run["store"], merged)
+    # The Python API does the same merge (mirdl.merge mirrors mirdl merge).
+    import mirdl
+
+    via_api = mirdl.merge(partials, corpus["root"] / "merged-api", quiet=True)
+    assert isinstance(via_api, mirdl.Store)
+    assert [s["sha256"] for e in read_manifest(via_api)["splits"].values() for s in e["shards"]] == \
+           [s["sha256"] for e in read_manifest(merged)["splits"].values() for s in e["shards"]]
+    with pytest.raises(StoreError, match="partition 2/3 missing"):
+        mirdl.merge(partials[:2], corpus["root"] / "merged-api-2", quiet=True)
     # Same records by key hash and shard counts: the very shards of the single run.
     single, other = read_manifest(single_run["store"]), read_manifest(merged)
     assert {s: [x["sha256"] for x in e["shards"]] for s, e in single["splits"].items()} == \
