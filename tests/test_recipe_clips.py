@@ -3,7 +3,7 @@ per-track-statistics baseline on the hard synthetic corpus, as the README's tabl
 
 Runs the README's four commands through :func:`mirdl.cli.main` in a copy of ``configs/`` (so the
 relative ``../clips-out`` paths land in ``tmp_path``). Measured (README): test accuracy 0.73,
-macro-F1 0.64 against the baseline's 0.27 / 0.32 (majority 0.36, chance 0.20).
+macro-F1 0.66 against the baseline's 0.27 / 0.32 (majority 0.36, chance 0.20).
 """
 from __future__ import annotations
 

@@ -74,9 +74,11 @@ def test_train_logs_counts_per_class_and_balances(tmp_path, changes):
     if "balance" in changes:
         assert "  balance: class: 23 records of each of 3 classes per epoch (69 records; records per class: " \
                "c0 60, c1 2, c2 6)" in lines
-    unbalanced = []
-    train_module.train(train_config(store, tmp_path / "run0", epochs=1), log=unbalanced.append)
-    assert "  note: the classes are imbalanced; consider balance: track or class (or class_weight: balanced)" in unbalanced
+    else:  # once is enough: the hint without either correction
+        unbalanced = []
+        train_module.train(train_config(store, tmp_path / "run0", epochs=1), log=unbalanced.append)
+        assert "  note: the classes are imbalanced; consider balance: track or class (or class_weight: balanced)" \
+            in unbalanced
 
 
 def test_balance_fields_are_checked_and_new_defaults_keep_old_fingerprints(tmp_path):
@@ -127,13 +129,13 @@ def per_track(keys):
                                        ("tfrecord", True)])
 def test_every_epoch_reads_exactly_its_plan(tmp_path, fmt, cache):
     store = write_imbalanced_store(tmp_path / "s", fmt)
-    epochs = planned_epochs(store, 3, balance="track", patches_per_track=2, cache=cache)
+    epochs = planned_epochs(store, 2, balance="track", patches_per_track=2, cache=cache)
     for keys in epochs:
         assert per_track(keys) == {track: 2 for track in per_track(epochs[0])} and len(per_track(keys)) == 15
         # Without replacement while a track has records left: a 1-record track gives it twice.
         assert all(n == (2 if key.startswith("c1/") else 1) for key, n in keys.items()), keys
-    assert len({frozenset(keys) for keys in epochs}) == 3  # each epoch draws other patches
-    assert planned_epochs(store, 3, balance="track", patches_per_track=2, cache=cache) == epochs  # same seed
+    assert epochs[0] != epochs[1]  # each epoch draws other patches
+    assert planned_epochs(store, 2, balance="track", patches_per_track=2, cache=cache) == epochs  # same seed
     assert planned_epochs(store, 1, seed=4, balance="track", patches_per_track=2, cache=cache)[0] != epochs[0]
 
 
