@@ -63,3 +63,12 @@ def test_clips_recipe_beats_the_statistics_baseline(tmp_path, capsys, monkeypatc
     with open("clips-out/predictions.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(list(Path("clips-out/corpus/hit").iterdir())) and {"file", "label", "score"} <= set(rows[0])
+    (to_jams,) = readme_commands("mirdl predict --model clips-out/runs/fcn clips-out/corpus/hit --out clips-out/predictions-jams")
+    assert main(to_jams) == 0
+    import jams
+
+    written = sorted(Path("clips-out/predictions-jams").glob("*.jams"))
+    assert [p.stem for p in written] == sorted(Path(row["file"]).stem for row in rows)
+    for path, row in zip(written, sorted(rows, key=lambda row: Path(row["file"]).stem)):
+        (ann,) = jams.load(str(path), validate=True, strict=True).search(namespace="tag_open")
+        assert [(obs.value, round(obs.confidence, 4)) for obs in ann.data] == [(row["label"], round(float(row["score"]), 4))]
