@@ -717,19 +717,28 @@ class ParquetAdapter(ShardAdapter):
                 n_records += len(batch)
         return n_records
 
-    def read_batches(self, path, *, manifest, features=None, batch_size=READ_CHUNK):
-        import pyarrow as pa
+    @staticmethod
+    def _open(path, manifest, features):
+        """``(file, columns, names, entries, task)``: the shard opened with page checksums on, its
+        columns checked against those a read of ``features`` needs."""
         import pyarrow.parquet as pq
 
         entries = manifest["features"]
         names = list(entries) if features is None else list(features)
-        task = manifest["task"]
         columns = [*STRING_COLUMNS, *INT_COLUMNS, *names, LABEL_COLUMN]
+        parquet = pq.ParquetFile(path, page_checksum_verification=True)
+        missing = [name for name in columns if name not in parquet.schema_arrow.names]
+        if missing:
+            parquet.close()
+            raise StoreError(f"{path}: Parquet shard has no column {missing[0]!r}")
+        return parquet, columns, names, entries, manifest["task"]
+
+    def read_batches(self, path, *, manifest, features=None, batch_size=READ_CHUNK):
+        import pyarrow as pa
+
         try:
-            with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
-                missing = [name for name in columns if name not in parquet.schema_arrow.names]
-                if missing:
-                    raise StoreError(f"{path}: Parquet shard has no column {missing[0]!r}")
+            parquet, columns, names, entries, task = self._open(path, manifest, features)
+            with parquet:
                 n_read = 0
                 for table in parquet.iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
                     n_read += table.num_rows
@@ -744,18 +753,11 @@ class ParquetAdapter(ShardAdapter):
 
     def read_counted(self, path, counts, *, manifest, features=None, batch_size=READ_CHUNK):
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         counts = _check_counts(path, counts)
-        entries = manifest["features"]
-        names = list(entries) if features is None else list(features)
-        task = manifest["task"]
-        columns = [*STRING_COLUMNS, *INT_COLUMNS, *names, LABEL_COLUMN]
         try:
-            with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
-                missing = [name for name in columns if name not in parquet.schema_arrow.names]
-                if missing:
-                    raise StoreError(f"{path}: Parquet shard has no column {missing[0]!r}")
+            parquet, columns, names, entries, task = self._open(path, manifest, features)
+            with parquet:
                 meta = parquet.metadata
                 if meta.num_rows != len(counts):
                     raise StoreError(f"{path}: {meta.num_rows} records, the plan counts {len(counts)}")
