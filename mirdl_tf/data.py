@@ -545,9 +545,7 @@ def load(
     if balance != "none":
         # ---- balance: each epoch's sample plan drawn from the shard index, then only the planned
         # records read (variants and this worker's part are part of the plan; mirdl_tf.balance)
-        if balance == "class" and info.task_type != "single_label":
-            raise ValueError(f'balance="class" needs a single_label store; {info.where} holds a '
-                             f'{info.task_type!r} task (use balance="track" or class weights)')
+        _check_balance_mode(balance, info)
         ds, worker_records = balance_module.balanced_records(
             info, split, paths, read=read, parse=parse, mode=balance, patches_per_track=patches_per_track,
             variants=selected,
@@ -635,15 +633,19 @@ def balance_rates(store: str | os.PathLike, split: str, *, mode: str, patches_pe
     """
     info = _open_store(store, None)
     shard_entries(info.manifest, split)  # StoreError for an unknown split
-    if mode == "class" and info.task_type != "single_label":
-        raise ValueError(f'balance="class" needs a single_label store; {info.where} holds a {info.task_type!r} task '
-                         '(use balance="track" or class weights)')
+    _check_balance_mode(mode, info)
     _, plan = balance_module.plan_for_split(info.path, info.manifest, split, mode=mode,
                                             patches_per_track=patches_per_track, variants=variants)
     rates = {key: plan.draws[key] / size for key, size in plan.sizes.items()}
     if mode == "class":
         return {index: rates.get(index, 0.0) for index in range(info.n_outputs())}
     return rates
+
+
+def _check_balance_mode(mode: str, info: _Store) -> None:
+    if mode == "class" and info.task_type != "single_label":
+        raise ValueError(f'balance="class" needs a single_label store; {info.where} holds a {info.task_type!r} task '
+                         '(use balance="track" or class weights)')
 
 
 def _shard_reader(info: _Store, *, hdf5_backend: str):
