@@ -193,3 +193,27 @@ def test_plans_respect_variants_and_divide_records_between_workers(tmp_path):
     assert counts.sum() == 69 and np.bincount(index.label, weights=counts).tolist() == [23, 23, 23]
     _, none = balance.plan_for_split(store, manifest, "train", mode="track", variants=[1])
     assert none.epoch_records == 0
+
+
+def test_tfrecord_balanced_epochs_parse_only_planned_records(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from mirdl.store import adapters
+
+    store = write_imbalanced_store(tmp_path / "s", "tfrecord")
+    tf_reader = adapters.TFRecordAdapter.tf_reader
+    parsed = []
+
+    def counting_reader(self, layout, **kwargs):
+        read, parse = tf_reader(self, layout, **kwargs)
+
+        def counting_parse(serialized):
+            tf.py_function(lambda n: parsed.append(int(n)), [tf.size(serialized)], [])
+            return parse(serialized)
+
+        return read, counting_parse
+
+    monkeypatch.setattr(adapters.TFRecordAdapter, "tf_reader", counting_reader)
+    epochs = planned_epochs(store, 2, balance="track", patches_per_track=1)
+    assert [sum(keys.values()) for keys in epochs] == [15, 15]
+    assert sum(parsed) == 30  # of the 68 records streamed each epoch, only the planned ones are parsed
