@@ -100,7 +100,8 @@ def _config(config: str | os.PathLike | Mapping[str, Any], cls, *, base_dir: str
 
 def prepare(config: str | os.PathLike | Mapping[str, Any], *, workers: int = 2, overwrite: bool = False,
             max_error_rate: float | None = None, base_dir: str | os.PathLike | None = None,
-            quiet: bool = False) -> Store:
+            quiet: bool = False, partition: str | tuple[int, int] | None = None,
+            update: str | os.PathLike | None = None) -> Store:
     """Run the precompute job (``mirdl prepare``) and return the store.
 
     Parameters
@@ -108,8 +109,9 @@ def prepare(config: str | os.PathLike | Mapping[str, Any], *, workers: int = 2, 
     config : path-like or dict
         A prepare config file, or its mapping (relative paths then resolve against ``base_dir``,
         default the working directory).
-    workers, overwrite, max_error_rate
-        As ``mirdl prepare``'s flags.
+    workers, overwrite, max_error_rate, partition, update
+        As ``mirdl prepare``'s flags (``partition="I/K"`` or ``(I, K)``; ``update``: the store to
+        update, which is returned).
     quiet : bool
         Print nothing (the summary otherwise goes to stdout, as the command prints it).
 
@@ -127,11 +129,11 @@ def prepare(config: str | os.PathLike | Mapping[str, Any], *, workers: int = 2, 
 
     checked = _config(config, PrepareConfig, base_dir=base_dir)
     status = run_prepare(checked, workers=workers, overwrite=overwrite, max_error_rate=max_error_rate,
-                         out=io.StringIO() if quiet else sys.stdout)
+                         out=io.StringIO() if quiet else sys.stdout, partition=partition, update=update)
     if status == EXIT_ABORTED:
         raise StoreError(f"prepare aborted: more than max_error_rate={max_error_rate} of the files failed; "
                          "nothing was written")
-    return Store(checked.store.out)
+    return Store(checked.store.out if update is None else update)
 
 
 def train(config: str | os.PathLike | Mapping[str, Any], *, out: str | os.PathLike | None = None,
