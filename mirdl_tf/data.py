@@ -3,7 +3,7 @@
 :func:`load` builds the input pipeline in the order of the tf.data performance guide::
 
     list shards -> [shard by files] -> interleave(read shard, parallel) -> [shard by records]
-    -> [parse -> select variants] -> cache (optional) -> balance (optional) -> shuffle -> repeat (optional)
+    -> [parse -> select variants] -> cache (optional) -> shuffle -> repeat (optional)
     -> batch -> [parse] + crop + standardise + SpecAugment (parallel map over batches)
     -> mixup (optional) -> prefetch
 
@@ -13,6 +13,9 @@ first. Crop, standardisation and SpecAugment run on whole batches (one gather, o
 subtraction and division, one ``where``), with each record's offset and masks drawn from its
 own random value (the crop offset is that int64 modulo the number of offsets; the masks are
 stateless draws seeded by it): no per-record map, no unbatch and rebatch after the read.
+
+With ``balance`` the read differs: each epoch's records are planned from the shard index
+first and only those are read (:mod:`mirdl_tf.balance`).
 
 Only the per-shard reader differs between formats (each format's adapter in
 :mod:`mirdl.store.adapters`, which checks the format's own checksums); after it every
@@ -60,6 +63,7 @@ from mirdl.store import format as store_format
 from mirdl.store.catalog import resolve_store
 from mirdl.store.manifest import read_manifest, shard_entries, shard_paths
 from mirdl.store.verify import check_shards, find_corrupt_shard
+from mirdl_tf import balance as balance_module
 
 __all__ = ["STD_FLOOR", "SPEC_AUGMENT_DEFAULTS", "BALANCE_MODES", "load", "describe", "input_shape", "n_outputs",
            "named_store_errors", "iterate_named", "balance_rates"]
@@ -461,6 +465,15 @@ def load(
         only h5py has).
     shuffle_buffer : int, optional
         Records in the shuffle buffer; default ``min(records in split, 2048)``.
+    balance : {"none", "class", "track"}
+        Balanced epochs (:mod:`mirdl_tf.balance`): every epoch first draws its sample plan from
+        the split's record index (``"class"``: ``round(N / K)`` records of each of the ``K``
+        classes; ``"track"``: ``patches_per_track`` records of every track, without replacement
+        within a class or track while it has records left), then reads only the planned records
+        (HDF5/Parquet by position, TFRecord filtered before parsing). With ``variant_choice``
+        each draw takes any variant of ``variants``. ``"none"``: every record once per epoch.
+    patches_per_track : int > 0, optional
+        Records per track and epoch with ``balance="track"``; default the split's mean.
     with_metadata : bool
         Yield ``(features, labels, meta)`` with ``meta`` a dict of ``key``, ``track_id``,
         ``variant``, ``segment``, ``start_frame`` and ``crop_offset`` (first frame of the
@@ -529,26 +542,31 @@ def load(
     # unless variants are filtered or records balanced, which needs each record's fields first.
     parse_late = parse is not None and selected is None and variant_choice is None and balance == "none"
 
-    # ---- list shards, [shard by files], interleave, [shard by records], parse
-    ds, worker_records = _read_records(paths, [int(e["records"]) for e in entries], read=read,
-                                       parse=None if parse_late else parse,
-                                       num_workers=num_workers, worker=worker, shuffle=shuffle, seed=seed,
-                                       deterministic=deterministic, parallel_read=info.format != "tfrecord")
-
-    # ---- select variants, cache
-    if selected is not None and variant_choice is None:
-        keep = tf.constant(selected, tf.int64)
-        ds = ds.filter(lambda r: tf.reduce_any(tf.equal(r["variant"], keep)))
-    if cache:
-        ds = ds.cache(cache if isinstance(cache, str) else "")
-    if variant_choice == "random":
-        pool = selected if selected is not None else info.variants()
-        ds = _choose_variant_per_epoch(ds, pool, seed=_derived_seed(seed, 1))
-
-    # ---- balance: per-record repeat counts drawn every epoch
     if balance != "none":
-        ds = _balance(ds, info, split, mode=balance, patches_per_track=patches_per_track,
-                      variants=selected if variant_choice is None else None, seed=_derived_seed(seed, 4))
+        # ---- balance: each epoch's sample plan drawn from the shard index, then only the planned
+        # records read (variants and this worker's part are part of the plan; mirdl_tf.balance)
+        _check_balance_mode(balance, info)
+        ds, worker_records = balance_module.balanced_records(
+            info, split, paths, read=read, parse=parse, mode=balance, patches_per_track=patches_per_track,
+            variants=selected,
+            num_workers=num_workers, worker=worker, seed=_derived_seed(seed, 4), cache=cache,
+            deterministic=deterministic)
+    else:
+        # ---- list shards, [shard by files], interleave, [shard by records], parse
+        ds, worker_records = _read_records(paths, [int(e["records"]) for e in entries], read=read,
+                                           parse=None if parse_late else parse,
+                                           num_workers=num_workers, worker=worker, shuffle=shuffle, seed=seed,
+                                           deterministic=deterministic, parallel_read=info.format != "tfrecord")
+
+        # ---- select variants, cache
+        if selected is not None and variant_choice is None:
+            keep = tf.constant(selected, tf.int64)
+            ds = ds.filter(lambda r: tf.reduce_any(tf.equal(r["variant"], keep)))
+        if cache:
+            ds = ds.cache(cache if isinstance(cache, str) else "")
+        if variant_choice == "random":
+            pool = selected if selected is not None else info.variants()
+            ds = _choose_variant_per_epoch(ds, pool, seed=_derived_seed(seed, 1))
 
     # ---- shuffle, repeat
     if shuffle:
@@ -600,14 +618,13 @@ def load(
 
 def balance_rates(store: str | os.PathLike, split: str, *, mode: str, patches_per_track: int | None = None,
                   variants: list[int] | None = None) -> dict[Any, float]:
-    """Expected copies per epoch of each record, by class index (``mode="class"``) or track id
-    (``mode="track"``), as :func:`load`'s ``balance`` uses them.
+    """Copies per epoch of each record, by class index (``mode="class"``) or track id
+    (``mode="track"``), as :func:`load`'s ``balance`` plans them (:mod:`mirdl_tf.balance`).
 
-    ``"class"``: ``N / (K * n_c)`` for the ``n_c`` records of class ``c`` (``K`` classes present,
-    ``N`` records), from the manifest's ``label_counts`` (single-label stores only).
-    ``"track"``: ``patches_per_track / n_t`` for the ``n_t`` records of track ``t`` (of
-    ``variants``, or all), counted from the shards' ``track_id`` and ``variant`` columns (the
-    features are not read).
+    ``"class"``: ``round(N / K) / n_c`` for the ``n_c`` records of class ``c`` (``K`` classes
+    present, ``N`` records; 0 for a class without records; single-label stores only).
+    ``"track"``: ``patches_per_track / n_t`` for the ``n_t`` records of track ``t``. Records of
+    ``variants`` (None: all) are counted from the shard index (no feature is read).
 
     Examples
     --------
@@ -615,60 +632,20 @@ def balance_rates(store: str | os.PathLike, split: str, *, mode: str, patches_pe
     {0: 0.8, 1: 1.33, 2: 1.0, 3: 1.0}
     """
     info = _open_store(store, None)
-    where = info.path / store_format.MANIFEST_NAME
-    entries = shard_entries(info.manifest, split)  # StoreError for an unknown split
+    shard_entries(info.manifest, split)  # StoreError for an unknown split
+    _check_balance_mode(mode, info)
+    _, plan = balance_module.plan_for_split(info.path, info.manifest, split, mode=mode,
+                                            patches_per_track=patches_per_track, variants=variants)
+    rates = {key: plan.draws[key] / size for key, size in plan.sizes.items()}
     if mode == "class":
-        if info.task_type != "single_label":
-            raise ValueError(f'balance="class" needs a single_label store; {where} holds a {info.task_type!r} task '
-                             '(use balance="track" or class weights)')
-        counts = info.manifest["splits"][split].get("label_counts")
-        if counts is None:
-            raise StoreError(f"{where}: splits.{split}.label_counts is missing; balance='class' needs it")
-        present = [n for n in counts if n > 0]
-        total = sum(present)
-        return {index: (total / (len(present) * n) if n > 0 else 0.0) for index, n in enumerate(counts)}
-    if mode != "track":
-        raise ValueError(f"mode must be 'class' or 'track'. Received: mode={mode!r}")
-    adapter = adapters.adapter_for(info.format)
-    per_track: dict[str, int] = {}
-    for path in shard_paths(info.path, info.manifest, split):
-        for batch in adapter.read_batches(path, manifest=info.manifest, features=[]):
-            keep = np.ones(len(batch["track_id"]), dtype=bool) if variants is None else \
-                np.isin(batch["variant"], variants)
-            for track_id in batch["track_id"][keep]:
-                per_track[track_id] = per_track.get(track_id, 0) + 1
-    if not entries or not per_track:
-        return {}
-    patches = patches_per_track or max(1, round(sum(per_track.values()) / len(per_track)))
-    return {track_id: patches / n for track_id, n in per_track.items()}
+        return {index: rates.get(index, 0.0) for index in range(info.n_outputs())}
+    return rates
 
 
-def _balance(ds: tf.data.Dataset, info: _Store, split: str, *, mode: str, patches_per_track: int | None,
-             variants: list[int] | None, seed: int | None) -> tf.data.Dataset:
-    """Each record ``floor(rate) + Bernoulli(frac(rate))`` times, a new draw every epoch."""
-    rates = balance_rates(info.path, split, mode=mode, patches_per_track=patches_per_track, variants=variants)
-    if mode == "class":
-        table = tf.constant([rates[i] for i in range(len(rates))], tf.float64)
-
-        def rate_of(record):
-            return tf.gather(table, tf.reshape(tf.cast(record["label"], tf.int32), [-1])[0])
-    else:
-        lookup = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(list(rates), tf.string),
-                                                tf.constant(list(rates.values()), tf.float64)), default_value=0.0)
-
-        def rate_of(record):
-            return lookup.lookup(record["track_id"])
-
-    def copies(record, rnd):
-        rate = rate_of(record)
-        uniform = tf.cast(rnd % (1 << 30), tf.float64) / float(1 << 30)
-        whole = tf.math.floor(rate)
-        return record, tf.cast(whole, tf.int64) + tf.cast(uniform < rate - whole, tf.int64)
-
-    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    return tf.data.Dataset.zip((ds, randoms)).map(copies).flat_map(
-        lambda record, n: tf.data.Dataset.from_tensors(record).repeat(n))
+def _check_balance_mode(mode: str, info: _Store) -> None:
+    if mode == "class" and info.task_type != "single_label":
+        raise ValueError(f'balance="class" needs a single_label store; {info.where} holds a {info.task_type!r} task '
+                         '(use balance="track" or class weights)')
 
 
 def _shard_reader(info: _Store, *, hdf5_backend: str):

@@ -24,6 +24,12 @@ JSON lines): ``file``, then ``label`` + ``score`` + one ``score:CLASS`` column p
 label), one column per target (regression). Frame tasks give JSON lines: ``onsets`` (seconds),
 ``notes`` (``[onset_s, offset_s, midi_pitch]``) or ``chords`` (``[start_s, end_s, label]``).
 
+JAMS (the MIR annotation format, read by ``jams``, ``mir_eval`` and annotation tools): ``out``
+a folder (a name without extension) gets one ``.jams`` file per input file
+(:data:`JAMS_NAMESPACES`: ``onset``, ``note_midi``, ``chord``, and ``tag_open`` for clip
+labels and tags, with their scores as confidence), each validated against the JAMS schema
+before it is written; ``file_metadata.duration`` is the decoded audio's duration.
+
 Examples
 --------
 >>> result = predict("runs/fcn", ["new/song.ogg"])  # doctest: +SKIP
@@ -51,10 +57,14 @@ from mirdl.features.spec import FeatureSpec
 from mirdl.store.dead_letter import ErrorRecord, write_error_records
 from mirdl.store.files import atomic_path
 
-__all__ = ["Prediction", "PredictResult", "list_inputs", "predict", "write_predictions", "CLIP_TASKS"]
+__all__ = ["Prediction", "PredictResult", "list_inputs", "predict", "write_predictions", "to_jams", "CLIP_TASKS",
+           "JAMS_NAMESPACES"]
 
 CLIP_TASKS = ("single_label", "multi_label", "regression")
 _OUTPUT_SUFFIXES = (".csv", ".jsonl")
+#: Task type -> the JAMS namespace its predictions are written in (regression has none).
+JAMS_NAMESPACES = {"frame_onset": "onset", "frame_notes": "note_midi", "frame_chords": "chord",
+                   "single_label": "tag_open", "multi_label": "tag_open"}
 
 
 @dataclass
@@ -65,6 +75,10 @@ class PredictResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     errors: list[ErrorRecord] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
+    #: Seconds of decoded audio of each row's file (JAMS ``file_metadata.duration``).
+    durations: list[float] = field(default_factory=list)
+    #: How the predictions were made (run folder name, checkpoint, threshold), for JAMS metadata.
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 Prediction = PredictResult  # the name the Python API exports
@@ -109,13 +123,15 @@ def _segmentation(info: Mapping[str, Any], spec: FeatureSpec) -> tuple[int, int,
 
 
 def _file_outputs(model, path: Path, *, spec: FeatureSpec, info: Mapping[str, Any], mean, std,
-                  batch_size: int) -> np.ndarray:
-    """Clip: ``(n_outputs,)``; frame tasks: ``(n_frames, n_outputs)`` on the file's frame grid."""
+                  batch_size: int) -> tuple[np.ndarray, float]:
+    """``(outputs, seconds of audio)``: clip: ``(n_outputs,)``; frame tasks: ``(n_frames,
+    n_outputs)`` on the file's frame grid."""
     from mirdl_tf.evaluate import window_offsets
 
     stage = "decode"
     try:
         y, _ = audio.load(path, sample_rate=spec.sample_rate, channels=spec.channels)
+        seconds = y.shape[-1] / spec.sample_rate
         stage = "features"
         x = representations.compute(y, spec=spec).astype(np.float32)
         stage = "segment"
@@ -138,7 +154,7 @@ def _file_outputs(model, path: Path, *, spec: FeatureSpec, info: Mapping[str, An
                               for i in range(0, len(windows), batch_size)])
     outputs = outputs.reshape((len(starts), len(offsets)) + outputs.shape[1:])
     if info["task"]["type"] in CLIP_TASKS:
-        return outputs.reshape((-1, outputs.shape[-1])).mean(axis=0)
+        return outputs.reshape((-1, outputs.shape[-1])).mean(axis=0), seconds
     n_frames = x.shape[-1]
     total = np.zeros((max(n_frames, int(starts[-1]) + seg_frames), outputs.shape[-1]))
     count = np.zeros((total.shape[0], 1))
@@ -146,7 +162,7 @@ def _file_outputs(model, path: Path, *, spec: FeatureSpec, info: Mapping[str, An
         for w, offset in enumerate(offsets):
             total[start + offset:start + offset + patch] += outputs[i, w]
             count[start + offset:start + offset + patch] += 1
-    return (total / np.maximum(count, 1))[:n_frames]
+    return (total / np.maximum(count, 1))[:n_frames], seconds
 
 
 class _Failed(Exception):
@@ -197,7 +213,8 @@ def predict(model_dir: str | os.PathLike, inputs: str | os.PathLike | Iterable[s
     inputs : path-like or iterable of path-likes
         Audio files and folders (every audio file below them, :func:`list_inputs`).
     out : path-like, optional
-        ``.csv`` (clip tasks) or ``.jsonl`` (any task): written atomically by
+        ``.csv`` (clip tasks), ``.jsonl`` (any task), or a folder (a name without extension:
+        one ``.jams`` file per input file; not for regression): written atomically by
         :func:`write_predictions`, with ``OUT.errors.jsonl`` beside it when a file failed.
     checkpoint : {"best", "last"}
     batch_size : int > 0
@@ -238,50 +255,149 @@ def predict(model_dir: str | os.PathLike, inputs: str | os.PathLike | Iterable[s
         mean = np.asarray(info["normalization"]["mean"], dtype=np.float32)[..., None]
         std = np.maximum(np.asarray(info["normalization"]["std"], dtype=np.float32), data.STD_FLOOR)[..., None]
     hop = hop_seconds_of(info["feature"])
-    result = PredictResult(task=task)
+    from mirdl import __version__
+
+    result = PredictResult(task=task, settings={"model": Path(model_dir).resolve().name, "checkpoint": checkpoint,
+                                                "threshold": threshold, "mirdl": __version__})
     for path in tqdm(files, desc="predict", unit="file", file=sys.stderr, disable=None, leave=False):
         try:
-            output = _file_outputs(model, path, spec=spec, info=info, mean=mean, std=std, batch_size=batch_size)
+            output, seconds = _file_outputs(model, path, spec=spec, info=info, mean=mean, std=std,
+                                            batch_size=batch_size)
         except _Failed as failed:
             result.errors.append(ErrorRecord.from_exc(path=str(path), track_id=None, stage=failed.stage,
                                                       exc=failed.err))
             continue
         result.rows.append({"file": str(path), **_row(task, output, vocabulary=vocabulary, hop_seconds=hop,
                                                       threshold=threshold)})
+        result.durations.append(float(seconds))
     result.columns = ["file"] + ([key for key in result.rows[0] if key != "file"] if result.rows else [])
     if out is not None:
         write_predictions(out, result)
     return result
 
 
+def _is_folder(out: str | os.PathLike) -> bool:
+    """A JAMS folder: an existing directory, or a name without extension."""
+    return Path(out).is_dir() or not Path(out).suffix
+
+
 def _check_out(out: str | os.PathLike, *, task: str | None) -> None:
-    suffix = Path(out).suffix.lower()
+    path = Path(out)
+    if _is_folder(path):
+        if task is not None and task not in JAMS_NAMESPACES:
+            raise ConfigError(f"out={str(out)!r}: JAMS has no namespace for {task!r} predictions; write .csv or .jsonl")
+        if path.is_dir():
+            others = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() != ".jams"]
+            if others:  # never replace a folder of the user's own files (their audio, say)
+                raise ConfigError(f"out={str(out)!r} is a folder holding other files than .jams ({others[0].name}); "
+                                  "give a new folder for the JAMS files")
+        return
+    suffix = path.suffix.lower()
     if suffix not in _OUTPUT_SUFFIXES:
-        raise ConfigError(f"out={str(out)!r} must end in .csv or .jsonl")
+        raise ConfigError(f"out={str(out)!r} must end in .csv or .jsonl, or name a folder (one .jams file per input "
+                          "file)")
     if task is not None and suffix == ".csv" and task not in CLIP_TASKS:
         raise ConfigError(f"out={str(out)!r}: a {task!r} model predicts events per file; write .jsonl")
 
 
 def write_predictions(out: str | os.PathLike, result: PredictResult) -> Path:
-    """Write ``result.rows`` to ``out`` (``.csv`` with a header, or ``.jsonl``) atomically, and its
-    error records to ``OUT.errors.jsonl`` (removed when there are none)."""
+    """Write ``result.rows`` to ``out`` atomically: ``.csv`` with a header, ``.jsonl``, or a folder
+    of ``.jams`` files (one per row, :func:`to_jams`); and its error records to
+    ``OUT.errors.jsonl`` (removed when there are none)."""
     out = Path(out)
     _check_out(out, task=result.task)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            if out.suffix.lower() == ".csv":
-                writer = csv.DictWriter(handle, fieldnames=result.columns or ["file"])
-                writer.writeheader()
-                for row in result.rows:
-                    writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
-                                     for key, value in row.items()})
-            else:
-                for row in result.rows:
-                    handle.write(json.dumps(row, sort_keys=False) + "\n")
+    if _is_folder(out):
+        _write_jams_folder(out, result)
+    else:
+        with atomic_path(out) as tmp:
+            with open(tmp, "w", encoding="utf-8", newline="") as handle:
+                if out.suffix.lower() == ".csv":
+                    writer = csv.DictWriter(handle, fieldnames=result.columns or ["file"])
+                    writer.writeheader()
+                    for row in result.rows:
+                        writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
+                                         for key, value in row.items()})
+                else:
+                    for row in result.rows:
+                        handle.write(json.dumps(row, sort_keys=False) + "\n")
     errors_path = out.with_name(out.name + ".errors.jsonl")
     if result.errors:
         write_error_records(errors_path, result.errors)
     else:
         errors_path.unlink(missing_ok=True)
     return out
+
+
+def to_jams(row: Mapping[str, Any], *, task: str, duration: float, settings: Mapping[str, Any] | None = None):
+    """One file's predictions (a row of :func:`predict`) as a ``jams.JAMS`` object.
+
+    ``onset`` (``time`` = onset, ``duration`` 0), ``note_midi`` (``value`` = MIDI pitch),
+    ``chord`` (``value`` = the chord label) or ``tag_open`` (``value`` = class / tag over the
+    whole file, ``confidence`` = its score); ``annotation_metadata`` says it is a mirdl
+    prediction, with the run, checkpoint and threshold in ``annotation_rules`` and the sandbox.
+
+    Examples
+    --------
+    >>> jam = to_jams({"file": "take1.wav", "onsets": [0.5, 1.25]}, task="frame_onset", duration=2.0)
+    >>> ann = jam.annotations[0]
+    >>> ann.namespace, [obs.time for obs in ann.data]
+    ('onset', [0.5, 1.25])
+    """
+    import jams
+
+    settings = dict(settings or {})
+    if task not in JAMS_NAMESPACES:
+        raise ConfigError(f"task={task!r}: JAMS has no namespace for these predictions (write .csv or .jsonl)")
+    jam = jams.JAMS()
+    jam.file_metadata.duration = float(duration)
+    jam.file_metadata.title = Path(str(row["file"])).stem
+    ann = jams.Annotation(namespace=JAMS_NAMESPACES[task], time=0.0, duration=float(duration))
+    rules = ", ".join(f"{key} {settings[key]}" for key in ("model", "checkpoint", "threshold") if key in settings)
+    ann.annotation_metadata = jams.AnnotationMetadata(
+        data_source="machine prediction (mirdl predict)", annotation_tools=f"mirdl {settings.get('mirdl', '')}".strip(),
+        annotation_rules=rules)
+    ann.sandbox.update(mirdl={"file": str(row["file"]), **settings})
+    if task == "frame_onset":
+        for time in row["onsets"]:
+            ann.append(time=float(time), duration=0.0, value=None)
+    elif task == "frame_notes":
+        for onset, offset, pitch in row["notes"]:
+            ann.append(time=float(onset), duration=float(offset) - float(onset), value=float(pitch))
+    elif task == "frame_chords":
+        for start, end, label in row["chords"]:
+            ann.append(time=float(start), duration=float(end) - float(start), value=str(label))
+    elif task == "single_label":
+        ann.append(time=0.0, duration=float(duration), value=str(row["label"]), confidence=float(row["score"]))
+    else:  # multi_label: every tag at or above the threshold
+        for tag in filter(None, str(row["tags"]).split(";")):
+            ann.append(time=0.0, duration=float(duration), value=tag, confidence=float(row[f"score:{tag}"]))
+    jam.annotations.append(ann)
+    return jam
+
+
+def _jams_names(files: Sequence[str]) -> list[Path]:
+    """Each file's JAMS path inside the folder: its path relative to the inputs' common folder,
+    extension ``.jams`` (``song.wav`` -> ``song.jams``; ``song.wav.jams`` when two share a stem)."""
+    paths = [Path(file).resolve() for file in files]
+    if not paths:
+        return []
+    base = Path(os.path.commonpath([path.parent for path in paths]))
+    names = [path.parent.relative_to(base) / (path.stem + ".jams") for path in paths]
+    clashes = {name for name in names if names.count(name) > 1}
+    return [path.parent.relative_to(base) / (path.name + ".jams") if name in clashes else name
+            for path, name in zip(paths, names)]
+
+
+def _write_jams_folder(out: Path, result: PredictResult) -> None:
+    """One validated ``.jams`` per row in a new folder that replaces ``out`` in one rename."""
+    jams_objects = [to_jams(row, task=result.task, duration=duration, settings=result.settings)
+                    for row, duration in zip(result.rows, result.durations)]
+    for jam in jams_objects:  # every file valid before anything is written
+        jam.validate(strict=True)
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        for name, jam in zip(_jams_names([row["file"] for row in result.rows]), jams_objects):
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(tmp / name) as file_tmp:
+                jam.save(str(file_tmp), strict=True, fmt="jams")

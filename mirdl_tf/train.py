@@ -537,6 +537,29 @@ def _label_count_lines(config: TrainConfig, manifest: Mapping[str, Any], *, show
     return lines
 
 
+def _balance_lines(config: TrainConfig, manifest: Mapping[str, Any]) -> list[str]:
+    """What a balanced epoch reads (``balance: class | track``), from the plan of the train split."""
+    if config.balance == "none":
+        return []
+    from mirdl.store.catalog import resolve_store
+    from mirdl_tf.balance import plan_for_split
+
+    variants = config.augment.load_variants()
+    variants = None if variants == "all" else [0] if variants == "clean" else variants
+    _, plan = plan_for_split(resolve_store(config.store), manifest, config.train_split, mode=config.balance,
+                             patches_per_track=config.patches_per_track, variants=variants)
+    if not plan.sizes:
+        return []
+    per_group = next(iter(plan.draws.values()))
+    if config.balance == "class":
+        vocabulary = manifest["task"].get("vocabulary") or []
+        names = ", ".join(f"{vocabulary[c] if c < len(vocabulary) else c} {n}" for c, n in plan.sizes.items())
+        return [f"  balance: class: {per_group} records of each of {len(plan.sizes)} classes per epoch "
+                f"({plan.epoch_records} records; records per class: {names})"]
+    return [f"  balance: track: {per_group} records of each of {len(plan.sizes)} tracks per epoch "
+            f"({plan.epoch_records} records; tracks hold {min(plan.sizes.values())} to {max(plan.sizes.values())})"]
+
+
 def _relative_to(path: str | os.PathLike, base: Path) -> str:
     """``path`` relative to ``base`` (POSIX); absolute only when no relative path exists (another drive)."""
     try:
@@ -696,7 +719,7 @@ def _make_callbacks(*, out: Path, monitor: str, mode: str, patience: int | None,
 
         def on_epoch_end(self, epoch, logs=None):
             self.bar.close()
-            BatchBar.steps = self.count  # the next epoch's total (a balanced epoch varies a little)
+            BatchBar.steps = self.count  # the next epoch's total
 
     run_state = RunState()
     callbacks = [run_state, BatchBar(), EpochLine()] if progress else [run_state, EpochLine()]
@@ -899,7 +922,7 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
     state["stopped_early"] = state["stopped_early"] and config.early_stopping.patience is not None \
         and state["wait"] >= config.early_stopping.patience
 
-    for line in _label_count_lines(config, manifest):
+    for line in _label_count_lines(config, manifest) + _balance_lines(config, manifest):
         log(line)
     if state["epoch"] < config.epochs and not state["stopped_early"]:
         train_ds, valid_ds = _datasets(config, info, epoch=state["epoch"])

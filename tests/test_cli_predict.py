@@ -104,7 +104,7 @@ def test_predict_a_folder_to_json_lines_and_the_run_has_no_absolute_path(trained
 def test_predict_errors_are_one_line(trained, tmp_path, capsys):
     root, store, run = trained
     assert main(["predict", "--model", str(run), str(root), "--out", str(tmp_path / "p.txt")]) == 2
-    assert "must end in .csv or .jsonl" in capsys.readouterr().err
+    assert "must end in .csv or .jsonl, or name a folder" in capsys.readouterr().err
     assert main(["predict", "--model", str(tmp_path), str(root), "--out", str(tmp_path / "p.csv")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     empty = tmp_path / "empty"
@@ -134,3 +134,31 @@ def test_rows_of_every_task():
     chords[:2, 1] = chords[2:, 2] = 1.0
     assert _row("frame_chords", chords, vocabulary=["N", "C:maj", "A:min"], hop_seconds=0.5, threshold=0.5) \
         == {"chords": [[0.0, 1.0, "C:maj"], [1.0, 3.0, "A:min"]]}
+
+
+def test_every_task_but_regression_has_a_valid_jams_annotation():
+    from mirdl.errors import ConfigError
+    from mirdl_tf.predict import to_jams
+
+    rows = {
+        "frame_onset": ({"file": "a.wav", "onsets": [0.1, 0.5]}, [(0.1, 0.0, None), (0.5, 0.0, None)]),
+        "frame_notes": ({"file": "a.wav", "notes": [[0.5, 1.0, 60]]}, [(0.5, 0.5, 60.0)]),
+        "frame_chords": ({"file": "a.wav", "chords": [[0.0, 1.0, "C:maj"], [1.0, 3.0, "A:min"]]},
+                         [(0.0, 1.0, "C:maj"), (1.0, 2.0, "A:min")]),
+        "single_label": ({"file": "a.wav", "label": "b", "score": 0.7}, [(0.0, 3.0, "b")]),
+        "multi_label": ({"file": "a.wav", "tags": "a;c", "score:a": 0.6, "score:c": 0.9},
+                        [(0.0, 3.0, "a"), (0.0, 3.0, "c")]),
+    }
+    namespaces = {"frame_onset": "onset", "frame_notes": "note_midi", "frame_chords": "chord",
+                  "single_label": "tag_open", "multi_label": "tag_open"}
+    for task, (row, expected) in rows.items():
+        jam = to_jams(row, task=task, duration=3.0, settings={"model": "run", "threshold": 0.5})
+        jam.validate(strict=True)  # the JAMS schema and the namespace's
+        (ann,) = jam.annotations
+        assert ann.namespace == namespaces[task]
+        assert [(obs.time, obs.duration, obs.value) for obs in ann.data] == expected
+        assert ann.annotation_metadata.annotation_rules == "model run, threshold 0.5"
+    assert [obs.confidence for obs in to_jams(rows["multi_label"][0], task="multi_label", duration=3.0)
+            .annotations[0].data] == [0.6, 0.9]
+    with pytest.raises(ConfigError, match="no namespace"):
+        to_jams({"file": "a.wav", "tempo": 120.0}, task="regression", duration=3.0)

@@ -2,7 +2,8 @@
 
 Each file is decoded, computed and cut with the feature spec and segmentation the model was
 trained on (:mod:`mirdl_tf.predict`). Clip tasks write one row per file (CSV with a header,
-or JSON lines); frame tasks write JSON lines with onset times, notes or chord segments. Files
+or JSON lines); frame tasks write JSON lines with onset times, notes or chord segments; a
+folder gets one JAMS file per input file (any task but regression). Files
 that cannot be read are error records in ``OUT.errors.jsonl``; the exit status is then 3.
 
 Examples
@@ -11,6 +12,7 @@ Examples
 
     mirdl predict --model runs/clips new-recordings/ --out predictions.csv
     mirdl predict --model runs/onsets take1.wav take2.flac --out onsets.jsonl
+    mirdl predict --model runs/onsets takes/ --out onsets/          # takes/a.wav -> onsets/a.jams
 """
 from __future__ import annotations
 
@@ -31,8 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR",
                         help="audio files, or folders (every audio file below them)")
     parser.add_argument("--model", required=True, type=Path, metavar="RUN", help="a mirdl train run directory")
-    parser.add_argument("--out", required=True, type=Path, metavar="OUT.csv|OUT.jsonl",
-                        help="predictions: .csv (clip tasks: one row per file) or .jsonl (any task)")
+    parser.add_argument("--out", required=True, type=Path, metavar="OUT.csv|OUT.jsonl|FOLDER",
+                        help="predictions: .csv (clip tasks: one row per file), .jsonl (any task), or a "
+                             "folder (no extension): one .jams file per input file (not for regression)")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint (best)")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="tag / onset / piano-roll activation threshold (default 0.5)")

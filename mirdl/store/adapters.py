@@ -219,6 +219,47 @@ class ShardAdapter(abc.ABC):
     def library_version(self) -> str:
         """The format library's version, for provenance (``"pyarrow 25.0.1"``)."""
 
+    def read_counted(self, path: Path, counts: np.ndarray, *, manifest: Mapping[str, Any],
+                     features: Iterable[str] | None = None,
+                     batch_size: int = READ_CHUNK) -> Iterator[dict[str, np.ndarray]]:
+        """The records of one shard with ``counts[position] > 0``, each ``counts[position]`` times
+        (in position order), as :meth:`read_batches` gives columns: what a balanced epoch's plan
+        reads. This default streams the shard and keeps the planned records (TFRecord records
+        have no offsets); HDF5 and Parquet read only the planned positions."""
+        counts = _check_counts(path, counts)
+        start = 0
+        for batch in self.read_batches(path, manifest=manifest, features=features, batch_size=batch_size):
+            n = len(batch[LABEL_COLUMN])
+            repeats, start = counts[start:start + n], start + n
+            if len(repeats) != n:
+                raise StoreError(f"{path}: more records than the {len(counts)} the plan counts")
+            if repeats.any():
+                yield _repeat_rows(batch, repeats)
+        if start != len(counts):
+            raise StoreError(f"{path}: {start} records, the plan counts {len(counts)}")
+
+    def counted_reader(self, layout: Layout):
+        """``read(path, counts) -> dataset``: :meth:`read_counted` inside tf.data, as batches of
+        records (``read.batched`` is True); a URL is fetched to a temporary file first."""
+        tf = _tensorflow()
+        signature = _record_signature(layout, batched=True)
+        manifest = _layout_manifest(layout, self.format)
+
+        def batches(path, counts):
+            from mirdl.store.remote import fetched
+
+            with fetched(path.decode() if isinstance(path, bytes) else str(path)) as local:
+                for batch in self.read_counted(local, counts, manifest=manifest, features=[layout.feature],
+                                               batch_size=PYTHON_READ_CHUNK):
+                    batch["feature"] = batch.pop(layout.feature)
+                    yield batch
+
+        def read(path, counts):
+            return tf.data.Dataset.from_generator(batches, output_signature=signature, args=(path, counts))
+
+        read.batched = True
+        return read
+
     def remote_reader(self, layout: Layout):
         """``(read, None)`` for shards on object storage: ``read(url)`` fetches one shard at a
         time to a temporary file and reads it with :meth:`read_batches` (TensorFlow's file
@@ -231,9 +272,7 @@ class ShardAdapter(abc.ABC):
         unbatches after interleaving the shards, so that records cross no thread hand-off one by one)."""
         tf = _tensorflow()
         signature = _record_signature(layout, batched=True)
-        manifest = {"features": {layout.feature: {"shape": list(layout.feature_shape), "dtype": layout.feature_dtype}},
-                    "task": {"label_shape": list(layout.label_shape), "label_dtype": layout.label_dtype},
-                    "compression": layout.compression, "format": self.format}
+        manifest = _layout_manifest(layout, self.format)
 
         def batches(path):
             from mirdl.store.remote import fetched
@@ -250,6 +289,25 @@ class ShardAdapter(abc.ABC):
 
         read.batched = True
         return read
+
+
+def _layout_manifest(layout: Layout, store_format: str) -> dict[str, Any]:
+    """The manifest sections :meth:`ShardAdapter.read_batches` needs, for one feature."""
+    return {"features": {layout.feature: {"shape": list(layout.feature_shape), "dtype": layout.feature_dtype}},
+            "task": {"label_shape": list(layout.label_shape), "label_dtype": layout.label_dtype},
+            "compression": layout.compression, "format": store_format}
+
+
+def _check_counts(path, counts) -> np.ndarray:
+    counts = np.asarray(counts)
+    if counts.ndim != 1 or counts.dtype.kind not in "iu" or (counts < 0).any():
+        raise StoreError(f"{path}: counts must be a 1-d array of integers >= 0 (one per record of the shard)")
+    return counts.astype(np.int64, copy=False)
+
+
+def _repeat_rows(batch: Mapping[str, np.ndarray], repeats: np.ndarray) -> dict[str, np.ndarray]:
+    """Row ``i`` of every column ``repeats[i]`` times (0: left out)."""
+    return {name: np.repeat(values, repeats, axis=0) for name, values in batch.items()}
 
 
 def _record_signature(layout: Layout, *, batched: bool = False) -> dict[str, Any]:
@@ -447,6 +505,35 @@ class HDF5Adapter(ShardAdapter):
         except (OSError, UnicodeDecodeError) as err:  # fletcher32 mismatch, damaged metadata, truncated file
             raise StoreError(f"{path}: corrupt HDF5 shard (checksum mismatch or damaged file: {err})") from err
 
+    def read_counted(self, path, counts, *, manifest, features=None, batch_size=READ_CHUNK):
+        import h5py
+
+        counts = _check_counts(path, counts)
+        entries = manifest["features"]
+        names = list(entries) if features is None else list(features)
+        task = manifest["task"]
+        positions = np.flatnonzero(counts)
+        try:
+            with h5py.File(path, "r") as h5:
+                labels = h5[LABEL_COLUMN]
+                if labels.shape[0] != len(counts):
+                    raise StoreError(f"{path}: {labels.shape[0]} records, the plan counts {len(counts)}")
+                datasets = {name: h5[f"{HDF5_FEATURES_GROUP}/{name}"] for name in names}
+                for start in range(0, len(positions), batch_size):
+                    # Increasing positions: one selection per dataset, one chunk (record) each.
+                    chosen = positions[start:start + batch_size]
+                    batch = {name: np.asarray(h5[name].asstr()[chosen], dtype=object) for name in STRING_COLUMNS}
+                    batch.update({name: h5[name][chosen].astype(np.int64, copy=False) for name in INT_COLUMNS})
+                    batch.update({name: datasets[name][chosen].astype(entries[name]["dtype"], copy=False)
+                                  for name in names})
+                    batch[LABEL_COLUMN] = labels[chosen].astype(task["label_dtype"], copy=False)
+                    _check_batch_shapes(path, batch, names=names, entries=entries, task=task)
+                    yield _repeat_rows(batch, counts[chosen])
+        except KeyError as err:
+            raise StoreError(f"{path}: HDF5 shard lacks a dataset the manifest names ({err})") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise StoreError(f"{path}: corrupt HDF5 shard (checksum mismatch or damaged file: {err})") from err
+
     def tf_reader(self, layout, *, backend=None):
         if backend in (None, "h5py"):
             return self._python_reader(layout), None
@@ -630,31 +717,32 @@ class ParquetAdapter(ShardAdapter):
                 n_records += len(batch)
         return n_records
 
-    def read_batches(self, path, *, manifest, features=None, batch_size=READ_CHUNK):
-        import pyarrow as pa
+    @staticmethod
+    def _open(path, manifest, features):
+        """``(file, columns, names, entries, task)``: the shard opened with page checksums on, its
+        columns checked against those a read of ``features`` needs."""
         import pyarrow.parquet as pq
 
         entries = manifest["features"]
         names = list(entries) if features is None else list(features)
-        task = manifest["task"]
         columns = [*STRING_COLUMNS, *INT_COLUMNS, *names, LABEL_COLUMN]
+        parquet = pq.ParquetFile(path, page_checksum_verification=True)
+        missing = [name for name in columns if name not in parquet.schema_arrow.names]
+        if missing:
+            parquet.close()
+            raise StoreError(f"{path}: Parquet shard has no column {missing[0]!r}")
+        return parquet, columns, names, entries, manifest["task"]
+
+    def read_batches(self, path, *, manifest, features=None, batch_size=READ_CHUNK):
+        import pyarrow as pa
+
         try:
-            with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
-                missing = [name for name in columns if name not in parquet.schema_arrow.names]
-                if missing:
-                    raise StoreError(f"{path}: Parquet shard has no column {missing[0]!r}")
+            parquet, columns, names, entries, task = self._open(path, manifest, features)
+            with parquet:
                 n_read = 0
                 for table in parquet.iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
                     n_read += table.num_rows
-                    batch = {name: np.asarray(table.column(name).to_pylist(), dtype=object) for name in STRING_COLUMNS}
-                    batch.update({name: table.column(name).to_numpy().astype(np.int64, copy=False)
-                                  for name in INT_COLUMNS})
-                    batch.update({name: _column_array(table.column(name), shape=entries[name]["shape"],
-                                                      dtype=entries[name]["dtype"], path=path, name=name)
-                                  for name in names})
-                    batch[LABEL_COLUMN] = _column_array(table.column(LABEL_COLUMN), shape=task["label_shape"],
-                                                        dtype=task["label_dtype"], path=path, name=LABEL_COLUMN)
-                    yield batch
+                    yield _parquet_batch(table, path=path, names=names, entries=entries, task=task)
                 # Page CRCs cover page data, not page headers: a damaged header can make a page give
                 # fewer values without an error. The footer's row count catches that.
                 if n_read != parquet.metadata.num_rows:
@@ -663,10 +751,51 @@ class ParquetAdapter(ShardAdapter):
         except (OSError, pa.ArrowException) as err:  # page CRC mismatch, damaged footer, truncated file
             raise StoreError(f"{path}: corrupt Parquet shard (checksum mismatch or damaged file: {err})") from err
 
+    def read_counted(self, path, counts, *, manifest, features=None, batch_size=READ_CHUNK):
+        import pyarrow as pa
+
+        counts = _check_counts(path, counts)
+        try:
+            parquet, columns, names, entries, task = self._open(path, manifest, features)
+            with parquet:
+                meta = parquet.metadata
+                if meta.num_rows != len(counts):
+                    raise StoreError(f"{path}: {meta.num_rows} records, the plan counts {len(counts)}")
+                start = 0
+                for group in range(meta.num_row_groups):  # only row groups holding planned records are read
+                    n_rows = meta.row_group(group).num_rows
+                    local, start = counts[start:start + n_rows], start + n_rows
+                    chosen = np.flatnonzero(local)
+                    if not len(chosen):
+                        continue
+                    table = parquet.read_row_group(group, columns=columns, use_threads=False)
+                    if table.num_rows != n_rows:  # a damaged page header (see read_batches)
+                        raise StoreError(f"{path}: corrupt Parquet shard (row group {group}: read {table.num_rows} "
+                                         f"records, its footer says {n_rows})")
+                    first = 0
+                    for part in table.take(pa.array(chosen)).to_batches(max_chunksize=batch_size):
+                        batch = _parquet_batch(part, path=path, names=names, entries=entries, task=task)
+                        yield _repeat_rows(batch, local[chosen[first:first + part.num_rows]])
+                        first += part.num_rows
+        except (OSError, pa.ArrowException) as err:
+            raise StoreError(f"{path}: corrupt Parquet shard (checksum mismatch or damaged file: {err})") from err
+
     def tf_reader(self, layout, *, backend=None):
         if backend not in (None, "pyarrow"):
             raise StoreError(f"backend={backend!r}: Parquet shards are read with pyarrow")
         return self._python_reader(layout), None
+
+
+def _parquet_batch(table, *, path, names: list[str], entries: Mapping[str, Any],
+                   task: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Columns of a pyarrow record batch as :meth:`ShardAdapter.read_batches` gives them."""
+    batch = {name: np.asarray(table.column(name).to_pylist(), dtype=object) for name in STRING_COLUMNS}
+    batch.update({name: table.column(name).to_numpy().astype(np.int64, copy=False) for name in INT_COLUMNS})
+    batch.update({name: _column_array(table.column(name), shape=entries[name]["shape"],
+                                      dtype=entries[name]["dtype"], path=path, name=name) for name in names})
+    batch[LABEL_COLUMN] = _column_array(table.column(LABEL_COLUMN), shape=task["label_shape"],
+                                        dtype=task["label_dtype"], path=path, name=LABEL_COLUMN)
+    return batch
 
 
 def _column_array(column, *, shape, dtype: str, path, name: str) -> np.ndarray:

@@ -32,7 +32,9 @@ def test_onset_predictions_equal_evaluation_and_are_json_lines(job_store, tmp_pa
     mean = np.asarray(info["normalization"]["mean"], np.float32)[..., None]
     std = np.maximum(np.asarray(info["normalization"]["std"], np.float32), 1e-6)[..., None]
     for track_id, stitched in zip(expected.track_ids[:3], expected.outputs[:3]):
-        frames = _file_outputs(model, path_of[track_id], spec=spec, info=info, mean=mean, std=std, batch_size=16)
+        frames, seconds = _file_outputs(model, path_of[track_id], spec=spec, info=info, mean=mean, std=std,
+                                        batch_size=16)
+        assert seconds == pytest.approx(2.0, abs=0.01)
         np.testing.assert_allclose(frames, stitched[:len(frames)], rtol=1e-4, atol=1e-5)
     files = [path_of[track_id] for track_id in expected.track_ids[:3]]
     result = predict(tmp_path / "run", files, out=tmp_path / "onsets.jsonl", threshold=0.0)
@@ -41,3 +43,25 @@ def test_onset_predictions_equal_evaluation_and_are_json_lines(job_store, tmp_pa
     assert all(isinstance(line["onsets"], list) and line["onsets"] == sorted(line["onsets"]) for line in lines)
     with pytest.raises(ConfigError, match="write .jsonl"):
         predict(tmp_path / "run", files, out=tmp_path / "onsets.csv")
+
+    # JAMS: a folder with one file per input, in the onset namespace, valid against the JAMS schema.
+    import jams
+
+    from mirdl.cli import main
+
+    out = tmp_path / "onsets"
+    assert main(["predict", "--model", str(tmp_path / "run"), *map(str, files), "--out", str(out),
+                 "--threshold", "0"]) == 0
+    written = sorted(out.rglob("*.jams"))
+    common = corpus / "audio"  # the inputs' common folder: audio/CLASS/tNNNN.wav -> out/CLASS/tNNNN.jams
+    assert [p.relative_to(out).with_suffix("") for p in written] == \
+        sorted(f.relative_to(common).with_suffix("") for f in files)
+    for line, file in zip(lines, files):
+        jam = jams.load(str(out / file.relative_to(common).with_suffix(".jams")), validate=True, strict=True)
+        assert jam.file_metadata.duration == pytest.approx(2.0, abs=0.01)
+        (ann,) = jam.search(namespace="onset")
+        assert [obs.time for obs in ann.data] == line["onsets"]
+        assert ann.annotation_metadata.data_source == "machine prediction (mirdl predict)"
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="holding other files than .jams"):
+        predict(tmp_path / "run", files, out=out)  # a folder of the user's own files is never replaced
