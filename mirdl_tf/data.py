@@ -17,7 +17,10 @@ stateless draws seeded by it): no per-record map, no unbatch and rebatch after t
 Only the per-shard reader differs between formats (each format's adapter in
 :mod:`mirdl.store.adapters`, which checks the format's own checksums); after it every
 record is the same dict (``feature, label, key, track_id, variant, segment, start_frame``) and
-takes one code path. The manifest is the only source of shapes, dtypes, compression,
+takes one code path. The record columns after ``label`` are read (TFRecord: parsed) only when
+``with_metadata``, ``variants`` or ``balance`` need them; otherwise a record is ``feature,
+label``. HDF5 and Parquet shards are read a batch of records per Python call; without shuffling
+those batches are ``rebatch``ed to ``batch_size`` (whole slices, same order), never unbatched. The manifest is the only source of shapes, dtypes, compression,
 normalisation statistics and the task; nothing is inferred from the shard files.
 
 Examples are ``(features, labels)``:
