@@ -139,6 +139,8 @@ def test_hdf5_chunks_hold_several_records_and_batches_end_on_chunk_boundaries(tm
     batches = list(adapters.ADAPTER_FOR_FORMAT["hdf5"].read_batches(path, manifest=m, features=["logmel"],
                                                                    batch_size=5))
     assert [len(batch["key"]) for batch in batches] == [4, 4]  # 5 rounded down to whole chunks of 2
+    # features land in 64-byte aligned arrays, which TensorFlow takes as tensors without a copy
+    assert all(batch["logmel"].ctypes.data % 64 == 0 for batch in batches)
     assert_same(list(read_shard(path, manifest=m)), records)
 
 
