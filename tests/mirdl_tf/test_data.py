@@ -650,3 +650,16 @@ def test_record_columns_are_read_only_when_needed(known_store, fmt):
     raw = read_raw(store, "train", "logmel")
     keys = [k.decode() for _, _, m in meta.as_numpy_iterator() for k in m["key"]]
     assert sorted(keys) == sorted(raw)
+
+
+def test_hdf5_shards_are_read_one_after_another_parquet_shards_in_parallel(known_store):
+    """h5py serialises every call behind one library-wide lock, so HDF5 shards are interleaved
+    sequentially (a parallel interleave only adds thread hand-offs); pyarrow decodes without the
+    GIL, so Parquet shards are read in parallel."""
+    def ops(fmt):
+        return _dataset_ops(data.load(known_store(fmt, task_type="multi_label"), "train", batch_size=4,
+                                      shuffle=False))
+
+    hdf5, parquet = ops("hdf5"), ops("parquet")
+    assert "InterleaveDataset" in hdf5 and "ParallelInterleaveDataset" not in hdf5
+    assert "ParallelInterleaveDataset" in parquet
