@@ -55,6 +55,7 @@ from mirdl.store.files import atomic_path, sha256_file
 from mirdl.store.format import (
     COMPRESSIONS,
     DEFAULT_ROW_GROUP_RECORDS,
+    HDF5_CHUNK_BYTES,
     HDF5_FEATURES_GROUP,
     INT_COLUMNS,
     LABEL_COLUMN,
@@ -126,6 +127,11 @@ class Layout:
     label_dtype : {"int64", "float32"}
     compression : str or None
         The store's compression (``"gzip"`` matters to TFRecord readers).
+    metadata : bool
+        Read the record columns (``key``, ``track_id``, ``variant``, ``segment``,
+        ``start_frame``) too; False: only the feature and the label, which is all a training
+        pipeline without variant selection or metadata needs (the rest is neither parsed nor
+        decoded).
     """
 
     feature: str
@@ -134,13 +140,14 @@ class Layout:
     label_shape: tuple[int, ...]
     label_dtype: str
     compression: str | None = None
+    metadata: bool = True
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any], feature: str) -> Layout:
+    def from_manifest(cls, manifest: Mapping[str, Any], feature: str, *, metadata: bool = True) -> Layout:
         entry, task = manifest["features"][feature], manifest["task"]
         return cls(feature=feature, feature_shape=tuple(int(n) for n in entry["shape"]),
                    feature_dtype=entry["dtype"], label_shape=tuple(int(n) for n in task["label_shape"]),
-                   label_dtype=task["label_dtype"], compression=manifest.get("compression"))
+                   label_dtype=task["label_dtype"], compression=manifest.get("compression"), metadata=metadata)
 
 
 def record_nbytes(record: Mapping[str, Any], *, feature_names: Iterable[str]) -> int:
@@ -206,9 +213,10 @@ class ShardAdapter(abc.ABC):
 
     @abc.abstractmethod
     def read_batches(self, path: Path, *, manifest: Mapping[str, Any], features: Iterable[str] | None = None,
-                     batch_size: int = READ_CHUNK) -> Iterator[dict[str, np.ndarray]]:
+                     batch_size: int = READ_CHUNK, metadata: bool = True) -> Iterator[dict[str, np.ndarray]]:
         """Columns of up to ``batch_size`` records at a time: strings as object arrays, ints as
-        int64, each feature ``(n, *shape)`` in its stored dtype, label ``(n, *label_shape)``."""
+        int64, each feature ``(n, *shape)`` in its stored dtype, label ``(n, *label_shape)``.
+        ``metadata=False`` reads only the features and the label (no string or int columns)."""
 
     @abc.abstractmethod
     def tf_reader(self, layout: Layout, *, backend: str | None = None):
@@ -280,7 +288,7 @@ class ShardAdapter(abc.ABC):
             # A URL (object storage) is fetched shard by shard to a temporary file, deleted after.
             with fetched(path.decode() if isinstance(path, bytes) else str(path)) as local:
                 for batch in self.read_batches(local, manifest=manifest, features=[layout.feature],
-                                               batch_size=PYTHON_READ_CHUNK):
+                                               batch_size=PYTHON_READ_CHUNK, metadata=layout.metadata):
                     batch["feature"] = batch.pop(layout.feature)
                     yield batch
 
@@ -318,6 +326,8 @@ def _record_signature(layout: Layout, *, batched: bool = False) -> dict[str, Any
         "feature": tf.TensorSpec(lead + layout.feature_shape, tf.as_dtype(layout.feature_dtype)),
         "label": tf.TensorSpec(lead + layout.label_shape, tf.as_dtype(layout.label_dtype)),
     }
+    if not layout.metadata:
+        return spec
     spec.update({name: tf.TensorSpec(lead, tf.string) for name in STRING_COLUMNS})
     spec.update({name: tf.TensorSpec(lead, tf.int64) for name in INT_COLUMNS})
     return spec
@@ -366,12 +376,15 @@ class TFRecordAdapter(ShardAdapter):
         description[LABEL_COLUMN] = tf.io.FixedLenFeature(task["label_shape"], label_dtype)
         return description
 
-    def read_batches(self, path, *, manifest, features=None, batch_size=READ_CHUNK):
+    def read_batches(self, path, *, manifest, features=None, batch_size=READ_CHUNK, metadata=True):
         tf = _tensorflow()
         entries = manifest["features"]
         names = list(entries) if features is None else list(features)
         task = manifest["task"]
         description = self._description({name: entries[name] for name in names}, task)
+        if not metadata:
+            description = {name: value for name, value in description.items()
+                           if name not in STRING_COLUMNS and name not in INT_COLUMNS}
         compression_type = "GZIP" if manifest.get("compression") == "gzip" else ""
         # TensorFlow's record reader (CRC32C of every record checked) and one eager parse per batch:
         # a tf.data.TFRecordDataset traces a function for every shard it is made for (50-75 ms
@@ -383,10 +396,12 @@ class TFRecordAdapter(ShardAdapter):
         try:
             for chunk in iter(lambda: list(itertools.islice(records, batch_size)), []):
                 example = {name: value.numpy() for name, value in tf.io.parse_example(chunk, description).items()}
-                n = len(example["key"])
-                batch = {name: np.array([value.decode("utf-8") for value in example[name]], dtype=object)
-                         for name in STRING_COLUMNS}
-                batch.update({name: example[name].astype(np.int64) for name in INT_COLUMNS})
+                n = len(example[LABEL_COLUMN])
+                batch = {}
+                if metadata:
+                    batch = {name: np.array([value.decode("utf-8") for value in example[name]], dtype=object)
+                             for name in STRING_COLUMNS}
+                    batch.update({name: example[name].astype(np.int64) for name in INT_COLUMNS})
                 for name in names:
                     entry = entries[name]
                     dtype = np.dtype(entry["dtype"]).newbyteorder("<")
@@ -409,8 +424,9 @@ class TFRecordAdapter(ShardAdapter):
             layout.feature: tf.io.FixedLenFeature([], tf.string),
             LABEL_COLUMN: tf.io.FixedLenFeature(layout.label_shape, tf.as_dtype(layout.label_dtype)),
         }
-        description.update({name: tf.io.FixedLenFeature([], tf.string) for name in STRING_COLUMNS})
-        description.update({name: tf.io.FixedLenFeature([], tf.int64) for name in INT_COLUMNS})
+        if layout.metadata:  # else the record columns are not parsed at all (2 of 7 fields)
+            description.update({name: tf.io.FixedLenFeature([], tf.string) for name in STRING_COLUMNS})
+            description.update({name: tf.io.FixedLenFeature([], tf.int64) for name in INT_COLUMNS})
         feature_dtype = tf.as_dtype(layout.feature_dtype)
 
         def read(path):
@@ -448,7 +464,7 @@ class HDF5Adapter(ShardAdapter):
         filters = {} if compression == "none" else {"compression": compression}  # gzip: h5py's level 4
         def create(parent, name, *, shape, dtype, data=None, **extra):
             # fletcher32 needs chunks; an empty dataset is chunked too (unlimited first axis).
-            chunks = (1, *shape[1:])
+            chunks = (_chunk_records(shape, dtype, n), *shape[1:])
             maxshape = None if n else (None, *shape[1:])
             # track_times=False on every dataset and group (the root's through the file creation
             # property list): a shard written twice is byte-identical.
@@ -474,13 +490,14 @@ class HDF5Adapter(ShardAdapter):
             arrays.append((h5, LABEL_COLUMN, (n, *task["label_shape"]),
                            np.dtype(task["label_dtype"]).newbyteorder("<")))
             for parent, name, shape, dtype in arrays:
-                # One record per chunk: a reader fetching one record decompresses one chunk.
+                # Whole records per chunk, ~HDF5_CHUNK_BYTES each; written a chunk at a time.
                 dataset = create(parent, name, shape=shape, dtype=dtype, **filters)
-                for i, row in enumerate(rows):
-                    dataset[i] = row[name]
+                step = dataset.chunks[0]
+                for start in range(0, n, step):
+                    dataset[start:start + step] = np.stack([row[name] for row in rows[start:start + step]])
         return n
 
-    def read_batches(self, path, *, manifest, features=None, batch_size=READ_CHUNK):
+    def read_batches(self, path, *, manifest, features=None, batch_size=READ_CHUNK, metadata=True):
         import h5py
 
         entries = manifest["features"]
@@ -491,11 +508,20 @@ class HDF5Adapter(ShardAdapter):
                 datasets = {name: h5[f"{HDF5_FEATURES_GROUP}/{name}"] for name in names}
                 labels = h5[LABEL_COLUMN]
                 n = labels.shape[0]
-                for start in range(0, n, batch_size):
-                    stop = min(start + batch_size, n)
-                    batch = {name: np.asarray(h5[name].asstr()[start:stop], dtype=object) for name in STRING_COLUMNS}
-                    batch.update({name: h5[name][start:stop].astype(np.int64, copy=False) for name in INT_COLUMNS})
-                    batch.update({name: datasets[name][start:stop].astype(entries[name]["dtype"], copy=False)
+                # The record columns are small: read (and decoded) once per shard, sliced per batch.
+                columns: dict[str, np.ndarray] = {}
+                if metadata:
+                    columns = {name: np.asarray(h5[name].asstr()[...], dtype=object).reshape(n)
+                               for name in STRING_COLUMNS}
+                    columns.update({name: h5[name][...].astype(np.int64, copy=False) for name in INT_COLUMNS})
+                # Batches end on chunk boundaries where chunks hold several records: no chunk is
+                # read (and checked) twice.
+                rows = (datasets[names[0]] if names else labels).chunks
+                step = batch_size if not rows or rows[0] >= batch_size else batch_size - batch_size % rows[0]
+                for start in range(0, n, step):
+                    stop = min(start + step, n)
+                    batch = {name: column[start:stop] for name, column in columns.items()}
+                    batch.update({name: _read_rows(datasets[name], start, stop, entries[name]["dtype"])
                                   for name in names})
                     batch[LABEL_COLUMN] = labels[start:stop].astype(task["label_dtype"], copy=False)
                     _check_batch_shapes(path, batch, names=names, entries=entries, task=task)
@@ -555,13 +581,39 @@ class HDF5Adapter(ShardAdapter):
                 "feature": column(path, f"/{HDF5_FEATURES_GROUP}/{layout.feature}", tf.as_dtype(layout.feature_dtype)),
                 "label": column(path, f"/{LABEL_COLUMN}", tf.as_dtype(layout.label_dtype)),
             }
-            columns.update({name: column(path, f"/{name}", tf.int64) for name in INT_COLUMNS})
-            columns.update({name: column(path, f"/{name}", tf.string) for name in STRING_COLUMNS})
+            if layout.metadata:
+                columns.update({name: column(path, f"/{name}", tf.int64) for name in INT_COLUMNS})
+                columns.update({name: column(path, f"/{name}", tf.string) for name in STRING_COLUMNS})
             # tfio's datasets carry no static shape; the manifest's shapes are checked here.
             return tf.data.Dataset.zip(columns).map(
                 lambda record: {name: tf.ensure_shape(value, signature[name].shape) for name, value in record.items()})
 
         return read, None
+
+
+def _read_rows(dataset, start: int, stop: int, dtype: str) -> np.ndarray:
+    """``dataset[start:stop]`` as ``dtype``, read by HDF5 straight into a 64-byte aligned array:
+    TensorFlow takes an aligned array as a tensor without copying it (an unaligned one is copied)."""
+    shape = (stop - start, *dataset.shape[1:])
+    out = _aligned_empty(shape, np.dtype(dtype))
+    if out.size:
+        dataset.read_direct(out, np.s_[start:stop])
+    return out
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype, alignment: int = 64) -> np.ndarray:
+    """An uninitialised array whose data starts on an ``alignment``-byte boundary."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    buffer = np.empty(nbytes + alignment, np.uint8)
+    offset = (-buffer.ctypes.data) % alignment
+    return buffer[offset:offset + nbytes].view(dtype).reshape(shape)
+
+
+def _chunk_records(shape: tuple[int, ...], dtype, n: int) -> int:
+    """Records per chunk of an HDF5 dataset of ``shape`` (records on axis 0): as many whole records
+    as fit in :data:`~mirdl.store.format.HDF5_CHUNK_BYTES`, at least one, at most ``n``."""
+    record_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+    return max(1, min(n, HDF5_CHUNK_BYTES // max(1, record_bytes)))
 
 
 def _new_hdf5_file(path: Path):
@@ -705,7 +757,10 @@ class ParquetAdapter(ShardAdapter):
         schema = self.schema(features, task)
         n_records = 0
         codec = "NONE" if compression == "none" else compression.upper()
-        with pq.ParquetWriter(str(tmp), schema, compression=codec, write_page_checksum=True) as writer:
+        # Dictionary encoding only for track ids (repeated); features, labels and ints PLAIN: a
+        # dictionary of float values is never smaller, and costs a lookup per value to read.
+        with pq.ParquetWriter(str(tmp), schema, compression=codec, write_page_checksum=True,
+                              use_dictionary=["track_id"]) as writer:
             batch: list[dict[str, Any]] = []
             for record in records:
                 batch.append(record)
@@ -718,14 +773,16 @@ class ParquetAdapter(ShardAdapter):
         return n_records
 
     @staticmethod
-    def _open(path, manifest, features):
+    def _open(path, manifest, features, *, metadata=True):
         """``(file, columns, names, entries, task)``: the shard opened with page checksums on, its
-        columns checked against those a read of ``features`` needs."""
+        columns checked against those a read of ``features`` needs (the record columns only with
+        ``metadata``)."""
         import pyarrow.parquet as pq
 
         entries = manifest["features"]
         names = list(entries) if features is None else list(features)
-        columns = [*STRING_COLUMNS, *INT_COLUMNS, *names, LABEL_COLUMN]
+        record_columns = [*STRING_COLUMNS, *INT_COLUMNS] if metadata else []
+        columns = [*record_columns, *names, LABEL_COLUMN]
         parquet = pq.ParquetFile(path, page_checksum_verification=True)
         missing = [name for name in columns if name not in parquet.schema_arrow.names]
         if missing:
@@ -733,16 +790,17 @@ class ParquetAdapter(ShardAdapter):
             raise StoreError(f"{path}: Parquet shard has no column {missing[0]!r}")
         return parquet, columns, names, entries, manifest["task"]
 
-    def read_batches(self, path, *, manifest, features=None, batch_size=READ_CHUNK):
+    def read_batches(self, path, *, manifest, features=None, batch_size=READ_CHUNK, metadata=True):
         import pyarrow as pa
 
         try:
-            parquet, columns, names, entries, task = self._open(path, manifest, features)
+            parquet, columns, names, entries, task = self._open(path, manifest, features, metadata=metadata)
             with parquet:
                 n_read = 0
                 for table in parquet.iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
                     n_read += table.num_rows
-                    yield _parquet_batch(table, path=path, names=names, entries=entries, task=task)
+                    yield _parquet_batch(table, path=path, names=names, entries=entries, task=task,
+                                         metadata=metadata)
                 # Page CRCs cover page data, not page headers: a damaged header can make a page give
                 # fewer values without an error. The footer's row count catches that.
                 if n_read != parquet.metadata.num_rows:
@@ -787,10 +845,14 @@ class ParquetAdapter(ShardAdapter):
 
 
 def _parquet_batch(table, *, path, names: list[str], entries: Mapping[str, Any],
-                   task: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Columns of a pyarrow record batch as :meth:`ShardAdapter.read_batches` gives them."""
-    batch = {name: np.asarray(table.column(name).to_pylist(), dtype=object) for name in STRING_COLUMNS}
-    batch.update({name: table.column(name).to_numpy().astype(np.int64, copy=False) for name in INT_COLUMNS})
+                   task: Mapping[str, Any], metadata: bool = True) -> dict[str, np.ndarray]:
+    """Columns of a pyarrow record batch as :meth:`ShardAdapter.read_batches` gives them (without
+    the record columns unless ``metadata``)."""
+    batch = {}
+    if metadata:
+        batch = {name: table.column(name).to_numpy(zero_copy_only=False).astype(object, copy=False)
+                 for name in STRING_COLUMNS}
+        batch.update({name: table.column(name).to_numpy().astype(np.int64, copy=False) for name in INT_COLUMNS})
     batch.update({name: _column_array(table.column(name), shape=entries[name]["shape"],
                                       dtype=entries[name]["dtype"], path=path, name=name) for name in names})
     batch[LABEL_COLUMN] = _column_array(table.column(LABEL_COLUMN), shape=task["label_shape"],

@@ -48,6 +48,7 @@ __all__ = [
     "INT_COLUMNS",
     "LABEL_COLUMN",
     "HDF5_FEATURES_GROUP",
+    "HDF5_CHUNK_BYTES",
     "FEATURE_DTYPES",
     "LABEL_DTYPES",
     "shard_filename",
@@ -106,6 +107,11 @@ INT_COLUMNS = ("variant", "segment", "start_frame")
 LABEL_COLUMN = "label"
 #: HDF5 group holding one dataset per feature (``features/NAME``).
 HDF5_FEATURES_GROUP = "features"
+#: Target bytes of one HDF5 chunk (whole records along axis 0, at least one): a reader fetches
+#: (and checks the fletcher32 of) one chunk per ~1 MB, not one per record. Readers take the
+#: chunk shape from the file, so any chunking reads the same (shards written before this used
+#: one record per chunk).
+HDF5_CHUNK_BYTES = 1 << 20
 FEATURE_DTYPES = ("float32", "float16")
 LABEL_DTYPES = ("int64", "float32")
 

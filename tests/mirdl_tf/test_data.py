@@ -609,3 +609,57 @@ def test_batched_crop_is_a_slice_per_record(shape):
     got = data._crop_time_batch(tf.constant(x), tf.constant(offsets), 7).numpy()
     expected = np.stack([x[i, ..., o:o + 7] for i, o in enumerate(offsets)])
     np.testing.assert_array_equal(got, expected)
+
+
+def _dataset_ops(ds) -> str:
+    """The serialised graph of a dataset, as text (op names and attributes)."""
+    return ds._as_serialized_graph().numpy().decode("latin-1")
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "parquet"])
+def test_unshuffled_batch_reader_is_rebatched_not_unbatched(known_store, fmt):
+    """shuffle=False over a reader that yields batches (HDF5, Parquet) keeps them and rebatches
+    (whole slices, no record crossing tf.data alone); batches, across epochs and with the last one
+    short, are those of the per-record path (``variants=[0, 1]`` keeps every record, one by one)."""
+    store = known_store(fmt, task_type="multi_label")
+
+    def build(**kwargs):
+        return data.load(store, "train", batch_size=5, shuffle=False, repeat=2, **kwargs)
+
+    assert "RebatchDatasetV2" in _dataset_ops(build()) and "UnbatchDataset" not in _dataset_ops(build())
+    fast, reference = batches(build()), batches(build(variants=[0, 1]))
+    assert [len(x) for x, _ in fast] == [len(x) for x, _ in reference] == [5] * 9 + [3]
+    for (x1, y1), (x2, y2) in zip(fast, reference):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_record_columns_are_read_only_when_needed(known_store, fmt):
+    """Without metadata, variant selection or balancing, only the feature and the label are
+    parsed (TFRecord) or read (HDF5, Parquet); with_metadata still gives every column."""
+    store = known_store(fmt, task_type="multi_label")
+    plain = data.load(store, "train", batch_size=4, shuffle=False)
+    assert "track_id" not in _dataset_ops(plain) and "start_frame" not in _dataset_ops(plain)
+    meta = data.load(store, "train", batch_size=4, shuffle=False, with_metadata=True)
+    if fmt == "tfrecord":  # the parse op names the columns it parses
+        assert "track_id" in _dataset_ops(meta)
+    x_plain = np.concatenate([x for x, _ in plain.as_numpy_iterator()])
+    x_meta = np.concatenate([x for x, _, _ in meta.as_numpy_iterator()])
+    np.testing.assert_array_equal(x_plain, x_meta)
+    raw = read_raw(store, "train", "logmel")
+    keys = [k.decode() for _, _, m in meta.as_numpy_iterator() for k in m["key"]]
+    assert sorted(keys) == sorted(raw)
+
+
+def test_hdf5_shards_are_read_one_after_another_parquet_shards_in_parallel(known_store):
+    """h5py serialises every call behind one library-wide lock, so HDF5 shards are interleaved
+    sequentially (a parallel interleave only adds thread hand-offs); pyarrow decodes without the
+    GIL, so Parquet shards are read in parallel."""
+    def ops(fmt):
+        return _dataset_ops(data.load(known_store(fmt, task_type="multi_label"), "train", batch_size=4,
+                                      shuffle=False))
+
+    hdf5, parquet = ops("hdf5"), ops("parquet")
+    assert "InterleaveDataset" in hdf5 and "ParallelInterleaveDataset" not in hdf5
+    assert "ParallelInterleaveDataset" in parquet

@@ -110,12 +110,67 @@ def test_plain_h5py_reads_hdf5(tmp_path):
         np.testing.assert_array_equal(h5["features/logmel"][:], np.stack([r["logmel"] for r in records]))
         np.testing.assert_array_equal(h5["label"][:], [r["label"] for r in records])
         assert list(h5["key"].asstr()[:]) == [r["key"] for r in records]
-        assert h5["features/logmel"].chunks == (1, 4, 6)  # one record per chunk
+        # whole records per chunk, up to ~1 MB (all of these small records in one chunk)
+        assert h5["features/logmel"].chunks == (len(records), 4, 6)
         assert h5["features/logmel"].compression == "gzip"
         assert h5["features/wave"].dtype == np.float16
         # format version 2: every dataset, strings included, is chunked with a fletcher32 checksum
         for name in ("key", "track_id", "variant", "segment", "start_frame", "label", "features/logmel", "features/wave"):
             assert h5[name].fletcher32, name
+
+
+def test_hdf5_chunks_hold_several_records_and_batches_end_on_chunk_boundaries(tmp_path, monkeypatch):
+    """Chunks of ~HDF5_CHUNK_BYTES hold whole records (a reader fetches and checks one chunk per
+    several records, not one per record); batches are cut on chunk boundaries; the records read
+    back, through mirdl and through plain h5py, are those written."""
+    from mirdl.store import adapters
+
+    logmel_bytes = 4 * 6 * 4
+    monkeypatch.setattr(adapters, "HDF5_CHUNK_BYTES", 2 * logmel_bytes + 1)  # 2 log-mel records per chunk
+    task, records = TASKS["frame_notes"], make_records(TASKS["frame_notes"], n_tracks=4, n_segments=2)
+    path = tmp_path / "demo-train-00000-of-00001.h5"
+    write_shard(records, path=path, store_format="hdf5", features=FEATURES, task=task)
+    with h5py.File(path) as h5:
+        assert h5["features/logmel"].chunks == (2, 4, 6)
+        assert h5["features/wave"].chunks == (8, 1, 9)  # 18-byte records: all 8 (10 would fit)
+        assert h5["key"].chunks[0] > 1 and h5["features/logmel"].fletcher32
+        np.testing.assert_array_equal(h5["features/logmel"][:], np.stack([r["logmel"] for r in records]))
+    m = manifest_of(task)
+    batches = list(adapters.ADAPTER_FOR_FORMAT["hdf5"].read_batches(path, manifest=m, features=["logmel"],
+                                                                   batch_size=5))
+    assert [len(batch["key"]) for batch in batches] == [4, 4]  # 5 rounded down to whole chunks of 2
+    # features land in 64-byte aligned arrays, which TensorFlow takes as tensors without a copy
+    assert all(batch["logmel"].ctypes.data % 64 == 0 for batch in batches)
+    assert_same(list(read_shard(path, manifest=m)), records)
+
+
+@pytest.mark.parametrize("store_format", FORMATS)
+def test_read_batches_without_metadata_reads_only_features_and_label(tmp_path, store_format):
+    from mirdl.store.adapters import adapter_for
+
+    task, records = TASKS["frame_notes"], make_records(TASKS["frame_notes"])
+    path = tmp_path / f"demo-train-00000-of-00001.{store_format}"
+    write_shard(records, path=path, store_format=store_format, features=FEATURES, task=task)
+    m = manifest_of(task, fmt=store_format)
+    batches = list(adapter_for(store_format).read_batches(path, manifest=m, features=["wave"], metadata=False))
+    assert all(sorted(batch) == ["label", "wave"] for batch in batches)
+    np.testing.assert_array_equal(np.concatenate([batch["wave"] for batch in batches]),
+                                  np.stack([r["wave"] for r in records]))
+    np.testing.assert_array_equal(np.concatenate([batch["label"] for batch in batches]),
+                                  np.stack([r["label"] for r in records]))
+
+
+def test_parquet_feature_columns_are_plain_encoded(tmp_path):
+    """No dictionary for feature and label values (never smaller, a lookup per value to read)."""
+    task, records = TASKS["frame_notes"], make_records(TASKS["frame_notes"])
+    path = tmp_path / "demo-train-00000-of-00001.parquet"
+    write_shard(records, path=path, store_format="parquet", features=FEATURES, task=task)
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema.split(".")[0]: meta.column(i).encodings
+                 for i in range(meta.num_columns)}
+    for name in ("logmel", "wave", "label"):
+        assert not any("DICTIONARY" in encoding for encoding in encodings[name]), (name, encodings[name])
+    assert any("DICTIONARY" in encoding for encoding in encodings["track_id"])
 
 
 def test_plain_pandas_and_pyarrow_read_parquet(tmp_path):
