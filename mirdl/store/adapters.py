@@ -266,37 +266,32 @@ def _record_signature(layout: Layout, *, batched: bool = False) -> dict[str, Any
 
 # ------------------------------------------------------------------------------------------ TFRecord
 class TFRecordAdapter(ShardAdapter):
-    """``tf.train.Example`` per record; TFRecord's CRC32C of every record is checked by TensorFlow."""
+    """``tf.train.Example`` per record, written by :mod:`mirdl.store.tfrecord` (no TensorFlow);
+    TFRecord's CRC32C of every record is checked by TensorFlow on read."""
 
     format = "tfrecord"
 
     def library_version(self) -> str:
-        import importlib.metadata
+        from mirdl.store.tfrecord import crc32c_implementation
 
-        return importlib.metadata.version("tensorflow")
+        return f"mirdl.store.tfrecord ({crc32c_implementation()})"
 
     def write(self, records, tmp, *, features, task, compression, row_group_records) -> int:
-        tf = _tensorflow()
-        label_is_int = task["label_dtype"] == "int64"
-        options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
+        # Framing, CRC32C and tf.train.Example bytes without TensorFlow (mirdl.store.tfrecord):
+        # byte-identical to tf.io.TFRecordWriter + SerializeToString(deterministic=True), and a
+        # worker writing TFRecord no longer pays TensorFlow's import.
+        from mirdl.store.tfrecord import TFRecordFileWriter, example_bytes
+
+        label_kind = "int64" if task["label_dtype"] == "int64" else "float"
         n_records = 0
-        try:
-            with tf.io.TFRecordWriter(str(tmp), options) as writer:
-                for record in records:
-                    feature = {name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[record[name].encode()]))
-                               for name in STRING_COLUMNS}
-                    feature.update({name: tf.train.Feature(int64_list=tf.train.Int64List(value=[record[name]]))
-                                    for name in INT_COLUMNS})
-                    feature.update({name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[record[name].tobytes()]))
-                                    for name in features})
-                    label = record[LABEL_COLUMN].reshape(-1)
-                    feature[LABEL_COLUMN] = (tf.train.Feature(int64_list=tf.train.Int64List(value=label)) if label_is_int
-                                             else tf.train.Feature(float_list=tf.train.FloatList(value=label)))
-                    example = tf.train.Example(features=tf.train.Features(feature=feature))
-                    writer.write(example.SerializeToString(deterministic=True))
-                    n_records += 1
-        except tf.errors.ResourceExhaustedError as err:  # the disk filled up: the one error users can act on
-            raise OSError(28, f"no space left on device ({err.message})", str(tmp)) from err
+        with TFRecordFileWriter(tmp, compression=compression) as writer:
+            for record in records:
+                columns = {name: ("bytes", [record[name].encode()]) for name in STRING_COLUMNS}
+                columns.update({name: ("int64", [record[name]]) for name in INT_COLUMNS})
+                columns.update({name: ("bytes", [record[name].tobytes()]) for name in features})
+                columns[LABEL_COLUMN] = (label_kind, record[LABEL_COLUMN].reshape(-1))
+                writer.write(example_bytes(columns))
+                n_records += 1
         return n_records
 
     def _description(self, features: Mapping[str, Any], task: Mapping[str, Any]):
