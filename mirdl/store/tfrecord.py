@@ -74,7 +74,7 @@ def masked_crc32c(data: bytes) -> int:
     """TFRecord's masked CRC32C of ``data`` (``uint32``).
 
     >>> hex(masked_crc32c(b"123456789"))  # CRC32C check value 0xe3069283, masked
-    '0x1d8ea9f4'
+    '0xc78ab0e5'
     """
     crc = _crc32c(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
