@@ -28,13 +28,14 @@ from __future__ import annotations
 import contextlib
 import struct
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["masked_crc32c", "frame", "example_bytes", "TFRecordFileWriter", "crc32c_implementation"]
+__all__ = ["masked_crc32c", "frame", "example_bytes", "TFRecordFileWriter", "crc32c_implementation",
+           "CorruptRecord", "read_records", "parse_example"]
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -186,3 +187,136 @@ class TFRecordFileWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ------------------------------------------------------------------------------------------ reading
+class CorruptRecord(ValueError):
+    """A record whose framing, checksum or ``Example`` bytes are not valid."""
+
+
+def read_records(path: str | Path, *, compression: str = "none", check: bool = True) -> Iterator[bytes]:
+    """The records of a TFRecord file, each checked against its two masked CRC32Cs (``check``).
+
+    Raises :class:`CorruptRecord` for a truncated record or a checksum that does not match, as
+    ``tf.data.TFRecordDataset`` raises ``DataLossError``.
+    """
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if compression == "gzip":
+        try:
+            data = zlib.decompress(data, zlib.MAX_WBITS + 16)
+        except zlib.error as err:
+            raise CorruptRecord(f"not a valid GZIP stream ({err})") from None
+    elif compression != "none":
+        raise ValueError(f"compression={compression!r} must be 'none' or 'gzip'")
+    view = memoryview(data)
+    offset, end = 0, len(data)
+    while offset < end:
+        if end - offset < 12:
+            raise CorruptRecord(f"truncated record header at byte {offset}")
+        header = data[offset : offset + 8]
+        (length,) = struct.unpack_from("<Q", view, offset)
+        if check and struct.unpack_from("<I", view, offset + 8)[0] != masked_crc32c(header):
+            raise CorruptRecord(f"length checksum does not match at byte {offset}")
+        start = offset + 12
+        if end - start < length + 4:
+            raise CorruptRecord(f"truncated record at byte {offset}")
+        record = data[start : start + length]
+        if check and struct.unpack_from("<I", view, start + length)[0] != masked_crc32c(record):
+            raise CorruptRecord(f"data checksum does not match at byte {offset}")
+        yield record
+        offset = start + length + 4
+
+
+def _read_varint(view: memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(view) or shift > 63:
+            raise CorruptRecord("truncated or overlong varint")
+        byte = view[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(view: memoryview) -> Iterator[tuple[int, int, Any]]:
+    """``(field number, wire type, value)`` of a protobuf message: an int (varint, fixed) or a
+    memoryview (length-delimited)."""
+    pos = 0
+    while pos < len(view):
+        key, pos = _read_varint(view, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _read_varint(view, pos)
+        elif wire == 2:
+            length, pos = _read_varint(view, pos)
+            if pos + length > len(view):
+                raise CorruptRecord("length-delimited field runs past its message")
+            value, pos = view[pos : pos + length], pos + length
+        elif wire == 5:
+            value, pos = view[pos : pos + 4], pos + 4
+        elif wire == 1:
+            value, pos = view[pos : pos + 8], pos + 8
+        else:
+            raise CorruptRecord(f"unsupported wire type {wire}")
+        if pos > len(view):
+            raise CorruptRecord("field runs past its message")
+        yield number, wire, value
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _feature_values(view: memoryview) -> tuple[str, Any]:
+    kind, values = "bytes", []  # an empty Feature reads as an empty list
+    for number, _, inner in _fields(view):
+        if number == 1:
+            kind, values = "bytes", [bytes(value) for n, w, value in _fields(inner) if n == 1 and w == 2]
+        elif number == 2:
+            kind, parts = "float", []
+            for n, w, value in _fields(inner):
+                if n == 1:
+                    parts.append(np.frombuffer(value, dtype="<f4"))
+            values = np.concatenate(parts) if parts else np.zeros(0, "<f4")
+        elif number == 3:
+            kind, values = "int64", []
+            for n, w, value in _fields(inner):
+                if n == 1 and w == 2:  # packed
+                    pos = 0
+                    while pos < len(value):
+                        item, pos = _read_varint(value, pos)
+                        values.append(_signed(item))
+                elif n == 1 and w == 0:
+                    values.append(_signed(value))
+            values = np.asarray(values, dtype=np.int64)
+    return kind, values
+
+
+def parse_example(data: bytes) -> dict[str, tuple[str, Any]]:
+    """``name -> (kind, values)`` of a serialised ``tf.train.Example``, the inverse of
+    :func:`example_bytes`: ``("bytes", [bytes, ...])``, ``("float", float32 array)``,
+    ``("int64", int64 array)``.
+
+    >>> parse_example(example_bytes({"label": ("int64", np.array([-3])), "key": ("bytes", [b"a"])}))
+    {'key': ('bytes', [b'a']), 'label': ('int64', array([-3]))}
+    """
+    out: dict[str, tuple[str, Any]] = {}
+    for number, wire, features in _fields(memoryview(data)):
+        if number != 1 or wire != 2:
+            continue
+        for n, w, entry in _fields(features):
+            if n != 1 or w != 2:
+                continue
+            name, value = None, memoryview(b"")
+            for field, kind, item in _fields(entry):
+                if field == 1 and kind == 2:
+                    name = bytes(item).decode("utf-8")
+                elif field == 2 and kind == 2:
+                    value = item
+            if name is None:
+                raise CorruptRecord("a feature map entry without a name")
+            out[name] = _feature_values(value)
+    return out

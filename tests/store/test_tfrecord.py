@@ -16,7 +16,16 @@ import tensorflow as tf  # noqa: E402
 from mirdl.store.adapters import write_shard  # noqa: E402
 from mirdl.store.files import sha256_file  # noqa: E402
 from mirdl.store.format import INT_COLUMNS, LABEL_COLUMN, STRING_COLUMNS, record_key  # noqa: E402
-from mirdl.store.tfrecord import TFRecordFileWriter, example_bytes, masked_crc32c  # noqa: E402
+from mirdl.errors import StoreError  # noqa: E402
+from mirdl.store.adapters import read_shard  # noqa: E402
+from mirdl.store.tfrecord import (  # noqa: E402
+    CorruptRecord,
+    TFRecordFileWriter,
+    example_bytes,
+    masked_crc32c,
+    parse_example,
+    read_records,
+)
 
 
 def tf_example(columns):
@@ -75,6 +84,38 @@ def test_files_are_byte_identical_to_tf_io_tfrecordwriter_and_read_back_by_tf_da
     assert ours.read_bytes() == theirs.read_bytes()
     dataset = tf.data.TFRecordDataset([str(ours)], compression_type="GZIP" if compression == "gzip" else "")
     assert [r.numpy() for r in dataset] == records
+    assert list(read_records(theirs, compression=compression)) == records  # our reader reads TF's file
+
+
+def test_parse_example_reads_what_tf_train_example_wrote():
+    rng = np.random.default_rng(4)
+    for i in range(40):
+        columns = random_columns(rng, i)
+        parsed = parse_example(tf_example(columns))
+        assert sorted(parsed) == sorted(columns)
+        for name, (kind, values) in columns.items():
+            assert parsed[name][0] == kind
+            if kind == "bytes":
+                assert parsed[name][1] == list(values)
+            else:
+                np.testing.assert_array_equal(parsed[name][1], np.asarray(values).reshape(-1))
+
+
+@pytest.mark.parametrize("where", ["length", "length crc", "data", "data crc", "truncated"])
+def test_read_records_refuses_what_tf_data_refuses(tmp_path, where):
+    path = tmp_path / "one"
+    with TFRecordFileWriter(path) as writer:
+        writer.write(b"0123456789" * 3)
+    raw = bytearray(path.read_bytes())
+    if where == "truncated":
+        raw = raw[:-3]
+    else:
+        raw[{"length": 0, "length crc": 9, "data": 15, "data crc": -2}[where]] ^= 0x10
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptRecord):
+        list(read_records(path))
+    with pytest.raises(tf.errors.DataLossError):
+        list(tf.data.TFRecordDataset([str(path)]))
 
 
 def store_records(label_dtype, n=6):
@@ -134,7 +175,7 @@ def test_a_full_disk_names_the_file():
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == "/dev/full"
 
 
-def test_writing_a_tfrecord_shard_does_not_import_tensorflow(tmp_path):
+def test_writing_and_reading_a_tfrecord_shard_in_numpy_does_not_import_tensorflow(tmp_path):
     code = (
         "import sys, numpy as np\n"
         "from mirdl.store.adapters import write_shard\n"
@@ -143,6 +184,10 @@ def test_writing_a_tfrecord_shard_does_not_import_tensorflow(tmp_path):
         "write_shard([record], path=sys.argv[1], store_format='tfrecord',\n"
         "            features={'logmel': {'shape': [2, 3], 'dtype': 'float32'}},\n"
         "            task={'type': 'single_label', 'label_shape': [], 'label_dtype': 'int64', 'vocabulary': ['a']})\n"
+        "from mirdl.store.adapters import read_shard\n"
+        "manifest = {'format': 'tfrecord', 'features': {'logmel': {'shape': [2, 3], 'dtype': 'float32'}},\n"
+        "            'task': {'type': 'single_label', 'label_shape': [], 'label_dtype': 'int64', 'vocabulary': ['a']}}\n"
+        "assert next(read_shard(sys.argv[1], manifest=manifest))['label'] == 1\n"
         "print('tensorflow' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.tfrecord-00000-of-00001")],
