@@ -23,18 +23,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mirdl.features.checks import argparse_type, fraction, integer
+from mirdl.features.checks import argparse_type, fraction, integer, positive_float
 
 __all__ = ["EXIT_STATUS", "add_arguments"]
 
 #: The job's exit statuses, as ``mirdl prepare --help`` lists them.
 EXIT_STATUS = ("0 all files made it, 3 some failed (see STORE/errors.jsonl), 4 aborted by --max-error-rate, "
-               "5 no space left on the device, 2 bad config, Beam option or destination, 130 interrupted "
-               "(Ctrl-C); after 4, 5 or 130 nothing was written")
+               "5 no space left on the device, 6 cancelled by --job-timeout or --stall-timeout, 2 bad config, "
+               "Beam option, destination or unreachable --job_endpoint, 130 interrupted (Ctrl-C); after 4, 5, 6 "
+               "or 130 nothing was written")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the job's flags: ``--config``, ``--workers``, ``--overwrite``, ``--max-error-rate``."""
+    """Declare the job's flags: ``--config``, ``--workers``, ``--overwrite``, ``--max-error-rate``,
+    ``--job-timeout``, ``--stall-timeout``."""
     parser.add_argument("--config", required=True, type=Path, help="prepare config (YAML)")
     parser.add_argument("--workers", type=argparse_type(integer, int, minimum=1), default=2, metavar="N",
                         help="worker processes of the local runner (default 2; 1 = in this process, fastest "
@@ -44,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-error-rate", type=argparse_type(fraction, float), default=None, metavar="F",
                         help="abort without writing anything (exit 4) if more than this fraction of the "
                              "input files fail")
+    parser.add_argument("--job-timeout", type=argparse_type(positive_float, float), default=None, metavar="SECONDS",
+                        help="with --runner: cancel the job (exit 6, nothing written) if it has not finished "
+                             "in this time (default: no limit)")
+    parser.add_argument("--stall-timeout", type=argparse_type(positive_float, float), default=None,
+                        metavar="SECONDS",
+                        help="with --runner: cancel the job (exit 6, nothing written) if no input file "
+                             "finished for this long while files remain, as when the workers cannot start "
+                             "(default 600)")
     parser.epilog = ("Any other option is a Beam pipeline option, passed through unchanged if some Beam runner "
                      "knows it, e.g. --runner=FlinkRunner --flink_master=HOST:8081 --parallelism=32. "
                      f"Exit status: {EXIT_STATUS}.")

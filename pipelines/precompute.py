@@ -40,7 +40,13 @@ to this driver (:class:`~mirdl.pipelines.local_runner.LocalRunner`). It is named
 offline before it falls back to this same engine; ``--runner=DirectRunner`` still works when
 given. Any other Beam option is passed through unchanged (``--runner=DataflowRunner
 --project=...``, ``--runner=FlinkRunner ...``) once checked: an unknown runner, or an option
-no Beam runner knows, is a config error (:mod:`mirdl.pipelines.beam_options`). On a cluster
+no Beam runner knows, is a config error (:mod:`mirdl.pipelines.beam_options`). With any other
+runner (``--runner=PortableRunner --job_endpoint=... --environment_type=EXTERNAL ...``) the
+endpoints must answer before the job is submitted, ``--setup_file`` / ``--requirements_file``
+are resolved and checked, and the driver cancels a job that outlives ``--job-timeout`` or
+finishes no input file for ``--stall-timeout`` (exit 6; :mod:`mirdl.pipelines.runners`). No
+step depends on state set in the driver's modules or on its working directory (every path in
+the graph is absolute), so workers need only the installed package. On a cluster
 ``store.out`` must be on a filesystem every worker sees (shards and spill files are written
 there). The local runner keeps what it shuffles in memory: the index entries (about 0.5 KB
 per record at the peak), not the records, so a local run's memory is about one shard per
@@ -64,9 +70,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from mirdl.errors import StoreError
+from mirdl.errors import ConfigError, StoreError
 from mirdl.features import audio
-from mirdl.features.checks import fraction, integer
+from mirdl.features.checks import fraction, integer, positive_float
 from mirdl.pipelines.beam_options import check_beam_args
 from mirdl.pipelines.config import PrepareConfig
 from mirdl.pipelines.corpus import Track, list_tracks, listing_hash, split_warnings, task_for
@@ -75,6 +81,17 @@ from mirdl.pipelines.failures import disk_full_message, quiet_failed_bundles, st
 from mirdl.pipelines.local_runner import LocalRunner
 from mirdl.pipelines.manifest import build_manifest, inputs_sha256, store_fingerprint
 from mirdl.pipelines.options import add_arguments
+from mirdl.pipelines.runners import (
+    DEFAULT_STALL_TIMEOUT,
+    JobTimeout,
+    check_endpoints,
+    describe_runner,
+    is_local,
+    packaging_note,
+    resolve_packaging,
+    wait_guarded,
+    workers_on_this_host,
+)
 from mirdl.pipelines.stats import DurationSummaryFn, FeatureStatsFn
 from mirdl.pipelines.transforms import (
     METRICS_NAMESPACE,
@@ -92,13 +109,14 @@ from mirdl.store.manifest import provenance, read_manifest
 from mirdl.store.remote import upload_store
 from mirdl.store.verify import check_shards
 
-__all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "EXIT_DISK_FULL", "run", "prepare", "pipeline_options",
-           "balance_tracks", "PROBE_LIMIT"]
+__all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "EXIT_DISK_FULL", "EXIT_TIMEOUT", "run", "prepare",
+           "pipeline_options", "balance_tracks", "PROBE_LIMIT"]
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 3
 EXIT_ABORTED = 4
 EXIT_DISK_FULL = 5
+EXIT_TIMEOUT = 6
 #: Folder inside the temporary store where the pipeline leaves its summaries for the driver.
 WORK_DIR = "_work"
 #: Folder inside WORK_DIR for the records on their way to their shard (:mod:`mirdl.pipelines.spill`).
@@ -122,7 +140,8 @@ def run(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)
     return prepare(args.config, workers=args.workers, overwrite=args.overwrite,
-                   max_error_rate=args.max_error_rate, beam_args=beam_args)
+                   max_error_rate=args.max_error_rate, job_timeout=args.job_timeout,
+                   stall_timeout=args.stall_timeout, beam_args=beam_args)
 
 
 def pipeline_options(beam_args: list[str], *, workers: int) -> PipelineOptions:
@@ -130,10 +149,14 @@ def pipeline_options(beam_args: list[str], *, workers: int) -> PipelineOptions:
     with ``workers`` processes (1: in this process). Not ``DirectRunner``: in Beam 2.77 it first
     tries to download and start the Prism runner, which needs the network.
 
+    ``--setup_file`` and ``--requirements_file`` are made absolute (relative to the working
+    directory) and must exist (:func:`mirdl.pipelines.runners.resolve_packaging`).
+
     Raises
     ------
     mirdl.errors.ConfigError
-        An unknown ``--runner``, or an option no Beam runner knows (named in the message).
+        An unknown ``--runner``, an option no Beam runner knows, or a missing ``--setup_file`` /
+        ``--requirements_file`` (named in the message).
     """
     check_beam_args(beam_args, other_flags=_own_flags())
     args = list(beam_args)
@@ -147,7 +170,9 @@ def pipeline_options(beam_args: list[str], *, workers: int) -> PipelineOptions:
             args.append(f"--direct_running_mode={'multi_processing' if workers > 1 else 'in_memory'}")
         if not given("--direct_num_workers"):
             args.append(f"--direct_num_workers={workers}")
-    return PipelineOptions(args)
+    options = PipelineOptions(args)
+    resolve_packaging(options)
+    return options
 
 
 def _own_flags() -> list[str]:
@@ -163,7 +188,8 @@ def _runner(options: PipelineOptions) -> LocalRunner | None:
 
 
 def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2, overwrite: bool = False,
-            max_error_rate: float | None = None, beam_args: list[str] | None = None,
+            max_error_rate: float | None = None, job_timeout: float | None = None,
+            stall_timeout: float | None = None, beam_args: list[str] | None = None,
             out: TextIO | None = None) -> int:
     """Build (or confirm) the store a config (file, or a checked PrepareConfig) describes; return the exit status (see module docs).
 
@@ -172,22 +198,45 @@ def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2,
     copied to the URL atomically (:func:`mirdl.store.remote.upload_store`: temporary prefix,
     manifest last) and the staging folder removed. The workers write locally, so this is for
     the local runner; on a cluster, give ``store.out`` on a shared filesystem.
+
+    With a runner other than the local engine, ``--job_endpoint`` and an ``EXTERNAL``
+    environment's ``--environment_config`` must accept a connection before anything is
+    submitted, and the job is cancelled (exit 6, nothing written) after ``job_timeout`` seconds
+    or ``stall_timeout`` seconds (default 600) without an input file finishing
+    (:mod:`mirdl.pipelines.runners`). The local engine cannot be cancelled: both need ``--runner``.
     """
     out = out or sys.stdout
     workers = integer(workers, name="workers", minimum=1)
     if max_error_rate is not None:
         max_error_rate = fraction(max_error_rate, name="max_error_rate")
+    timeouts = {name: positive_float(value, name=name) if value is not None else None
+                for name, value in (("job_timeout", job_timeout), ("stall_timeout", stall_timeout))}
     options = pipeline_options(beam_args or [], workers=workers)
+    if is_local(options):
+        given = [name for name, value in timeouts.items() if value is not None]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ConfigError(f"{given[0]}={timeouts[given[0]]:g} ({flag}) needs a --runner: the local engine cannot "
+                              "be cancelled (Ctrl-C stops it)")
+    else:
+        check_endpoints(options)
+        if timeouts["stall_timeout"] is None:
+            timeouts["stall_timeout"] = DEFAULT_STALL_TIMEOUT
     config = config_path if isinstance(config_path, PrepareConfig) else PrepareConfig.from_file(config_path)
     if not is_remote(config.store.out, param="store.out"):
         return _prepare(config, workers=workers, overwrite=overwrite, max_error_rate=max_error_rate,
-                        options=options, out=out)
+                        options=options, out=out, **timeouts)
     url = config.store.out
+    if not workers_on_this_host(options):
+        raise ConfigError(f"store.out={url!r}: a store on object storage is built in a staging folder on this "
+                          f"machine, which the workers of {describe_runner(options, workers=workers)} do not see; "
+                          "give store.out on a filesystem every worker mounts (then `mirdl publish` the store to "
+                          "object storage)")
     staging = Path(tempfile.mkdtemp(prefix="mirdl-prepare-", dir=os.environ.get("MIRDL_CACHE") or None))
     try:
         local = staging / config.name
         status = _prepare(config, workers=workers, overwrite=overwrite, max_error_rate=max_error_rate,
-                          options=options, out=out, store=local, remote=url)
+                          options=options, out=out, store=local, remote=url, **timeouts)
         if local.is_dir():
             upload_store(local, url, overwrite=overwrite, param="store.out")
             print(f"copied {config.name} to {url} (manifest last)", file=out)
@@ -217,7 +266,8 @@ def _remote_up_to_date(url: str, *, fingerprint: str, overwrite: bool) -> bool:
 
 
 def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_rate: float | None,
-             options: PipelineOptions, out: TextIO, store: Path | None = None, remote: str | None = None) -> int:
+             options: PipelineOptions, out: TextIO, store: Path | None = None, remote: str | None = None,
+             job_timeout: float | None = None, stall_timeout: float | None = None) -> int:
     tracks, listing_errors = list_tracks(config.corpus, config.splits)
     layout = RecordLayout.build(config, task_for(config.corpus, tracks))
     listing_sha256 = listing_hash(tracks)
@@ -244,6 +294,11 @@ def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_
             return EXIT_OK
         print(f"{config.name}: {len(tracks)} tracks listed ({n_rejected} rejected, {n_skipped} skipped), "
               f"{config.augment.n_variants} variant(s), {config.store.format} -> {store}", file=out)
+        ran_on = describe_runner(options, workers=workers)
+        print(f"running on {ran_on}", file=out)
+        note = packaging_note(options)
+        if note:
+            print(note, file=out)
         _print_split_warnings(warnings_, file=out)
         started = time.monotonic()
         try:
@@ -254,9 +309,13 @@ def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_
                 _build(pipeline, config=config, layout=layout, tracks=tracks, listing_errors=listing_errors,
                        directory=tmp, work=work, n_files=n_files, max_error_rate=max_error_rate,
                        stats_split=stats_split, local_workers=_local_workers(options))
-                with _ProgressBar(work / "progress.log", total=len(tracks)), quiet_failed_bundles():
+                with _ProgressBar(work / "progress.log", total=len(tracks)) as bar, quiet_failed_bundles():
                     result = pipeline.run()
-                    state = result.wait_until_finish()
+                    if is_local(options):  # run() has run it; nothing to cancel
+                        state = result.wait_until_finish()
+                    else:
+                        state = wait_guarded(result, progress=lambda: bar.files_done, total=len(tracks),
+                                             job_timeout=job_timeout, stall_timeout=stall_timeout)
                 if state != PipelineState.DONE:
                     raise StoreError(f"the Beam pipeline ended in state {state}; nothing was written")
                 shutil.rmtree(work / SPILL_DIR, ignore_errors=True)  # as big as the store: free it now
@@ -279,6 +338,9 @@ def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_
             print(f"mirdl prepare: aborted: {failed} of {n_files} files failed, more than --max-error-rate="
                   f"{max_error_rate:g}; nothing was written", file=sys.stderr)
             return EXIT_ABORTED
+        except JobTimeout as err:
+            print(f"mirdl prepare: error: {err} (on {ran_on}); nothing was written", file=sys.stderr)
+            return EXIT_TIMEOUT
         except Exception as err:
             message = disk_full_message(err, store=store)
             if message is None:
@@ -286,7 +348,7 @@ def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_
             print(f"mirdl prepare: error: {message}", file=sys.stderr)
             return EXIT_DISK_FULL
     elapsed = time.monotonic() - started
-    _print_summary(store, manifest, metrics=_metrics(result), elapsed=elapsed, workers=workers, file=out)
+    _print_summary(store, manifest, metrics=_metrics(result), elapsed=elapsed, ran_on=ran_on, file=out)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
@@ -438,6 +500,7 @@ class _ProgressBar:
         self.path, self.total, self.interval = path, total, interval
         self._stop = threading.Event()
         self._offset, self._seconds = 0, 0.0
+        self.files_done = 0  # files finished so far, as the workers reported them
 
     def __enter__(self) -> _ProgressBar:
         from tqdm import tqdm
@@ -461,6 +524,7 @@ class _ProgressBar:
             self._seconds += sum(float(line) for line in lines)
             self._bar.set_postfix_str(f"audio {self._bar.format_interval(self._seconds)}", refresh=False)
             self._bar.update(len(lines))
+            self.files_done += len(lines)
 
     def _follow(self) -> None:
         while not self._stop.wait(self.interval):
@@ -504,7 +568,7 @@ def _print_errors(errors_path: Path, summary: dict[str, Any], *, file: TextIO) -
 
 
 def _print_summary(store: Path, manifest: dict[str, Any], *, metrics: dict[str, int], elapsed: float,
-                   workers: int, file: TextIO) -> None:
+                   ran_on: str, file: TextIO) -> None:
     print(f"store {manifest['name']} ({manifest['format']}) written to {store}, "
           f"fingerprint {manifest['fingerprint']}", file=file)
     print(f"  {'split':<10}{'tracks':>8}{'records':>10}{'shards':>8}{'MB':>10}", file=file)
@@ -515,7 +579,7 @@ def _print_summary(store: Path, manifest: dict[str, Any], *, metrics: dict[str, 
     seconds = corpus["audio_seconds"]
     print(f"  files {corpus['files']}, read {metrics.get('files_read', corpus['decoded_tracks'])}, "
           f"failed {corpus['failed']}; {seconds / 3600:.3f} h of audio in {elapsed:.1f} s "
-          f"({seconds / max(elapsed, 1e-9):.1f} audio s/s with {workers} worker(s))", file=file)
+          f"({seconds / max(elapsed, 1e-9):.1f} audio s/s on {ran_on})", file=file)
     if metrics:
         shown = ("variants", "segments", "spilled_bytes", "shards", "shard_bytes", "errors_unexpected")
         print("  counters: " + ", ".join(f"{name} {metrics[name]}" for name in shown if name in metrics), file=file)

@@ -6,7 +6,8 @@ every other argument is a Beam pipeline option and is passed through unchanged
 (``--runner=DataflowRunner --project=...``) if some Beam runner knows it.
 Exit status (:data:`EXIT_STATUS`): 0 all files made it, 3 some failed (see ``STORE/errors.jsonl``),
 4 aborted by ``--max-error-rate`` (nothing written), 5 no space left on the device (nothing
-written), 2 bad config, Beam option or destination, 130 interrupted (Ctrl-C; nothing written).
+written), 6 cancelled by ``--job-timeout`` / ``--stall-timeout`` (nothing written), 2 bad config,
+Beam option, destination or unreachable endpoint, 130 interrupted (Ctrl-C; nothing written).
 Every failure is one line on stderr.
 
 Examples
@@ -15,6 +16,8 @@ Examples
 
     mirdl prepare --config configs/prepare_demo.yaml --workers 2
     mirdl prepare --config big.yaml --runner=FlinkRunner --flink_master=host:8081 --parallelism=32
+    mirdl prepare --config big.yaml --runner=PortableRunner --job_endpoint=localhost:8099 \
+        --environment_type=EXTERNAL --environment_config=localhost:50000 --setup_file=./setup.py
 """
 from __future__ import annotations
 
@@ -56,4 +59,5 @@ def run(args: argparse.Namespace) -> int:
         logging.root.removeFilter(_drop_bigquery_warning)
 
     return prepare(args.config, workers=args.workers, overwrite=args.overwrite,
-                   max_error_rate=args.max_error_rate, beam_args=list(getattr(args, "beam_args", []) or []))
+                   max_error_rate=args.max_error_rate, job_timeout=args.job_timeout,
+                   stall_timeout=args.stall_timeout, beam_args=list(getattr(args, "beam_args", []) or []))

@@ -294,14 +294,6 @@ class TFRecordAdapter(ShardAdapter):
                 n_records += 1
         return n_records
 
-    def _description(self, features: Mapping[str, Any], task: Mapping[str, Any]):
-        tf = _tensorflow()
-        label_dtype = tf.int64 if task["label_dtype"] == "int64" else tf.float32
-        description = {name: tf.io.FixedLenFeature([], tf.string) for name in (*STRING_COLUMNS, *features)}
-        description.update({name: tf.io.FixedLenFeature([], tf.int64) for name in INT_COLUMNS})
-        description[LABEL_COLUMN] = tf.io.FixedLenFeature(task["label_shape"], label_dtype)
-        return description
-
     def read_batches(self, path, *, manifest, features=None, batch_size=READ_CHUNK):
         # Without TensorFlow (mirdl.store.tfrecord): both CRC32Cs of every record checked, the
         # Example bytes parsed in Python. A job drawing its store card, `inspect` and `verify`

@@ -237,9 +237,12 @@ def write_store(out: str | os.PathLike, records: Mapping[str, Iterable[Mapping[s
             split_records = list(split_records)
             shards = []
             counts = None if task["type"] == "regression" else np.zeros(task["n_outputs"], dtype=np.int64)
+            # Grouped once: a scan of every record per shard would be quadratic (10^4 shards).
+            by_shard: dict[int, list[Mapping[str, Any]]] = {}
+            for record in split_records:
+                by_shard.setdefault(shard_for_key(record["key"], n_shards=n_shards), []).append(record)
             for index in range(n_shards if split_records else 0):
-                mine = sorted((r for r in split_records if shard_for_key(r["key"], n_shards=n_shards) == index),
-                              key=lambda r: r["key"])
+                mine = sorted(by_shard.get(index, ()), key=lambda r: r["key"])
                 path = tmp / shard_filename(name=name, split=split, store_format=store_format, index=index,
                                             n_shards=n_shards)
                 shards.append(write_shard(counting_labels(mine, counts, task), path=path, store_format=store_format,
