@@ -143,6 +143,7 @@ def test_cli_and_commands_import_nothing_heavy():
     assert heavy == []
 
 
+@pytest.mark.slow  # two fresh interpreters (Beam): ~5 s
 def test_pipelines_and_store_writers_import_neither_scipy_signal_nor_tensorflow():
     # A precompute worker imports these: scipy.signal (~1 s) is imported only when augmenting
     # (features.augment imports it inside the filters), TensorFlow not at all (the TFRecord writer
