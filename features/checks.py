@@ -30,7 +30,7 @@ import numpy as np
 
 from mirdl.errors import ConfigError
 
-__all__ = ["CheckError", "integer", "finite_float", "positive_float", "non_negative_float", "fraction", "choice", "boolean",
+__all__ = ["CheckError", "integer", "partition", "finite_float", "positive_float", "non_negative_float", "fraction", "choice", "boolean",
            "string", "mapping", "generator", "argparse_type"]
 
 
@@ -84,6 +84,30 @@ def integer(value: Any, *, name: str, minimum: int | None = None, maximum: int |
             bound = "" if maximum is None else f" <= {maximum}"
         raise CheckError(name, value, f"must be an integer{bound}")
     return result
+
+
+def partition(value: Any, *, name: str) -> tuple[int, int]:
+    """An array job's part: ``"I/K"`` (or a pair ``(I, K)``) with integers ``0 <= I < K``, as ``(I, K)``.
+
+    Examples
+    --------
+    >>> partition("2/3", name="partition")
+    (2, 3)
+    >>> partition("3/3", name="partition")
+    Traceback (most recent call last):
+    ...
+    mirdl.features.checks.CheckError: partition='3/3' must be I/K with integers 0 <= I < K (task index, number of tasks)
+    """
+    requirement = "must be I/K with integers 0 <= I < K (task index, number of tasks)"
+    parts = value.split("/") if isinstance(value, str) else value
+    try:
+        index, count = (int(part) if isinstance(part, str) else part for part in parts)
+        index, count = integer(index, name=name, minimum=0), integer(count, name=name, minimum=1)
+    except (TypeError, ValueError, CheckError):
+        raise CheckError(name, value, requirement) from None
+    if index >= count:
+        raise CheckError(name, value, requirement)
+    return index, count
 
 
 def finite_float(value: Any, *, name: str) -> float:

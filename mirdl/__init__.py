@@ -2,15 +2,15 @@
 
 The package itself holds the version; the work is done by :mod:`mirdl.features`,
 :mod:`mirdl.pipelines` and :mod:`mirdl_tf`. The Python API that mirrors the ``mirdl``
-command (:mod:`mirdl.api`: ``prepare``, ``Store``, ``train``, ``evaluate``, ``predict``) is
+command (:mod:`mirdl.api`: ``prepare``, ``merge``, ``Store``, ``train``, ``evaluate``, ``predict``) is
 imported on first use, so ``import mirdl`` loads neither Beam nor TensorFlow.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "prepare", "Store", "train", "evaluate", "predict"]
+__all__ = ["__version__", "prepare", "merge", "Store", "train", "evaluate", "predict"]
 
-_API = ("prepare", "Store", "train", "evaluate", "predict")
+_API = ("prepare", "merge", "Store", "train", "evaluate", "predict")
 
 
 def __getattr__(name: str):

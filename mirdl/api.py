@@ -23,7 +23,7 @@ from typing import Any
 
 from mirdl.errors import ConfigError, StoreError
 
-__all__ = ["Store", "prepare", "train", "evaluate", "predict"]
+__all__ = ["Store", "prepare", "merge", "train", "evaluate", "predict"]
 
 
 class Store:
@@ -100,7 +100,8 @@ def _config(config: str | os.PathLike | Mapping[str, Any], cls, *, base_dir: str
 
 def prepare(config: str | os.PathLike | Mapping[str, Any], *, workers: int = 2, overwrite: bool = False,
             max_error_rate: float | None = None, base_dir: str | os.PathLike | None = None,
-            quiet: bool = False) -> Store:
+            quiet: bool = False, partition: str | tuple[int, int] | None = None,
+            update: str | os.PathLike | None = None) -> Store:
     """Run the precompute job (``mirdl prepare``) and return the store.
 
     Parameters
@@ -108,8 +109,9 @@ def prepare(config: str | os.PathLike | Mapping[str, Any], *, workers: int = 2, 
     config : path-like or dict
         A prepare config file, or its mapping (relative paths then resolve against ``base_dir``,
         default the working directory).
-    workers, overwrite, max_error_rate
-        As ``mirdl prepare``'s flags.
+    workers, overwrite, max_error_rate, partition, update
+        As ``mirdl prepare``'s flags (``partition="I/K"`` or ``(I, K)``; ``update``: the store to
+        update, which is returned).
     quiet : bool
         Print nothing (the summary otherwise goes to stdout, as the command prints it).
 
@@ -127,11 +129,43 @@ def prepare(config: str | os.PathLike | Mapping[str, Any], *, workers: int = 2, 
 
     checked = _config(config, PrepareConfig, base_dir=base_dir)
     status = run_prepare(checked, workers=workers, overwrite=overwrite, max_error_rate=max_error_rate,
-                         out=io.StringIO() if quiet else sys.stdout)
+                         out=io.StringIO() if quiet else sys.stdout, partition=partition, update=update)
     if status == EXIT_ABORTED:
         raise StoreError(f"prepare aborted: more than max_error_rate={max_error_rate} of the files failed; "
                          "nothing was written")
-    return Store(checked.store.out)
+    return Store(checked.store.out if update is None else update)
+
+
+def merge(partials: Iterable[str | os.PathLike | Store], out: str | os.PathLike, *, overwrite: bool = False,
+          quiet: bool = False) -> Store:
+    """Merge the partial stores of ``prepare(..., partition="I/K")`` into ``out`` (``mirdl merge``).
+
+    Parameters
+    ----------
+    partials : iterable of path-like or Store
+        Every partial store of one job, each once, in any order.
+    out : path-like
+        The merged store (replaced only if it is a mirdl store and ``overwrite``; left alone
+        when it already equals this merge).
+    overwrite : bool
+    quiet : bool
+        Print nothing (progress lines otherwise go to stdout, as the command prints them).
+
+    Returns
+    -------
+    Store
+        The merged store.
+
+    Raises
+    ------
+    StoreError
+        As the command: partials that do not belong together, a part missing or given twice.
+    """
+    from mirdl.pipelines.merge import merge_partials
+
+    merge_partials([os.fspath(part) for part in partials], os.fspath(out), overwrite=overwrite, param="out",
+                   log=(lambda line: None) if quiet else print)
+    return Store(out)
 
 
 def train(config: str | os.PathLike | Mapping[str, Any], *, out: str | os.PathLike | None = None,

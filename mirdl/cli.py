@@ -44,6 +44,7 @@ COMMANDS = {
     "catalog": ("mirdl.commands.catalog", "list the stores of a catalog root (name, version, fingerprint, counts)"),
     "publish": ("mirdl.commands.publish", "copy a store into a catalog as the next version of its name"),
     "pull": ("mirdl.commands.pull", "fetch a catalog version into the local cache and verify it"),
+    "merge": ("mirdl.commands.merge", "combine the partial stores of an array job (prepare --partition I/K) into one"),
     "diff": ("mirdl.commands.diff", "do two stores hold the same data? keys, labels, features within a tolerance"),
     "probe": ("mirdl.commands.probe", "fit a linear probe on an extracted-feature store"),
 }

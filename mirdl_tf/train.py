@@ -77,7 +77,7 @@ from mirdl.features import checks
 from mirdl.errors import ConfigError, StoreError
 from mirdl.features.spec import load_config, stable_hash
 from mirdl.store.files import atomic_path, write_json_atomic
-from mirdl.store.manifest import read_manifest
+from mirdl.store.manifest import read_manifest, shard_entries
 
 __all__ = [
     "OPTIMIZERS",
@@ -93,6 +93,13 @@ __all__ = [
     "model_inputs",
     "model_labels",
     "read_model_info",
+    "Cluster",
+    "cluster_from_env",
+    "train_worker",
+    "free_ports",
+    "local_cluster",
+    "run_workers",
+    "stop_processes",
 ]
 
 #: Optimizer names a config may use -> Keras class name.
@@ -452,23 +459,32 @@ def _optimizer(config: OptimizerConfig):
     return getattr(keras.optimizers, OPTIMIZERS[config.name])(learning_rate=config.learning_rate)
 
 
-def _datasets(config: TrainConfig, info: Mapping[str, Any], *, epoch: int):
-    """``(train, valid or None)``: batches in model layout."""
+def _datasets(config: TrainConfig, info: Mapping[str, Any], *, epoch: int, worker: tuple[int, int] | None = None):
+    """``(train, valid or None)``: batches in model layout.
+
+    ``worker=(index, count)``: the train batches are this worker's part of the split (see
+    :func:`mirdl_tf.data.load`'s ``num_shards``), ``batch_size // count`` records each, with
+    the records' keys as a third element.
+    """
     from mirdl_tf import data
 
     task, n_outputs = info["task"], int(info["n_outputs"])
 
-    def to_model(x, y):
-        return model_inputs(x), model_labels(y, task, n_outputs=n_outputs)
+    def to_model(x, y, meta=None):
+        if meta is None:
+            return model_inputs(x), model_labels(y, task, n_outputs=n_outputs)
+        return model_inputs(x), model_labels(y, task, n_outputs=n_outputs), meta["key"]
 
     common = {"feature": info["feature"], "batch_size": config.batch_size, "patch_frames": config.patch_frames,
               "cache": config.cache, "deterministic": True}
+    sharding = {} if worker is None else {"shard_index": worker[0], "num_shards": worker[1], "with_metadata": True,
+                                          "batch_size": config.batch_size // worker[1]}
     try:
         train_ds = data.load(
             config.store, config.train_split, shuffle=True, seed=config.seed + epoch, crop="random",
             variants=config.augment.load_variants(), spec_augment=config.augment.spec_augment,
             mixup_alpha=config.augment.mixup_alpha, balance=config.balance,
-            patches_per_track=config.patches_per_track, **common)
+            patches_per_track=config.patches_per_track, **{**common, **sharding})
         valid_ds = None if config.valid_split is None else data.load(
             config.store, config.valid_split, shuffle=False, crop="center", variants="clean", **common)
     except ValueError as err:  # an argument the store does not allow (mixup on frame labels, ...)
@@ -576,16 +592,16 @@ def read_model_info(model_dir: str | os.PathLike) -> dict[str, Any]:
 # Run directory, callbacks
 
 
-def _save_model_atomic(model, path: Path) -> None:
-    """``model.save`` to a temporary sibling folder, then one rename onto ``path``.
+def _save_model_atomic(model, path: Path, *, weights_only: bool = False) -> None:
+    """``model.save`` (``model.save_weights``) to a temporary sibling folder, then one rename onto ``path``.
 
-    (Keras insists on a ``.keras`` file name, so :func:`mirdl.store.format.atomic_path`'s
+    (Keras insists on a ``.keras`` / ``.weights.h5`` file name, so :func:`mirdl.store.format.atomic_path`'s
     temporary file name cannot be used directly.)
     """
     staging = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
     staging.mkdir()
     try:
-        model.save(staging / path.name)
+        (model.save_weights if weights_only else model.save)(staging / path.name)
         os.replace(staging / path.name, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -611,7 +627,8 @@ def _read_state(out: Path) -> dict[str, Any] | None:
 
 
 def _make_callbacks(*, out: Path, monitor: str, mode: str, patience: int | None, state: dict[str, Any],
-                    epochs: int, optimizer: OptimizerConfig, log: Callable[[str], None]):
+                    epochs: int, optimizer: OptimizerConfig, log: Callable[[str], None], progress: bool = True,
+                    tensorboard: bool = True):
     import keras
 
     better = (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
@@ -682,20 +699,53 @@ def _make_callbacks(*, out: Path, monitor: str, mode: str, patience: int | None,
             BatchBar.steps = self.count  # the next epoch's total (a balanced epoch varies a little)
 
     run_state = RunState()
-    callbacks = [run_state, BatchBar(), EpochLine()]
+    callbacks = [run_state, BatchBar(), EpochLine()] if progress else [run_state, EpochLine()]
     if optimizer.schedule != "constant" or optimizer.warmup_epochs:
         # First, so the epoch's rate is set before it trains and logged ("learning_rate") before
         # RunState records the epoch; it follows the epoch number, so a resume continues the schedule.
         callbacks.insert(0, keras.callbacks.LearningRateScheduler(
             lambda epoch, _: optimizer.learning_rate_at(epoch, epochs=epochs)))
     # TensorFlow >= 2.20 no longer installs TensorBoard, whose summary ops the callback needs.
-    if importlib.util.find_spec("tensorboard") is None:
+    if not tensorboard:
+        pass
+    elif importlib.util.find_spec("tensorboard") is None:
         log("TensorBoard is not installed (pip install tensorboard): no logs in "
             f"{out / RUN_FILES['logs']}")
     else:
         callbacks.insert(0, keras.callbacks.TensorBoard(log_dir=str(out / RUN_FILES["logs"]), write_graph=False,
                                                         profile_batch=0))
     return callbacks
+
+
+def _new_model(config: TrainConfig, info: Mapping[str, Any], *, one_hot: bool):
+    """The config's model for the store, seeded with ``config.seed``, compiled with its optimizer, loss and metrics."""
+    import keras
+
+    from mirdl_tf.models import loss_for_task, metrics_for_task
+
+    keras.utils.set_random_seed(config.seed)
+    model = build_for_store(config.model, info)
+    model.compile(optimizer=_optimizer(config.optimizer), loss=loss_for_task(info["task"], one_hot=one_hot),
+                  metrics=metrics_for_task(info["task"], one_hot=one_hot))
+    return model
+
+
+def _start_line(config: TrainConfig, info: Mapping[str, Any], model, *, out: Path) -> str:
+    return (f"train {config.model.name} on {config.store} ({info['task']}, input {tuple(info['input_shape'])}, "
+            f"{info['n_outputs']} outputs, {model.count_params()} parameters) -> {out}")
+
+
+def _new_state(fingerprint: str) -> dict[str, Any]:
+    """``state.json`` of a run that has not trained yet."""
+    return {"run_format_version": RUN_FORMAT_VERSION, "fingerprint": fingerprint, "epoch": 0, "best": None,
+            "best_epoch": None, "wait": 0, "stopped_early": False, "history": [], "seconds": 0.0}
+
+
+def _best_line(summary: Mapping[str, Any], *, out: Path) -> str:
+    monitor = summary["monitor"]
+    if summary["best_value"] is None:
+        return f"no finite {monitor}"
+    return f"best {monitor} {summary['best_value']:.4f} at epoch {summary['best_epoch']}; {out / RUN_FILES['best']}"
 
 
 def _summary(state: dict[str, Any], *, monitor: str, mode: str, seconds: float) -> dict[str, Any]:
@@ -745,43 +795,11 @@ def _prepare_out(out: Path, *, fingerprint: str, resume: bool | None, overwrite:
 # Train
 
 
-def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: int | None = None,
-          resume: bool | None = None, overwrite: bool = False,
-          log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train ``config``'s model on its store; write the run directory (see the module docstring).
-
-    Parameters
-    ----------
-    config : TrainConfig
-    out : path-like, optional
-        Run directory; default ``config.out``.
-    epochs : int, optional
-        Overrides ``config.epochs`` (the total, counting epochs of a resumed run).
-    resume : bool or None
-        None: resume when ``out`` holds a run of the same config, else start afresh.
-        True: resume or fail. False: same as None (use ``overwrite`` to discard a run).
-    overwrite : bool
-        Discard whatever run ``out`` holds and start afresh.
-    log : callable
-        Receives the progress lines (one per epoch).
-
-    Returns
-    -------
-    dict
-        The content of ``metrics.json``, plus ``out``.
-
-    Raises
-    ------
-    ConfigError
-        Bad config value, a model argument its builder rejects, ``out`` holding a run of
-        another config, an unknown monitor.
-    StoreError
-        Missing store, split or feature.
-    """
-    import keras
-
+def _check_run(config: TrainConfig, *, out: str | os.PathLike | None, epochs: int | None):
+    """Everything a run checks before it builds anything: ``(config, out, manifest, info, monitor, mode,
+    class_weight, fingerprint)`` (``config`` with ``epochs`` applied)."""
     from mirdl_tf import data
-    from mirdl_tf.models import loss_for_task, metrics_for_task
+    from mirdl_tf.models import metrics_for_task
 
     if out is None and config.out is None:
         raise ConfigError("out is missing: set out in the config or pass --out")
@@ -806,21 +824,71 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
         raise ConfigError(f"early_stopping.monitor={monitor!r} must be one of {allowed} for task {task!r}")
     class_weight = _class_weight(config, manifest)
     fingerprint = config.fingerprint(store_fingerprint=manifest.get("fingerprint"))
+    return config, out, manifest, info, monitor, mode, class_weight, fingerprint
+
+
+def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: int | None = None,
+          resume: bool | None = None, overwrite: bool = False,
+          log: Callable[[str], None] = print, audit: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train ``config``'s model on its store; write the run directory (see the module docstring).
+
+    Parameters
+    ----------
+    config : TrainConfig
+    out : path-like, optional
+        Run directory; default ``config.out``.
+    epochs : int, optional
+        Overrides ``config.epochs`` (the total, counting epochs of a resumed run).
+    resume : bool or None
+        None: resume when ``out`` holds a run of the same config, else start afresh.
+        True: resume or fail. False: same as None (use ``overwrite`` to discard a run).
+    overwrite : bool
+        Discard whatever run ``out`` holds and start afresh.
+    log : callable
+        Receives the progress lines (one per epoch).
+    audit : path-like, optional
+        Multi-worker runs only (see :func:`train_worker`): a folder where every worker writes
+        the keys of the records it trained on and its final weights.
+
+    When ``TF_CONFIG`` names more than one worker, this process is one worker of a
+    multi-worker run and :func:`train_worker` trains instead (see docs/cluster.md).
+
+    Returns
+    -------
+    dict
+        The content of ``metrics.json``, plus ``out``.
+
+    Raises
+    ------
+    ConfigError
+        Bad config value, a model argument its builder rejects, ``out`` holding a run of
+        another config, an unknown monitor.
+    StoreError
+        Missing store, split or feature.
+    """
+    cluster = cluster_from_env()
+    if cluster is not None:  # TF_CONFIG names several workers: this process is one of them
+        return train_worker(config, cluster, out=out, epochs=epochs, resume=resume, overwrite=overwrite, log=log,
+                            audit=audit)
+    if audit is not None:
+        raise ConfigError("audit is for multi-worker runs (mirdl train --workers N or TF_CONFIG)")
+    import keras
+
+    from mirdl_tf import data
+
+    config, out, manifest, info, monitor, mode, class_weight, fingerprint = _check_run(config, out=out,
+                                                                                        epochs=epochs)
+    task = info["task"]
     state = _prepare_out(out, fingerprint=fingerprint, resume=resume, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
     one_hot = config.augment.mixup_alpha is not None and task == "single_label"
     if state is None:
-        keras.utils.set_random_seed(config.seed)
-        model = build_for_store(config.model, info)
-        model.compile(optimizer=_optimizer(config.optimizer), loss=loss_for_task(task, one_hot=one_hot),
-                      metrics=metrics_for_task(task, one_hot=one_hot))
-        state = {"run_format_version": RUN_FORMAT_VERSION, "fingerprint": fingerprint, "epoch": 0, "best": None,
-                 "best_epoch": None, "wait": 0, "stopped_early": False, "history": [], "seconds": 0.0}
+        model = _new_model(config, info, one_hot=one_hot)
+        state = _new_state(fingerprint)
         write_json_atomic(out / RUN_FILES["info"], _model_info(config, info, manifest, fingerprint, out))
-        log(f"train {config.model.name} on {config.store} ({task}, input {tuple(info['input_shape'])}, "
-            f"{info['n_outputs']} outputs, {model.count_params()} parameters) -> {out}")
+        log(_start_line(config, info, model, out=out))
     else:
         keras.utils.set_random_seed(config.seed + state["epoch"])
         model = keras.models.load_model(out / RUN_FILES["last"])
@@ -856,6 +924,425 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
             f"{', stopped early' if state['stopped_early'] else ''})")
     summary = _summary(state, monitor=monitor, mode=mode, seconds=state.get("seconds", 0.0))
     write_json_atomic(out / RUN_FILES["metrics"], summary)
-    log(f"best {monitor} {summary['best_value']:.4f} at epoch {summary['best_epoch']}; "
-        f"{out / RUN_FILES['best']}" if summary["best_value"] is not None else f"no finite {monitor}")
+    log(_best_line(summary, out=out))
     return {**summary, "out": str(out)}
+
+
+# --------------------------------------------------------------------------------------------
+# Several workers: tf.distribute.MultiWorkerMirroredStrategy with a custom training loop
+#
+# Keras 3.15's model.fit fails under MultiWorkerMirroredStrategy on TensorFlow 2.21 (its
+# _maybe_symbolic_build reduces a PerReplica batch: "ValueError: Attempt to convert a value
+# (PerReplica:{...}) with an unsupported type"; keras-team/keras#20585), so the workers run
+# their own loop: strategy.run of one step, gradients all-reduced (summed) by the Keras optimizer.
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """This process's place in a multi-worker run: the workers' ``host:port`` and its index (0 is the chief)."""
+
+    workers: tuple[str, ...]
+    index: int
+
+    @property
+    def size(self) -> int:
+        return len(self.workers)
+
+    @property
+    def is_chief(self) -> bool:
+        return self.index == 0
+
+
+def cluster_from_env(environ: Mapping[str, str] | None = None) -> Cluster | None:
+    """The :class:`Cluster` that ``TF_CONFIG`` describes, or None (unset, or a single worker).
+
+    ``TF_CONFIG`` is TensorFlow's JSON: ``{"cluster": {"worker": ["host:port", ...]}, "task":
+    {"type": "worker", "index": I}}``; worker 0 is the chief. Other task types (``chief``,
+    ``ps``, ``evaluator``) are not used by ``mirdl train``.
+
+    Examples
+    --------
+    >>> cluster_from_env({"TF_CONFIG": '{"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}, '
+    ...                                '"task": {"type": "worker", "index": 1}}'})
+    Cluster(workers=('10.0.0.1:2222', '10.0.0.2:2222'), index=1)
+    >>> cluster_from_env({}) is None
+    True
+    """
+    text = (os.environ if environ is None else environ).get("TF_CONFIG")
+    if not text:
+        return None
+    try:
+        spec = json.loads(text)
+        cluster, task = spec["cluster"], spec["task"]
+        workers, index, kind = cluster["worker"], task["index"], task.get("type", "worker")
+    except (ValueError, TypeError, KeyError) as err:
+        raise ConfigError(f"TF_CONFIG must be JSON with cluster.worker (a list of host:port) and task.index "
+                          f"({type(err).__name__}: {err})") from None
+    others = sorted(set(cluster) - {"worker"})
+    if others or kind != "worker":
+        raise ConfigError(f"TF_CONFIG: mirdl train uses worker tasks only (worker 0 is the chief); "
+                          f"got task type {kind!r}" + (f" and cluster jobs {others}" if others else ""))
+    if not isinstance(workers, list) or not workers or not all(isinstance(w, str) and w for w in workers):
+        raise ConfigError(f"TF_CONFIG cluster.worker={workers!r} must be a non-empty list of host:port")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(workers):
+        raise ConfigError(f"TF_CONFIG task.index={index!r} must be in [0, {len(workers)})")
+    return Cluster(tuple(workers), index) if len(workers) > 1 else None
+
+
+def _share_rule(n_files: int, workers: int) -> str:
+    """How :func:`mirdl_tf.data.load` splits a split's files among workers, in words."""
+    if n_files >= workers:
+        uneven = "" if n_files % workers == 0 else f" (uneven: {n_files} files over {workers} workers)"
+        return f"whole shard files, round robin: worker i reads files i, i+{workers}, ...{uneven}"
+    return (f"{n_files} shard file(s) < {workers} workers: every record stream is read in a fixed order by "
+            f"every worker, which keeps every {workers}-th record")
+
+
+def train_worker(config: TrainConfig, cluster: Cluster, *, out: str | os.PathLike | None = None,
+                 epochs: int | None = None, resume: bool | None = None, overwrite: bool = False,
+                 log: Callable[[str], None] = print, audit: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train as worker ``cluster.index`` of a multi-worker run (``tf.distribute.MultiWorkerMirroredStrategy``).
+
+    Every worker of ``cluster`` runs this with the same config. Each reads a disjoint part of the
+    train split (whole shard files round robin; every N-th record when the split has fewer files
+    than workers) in batches of ``batch_size / N`` records, so ``batch_size`` stays the global
+    batch and must be a multiple of N. Gradients are summed over the workers, the loss being the
+    mean over the real records of the global batch: a step is the step one process would take on
+    those records. Workers do not hold equally many records: a worker whose part is used up (or
+    whose last batch is short) fills its batch with copies of its own records at loss weight 0
+    until every worker has run out, so every record is trained on exactly once per epoch; the
+    copies move batch-norm statistics but not the gradient. The chief logs records per worker
+    and these padding steps every epoch.
+
+    Every worker evaluates the whole validation split, and the logged values are averaged over
+    the workers so that all take the same early-stopping decision. Only the loss is logged for
+    the train split (no train metrics), so ``early_stopping.monitor`` must be ``loss`` or a
+    ``val_`` quantity. The chief (worker 0) writes the run directory as :func:`train` does,
+    without TensorBoard logs; the other workers write theirs to a temporary folder, removed
+    at the end. A multi-worker run starts afresh: it does not resume.
+
+    ``audit`` (a folder): every worker writes ``worker-I.json`` (per epoch: the keys of the
+    records it trained on, its steps and padding steps) and ``worker-I.weights.h5`` (its
+    final weights), to check a cluster.
+    """
+    import tensorflow as tf
+
+    if resume:
+        raise ConfigError("--resume is not supported with several workers: a multi-worker run starts afresh")
+    # Collective ops are configured here, before this process runs any other TensorFlow op
+    # (the checks below build Keras metrics, whose variables are such ops).
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec({"worker": list(cluster.workers)}), task_type="worker", task_id=cluster.index,
+            rpc_layer="grpc"))
+    config, out, manifest, info, monitor, mode, class_weight, fingerprint = _check_run(config, out=out,
+                                                                                        epochs=epochs)
+    n_workers, index = cluster.size, cluster.index
+    if config.batch_size % n_workers:
+        raise ConfigError(f"batch_size={config.batch_size} must be a multiple of the {n_workers} workers "
+                          "(it is the global batch; each worker takes batch_size / workers records)")
+    if monitor != "loss" and not monitor.startswith("val_"):
+        raise ConfigError(f"early_stopping.monitor={monitor!r}: with several workers only loss and val_ "
+                          "quantities are logged")
+    if cluster.is_chief:
+        state = _prepare_out(out, fingerprint=fingerprint, resume=False, overwrite=overwrite)
+        if state is not None:
+            raise ConfigError(f"out={str(out)!r} holds a run of this config; a multi-worker run does not resume "
+                              "it: pass --overwrite or another --out")
+        run_dir = out
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        import tempfile
+
+        run_dir = Path(tempfile.mkdtemp(prefix=f"mirdl-train-worker{index}-"))
+        log = _quiet
+    audit_dir = None if audit is None else Path(audit)
+    if audit_dir is not None:
+        audit_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _worker_loop(config, cluster, strategy, out=out, run_dir=run_dir, manifest=manifest, info=info,
+                            monitor=monitor, mode=mode, class_weight=class_weight, fingerprint=fingerprint,
+                            audit_dir=audit_dir, log=log)
+    finally:
+        if not cluster.is_chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+def _worker_loop(config: TrainConfig, cluster: Cluster, strategy, *, out: Path, run_dir: Path,
+                 manifest: Mapping[str, Any], info: Mapping[str, Any], monitor: str, mode: str,
+                 class_weight: dict[int, float] | None, fingerprint: str, audit_dir: Path | None,
+                 log: Callable[[str], None]) -> dict[str, Any]:
+    """The epochs of one worker of :func:`train_worker` under ``strategy``."""
+    import numpy as np
+    import tensorflow as tf
+
+    from mirdl_tf import data
+    from mirdl_tf.models import loss_for_task
+
+    n_workers, index = cluster.size, cluster.index
+    task, n_outputs = info["task"], int(info["n_outputs"])
+    per_worker = config.batch_size // n_workers
+    one_hot = config.augment.mixup_alpha is not None and task == "single_label"
+    start = time.perf_counter()
+    with strategy.scope():
+        # Compiled for the callbacks (learning-rate schedule) and so that checkpoints hold the optimizer.
+        model = _new_model(config, info, one_hot=one_hot)
+    loss = loss_for_task(task, one_hot=one_hot)
+    state = {**_new_state(fingerprint), "workers": n_workers}
+    if cluster.is_chief:
+        write_json_atomic(out / RUN_FILES["info"], _model_info(config, info, manifest, fingerprint, out))
+        with atomic_path(out / RUN_FILES["config"]) as tmp:
+            tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    n_files = len(shard_entries(manifest, config.train_split))
+    log(_start_line(config, info, model, out=out))
+    log(f"  {n_workers} workers ({', '.join(cluster.workers)}), MultiWorkerMirroredStrategy; global batch "
+        f"{config.batch_size} = {n_workers} x {per_worker}; {config.train_split}: {_share_rule(n_files, n_workers)}")
+    log("  a worker out of records (or with a short last batch) pads its batch with copies of its own records "
+        "at loss weight 0 until every worker has run out: every record is trained on once per epoch")
+    for line in _label_count_lines(config, manifest):
+        log(line)
+
+    class_weights = None if class_weight is None else tf.constant(
+        [class_weight.get(i, 0.0) for i in range(n_outputs)], tf.float32)
+
+    def example_weights(y, mask):
+        if class_weights is None:
+            return mask
+        if y.dtype.is_integer:
+            return mask * tf.gather(class_weights, tf.cast(y, tf.int32))
+        return mask * tf.reduce_sum(tf.cast(y, tf.float32) * class_weights, axis=-1)  # one-hot (mixup)
+
+    def per_example(y, y_pred):
+        values = tf.cast(loss.call(y, y_pred), tf.float32)
+        return tf.reduce_mean(values, axis=tf.range(1, tf.rank(values))) if values.shape.rank > 1 else values
+
+    @tf.function
+    def train_step(x, y, mask):
+        def replica(x, y, mask):
+            context = tf.distribute.get_replica_context()
+            count = context.all_reduce("SUM", tf.reduce_sum(mask))  # real records in the global batch
+            weights = example_weights(y, mask)
+            with tf.GradientTape() as tape:
+                values = per_example(y, model(x, training=True))
+                step_loss = tf.reduce_sum(values * weights) / tf.maximum(count, 1.0)
+                if model.losses:
+                    step_loss += tf.add_n(model.losses) / n_workers
+            grads = tape.gradient(step_loss, model.trainable_variables)
+            model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return context.all_reduce("SUM", tf.reduce_sum(values * weights)), count
+
+        return strategy.run(replica, args=(x, y, mask))
+
+    @tf.function
+    def global_sum(values):
+        # tf.identity: a value on this replica's device (a tensor made outside has no collective destination).
+        return strategy.run(lambda v: tf.distribute.get_replica_context().all_reduce("SUM", tf.identity(v)),
+                            args=(values,))
+
+    def total(values) -> np.ndarray:
+        return strategy.experimental_local_results(global_sum(tf.constant(values, tf.float32)))[0].numpy()
+
+    def average_statistics() -> None:
+        # Batch-norm moving statistics are updated from each worker's own batches (Keras 3 does not
+        # synchronise them): average them over the workers once per epoch. Moving averages are linear
+        # and every worker takes the same steps, so this is the average of the per-step statistics.
+        floats = [v for v in model.non_trainable_variables if "float" in str(v.dtype)]
+        if not floats:
+            return
+        flat = tf.concat([tf.reshape(tf.cast(v.value, tf.float32), [-1]) for v in floats], axis=0)
+        mean = strategy.experimental_local_results(global_sum(flat))[0] / n_workers
+        offset = 0
+        for v in floats:
+            size = int(np.prod(v.shape))
+            v.assign(tf.cast(tf.reshape(mean[offset:offset + size], v.shape), v.dtype))
+            offset += size
+
+    predict = tf.function(lambda x: model(x, training=False))
+    train_ds, valid_ds = _datasets(config, info, epoch=0, worker=(index, n_workers))
+    callbacks = _make_callbacks(out=run_dir, monitor=monitor, mode=mode, patience=config.early_stopping.patience,
+                                state=state, epochs=config.epochs, optimizer=config.optimizer, log=log,
+                                progress=False, tensorboard=False)
+    for callback in callbacks:
+        callback.set_model(model)
+    audit_epochs = []
+    read_splits = [config.train_split] + ([config.valid_split] if config.valid_split else [])
+    with data.named_store_errors(config.store, read_splits):
+        for epoch in range(config.epochs):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
+            keys, n_records, steps, padded, filler = [], 0, 0, 0, None
+            loss_sum = records = 0.0
+            batches = iter(train_ds)
+            while True:
+                batch = next(batches, None)
+                # One collective per step: does any worker still hold records?
+                if total([0.0 if batch is None else 1.0])[0] == 0:
+                    break
+                if batch is not None:
+                    x, y, batch_keys = batch
+                    if audit_dir is not None:
+                        keys.extend(k.decode() for k in batch_keys.numpy())
+                    filler = (x, y) if filler is None else filler
+                    n = int(x.shape[0])
+                    n_records += n
+                else:
+                    if filler is None:
+                        raise StoreError(f"worker {index} holds no records of split {config.train_split!r} "
+                                         f"to pad with; use fewer workers")
+                    x, y, n = filler[0][:0], filler[1][:0], 0
+                    padded += 1
+                if n < per_worker:  # pad with this worker's first batch, at loss weight 0
+                    rows = tf.range(per_worker - n) % tf.shape(filler[0])[0]
+                    x = tf.concat([x, tf.gather(filler[0], rows)], axis=0)
+                    y = tf.concat([y, tf.gather(filler[1], rows)], axis=0)
+                mask = tf.constant([1.0] * n + [0.0] * (per_worker - n), tf.float32)
+                step_sum, step_count = (strategy.experimental_local_results(v)[0] for v in train_step(x, y, mask))
+                loss_sum += float(step_sum)
+                records += float(step_count)
+                steps += 1
+            average_statistics()
+            per_worker_records = total(np.eye(n_workers)[index] * n_records).astype(int)
+            per_worker_padded = total(np.eye(n_workers)[index] * padded).astype(int)
+            logs = {"loss": loss_sum / max(records, 1.0)}
+            if valid_ds is not None:
+                logs.update(_evaluate_split(valid_ds, predict, task=task, one_hot=one_hot))
+            # Workers agree on every logged value (mean over workers), hence on early stopping and the best epoch.
+            names = list(logs)
+            averaged = total([logs[name] for name in names]) / n_workers
+            logs = {name: float(value) for name, value in zip(names, averaged)}
+            log(f"  epoch {epoch + 1}: {steps} steps; records per worker "
+                f"{' + '.join(str(n) for n in per_worker_records)} = {int(per_worker_records.sum())}; padding steps "
+                f"per worker {' + '.join(str(n) for n in per_worker_padded)}")
+            audit_epochs.append({"epoch": epoch + 1, "records": n_records, "steps": steps, "padding_steps": padded,
+                                 "keys": keys})
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+    state["seconds"] = time.perf_counter() - start
+    write_json_atomic(run_dir / RUN_FILES["state"], state)
+    if audit_dir is not None:
+        write_json_atomic(audit_dir / f"worker-{index}.json",
+                          {"worker": index, "workers": list(cluster.workers), "epochs": audit_epochs})
+        _save_model_atomic(model, audit_dir / f"worker-{index}.weights.h5", weights_only=True)
+    summary = _summary(state, monitor=monitor, mode=mode, seconds=state["seconds"])
+    write_json_atomic(run_dir / RUN_FILES["metrics"], summary)
+    log(_best_line(summary, out=out))
+    return {**summary, "out": str(out), "worker": index}
+
+
+def _evaluate_split(ds, predict, *, task: str, one_hot: bool) -> dict[str, float]:
+    """``val_loss`` and ``val_<metric>`` over every batch of ``ds`` (as ``model.fit``'s validation logs them)."""
+    import numpy as np
+
+    from mirdl_tf.models import loss_for_task, metrics_for_task
+
+    loss = loss_for_task(task, one_hot=one_hot)
+    metrics = metrics_for_task(task, one_hot=one_hot)
+    loss_sum, count = 0.0, 0
+    for x, y in ds:
+        y_pred = predict(x)
+        loss_sum += float(loss(y, y_pred)) * int(x.shape[0])
+        count += int(x.shape[0])
+        for metric in metrics:
+            metric.update_state(y, y_pred)
+    logs = {"val_loss": loss_sum / max(count, 1)}
+    logs.update({f"val_{metric.name}": float(np.asarray(metric.result())) for metric in metrics})
+    return logs
+
+
+# --------------------------------------------------------------------------------------------
+# Local workers: mirdl train --workers N
+
+
+def free_ports(count: int, *, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct TCP ports free on ``host`` right now (the OS picks them)."""
+    import socket
+
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def local_cluster(count: int, *, host: str = "127.0.0.1") -> list[str]:
+    """``TF_CONFIG`` of each of ``count`` workers on ``host``, at free ports."""
+    workers = [f"{host}:{port}" for port in free_ports(count, host=host)]
+    return [json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})
+            for i in range(count)]
+
+
+def run_workers(commands: list[list[str]], *, envs: list[Mapping[str, str]], log_dir: str | os.PathLike,
+                timeout: float | None = None, grace: float = 10.0, poll: float = 0.2) -> None:
+    """Run one process per command and wait for all; stop them all if one fails or time runs out.
+
+    Worker 0's standard output goes to this process's; every worker's standard error (and the
+    others' output) to ``log_dir/worker-I.log``. When a worker exits with a non-zero status,
+    or ``timeout`` seconds pass, every process still running is stopped by its pid (SIGTERM,
+    then SIGKILL after ``grace`` seconds) and :class:`~mirdl.errors.MirdlError` names the
+    worker and the last line of its log. Every wait is bounded.
+    """
+    import subprocess
+
+    from mirdl.errors import MirdlError
+
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    processes, logs = [], []
+    try:
+        for i, (command, env) in enumerate(zip(commands, envs, strict=True)):
+            logs.append(open(log_dir / f"worker-{i}.log", "wb"))  # noqa: SIM115 (closed in finally)
+            processes.append(subprocess.Popen(command, env=dict(env), stdin=subprocess.DEVNULL,
+                                              stdout=None if i == 0 else logs[-1], stderr=logs[-1]))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            codes = [process.poll() for process in processes]
+            failed = [(i, code) for i, code in enumerate(codes) if code not in (None, 0)]
+            if failed:
+                i, code = failed[0]
+                raise MirdlError(f"worker {i} exited with status {code} ({_last_line(log_dir / f'worker-{i}.log')}); "
+                                 f"the other workers were stopped; logs in {log_dir}")
+            if all(code == 0 for code in codes):
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                running = [i for i, code in enumerate(codes) if code is None]
+                raise MirdlError(f"worker(s) {', '.join(map(str, running))} still running after {timeout:g} s "
+                                 f"(--worker-timeout): stopped; logs in {log_dir}")
+            time.sleep(poll)
+    finally:
+        stop_processes(processes, grace=grace)
+        for handle in logs:
+            handle.close()
+
+
+def stop_processes(processes, *, grace: float = 10.0) -> None:
+    """Stop each running ``subprocess.Popen`` by its pid: SIGTERM, SIGKILL after ``grace`` s; bounded waits."""
+    import subprocess
+
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=grace)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1].strip() if lines else "no output"

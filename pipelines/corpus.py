@@ -74,7 +74,9 @@ __all__ = [
     "stratified_splits",
     "split_warnings",
     "task_for",
+    "listing_entry",
     "listing_hash",
+    "partition_of",
 ]
 
 #: Annotation files looked for next to ``STEM.wav`` when ``annotation_column`` is not set, first found wins.
@@ -614,12 +616,35 @@ def _size(path: str | None) -> int | None:
         return None
 
 
+def listing_entry(track: Track) -> dict[str, Any]:
+    """What a store's content depends on in one track's listing (:func:`listing_hash` hashes these).
+
+    Id, relative file name (id + extension), label, tags, targets, group, split, file size,
+    and the annotation file's name and size; no absolute path.
+    """
+    annotation = None
+    if track.annotation_path is not None:
+        annotation = PurePath(os.path.relpath(track.annotation_path, os.path.dirname(track.path))).as_posix()
+    return {
+        "track_id": track.track_id,
+        "file": track.track_id + PurePath(track.path).suffix,
+        "label": track.label,
+        "tags": list(track.tags),
+        "targets": list(track.targets),
+        "group": track.group,
+        "split": track.split,
+        "bytes": _size(track.path),
+        "annotation": annotation,
+        "annotation_bytes": _size(track.annotation_path),
+    }
+
+
 def listing_hash(tracks: Iterable[Track]) -> str:
     """sha256 (64 hex digits) of what a store's content depends on in a corpus listing.
 
-    Covers, per track: id, relative file name (id + extension), label, tags, targets,
-    group, split, file size, and the annotation file's name and size. Listing order does
-    not matter; absolute paths do not either, so a moved corpus hashes the same.
+    Covers, per track, its :func:`listing_entry`: id, relative file name (id + extension),
+    label, tags, targets, group, split, file size, and the annotation file's name and size.
+    Listing order does not matter; absolute paths do not either, so a moved corpus hashes the same.
 
     Examples
     --------
@@ -627,21 +652,20 @@ def listing_hash(tracks: Iterable[Track]) -> str:
     >>> listing_hash([a, b]) == listing_hash([b, a]) != listing_hash([a, replace(b, label="x")])
     True
     """
-    entries = []
-    for track in sorted(tracks, key=lambda track: track.track_id):
-        annotation = None
-        if track.annotation_path is not None:
-            annotation = PurePath(os.path.relpath(track.annotation_path, os.path.dirname(track.path))).as_posix()
-        entries.append({
-            "track_id": track.track_id,
-            "file": track.track_id + PurePath(track.path).suffix,
-            "label": track.label,
-            "tags": list(track.tags),
-            "targets": list(track.targets),
-            "group": track.group,
-            "split": track.split,
-            "bytes": _size(track.path),
-            "annotation": annotation,
-            "annotation_bytes": _size(track.annotation_path),
-        })
-    return stable_hash(entries, n_hex=64)
+    return stable_hash([listing_entry(track) for track in sorted(tracks, key=lambda track: track.track_id)],
+                       n_hex=64)
+
+
+def partition_of(key: str, count: int) -> int:
+    """The partition (0 .. count - 1) of a track id (or of a path, for listing records without
+    one): ``sha256("partition:" + key)`` read as a big integer, modulo ``count``. It depends on
+    the key alone, never on listing order, so every array task lists the whole corpus and keeps
+    the same part.
+
+    Examples
+    --------
+    >>> [partition_of(f"t{i}", 3) for i in range(6)]
+    [0, 0, 2, 0, 2, 2]
+    """
+    digest = hashlib.sha256(f"partition:{key}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % int(count)

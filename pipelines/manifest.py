@@ -15,20 +15,25 @@ moved corpus or a rerun gives the same fingerprint.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mirdl.features.spec import stable_hash
 from mirdl.pipelines.config import PrepareConfig
-from mirdl.pipelines.corpus import Track
+from mirdl.errors import StoreError
+from mirdl.pipelines.corpus import Track, listing_entry
 from mirdl.store.build import new_manifest, split_entry
-from mirdl.store.format import ERRORS_NAME, FORMAT_VERSION
+from mirdl.store.files import atomic_path
+from mirdl.store.format import ERRORS_NAME, FORMAT_VERSION, TRACKS_NAME
 
 if TYPE_CHECKING:  # pragma: no cover - the layout comes from the job, which imports Beam
     from mirdl.pipelines.transforms import RecordLayout
 
-__all__ = ["store_fingerprint", "inputs_sha256", "build_manifest"]
+__all__ = ["store_fingerprint", "config_fingerprint", "inputs_sha256", "build_manifest", "write_track_list",
+           "read_track_list"]
 
 
 def store_fingerprint(config: PrepareConfig, *, task: Mapping[str, Any], listing_sha256: str) -> str:
@@ -44,6 +49,58 @@ def store_fingerprint(config: PrepareConfig, *, task: Mapping[str, Any], listing
     """
     return stable_hash({"format_version": FORMAT_VERSION, "config": config.fingerprint_payload(),
                         "task": dict(task), "listing_sha256": listing_sha256})
+
+
+def config_fingerprint(config: PrepareConfig) -> str:
+    """16 hex digits of everything in ``config`` that changes the records of a track (the store
+    fingerprint without the corpus listing and the task): two stores with the same one hold the
+    same records for a track with the same bytes and listing entry (``mirdl prepare --update``)."""
+    return stable_hash({"format_version": FORMAT_VERSION, "config": config.fingerprint_payload()})
+
+
+def write_track_list(path: str | os.PathLike, *, decoded: Iterable[Mapping[str, Any]], tracks: Iterable[Track]) -> None:
+    """Write ``tracks.jsonl``: one line per decoded track, sorted by id: ``track_id``, ``samples``
+    (decoded, at the features' rate), ``sha256`` and ``annotation_sha256`` (of the files' bytes),
+    ``listing`` (:func:`mirdl.pipelines.corpus.listing_entry`, with the track's split)."""
+    by_id = {track.track_id: track for track in tracks}
+    lines = [{**entry, "listing": listing_entry(by_id[entry["track_id"]])} for entry in decoded]
+    write_track_lines(path, lines)
+
+
+def write_track_lines(path: str | os.PathLike, lines: Iterable[Mapping[str, Any]]) -> None:
+    """Write ``tracks.jsonl`` lines (dicts as :func:`write_track_list` makes them), sorted by id, atomically."""
+    ordered = sorted(lines, key=lambda line: line["track_id"])
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(line, sort_keys=True, ensure_ascii=False) + "\n" for line in ordered),
+                       encoding="utf-8")
+
+
+def read_track_list(store: str | os.PathLike) -> list[dict[str, Any]]:
+    """The lines of ``STORE/tracks.jsonl``.
+
+    Raises
+    ------
+    StoreError
+        The store has none (written before mirdl kept it: rebuild with ``--overwrite``), or a
+        line is not a track entry.
+    """
+    path = Path(store) / TRACKS_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StoreError(f"{store}: no {TRACKS_NAME} (stores written before mirdl 0.4 do not list their tracks); "
+                         "rebuild the store with --overwrite") from None
+    lines = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            entry = json.loads(line)
+            if not isinstance(entry, dict) or not isinstance(entry.get("track_id"), str) \
+                    or not isinstance(entry.get("samples"), int) or not isinstance(entry.get("listing"), dict):
+                raise ValueError("not a track entry")
+        except ValueError as err:
+            raise StoreError(f"{path}:{number}: {err}") from None
+        lines.append(entry)
+    return lines
 
 
 def inputs_sha256(tracks: Iterable[Track]) -> str:
@@ -67,7 +124,8 @@ def inputs_sha256(tracks: Iterable[Track]) -> str:
 def build_manifest(*, config: PrepareConfig, layout: RecordLayout, fingerprint: str, listing_sha256: str,
                    inputs: str, n_files: int, split_names: list[str], stats_split: str, outputs: Mapping[str, Any],
                    provenance: Mapping[str, Any], version: int = 1, created: str | None = None,
-                   split_warnings: list[str] | None = None) -> dict[str, Any]:
+                   split_warnings: list[str] | None = None, partition: Mapping[str, Any] | None = None,
+                   ) -> dict[str, Any]:
     """The manifest dict (schema: ``docs/store-format.md``).
 
     Parameters
@@ -99,6 +157,8 @@ def build_manifest(*, config: PrepareConfig, layout: RecordLayout, fingerprint: 
         between two runs on the same machine type and package versions.
     split_warnings : list of str, optional
         :func:`mirdl.pipelines.corpus.split_warnings` of the listing (``corpus.split_warnings``).
+    partition : mapping, optional
+        A partial store's ``partition`` section (``mirdl prepare --partition I/K``; null otherwise).
     """
     task, shards, stats = layout.task, outputs["shards"], outputs["stats"]
     tracks_per_split, corpus_summary, errors_summary = outputs["tracks_per_split"], outputs["corpus"], outputs["errors"]
@@ -117,6 +177,8 @@ def build_manifest(*, config: PrepareConfig, layout: RecordLayout, fingerprint: 
         fingerprint=fingerprint, features=features, task=task, splits=splits, version=version, created=created,
         provenance_info=provenance,
         shard_bytes=config.store.shard_bytes,
+        config_fingerprint=config_fingerprint(config),
+        partition=None if partition is None else dict(partition),
         augment={
             **config.augment.to_dict(),
             "fingerprint": config.augment.fingerprint(),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mirdl.features.checks import argparse_type, fraction, integer, positive_float
+from mirdl.features.checks import argparse_type, fraction, integer, partition, positive_float
 
 __all__ = ["EXIT_STATUS", "add_arguments"]
 
@@ -36,7 +36,7 @@ EXIT_STATUS = ("0 all files made it, 3 some failed (see STORE/errors.jsonl), 4 a
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the job's flags: ``--config``, ``--workers``, ``--overwrite``, ``--max-error-rate``,
-    ``--job-timeout``, ``--stall-timeout``."""
+    ``--job-timeout``, ``--stall-timeout``, ``--partition``, ``--update``."""
     parser.add_argument("--config", required=True, type=Path, help="prepare config (YAML)")
     parser.add_argument("--workers", type=argparse_type(integer, int, minimum=1), default=2, metavar="N",
                         help="worker processes of the local runner (default 2; 1 = in this process, fastest "
@@ -54,6 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --runner: cancel the job (exit 6, nothing written) if no input file "
                              "finished for this long while files remain, as when the workers cannot start "
                              "(default 600)")
+    parser.add_argument("--partition", type=argparse_type(partition, str), default=None, metavar="I/K",
+                        help="array jobs: process part I (0 .. K-1) of K of the corpus (a stable hash of the track "
+                             "id) into the partial store STORE.part-I-of-K next to store.out; `mirdl merge` "
+                             "combines the K partials")
+    parser.add_argument("--update", type=Path, default=None, metavar="STORE",
+                        help="update STORE (written by mirdl prepare with this config) to the corpus as it is now: "
+                             "unchanged tracks are copied from its shards, never decoded again; new and changed "
+                             "ones are computed, removed ones dropped; the result replaces STORE (version + 1)")
     parser.epilog = ("Any other option is a Beam pipeline option, passed through unchanged if some Beam runner "
                      "knows it, e.g. --runner=FlinkRunner --flink_master=HOST:8081 --parallelism=32. "
                      f"Exit status: {EXIT_STATUS}.")

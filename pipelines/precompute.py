@@ -9,7 +9,11 @@
             -> GroupByShard -> WriteShard (read back from the spill, sorted by key) -> ShardList -> SaveShards
     records -> TrainRecords -> Stats (per-bin mean/std, CombineFn) -> SaveStats
     records -> SplitTrack -> DistinctTracks -> TracksPerSplit -> SaveTracks
-    Decode  -> DecodedSamples -> Durations -> SaveCorpus
+    Decode  -> DecodedTracks (id, samples, sha256 of the bytes) -> DecodedSamples -> Durations -> SaveCorpus
+
+    (with N > 1 local worker processes, Reshuffle is BucketByAudio -> GroupBuckets -> Unbucket:
+    one bucket of about equal audio per worker, see balance_tracks)
+                                                               \\-> DecodedList -> SaveDecoded (tracks.jsonl)
     errors of every step + listing errors -> ErrorList -> SaveErrors (errors.jsonl, sorted)
                                                      \\-> TooManyFailed --(side input)--> WriteShard
 
@@ -23,6 +27,11 @@ last and renames the directory onto ``store.out`` (on any failure or abort the w
 temporary directory is deleted). Shards are byte-identical for the same corpus, config and seed
 whatever the runner or worker count (records are sharded by a hash of their key and sorted
 inside a shard).
+
+Array jobs and updates: ``--partition I/K`` runs the same graph on the tracks of part ``I``
+(splits assigned on the whole listing) into a partial store ``STORE.part-I-of-K``;
+``--update STORE`` runs it on the new and changed tracks only and combines the result with
+the unchanged tracks' records copied from ``STORE`` (:mod:`mirdl.pipelines.merge`).
 
 Exit status of :func:`run`: 0 every file made it into the store; 3 the store was written
 but some files failed (``errors.jsonl``); 4 more than ``--max-error-rate`` of the files
@@ -55,6 +64,7 @@ worker plus that index, whatever the store's size in bytes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -62,7 +72,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -73,13 +83,15 @@ from apache_beam.runners.runner import PipelineState
 from mirdl.errors import ConfigError, StoreError
 from mirdl.features import audio
 from mirdl.features.checks import fraction, integer, positive_float
+from mirdl.features.checks import partition as partition_check
 from mirdl.pipelines.beam_options import check_beam_args
 from mirdl.pipelines.config import PrepareConfig
-from mirdl.pipelines.corpus import Track, list_tracks, listing_hash, split_warnings, task_for
-from mirdl.pipelines.dead_letter import ErrorRecord, write_error_records
+from mirdl.features.spec import stable_hash
+from mirdl.pipelines.corpus import Track, list_tracks, listing_entry, listing_hash, partition_of, split_warnings, task_for
+from mirdl.pipelines.dead_letter import ErrorRecord, error_summary, write_error_records
 from mirdl.pipelines.failures import disk_full_message, quiet_failed_bundles, stop_on_interrupt
 from mirdl.pipelines.local_runner import LocalRunner
-from mirdl.pipelines.manifest import build_manifest, inputs_sha256, store_fingerprint
+from mirdl.pipelines.manifest import build_manifest, inputs_sha256, store_fingerprint, write_track_list
 from mirdl.pipelines.options import add_arguments
 from mirdl.pipelines.runners import (
     DEFAULT_STALL_TIMEOUT,
@@ -103,14 +115,14 @@ from mirdl.pipelines.transforms import (
 )
 from mirdl.store.build import open_destination
 from mirdl.store.describe import write_card_with_plots
-from mirdl.store.files import atomic_path, is_remote, write_json_atomic
-from mirdl.store.format import ERRORS_NAME, MANIFEST_NAME
+from mirdl.store.files import atomic_path, is_remote, sha256_file, write_json_atomic
+from mirdl.store.format import ERRORS_NAME, MANIFEST_NAME, TRACKS_NAME
 from mirdl.store.manifest import provenance, read_manifest
 from mirdl.store.remote import upload_store
 from mirdl.store.verify import check_shards
 
 __all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "EXIT_DISK_FULL", "EXIT_TIMEOUT", "run", "prepare",
-           "pipeline_options", "balance_tracks", "PROBE_LIMIT"]
+           "pipeline_options", "partial_store_path", "balance_tracks", "PROBE_LIMIT"]
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 3
@@ -141,7 +153,8 @@ def run(argv: list[str] | None = None) -> int:
     args, beam_args = parser.parse_known_args(argv)
     return prepare(args.config, workers=args.workers, overwrite=args.overwrite,
                    max_error_rate=args.max_error_rate, job_timeout=args.job_timeout,
-                   stall_timeout=args.stall_timeout, beam_args=beam_args)
+                   stall_timeout=args.stall_timeout, beam_args=beam_args, partition=args.partition,
+                   update=args.update)
 
 
 def pipeline_options(beam_args: list[str], *, workers: int) -> PipelineOptions:
@@ -190,7 +203,8 @@ def _runner(options: PipelineOptions) -> LocalRunner | None:
 def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2, overwrite: bool = False,
             max_error_rate: float | None = None, job_timeout: float | None = None,
             stall_timeout: float | None = None, beam_args: list[str] | None = None,
-            out: TextIO | None = None) -> int:
+            out: TextIO | None = None, partition: str | tuple[int, int] | None = None,
+            update: str | os.PathLike | None = None) -> int:
     """Build (or confirm) the store a config (file, or a checked PrepareConfig) describes; return the exit status (see module docs).
 
     With ``store.out`` on object storage (``s3://``, ``gs://``) the store is built in a local
@@ -204,6 +218,12 @@ def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2,
     submitted, and the job is cancelled (exit 6, nothing written) after ``job_timeout`` seconds
     or ``stall_timeout`` seconds (default 600) without an input file finishing
     (:mod:`mirdl.pipelines.runners`). The local engine cannot be cancelled: both need ``--runner``.
+
+    ``partition="I/K"`` (array jobs) computes part ``I`` of ``K`` of the corpus (a stable hash of
+    the track id; splits assigned on the whole listing) into the partial store ``STORE.part-I-of-K`` next to ``store.out``,
+    which :func:`mirdl.pipelines.merge.merge_partials` (``mirdl merge``) combines with the other
+    parts. ``update=STORE`` brings a store this config wrote up to date with the corpus as it is
+    now (``docs/cluster.md``): unchanged tracks are copied, not decoded; the result replaces ``STORE``.
     """
     out = out or sys.stdout
     workers = integer(workers, name="workers", minimum=1)
@@ -211,6 +231,10 @@ def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2,
         max_error_rate = fraction(max_error_rate, name="max_error_rate")
     timeouts = {name: positive_float(value, name=name) if value is not None else None
                 for name, value in (("job_timeout", job_timeout), ("stall_timeout", stall_timeout))}
+    if partition is not None:
+        partition = partition_check(partition, name="partition")
+        if update is not None:
+            raise ConfigError("partition and update cannot be used together (update a merged store instead)")
     options = pipeline_options(beam_args or [], workers=workers)
     if is_local(options):
         given = [name for name, value in timeouts.items() if value is not None]
@@ -223,9 +247,17 @@ def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2,
         if timeouts["stall_timeout"] is None:
             timeouts["stall_timeout"] = DEFAULT_STALL_TIMEOUT
     config = config_path if isinstance(config_path, PrepareConfig) else PrepareConfig.from_file(config_path)
+    if update is not None:
+        if is_remote(update, param="update"):
+            raise ConfigError(f"update={str(update)!r}: only a store on a local or shared filesystem can be updated")
+        return _update(config, Path(update), workers=workers, max_error_rate=max_error_rate, options=options,
+                       out=out, **timeouts)
     if not is_remote(config.store.out, param="store.out"):
         return _prepare(config, workers=workers, overwrite=overwrite, max_error_rate=max_error_rate,
-                        options=options, out=out, **timeouts)
+                        options=options, out=out, partition=partition, **timeouts)
+    if partition is not None:
+        raise ConfigError(f"store.out={config.store.out!r}: partial stores (partition) are written to a shared "
+                          "filesystem, not to object storage; merge them there, then publish or copy the result")
     url = config.store.out
     if not workers_on_this_host(options):
         raise ConfigError(f"store.out={url!r}: a store on object storage is built in a staging folder on this "
@@ -267,7 +299,8 @@ def _remote_up_to_date(url: str, *, fingerprint: str, overwrite: bool) -> bool:
 
 def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_rate: float | None,
              options: PipelineOptions, out: TextIO, store: Path | None = None, remote: str | None = None,
-             job_timeout: float | None = None, stall_timeout: float | None = None) -> int:
+             job_timeout: float | None = None, stall_timeout: float | None = None,
+             partition: tuple[int, int] | None = None) -> int:
     tracks, listing_errors = list_tracks(config.corpus, config.splits)
     layout = RecordLayout.build(config, task_for(config.corpus, tracks))
     listing_sha256 = listing_hash(tracks)
@@ -276,30 +309,116 @@ def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_
     if remote is not None and _remote_up_to_date(remote, fingerprint=fingerprint, overwrite=overwrite):
         print(f"{remote}: up to date (fingerprint {fingerprint}); nothing to do", file=out)
         return EXIT_OK
-    inputs = inputs_sha256(tracks)
-    # Skipped files (not audio to this corpus) are not input files: only tracks and failed listings count.
-    n_rejected = sum(error.failed for error in listing_errors)
+    job = _Job.of(config, tracks=tracks, listing_errors=listing_errors, layout=layout, listing_sha256=listing_sha256,
+                  fingerprint=fingerprint)
+    if partition is not None:
+        job = job.partition(config, *partition)
+        store = partial_store_path(store, *partition)
+    status, _ = _run_job(config, job, workers=workers, overwrite=overwrite, max_error_rate=max_error_rate,
+                         options=options, out=out, store=store, job_timeout=job_timeout, stall_timeout=stall_timeout)
+    return status
+
+
+def partial_store_path(store: str | os.PathLike, index: int, count: int) -> Path:
+    """Where ``--partition I/K`` writes its partial store: ``STORE.part-I-of-K`` next to ``store.out``,
+    so the K tasks of an array job share one config.
+
+    Examples
+    --------
+    >>> partial_store_path("stores/demo", 2, 16).as_posix()
+    'stores/demo.part-2-of-16'
+    """
+    store = Path(store)
+    return store.with_name(f"{store.name}.part-{index}-of-{count}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What one run of the pipeline computes: the tracks to decode and what the store's manifest
+    says about the whole corpus (listing hash, splits, files, warnings) when they are only a part
+    of it (``part``: the partial store's ``partition`` section, :mod:`mirdl.pipelines.merge`)."""
+
+    tracks: list[Track]
+    listing_errors: list[ErrorRecord]
+    layout: RecordLayout
+    listing_sha256: str
+    fingerprint: str
+    inputs: str
+    n_files: int
+    split_names: list[str]
+    stats_split: str
+    split_warnings: list[str]
+    part: dict[str, Any] | None = None
+    version: int = 1
+
+    @classmethod
+    def of(cls, config: PrepareConfig, *, tracks: list[Track], listing_errors: list[ErrorRecord],
+           layout: RecordLayout, listing_sha256: str, fingerprint: str) -> _Job:
+        """The job of a whole listing (``tracks`` with their splits, ``listing_errors``)."""
+        split_names = sorted({track.split for track in tracks} | set(config.splits.names if config.splits.column is None
+                                                                       else ()))
+        # Skipped files (not audio to this corpus) are not input files: only tracks and failed listings count.
+        n_rejected = sum(error.failed for error in listing_errors)
+        return cls(tracks=tracks, listing_errors=listing_errors, layout=layout, listing_sha256=listing_sha256,
+                   fingerprint=fingerprint, inputs=inputs_sha256(tracks), n_files=len(tracks) + n_rejected,
+                   split_names=split_names,
+                   stats_split="train" if "train" in split_names or not split_names else split_names[0],
+                   split_warnings=split_warnings(tracks, split_names=split_names, min_tracks=config.splits.min_tracks))
+
+    def part_section(self, config: PrepareConfig, *, index: int, count: int) -> dict[str, Any]:
+        """The ``partition`` section of a partial store of this job: what its merge needs of the whole."""
+        return {"index": index, "count": count, "store_fingerprint": self.fingerprint,
+                "listing_sha256": self.listing_sha256, "inputs_sha256": self.inputs, "files": self.n_files,
+                "split_warnings": list(self.split_warnings), "row_group_records": config.store.row_group_records,
+                "dataset": dict(config.dataset), "version": self.version}
+
+    def partition(self, config: PrepareConfig, index: int, count: int) -> _Job:
+        """Part ``index`` of ``count`` (:func:`~mirdl.pipelines.corpus.partition_of` of the track id;
+        listing records without one by their path). Splits were assigned on the whole listing."""
+        tracks = [track for track in self.tracks if partition_of(track.track_id, count) == index]
+        errors = [error for error in self.listing_errors
+                  if partition_of(error.track_id or error.path, count) == index]
+        return self.subset(config, tracks, errors, index=index, count=count)
+
+    def subset(self, config: PrepareConfig, tracks: list[Track], listing_errors: list[ErrorRecord], *, index: int,
+               count: int) -> _Job:
+        """A job computing ``tracks`` only, into a partial store: part ``index`` of ``count`` of this one."""
+        return dataclasses.replace(
+            self, tracks=tracks, listing_errors=listing_errors, inputs=inputs_sha256(tracks),
+            n_files=len(tracks) + sum(error.failed for error in listing_errors),
+            fingerprint=stable_hash({"store": self.fingerprint, "partition": [index, count]}),
+            part=self.part_section(config, index=index, count=count))
+
+
+def _run_job(config: PrepareConfig, job: _Job, *, workers: int, overwrite: bool, max_error_rate: float | None,
+             options: PipelineOptions, out: TextIO, store: Path, quiet: bool = False,
+             job_timeout: float | None = None, stall_timeout: float | None = None) -> tuple[int, Any]:
+    """Run the pipeline of ``job`` into ``store``; return the exit status and the manifest (None
+    when nothing was written)."""
+    tracks, listing_errors, layout = job.tracks, job.listing_errors, job.layout
+    fingerprint, n_files = job.fingerprint, job.n_files
+    part = job.part
     n_skipped = sum(error.severity == "skipped" for error in listing_errors)
-    n_files = len(tracks) + n_rejected
-    split_names = sorted({track.split for track in tracks} | set(config.splits.names if config.splits.column is None
-                                                                   else ()))
-    stats_split = "train" if "train" in split_names or not split_names else split_names[0]
-    warnings_ = split_warnings(tracks, split_names=split_names, min_tracks=config.splits.min_tracks)
     with open_destination(store, param="store.out", overwrite=overwrite, fingerprint=fingerprint,
-                          inputs_sha256=inputs) as destination:
+                          inputs_sha256=job.inputs) as destination:
         for note in destination.notes():
             print(note, file=out)
         if destination.status == "up to date":
             print(f"{store}: up to date (fingerprint {fingerprint}); nothing to do", file=out)
-            return EXIT_OK
-        print(f"{config.name}: {len(tracks)} tracks listed ({n_rejected} rejected, {n_skipped} skipped), "
-              f"{config.augment.n_variants} variant(s), {config.store.format} -> {store}", file=out)
+            return EXIT_OK, None
         ran_on = describe_runner(options, workers=workers)
-        print(f"running on {ran_on}", file=out)
+        if quiet:  # a step of --update, which said what it does
+            print(f"{config.name}: computing {len(tracks)} new or changed track(s) on {ran_on}", file=out)
+        else:
+            what = "" if part is None else f" (partition {part['index']}/{part['count']})"
+            print(f"{config.name}{what}: {len(tracks)} tracks listed ({n_files - len(tracks)} rejected, {n_skipped} "
+                  f"skipped), {config.augment.n_variants} variant(s), {config.store.format} -> {store}", file=out)
+            print(f"running on {ran_on}", file=out)
         note = packaging_note(options)
         if note:
             print(note, file=out)
-        _print_split_warnings(warnings_, file=out)
+        if not quiet:
+            _print_split_warnings(job.split_warnings, file=out)
         started = time.monotonic()
         try:
             with stop_on_interrupt(), destination.write() as tmp:  # Ctrl-C: stops, deletes tmp, then raises
@@ -308,7 +427,7 @@ def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_
                 pipeline = beam.Pipeline(runner=_runner(options), options=options)
                 _build(pipeline, config=config, layout=layout, tracks=tracks, listing_errors=listing_errors,
                        directory=tmp, work=work, n_files=n_files, max_error_rate=max_error_rate,
-                       stats_split=stats_split, local_workers=_local_workers(options))
+                       stats_split=job.stats_split, local_workers=_local_workers(options))
                 with _ProgressBar(work / "progress.log", total=len(tracks)) as bar, quiet_failed_bundles():
                     result = pipeline.run()
                     if is_local(options):  # run() has run it; nothing to cancel
@@ -320,36 +439,161 @@ def _prepare(config: PrepareConfig, *, workers: int, overwrite: bool, max_error_
                     raise StoreError(f"the Beam pipeline ended in state {state}; nothing was written")
                 shutil.rmtree(work / SPILL_DIR, ignore_errors=True)  # as big as the store: free it now
                 outputs = {name: json.loads((work / f"{name}.json").read_text(encoding="utf-8"))
-                           for name in ("shards", "stats", "tracks_per_split", "corpus", "errors")}
+                           for name in ("shards", "stats", "tracks_per_split", "corpus", "errors", "decoded")}
                 failed = outputs["errors"]["failed_files"]
                 if _too_many_failed(failed, n_files, max_error_rate):
                     _print_errors(tmp / ERRORS_NAME, outputs["errors"], file=sys.stderr)
                     raise _Aborted
                 manifest = build_manifest(config=config, layout=layout, fingerprint=fingerprint,
-                                          listing_sha256=listing_sha256, inputs=inputs, n_files=n_files,
-                                          split_names=split_names, stats_split=stats_split, outputs=outputs,
+                                          listing_sha256=job.listing_sha256, inputs=job.inputs, n_files=n_files,
+                                          split_names=job.split_names, stats_split=job.stats_split, outputs=outputs,
                                           provenance=provenance(decoders=audio.decoder_versions()),
-                                          split_warnings=warnings_)
+                                          split_warnings=job.split_warnings, version=job.version, partition=part)
+                write_track_list(tmp / TRACKS_NAME, decoded=outputs["decoded"], tracks=tracks)
                 shutil.rmtree(work)
-                write_card_with_plots(tmp, manifest, dataset=config.dataset,
-                                      log=lambda line: print(f"mirdl prepare: {line}", file=out))
+                if not quiet:  # an update's partial store is read once and deleted: no card
+                    write_card_with_plots(tmp, manifest, dataset=config.dataset,
+                                          log=lambda line: print(f"mirdl prepare: {line}", file=out))
                 write_json_atomic(tmp / MANIFEST_NAME, manifest)
         except _Aborted:
             print(f"mirdl prepare: aborted: {failed} of {n_files} files failed, more than --max-error-rate="
                   f"{max_error_rate:g}; nothing was written", file=sys.stderr)
-            return EXIT_ABORTED
+            return EXIT_ABORTED, None
         except JobTimeout as err:
             print(f"mirdl prepare: error: {err} (on {ran_on}); nothing was written", file=sys.stderr)
-            return EXIT_TIMEOUT
+            return EXIT_TIMEOUT, None
         except Exception as err:
             message = disk_full_message(err, store=store)
             if message is None:
                 raise
             print(f"mirdl prepare: error: {message}", file=sys.stderr)
-            return EXIT_DISK_FULL
+            return EXIT_DISK_FULL, None
     elapsed = time.monotonic() - started
-    _print_summary(store, manifest, metrics=_metrics(result), elapsed=elapsed, ran_on=ran_on, file=out)
-    return EXIT_SOME_FAILED if failed else EXIT_OK
+    if not quiet:
+        _print_summary(store, manifest, metrics=_metrics(result), elapsed=elapsed, ran_on=ran_on, file=out)
+    return (EXIT_SOME_FAILED if failed else EXIT_OK), manifest
+
+
+def _update(config: PrepareConfig, store: Path, *, workers: int, max_error_rate: float | None,
+            options: PipelineOptions, out: TextIO, job_timeout: float | None = None,
+            stall_timeout: float | None = None) -> int:
+    """``mirdl prepare --update STORE``: see :func:`prepare` and ``docs/cluster.md``.
+
+    A track is unchanged when the store lists it in ``tracks.jsonl`` with the same listing entry
+    (file name, label, tags, targets, group, sizes; the split aside) and the same sha256 of its
+    audio (and annotation) bytes, and the store was written with the same config
+    (``config_fingerprint``) and task: its records are copied from the old shards. Every track
+    the store holds keeps its split; new tracks get the split the new listing gives them. New
+    and changed tracks go through the pipeline into a partial store next to ``STORE``, which is
+    combined with the copied records (:func:`mirdl.pipelines.merge.combine`); the result
+    replaces ``STORE`` with ``version`` + 1.
+    """
+    from mirdl.store.manifest import is_mirdl_store
+
+    if not is_mirdl_store(store):
+        raise StoreError(f"--update {str(store)!r} is not a mirdl store (no marker file); give a store that "
+                         "mirdl prepare wrote")
+    # The store's lock is held from reading the old store to replacing it: no other writer in between.
+    with open_destination(store, param="--update", overwrite=True) as destination:
+        for note in destination.notes():
+            print(note, file=out)
+        return _update_locked(config, store, destination, workers=workers, max_error_rate=max_error_rate,
+                              options=options, out=out, job_timeout=job_timeout, stall_timeout=stall_timeout)
+
+
+def _update_locked(config: PrepareConfig, store: Path, destination: Any, *, workers: int,
+                   max_error_rate: float | None, options: PipelineOptions, out: TextIO,
+                   job_timeout: float | None = None, stall_timeout: float | None = None) -> int:
+    from mirdl.pipelines.merge import Part, combine
+    from mirdl.pipelines.manifest import config_fingerprint, read_track_list
+
+    old = read_manifest(store)
+    if old.get("partition"):
+        raise StoreError(f"--update {str(store)!r} is a partial store (partition {old['partition'].get('index')}/"
+                         f"{old['partition'].get('count')}); merge the partials first (mirdl merge), then update")
+    if old.get("config_fingerprint") != config_fingerprint(config):
+        raise StoreError(f"--update {str(store)!r} was written with another config (config fingerprint "
+                         f"{old.get('config_fingerprint')}, this config gives {config_fingerprint(config)}): "
+                         "its records cannot be reused; rebuild it with --overwrite")
+    old_tracks = {line["track_id"]: line for line in read_track_list(store)}
+    tracks, listing_errors = list_tracks(config.corpus, config.splits)
+    # Splits of the tracks the store holds never move (with splits.stratify they could in a fresh build).
+    tracks = [dataclasses.replace(track, split=old_tracks[track.track_id]["listing"]["split"])
+              if track.track_id in old_tracks else track for track in tracks]
+    layout = RecordLayout.build(config, task_for(config.corpus, tracks))
+    if layout.task != old["task"]:
+        raise StoreError(f"--update {str(store)!r}: the task changed (vocabulary {old['task'].get('vocabulary')} -> "
+                         f"{layout.task['vocabulary']}): every label would change; rebuild it with --overwrite")
+    listing_sha256 = listing_hash(tracks)
+    fingerprint = store_fingerprint(config, task=layout.task, listing_sha256=listing_sha256)
+    whole = dataclasses.replace(_Job.of(config, tracks=tracks, listing_errors=listing_errors, layout=layout,
+                                        listing_sha256=listing_sha256, fingerprint=fingerprint),
+                                version=int(old["version"]) + 1)
+    if old["fingerprint"] == fingerprint and old["corpus"].get("inputs_sha256") == whole.inputs:
+        print(f"{store}: up to date (fingerprint {fingerprint}); nothing to do", file=out)
+        return EXIT_OK
+    kept = {track.track_id for track in tracks if _unchanged(track, old_tracks.get(track.track_id))}
+    computed = [track for track in tracks if track.track_id not in kept]
+    print(f"{config.name}: updating {store} (version {old['version']} -> {whole.version}): {len(kept)} unchanged "
+          f"track(s) copied, {len(computed)} to compute, {len(set(old_tracks) - {t.track_id for t in tracks})} "
+          "removed", file=out)
+    _print_split_warnings(whole.split_warnings, file=out)
+    job = whole.subset(config, computed, listing_errors, index=0, count=1)
+    started = time.monotonic()
+    try:
+        # Everything happens inside the store's temporary sibling (owner file: swept if this run dies).
+        with destination.write() as tmp:
+            partial = tmp / WORK_DIR / "update"
+            status, manifest = _run_job(config, job, workers=workers, overwrite=False, max_error_rate=None,
+                                        options=options, out=out, store=partial, quiet=True,
+                                        job_timeout=job_timeout, stall_timeout=stall_timeout)
+            if manifest is None:
+                raise _Unwritten(status)
+            failed = manifest["errors"]["failed_files"]
+            if _too_many_failed(failed, whole.n_files, max_error_rate):
+                _print_errors(partial / ERRORS_NAME, manifest["errors"], file=sys.stderr)
+                print(f"mirdl prepare: aborted: {failed} of {whole.n_files} files failed, more than "
+                      f"--max-error-rate={max_error_rate:g}; {store} was not changed", file=sys.stderr)
+                raise _Unwritten(EXIT_ABORTED)
+            parts = [Part(store, old, keep=kept, stats="records"), Part(partial, manifest)]
+            result = combine(parts, tmp, base=manifest, fingerprint=fingerprint, version=whole.version,
+                             log=lambda line: print(line, file=out),
+                             before_manifest=lambda: shutil.rmtree(tmp / WORK_DIR))
+    except _Unwritten as unwritten:
+        return unwritten.status
+    except OSError as err:
+        message = disk_full_message(err, store=store)
+        if message is None:
+            raise
+        print(f"mirdl prepare: error: {message}", file=sys.stderr)
+        return EXIT_DISK_FULL
+    _print_summary(store, result, metrics={"files_read": manifest["corpus"]["decoded_tracks"]},
+                   elapsed=time.monotonic() - started, ran_on=describe_runner(options, workers=workers), file=out)
+    return EXIT_SOME_FAILED if result["errors"]["failed_files"] else EXIT_OK
+
+
+class _Unwritten(Exception):
+    """The update's new tracks could not be computed (status ``status``): the store is left as it was."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _unchanged(track: Track, old: Mapping[str, Any] | None) -> bool:
+    """Whether ``track`` is the one ``old`` (its ``tracks.jsonl`` line) describes: same listing
+    entry (its split aside: the old one is kept) and same bytes (sha256; hashed only when the
+    rest agrees)."""
+    if old is None:
+        return False
+    entry = {**listing_entry(track), "split": None}
+    if entry != {**old["listing"], "split": None}:
+        return False
+    try:
+        return sha256_file(track.path) == old.get("sha256") and (
+            track.annotation_path is None or sha256_file(track.annotation_path) == old.get("annotation_sha256"))
+    except OSError:
+        return False
 
 
 def _too_many_failed(failed: int, n_files: int, max_error_rate: float | None) -> bool:
@@ -363,12 +607,7 @@ def _save_json(value: Any, path: str) -> None:
 
 def _save_errors(errors: list[ErrorRecord], *, path: str, summary_path: str) -> dict[str, Any]:
     """Write ``errors.jsonl`` sorted (file, stage, reason) and its summary; return the summary."""
-    ordered = write_error_records(path, errors)
-    failures = [error for error in ordered if error.failed]  # warnings and skipped files are not failures
-    summary = {"count": len(ordered), "failed_files": len({error.path for error in failures}),
-               "warnings": sum(error.severity == "warning" for error in ordered),
-               "skipped_files": len({error.path for error in ordered if error.severity == "skipped"}),
-               "by_stage": dict(sorted(Counter(error.stage for error in failures).items()))}
+    summary = error_summary(write_error_records(path, errors))
     write_json_atomic(summary_path, summary)
     return summary
 
@@ -483,9 +722,13 @@ def _build(pipeline: beam.Pipeline, *, config: PrepareConfig, layout: RecordLayo
      | "TracksPerSplit" >> beam.combiners.Count.PerKey()
      | "TracksDict" >> beam.combiners.ToDict()
      | "SaveTracks" >> beam.Map(_save_json, path=str(work / "tracks_per_split.json")))
-    (computed["samples"]
+    (computed["decoded"]
+     | "DecodedSamples" >> beam.Map(lambda decoded: decoded["samples"])
      | "Durations" >> beam.CombineGlobally(DurationSummaryFn(config.sample_rate))
      | "SaveCorpus" >> beam.Map(_save_json, path=str(work / "corpus.json")))
+    (computed["decoded"]
+     | "DecodedList" >> beam.combiners.ToList()
+     | "SaveDecoded" >> beam.Map(_save_json, path=str(work / "decoded.json")))
 
 
 # ------------------------------------------------------------------------------------------ reporting
@@ -580,9 +823,10 @@ def _print_summary(store: Path, manifest: dict[str, Any], *, metrics: dict[str, 
     print(f"  files {corpus['files']}, read {metrics.get('files_read', corpus['decoded_tracks'])}, "
           f"failed {corpus['failed']}; {seconds / 3600:.3f} h of audio in {elapsed:.1f} s "
           f"({seconds / max(elapsed, 1e-9):.1f} audio s/s on {ran_on})", file=file)
-    if metrics:
-        shown = ("variants", "segments", "spilled_bytes", "shards", "shard_bytes", "errors_unexpected")
-        print("  counters: " + ", ".join(f"{name} {metrics[name]}" for name in shown if name in metrics), file=file)
+    shown = [name for name in ("variants", "segments", "spilled_bytes", "shards", "shard_bytes", "errors_unexpected")
+             if name in metrics]
+    if shown:
+        print("  counters: " + ", ".join(f"{name} {metrics[name]}" for name in shown), file=file)
     if errors["failed_files"]:
         by_stage = ", ".join(f"{stage} {count}" for stage, count in errors["by_stage"].items())
         print(f"  {corpus['failed']} file(s) failed ({by_stage}): see {store / ERRORS_NAME}", file=file)

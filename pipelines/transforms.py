@@ -53,6 +53,7 @@ from mirdl.pipelines.dead_letter import ErrorRecord
 from mirdl.pipelines.spill import IndexEntry, SpillReader, SpillWriter
 from mirdl.store.adapters import record_nbytes, write_shard
 from mirdl.store.build import counting_labels
+from mirdl.store.files import sha256_file
 
 __all__ = [
     "ERRORS",
@@ -191,6 +192,14 @@ class Decoded:
     track: Track
     audio: np.ndarray
     annotations: Annotations | None = None
+    sha256: str | None = None
+    annotation_sha256: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """What ``tracks.jsonl`` keeps of a decoded track: id, samples decoded, sha256 of its audio
+        (and annotation) file's bytes (:mod:`mirdl.store.format`, ``TRACKS_NAME``)."""
+        return {"track_id": self.track.track_id, "samples": int(self.audio.shape[-1]), "sha256": self.sha256,
+                "annotation_sha256": self.annotation_sha256}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -408,6 +417,13 @@ class LoadAnnotations(beam.DoFn):
         yield track, annotations
 
 
+def _file_sha256(path: str | None) -> str | None:
+    try:
+        return None if path is None else sha256_file(path)
+    except OSError:
+        return None
+
+
 class DecodeAudio(beam.DoFn):
     """``(track, annotations)`` -> :class:`Decoded` at the specs' rate and channels (:func:`mirdl.features.audio.decode`);
     a file that decodes with warnings also gets one ``severity="warning"`` error record per warning."""
@@ -433,7 +449,10 @@ class DecodeAudio(beam.DoFn):
         seconds = y.shape[-1] / self.sample_rate
         _count("files_read")
         _count("audio_ms", round(1000 * seconds))
-        yield Decoded(track, y, annotations)
+        # The bytes' hashes let `mirdl prepare --update` copy this track's records instead of
+        # decoding it again; the file was just read, so this read comes from the page cache.
+        yield Decoded(track, y, annotations, sha256=_file_sha256(track.path),
+                      annotation_sha256=_file_sha256(track.annotation_path))
         # The fused steps after this one have processed the track when the runner comes back here.
         _report_progress(self.progress_path, seconds)
 
@@ -574,7 +593,7 @@ class WriteShard(beam.DoFn):
 @beam.ptransform_fn
 def ComputeRecords(tracks, *, config: PrepareConfig, layout: RecordLayout,  # noqa: N802 - Beam naming
                    progress_path: str | None = None):
-    """Tracks -> ``{"records", "errors", "samples"}`` (samples: decoded length of each track).
+    """Tracks -> ``{"records", "errors", "decoded"}`` (decoded: :meth:`Decoded.summary` of each track).
 
     Annotations (frame tasks) -> Decode -> Augment -> Features -> Segment, each a labelled
     step whose dead-letter ``errors`` output is flattened into one PCollection.
@@ -603,7 +622,7 @@ def ComputeRecords(tracks, *, config: PrepareConfig, layout: RecordLayout,  # no
     return {
         "records": pending,
         "errors": tuple(errors) | "FlattenErrors" >> beam.Flatten(),
-        "samples": outputs["Decode"] | "DecodedSamples" >> beam.Map(lambda item: int(item.audio.shape[-1])),
+        "decoded": outputs["Decode"] | "DecodedTracks" >> beam.Map(Decoded.summary),
     }
 
 

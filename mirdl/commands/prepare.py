@@ -60,4 +60,5 @@ def run(args: argparse.Namespace) -> int:
 
     return prepare(args.config, workers=args.workers, overwrite=args.overwrite,
                    max_error_rate=args.max_error_rate, job_timeout=args.job_timeout,
-                   stall_timeout=args.stall_timeout, beam_args=list(getattr(args, "beam_args", []) or []))
+                   stall_timeout=args.stall_timeout, beam_args=list(getattr(args, "beam_args", []) or []),
+                   partition=args.partition, update=args.update)

@@ -55,7 +55,7 @@ from typing import Any
 
 from mirdl.errors import ConfigError, StoreError
 
-__all__ = ["STAGES", "SEVERITIES", "ErrorRecord", "write_error_records"]
+__all__ = ["STAGES", "SEVERITIES", "ErrorRecord", "write_error_records", "read_error_records", "error_summary"]
 
 #: Where in the job a file can fail; see the module docstring.
 STAGES = ("list", "annotations", "decode", "augment", "features", "segment", "write")
@@ -166,3 +166,33 @@ def write_error_records(path: Any, records: Any) -> list[ErrorRecord]:
     with atomic_path(path) as tmp:
         tmp.write_text("".join(record.to_json() + "\n" for record in ordered), encoding="utf-8")
     return ordered
+
+
+def read_error_records(path: Any) -> list[ErrorRecord]:
+    """The records of an ``errors.jsonl`` file (an absent file has none)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [ErrorRecord.from_json(line) for line in handle if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def error_summary(records: Any) -> dict[str, Any]:
+    """The manifest's counts of error records: ``count``, ``failed_files`` (distinct paths with
+    an ``error``), ``warnings``, ``skipped_files``, ``by_stage`` (failures per stage, sorted).
+
+    Examples
+    --------
+    >>> a = ErrorRecord(path="/a.wav", track_id="a", stage="decode", error_type="AudioError", reason="x")
+    >>> error_summary([a, ErrorRecord(path="/b.txt", track_id=None, stage="list", error_type="Skipped",
+    ...                              reason="y", severity="skipped")])
+    {'count': 2, 'failed_files': 1, 'warnings': 0, 'skipped_files': 1, 'by_stage': {'decode': 1}}
+    """
+    from collections import Counter
+
+    records = list(records)
+    failures = [record for record in records if record.failed]  # warnings and skipped files are not failures
+    return {"count": len(records), "failed_files": len({record.path for record in failures}),
+            "warnings": sum(record.severity == "warning" for record in records),
+            "skipped_files": len({record.path for record in records if record.severity == "skipped"}),
+            "by_stage": dict(sorted(Counter(record.stage for record in failures).items()))}

@@ -33,6 +33,7 @@ __all__ = [
     "SUPPORTED_FORMAT_VERSIONS",
     "MANIFEST_NAME",
     "ERRORS_NAME",
+    "TRACKS_NAME",
     "MARKER_NAME",
     "STORE_FORMATS",
     "EXTENSIONS",
@@ -64,6 +65,9 @@ FORMAT_VERSION = 2
 SUPPORTED_FORMAT_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 ERRORS_NAME = "errors.jsonl"
+#: One JSON line per decoded track (id, samples, sha256 of its bytes, listing entry): what
+#: ``mirdl prepare --update`` and ``mirdl merge`` need to know of each track.
+TRACKS_NAME = "tracks.jsonl"
 #: A small file whose presence says "this folder is a mirdl store": only such folders (or
 #: version-1 stores, recognised by their manifest) are ever replaced by ``--overwrite``.
 MARKER_NAME = ".mirdl-store"

@@ -161,7 +161,7 @@ def test_manifest_counts_checksums_and_stats(job, fmt):
     files = sorted(p.name for p in store.iterdir())
     listed = sorted(s["path"] for entry in manifest["splits"].values() for s in entry["shards"])
     described = ["README.md", "croissant.json", "plots"]  # the dataset card, its plots, Croissant (gzip: no TFDS files)
-    assert files == sorted(listed + [".mirdl-store", "manifest.json", "errors.jsonl"] + described)  # no work files
+    assert files == sorted(listed + [".mirdl-store", "manifest.json", "errors.jsonl", "tracks.jsonl"] + described)  # no work files
     total_records = 0
     for split, entry in manifest["splits"].items():
         records = all_records(store, manifest, split)
