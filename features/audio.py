@@ -941,7 +941,7 @@ def _decode(source: _Source, *, path, start: int, n_frames: int | None, sample_r
                     f"{start + done + len(raw) - 1}; first at frame {start + done + row} "
                     f"({(start + done + row) / source.samplerate:.3f} s)")
             if n_resampled == 1:
-                mixed = raw[:, 0] if source.channels == 1 else raw.mean(axis=1)
+                mixed = raw[:, 0] if source.channels == 1 else _downmix(raw)
             else:
                 mixed = raw
             done += len(raw)
@@ -970,6 +970,20 @@ def _decode(source: _Source, *, path, start: int, n_frames: int | None, sample_r
                         f"{LENGTH_TOLERANCE_SECONDS:g} s tolerance for {source.format} lengths")
     if start > 0 and done == 0:
         raise AudioError(f"{p}: offset={start / source.samplerate:g} s is at or past the end of the file")
+
+
+def _downmix(raw: np.ndarray) -> np.ndarray:
+    """``raw.mean(axis=1)`` of channels-last float32 frames, bit for bit.
+
+    numpy's mean over a short last axis is a strided reduction (~35x slower than an add); for
+    two channels ``(a + b) * 0.5`` is the same float32 sum and an exact halving, so the same
+    bits (subnormals and overflow included). Other channel counts keep ``mean``.
+    """
+    if raw.shape[1] == 2 and raw.dtype == np.float32:
+        mixed = np.add(raw[:, 0], raw[:, 1])
+        mixed *= np.float32(0.5)
+        return mixed
+    return raw.mean(axis=1)
 
 
 def _open(path) -> _Source:

@@ -40,7 +40,6 @@ from typing import Any
 
 import librosa
 import numpy as np
-import scipy.signal
 
 from mirdl.features.audio import check_audio
 from mirdl.errors import AudioError, ConfigError
@@ -381,6 +380,8 @@ def random_eq(
     >>> len(info["center_hz"]), y_out.dtype
     (2, dtype('float32'))
     """
+    import scipy.signal  # lazily: ~1 s of import that a job without augmentation never pays
+
     _check_signal(y)
     sr = _integer(sr, name="sr", minimum=1)
     _check_rng(rng)
@@ -401,6 +402,8 @@ def random_eq(
 
 def _one_pole(x: np.ndarray, *, time_ms: float, sr: int) -> np.ndarray:
     """Exponential smoothing with time constant ``time_ms`` (vectorised with lfilter)."""
+    import scipy.signal  # lazily, as in random_eq
+
     coefficient = math.exp(-1000.0 / (time_ms * sr))
     return scipy.signal.lfilter([1.0 - coefficient], [1.0, -coefficient], x, axis=-1)
 

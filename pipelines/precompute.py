@@ -10,6 +10,9 @@
     records -> TrainRecords -> Stats (per-bin mean/std, CombineFn) -> SaveStats
     records -> SplitTrack -> DistinctTracks -> TracksPerSplit -> SaveTracks
     Decode  -> DecodedTracks (id, samples, sha256 of the bytes) -> DecodedSamples -> Durations -> SaveCorpus
+
+    (with N > 1 local worker processes, Reshuffle is BucketByAudio -> GroupBuckets -> Unbucket:
+    one bucket of about equal audio per worker, see balance_tracks)
                                                                \\-> DecodedList -> SaveDecoded (tracks.jsonl)
     errors of every step + listing errors -> ErrorList -> SaveErrors (errors.jsonl, sorted)
                                                      \\-> TooManyFailed --(side input)--> WriteShard
@@ -74,7 +77,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
 from mirdl.errors import ConfigError, StoreError
@@ -119,7 +122,7 @@ from mirdl.store.remote import upload_store
 from mirdl.store.verify import check_shards
 
 __all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "EXIT_DISK_FULL", "EXIT_TIMEOUT", "run", "prepare",
-           "pipeline_options", "partial_store_path"]
+           "pipeline_options", "partial_store_path", "balance_tracks", "PROBE_LIMIT"]
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 3
@@ -424,7 +427,7 @@ def _run_job(config: PrepareConfig, job: _Job, *, workers: int, overwrite: bool,
                 pipeline = beam.Pipeline(runner=_runner(options), options=options)
                 _build(pipeline, config=config, layout=layout, tracks=tracks, listing_errors=listing_errors,
                        directory=tmp, work=work, n_files=n_files, max_error_rate=max_error_rate,
-                       stats_split=job.stats_split)
+                       stats_split=job.stats_split, local_workers=_local_workers(options))
                 with _ProgressBar(work / "progress.log", total=len(tracks)) as bar, quiet_failed_bundles():
                     result = pipeline.run()
                     if is_local(options):  # run() has run it; nothing to cancel
@@ -609,19 +612,86 @@ def _save_errors(errors: list[ErrorRecord], *, path: str, summary_path: str) -> 
     return summary
 
 
+#: Up to this many tracks, :func:`balance_tracks` reads each file's header for its duration
+#: (a few ms per file); beyond, file sizes stand in for it.
+PROBE_LIMIT = 5000
+
+
+def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
+    """``track_id -> bucket`` in ``range(n_buckets)``, buckets of about equal audio.
+
+    Longest first into the bucket with the least audio so far (LPT scheduling: within 4/3 of the
+    best split). The duration is the file header's (:func:`mirdl.features.audio.probe`) for up
+    to :data:`PROBE_LIMIT` tracks, else the file size; a file that cannot be probed counts as
+    its size in bytes over 16 kB/s (its decode fails or is short anyway).
+
+    Examples
+    --------
+    >>> from mirdl.pipelines.corpus import Track
+    >>> tracks = [Track(track_id=f"t{i}", path=f"/nonexistent/t{i}.wav") for i in range(4)]
+    >>> sorted(balance_tracks(tracks, 2).values())
+    [0, 0, 1, 1]
+    """
+    costs = {}
+    for track in tracks:
+        cost = None
+        if len(tracks) <= PROBE_LIMIT:
+            try:
+                cost = audio.probe(track.path).duration
+            except Exception:  # noqa: BLE001 - a file that cannot be probed fails in the job, once
+                cost = None
+        if cost is None:
+            try:
+                cost = os.path.getsize(track.path) / 16000
+            except OSError:
+                cost = 0.0
+        costs[track.track_id] = float(cost)
+    loads, counts = [0.0] * n_buckets, [0] * n_buckets
+    bucket_of = {}
+    for track_id in sorted(costs, key=lambda track_id: (-costs[track_id], track_id)):
+        bucket = min(range(n_buckets), key=lambda b: (loads[b], counts[b], b))  # ties: fewest tracks
+        bucket_of[track_id] = bucket
+        loads[bucket] += costs[track_id]
+        counts[bucket] += 1
+    return bucket_of
+
+
+def _local_workers(options: PipelineOptions) -> int:
+    """Worker processes of Beam's local engine for ``options`` (0: another runner runs the job)."""
+    if options.view_as(StandardOptions).runner != "FnApiRunner":
+        return 0
+    direct = options.view_as(DirectOptions)
+    return int(direct.direct_num_workers or 1) if direct.direct_running_mode == "multi_processing" else 1
+
+
 def _build(pipeline: beam.Pipeline, *, config: PrepareConfig, layout: RecordLayout, tracks: list[Track],
            listing_errors: list[ErrorRecord], directory: Path, work: Path, n_files: int,
-           max_error_rate: float | None, stats_split: str) -> None:
-    """Add the job's steps to ``pipeline`` (see the module docstring for the graph)."""
+           max_error_rate: float | None, stats_split: str, local_workers: int = 0) -> None:
+    """Add the job's steps to ``pipeline`` (see the module docstring for the graph).
+
+    With ``local_workers`` > 1 (Beam's local engine in ``multi_processing`` mode) the tracks go
+    to the workers in buckets of equal audio (:func:`balance_tracks`) instead of a random
+    reshuffle: that engine hands each worker a fixed share of a stage's input (no dynamic
+    splitting), so one worker could get the long tracks while the other idles.
+    """
     # The listing goes through a file, not beam.Create: the pipeline graph stays small and the
     # runner splits the reading, however many tracks there are.
     listing_path = work / "listing.jsonl"
     with atomic_path(listing_path) as tmp:
         tmp.write_text("".join(track_to_json(track) + "\n" for track in tracks), encoding="utf-8")
-    listing = (pipeline
-               | "Listing" >> beam.io.ReadFromText(str(listing_path))
-               | "ParseTracks" >> beam.Map(track_from_json)
-               | "Reshuffle" >> beam.Reshuffle())
+    parsed = (pipeline
+              | "Listing" >> beam.io.ReadFromText(str(listing_path))
+              | "ParseTracks" >> beam.Map(track_from_json))
+    if local_workers > 1:
+        # One key per worker: the local engine gives the i-th key of a grouped stage to worker
+        # i mod n, so each worker gets exactly one bucket.
+        bucket_of = balance_tracks(tracks, local_workers)
+        listing = (parsed
+                   | "BucketByAudio" >> beam.Map(lambda track: (bucket_of.get(track.track_id, 0), track))
+                   | "GroupBuckets" >> beam.GroupByKey()
+                   | "Unbucket" >> beam.FlatMap(lambda bucket: sorted(bucket[1], key=lambda track: track.track_id)))
+    else:
+        listing = parsed | "Reshuffle" >> beam.Reshuffle()
     computed = listing | "ComputeRecords" >> ComputeRecords(config=config, layout=layout,
                                                             progress_path=str(work / "progress.log"))
     records = computed["records"]

@@ -141,3 +141,12 @@ def test_cli_and_commands_import_nothing_heavy():
     loaded = modules_after_importing("mirdl.commands")
     heavy = [name for name in loaded if any(_matches(name, p) for p in ("apache_beam", "tensorflow", "keras"))]
     assert heavy == []
+
+
+@pytest.mark.slow  # two fresh interpreters (Beam): ~5 s
+def test_pipelines_and_store_writers_import_neither_scipy_signal_nor_tensorflow():
+    # A precompute worker imports these: scipy.signal (~1 s) is imported only when augmenting
+    # (features.augment imports it inside the filters), TensorFlow not at all (the TFRecord writer
+    # is mirdl.store.tfrecord).
+    loaded = set(modules_after_importing("mirdl.pipelines")) | set(modules_after_importing("mirdl.store"))
+    assert sorted(name for name in loaded if any(_matches(name, p) for p in ("scipy.signal", "tensorflow"))) == []

@@ -204,3 +204,22 @@ def test_stft_fast_path_matches_librosa_on_stereo_longer_than_a_sub_block():
     assert_db_close(ours, ref)
     assert_linear_close(rep.chroma_stft(stereo[0], sr=SR), librosa.feature.chroma_stft(y=stereo[0], sr=SR, tuning=0.0))
     assert_linear_close(rep.stft(stereo, sr=SR, log=False), np.abs(librosa.stft(stereo)))
+
+
+def test_stft_db_and_float32_chroma_fast_paths_match_librosa():
+    """stft in dB is computed block by block as 10 log10(max(amin^2, re^2 + im^2)), and chroma_stft
+    runs its FFT in float32 with one BLAS product: both still give librosa's numbers on two
+    channels 100 dB apart, a silent stretch (the dB floor) and more frames than one block."""
+    rng = np.random.default_rng(5)
+    t = np.arange(30 * SR) / SR
+    loud = 0.5 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 0.2 * t) + 0.05 * rng.standard_normal(t.size)
+    loud[5 * SR : 7 * SR] = 0.0
+    stereo = np.stack([loud, 1e-5 * loud[::-1]]).astype(np.float32)
+    for amin, top_db in ((1e-5, None), (1e-3, 60.0)):
+        ours = rep.stft(stereo, sr=SR, amin=amin, top_db=top_db, block_frames=300)
+        ref = librosa.amplitude_to_db(np.abs(librosa.stft(stereo)), ref=1.0, amin=amin, top_db=top_db)
+        assert_db_close(ours, ref)
+    np.testing.assert_allclose(rep.stft(stereo[0], sr=SR)[:, 230:280], -100.0, atol=1e-4)  # 20 log10(amin)
+    for channel in stereo:
+        assert_linear_close(rep.chroma_stft(channel, sr=SR, block_frames=300),
+                            librosa.feature.chroma_stft(y=channel, sr=SR, tuning=0.0))
