@@ -183,7 +183,13 @@ _CACHE_FRAMES = 256
 def _fft_window(window: str, win_length: int, n_fft: int, single: bool = False) -> np.ndarray:
     """librosa.stft's analysis window: ``get_window(fftbins=True)`` centred in ``n_fft``, float64
     (float32 if ``single``)."""
-    fft_window = librosa.util.pad_center(librosa.filters.get_window(window, win_length, fftbins=True), size=n_fft)
+    if window == "hann" and 1 < win_length <= n_fft:
+        fft_window = np.zeros(n_fft, dtype=np.float64)
+        lpad = (n_fft - win_length) // 2
+        fft_window[lpad : lpad + win_length] = _periodic_hann(win_length)
+    else:
+        fft_window = librosa.util.pad_center(librosa.filters.get_window(window, win_length, fftbins=True),
+                                             size=n_fft)
     fft_window = np.ascontiguousarray(fft_window, dtype=np.float32 if single else np.float64)
     fft_window.setflags(write=False)
     return fft_window
@@ -229,8 +235,85 @@ def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None
                norm: str | None) -> scipy.sparse.csr_array:
     # A mel filter covers a few bins (about 2 non-zeros per FFT bin in all): as a sparse
     # matrix the projection costs ~1/60 of the dense product, with the same float32 sums.
-    return scipy.sparse.csr_array(
-        librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm))
+    if norm == "slaney":
+        weights = _slaney_mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk)
+    if norm != "slaney" or weights is None:
+        weights = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
+    return scipy.sparse.csr_array(weights)
+
+
+# The window, mel filter bank and dB scale of the common case (hann, slaney-normalised mel,
+# power_to_db) are computed here with librosa's and scipy's own arithmetic, operation for
+# operation: the first ``librosa.filters`` / ``librosa.core.spectrum`` call imports scipy.signal,
+# numba and librosa.core (~2.5 s, once per process), which a log-mel job needs nothing else of.
+# tests/features/test_representations_fast.py checks them bit for bit against librosa.
+def _periodic_hann(n: int) -> np.ndarray:
+    """``scipy.signal.get_window("hann", n, fftbins=True)``, float64 (n > 1)."""
+    fac = np.linspace(-np.pi, np.pi, n + 1, dtype=np.float64)
+    w = np.zeros(n + 1, dtype=np.float64)
+    for k, a in enumerate((0.5, 1.0 - 0.5)):
+        w += a * np.cos(k * fac)
+    return w[:-1]
+
+
+def _hz_to_mel(frequencies: np.ndarray, *, htk: bool) -> np.ndarray:
+    """``librosa.hz_to_mel`` (0-d or 1-d arrays)."""
+    frequencies = np.asanyarray(frequencies)
+    if htk:
+        return 2595.0 * np.log10(1.0 + frequencies / 700.0)
+    f_sp = 200.0 / 3
+    mels = (frequencies - 0.0) / f_sp
+    min_log_hz, min_log_mel, logstep = 1000.0, (1000.0 - 0.0) / f_sp, np.log(6.4) / 27.0
+    if frequencies.ndim:
+        log_t = frequencies >= min_log_hz
+        mels[log_t] = min_log_mel + np.log(frequencies[log_t] / min_log_hz) / logstep
+    elif frequencies >= min_log_hz:
+        mels = min_log_mel + np.log(frequencies / min_log_hz) / logstep
+    return mels
+
+
+def _mel_to_hz(mels: np.ndarray, *, htk: bool) -> np.ndarray:
+    """``librosa.mel_to_hz`` (1-d arrays)."""
+    if htk:
+        return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    f_sp = 200.0 / 3
+    freqs = 0.0 + f_sp * mels
+    min_log_hz, min_log_mel, logstep = 1000.0, (1000.0 - 0.0) / f_sp, np.log(6.4) / 27.0
+    log_t = mels >= min_log_mel
+    freqs[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+    return freqs
+
+
+def _slaney_mel_filters(*, sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None,
+                        htk: bool) -> np.ndarray | None:
+    """``librosa.filters.mel(norm="slaney")``, float32; None where librosa would warn of empty
+    filters (the caller asks librosa, which warns)."""
+    if fmax is None:
+        fmax = float(sr) / 2
+    n_mels = int(n_mels)
+    weights = np.zeros((n_mels, int(1 + n_fft // 2)), dtype=np.float32)
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin, htk=htk), _hz_to_mel(fmax, htk=htk), n_mels + 2), htk=htk)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    enorm = 2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels])
+    weights *= enorm[:, np.newaxis]
+    if not np.all((mel_f[:-2] == 0) | (weights.max(axis=1) > 0)):
+        return None
+    return weights
+
+
+def _power_to_db(spectrogram: np.ndarray, *, amin: float, top_db: float | None) -> np.ndarray:
+    """``librosa.power_to_db(spectrogram, ref=1.0, amin=amin, top_db=top_db)`` of a real array."""
+    log_spec = 10.0 * np.log10(np.maximum(amin, spectrogram))
+    log_spec -= 10.0 * np.log10(np.maximum(amin, np.abs(1.0)))
+    if top_db is not None:
+        log_spec = np.maximum(log_spec, log_spec.max() - top_db)
+    return log_spec
 
 
 @functools.lru_cache(maxsize=32)
@@ -258,6 +341,9 @@ def _apply_basis(basis: np.ndarray | scipy.sparse.csr_array, block: np.ndarray) 
 
 
 def _to_db(spectrogram: np.ndarray, *, power: float, amin: float, top_db: float | None) -> np.ndarray:
+    if power == 2.0 and amin > 0 and (top_db is None or top_db >= 0) \
+            and not np.iscomplexobj(spectrogram):
+        return _power_to_db(np.asarray(spectrogram), amin=amin, top_db=top_db).astype(np.float32)
     if power == 2.0:
         return librosa.power_to_db(spectrogram, ref=1.0, amin=amin, top_db=top_db).astype(np.float32)
     if power == 1.0:
