@@ -3,8 +3,8 @@
 :func:`summary` needs only ``manifest.json`` and ``errors.jsonl``; :func:`plot` reads a few
 records (:func:`mirdl.store.adapters.read_shard`) for one example spectrogram per class and
 draws the label distribution and track durations from the manifest. The integrity check is
-the store layer's :func:`mirdl.store.verify.verify`. matplotlib (Agg) and librosa.display are
-imported only by :func:`plot`.
+the store layer's :func:`mirdl.store.verify.verify`. matplotlib (Agg figures: not pyplot, not
+librosa.display) is imported only by :func:`plot`.
 
 Examples
 --------
@@ -26,16 +26,12 @@ from mirdl.store.dead_letter import ErrorRecord
 from mirdl.store.adapters import read_shard
 from mirdl.store.manifest import read_manifest, shard_paths
 
-__all__ = ["summary", "plot", "plot_label_counts", "iter_records", "MAX_SCAN_RECORDS", "SKEWED_RATIO"]
+__all__ = ["summary", "plot", "plot_label_counts", "iter_records", "MAX_SCAN_RECORDS", "SKEWED_RATIO", "PLOT_DPI"]
 
 #: Records :func:`plot` reads at most while looking for one example per class.
 MAX_SCAN_RECORDS = 5000
 _FIRST_REASONS = 5
 _VOCABULARY_SHOWN = 12
-# librosa.display y axis per representation.
-_Y_AXES = {"stft": "linear", "mel": "mel", "logmel": "mel", "cqt": "cqt_note", "chroma_stft": "chroma",
-           "chroma_cqt": "chroma", "mfcc": None, "waveform": None}
-
 
 def _megabytes(n_bytes: int) -> str:
     return f"{n_bytes / 1e6:.2f} MB"
@@ -174,32 +170,49 @@ def _examples(store: Path, manifest: dict[str, Any]) -> list[tuple[str, dict[str
 def plot(store: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
     """Write PNGs: ``examples.png`` (one spectrogram per class), ``labels.png`` (label
     distribution per split), ``durations.png`` (track-duration histogram). Returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     store, out_dir = Path(store), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(store)
     written = []
     for name, draw in (("examples.png", _plot_examples), ("labels.png", _plot_labels),
                        ("durations.png", _plot_durations)):
-        figure = draw(plt, store, manifest)
+        figure = draw(_AGG, store, manifest)
         if figure is None:
             continue
         path = out_dir / name
-        figure.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(figure)
+        # One draw: the constrained layout already fits every label inside the figure, so no
+        # bbox_inches="tight" (which draws the whole figure a second time to measure it).
+        figure.savefig(path, dpi=PLOT_DPI)
         written.append(path)
     return written
+
+
+#: Resolution of the store card's PNGs.
+PLOT_DPI = 100
+
+
+class _AggFigures:
+    """``subplots`` as pyplot has it, on plain Agg figures: no pyplot import (0.6 s), no
+    global figure registry to close, whatever backend the caller's process uses."""
+
+    @staticmethod
+    def subplots(*args: Any, figsize: tuple[float, float] | None = None, layout: str | None = None,
+                 **kwargs: Any):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=figsize, layout=layout)
+        FigureCanvasAgg(figure)
+        return figure, figure.subplots(*args, **kwargs)
+
+
+_AGG = _AggFigures()
 
 
 _DB_REPRESENTATIONS = ("logmel", "stft", "cqt")
 
 
 def _plot_examples(plt, store: Path, manifest: dict[str, Any]):
-    import librosa.display
     from matplotlib.ticker import MaxNLocator
 
     feature_name = manifest.get("segment", {}).get("grid_feature") or next(iter(manifest["features"]))
@@ -213,21 +226,24 @@ def _plot_examples(plt, store: Path, manifest: dict[str, Any]):
     spec = entry["spec"]
     frame_task = manifest["task"]["type"].startswith("frame_")
     rows = 2 if frame_task else 1
-    figure, axes = plt.subplots(rows, len(examples), figsize=(3.2 * len(examples), 2.8 * rows), squeeze=False,
+    figure, axes = plt.subplots(rows, len(examples), figsize=(3.2 * len(examples) + 0.6, 2.8 * rows), squeeze=False,
                                 layout="constrained")
-    for column, (title, record) in enumerate(examples):
-        x = np.asarray(record[feature_name], dtype=np.float32)
-        x = x.reshape(-1, x.shape[-1]) if "channel" not in entry.get("axes", []) else x[0]
+    images = [np.asarray(record[feature_name], dtype=np.float32) for _, record in examples]
+    images = [x.reshape(-1, x.shape[-1]) if "channel" not in entry.get("axes", []) else x[0] for x in images]
+    # One colour scale for every example (one colour bar): the classes compare at a glance, and
+    # the figure has half the axes to lay out.
+    low = min(float(np.min(x)) for x in images)
+    high = max(float(np.max(x)) for x in images)
+    image = None
+    for column, ((title, record), x) in enumerate(zip(examples, images)):
         axis = axes[0, column]
         if spec["representation"] == "waveform":
             axis.plot(x[0], linewidth=0.5)
         else:
-            image = librosa.display.specshow(x, sr=spec["sample_rate"], hop_length=spec["params"].get("hop_length", 512),
-                                             x_axis="time", y_axis=_Y_AXES.get(spec["representation"]), ax=axis,
-                                             cmap="magma")
-            in_db = spec["representation"] in _DB_REPRESENTATIONS and spec["params"].get("log", True)
-            bar = figure.colorbar(image, ax=axis, format="%+.0f dB" if in_db else None, pad=0.01)
-            bar.ax.tick_params(labelsize=6)
+            image = _spectrogram(axis, x, spec, vmin=low, vmax=high)
+            axis.yaxis.set_major_locator(MaxNLocator(5, integer=True))
+            if column:
+                axis.set_ylabel("")
         heading = f"{record['track_id']} #{record['segment']}"
         axis.set_title(heading if title == record["key"] else f"{title}\n{heading}", fontsize=8)
         axis.tick_params(labelsize=7)
@@ -240,8 +256,65 @@ def _plot_examples(plt, store: Path, manifest: dict[str, Any]):
                 axes[1, column].step(np.arange(label.shape[-1]), label, where="mid")
             axes[1, column].set_title("label", fontsize=8)
             axes[1, column].tick_params(labelsize=7)
+    if image is not None:
+        in_db = spec["representation"] in _DB_REPRESENTATIONS and spec["params"].get("log", True)
+        bar = figure.colorbar(image, ax=list(axes[0]), format="%+.0f dB" if in_db else None, pad=0.01,
+                              fraction=0.05 / max(1, len(examples)) ** 0.5)
+        bar.ax.tick_params(labelsize=6)
     figure.suptitle(f"{manifest['name']}: {feature_name}, clean variant")
     return figure
+
+
+_NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def _bin_names(spec: dict[str, Any], n_bins: int) -> tuple[str, list[str]]:
+    """The y axis of a feature: its label and one name per bin (centre frequency in Hz, note or
+    pitch class, coefficient), from the spec alone (matplotlib only: no librosa.display, whose
+    import and coordinate helpers cost the job ~1 s)."""
+    params, sr = spec.get("params", {}), spec.get("sample_rate", 22050)
+    representation = spec.get("representation")
+
+    def hz(values):
+        return [f"{f / 1000:.1f}k" if f >= 1000 else f"{f:.0f}" for f in values]
+
+    if representation in ("mel", "logmel"):
+        fmin, fmax = float(params.get("fmin", 0.0)), float(params.get("fmax") or sr / 2)
+        if params.get("htk", False):
+            to_mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
+            to_hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)  # noqa: E731
+        else:  # Slaney's mel scale: linear below 1 kHz, logarithmic above
+            step, log_step = 200.0 / 3, np.log(6.4) / 27.0
+            to_mel = lambda f: np.where(f >= 1000, 15.0 + np.log(np.maximum(f, 1e-9) / 1000) / log_step,  # noqa: E731
+                                        f / step)
+            to_hz = lambda m: np.where(m >= 15.0, 1000 * np.exp(log_step * (m - 15.0)), m * step)  # noqa: E731
+        centres = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), n_bins + 2))[1:-1]
+        return "Hz (mel bands)", hz(centres)
+    if representation == "stft":
+        return "Hz", hz(np.arange(n_bins) * sr / params.get("n_fft", 2 * (n_bins - 1)))
+    if representation == "cqt":
+        fmin, per_octave = float(params.get("fmin", 32.70319566257483)), int(params.get("bins_per_octave", 12))
+        midi = 69 + 12 * np.log2(fmin * 2.0 ** (np.arange(n_bins) / per_octave) / 440.0)
+        return "note", [f"{_NOTE_NAMES[int(round(m)) % 12]}{int(round(m)) // 12 - 1}" for m in midi]
+    if representation in ("chroma_stft", "chroma_cqt") and n_bins == 12:
+        return "pitch class", list(_NOTE_NAMES)
+    return "bin", [str(i) for i in range(n_bins)]
+
+
+def _spectrogram(axis, x: np.ndarray, spec: dict[str, Any], *, vmin: float, vmax: float):
+    """``x`` (bins, frames) as an image: time in seconds across, the bins' names up."""
+    from matplotlib.ticker import FuncFormatter
+
+    n_bins, n_frames = x.shape
+    seconds = n_frames * spec.get("params", {}).get("hop_length", 512) / spec.get("sample_rate", 22050)
+    image = axis.imshow(x, origin="lower", aspect="auto", interpolation="nearest", cmap="magma", vmin=vmin,
+                        vmax=vmax, extent=(0.0, seconds, -0.5, n_bins - 0.5))
+    label, names = _bin_names(spec, n_bins)
+    axis.yaxis.set_major_formatter(FuncFormatter(
+        lambda value, _: names[int(round(value))] if 0 <= round(value) < len(names) else ""))
+    axis.set_ylabel(label, fontsize=7)
+    axis.set_xlabel("time (s)", fontsize=7)
+    return image
 
 
 def _plot_labels(plt, store: Path, manifest: dict[str, Any]):
