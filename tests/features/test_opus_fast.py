@@ -146,3 +146,24 @@ def test_garbage_after_the_header_is_an_error_on_the_fast_path(opus_files, tmp_p
 def test_decoder_argument_is_checked():
     with pytest.raises(ConfigError, match=r"decoder='quick'"):
         load("x.opus", decoder="quick")
+
+
+@pytest.mark.parametrize("extra, outcome", [(4800, "warning"), (48000, "truncated")])
+def test_header_longer_than_the_audio_on_the_fast_path(opus_files, tmp_path, extra, outcome):
+    """A last granule position ``extra`` frames past the audio: a warning within the 0.5 s tolerance,
+    truncated beyond it, on both paths."""
+    data = bytearray(opus_files[0].read_bytes())
+    with open(opus_files[0], "rb") as handle:
+        last = list(ogg.iter_pages(handle))[-1]
+    ogg.set_page_fields(data, last, granule=last.granule + extra)
+    longer = tmp_path / "longer.opus"
+    longer.write_bytes(bytes(data))
+    if outcome == "truncated":
+        for mode in ("fast", "reference"):
+            with pytest.raises(AudioError, match=r"longer.opus: truncated: expected \d+ frames, read \d+"):
+                decode(longer, decoder=mode)
+        return
+    fast, ref = decode(longer, decoder="fast"), decode(longer, decoder="reference")
+    assert fast.y.shape == ref.y.shape
+    assert len(fast.warnings) == len(ref.warnings) == 1
+    assert "fewer than the OGG header declares" in fast.warnings[0]
