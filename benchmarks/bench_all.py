@@ -108,7 +108,7 @@ def write_listing(root: Path, rows: list[dict], name: str) -> Path:
 
 # --------------------------------------------------------------------------- prepare
 def prepare_config(work: Path, listing: Path, *, tag: str, features: list[dict], fmt: str = "tfrecord",
-                   patch_seconds: float = 3.0) -> Path:
+                   patch_seconds: float = 3.0, decoder: str | None = None) -> Path:
     config = {
         "name": "bench", "seed": 0,
         "corpus": {"type": "csv", "csv": str(listing), "group_column": "artist"},
@@ -116,6 +116,8 @@ def prepare_config(work: Path, listing: Path, *, tag: str, features: list[dict],
         "segment": {"mode": "clip", "patch_seconds": patch_seconds, "hop_seconds": patch_seconds, "pad": "silence"},
         "store": {"format": fmt, "out": str(work / f"store-{tag}"), "shard_bytes": "64MB"},
     }
+    if decoder is not None:  # audio.decoder: fast | reference (README "Faster Opus decoding")
+        config["audio"] = {"decoder": decoder}
     path = work / f"prepare-{tag}.yaml"
     path.write_text(json.dumps(config), encoding="utf-8")
     return path
@@ -353,6 +355,9 @@ def main(argv=None) -> int:
         report["bare"] = bare_loop(paths)
         step("prepare, 1 worker")
         report["prepare1"] = run_prepare(prepare_config(work, listing, tag="w1", features=[LOGMEL]), workers=1, cwd=work)
+        step("prepare, 1 worker, audio.decoder: fast")
+        report["prepare1_fast"] = run_prepare(prepare_config(work, listing, tag="w1fast", features=[LOGMEL],
+                                                             decoder="fast"), workers=1, cwd=work)
         step("prepare, 2 workers")
         report["prepare2"] = run_prepare(prepare_config(work, listing, tag="w2", features=[LOGMEL]), workers=2, cwd=work)
         report["identical_w"] = shard_digest(work / "store-w1") == shard_digest(work / "store-w2")
@@ -537,6 +542,12 @@ def render(r: dict, rows: list[dict], args, argv) -> str:
     lines.append(f"| four specs at once ({r['four_minutes']:.0f} min of audio) vs naive loop | "
                  f"{r['four_naive']['seconds']:.1f} s | {r['four_prepare']['seconds']:.1f} s | {four:.2f}x faster | "
                  f">= 1.7x | {mark(four >= 1.7)} |")
+    if "prepare1_fast" in r:
+        fast = naive["seconds"] / r["prepare1_fast"]["seconds"]
+        lines.append(f"| the same with `audio.decoder: fast` (FFmpeg's Opus decoder; log-mel within "
+                     f"`OPUS_FAST_BOUND_DB` of libopus's) | {naive['seconds']:.1f} s | "
+                     f"{r['prepare1_fast']['seconds']:.1f} s | {fast:.2f}x faster | >= 1.3x (>= 1.15x) | "
+                     f"{mark(fast >= 1.15)} (opt-in) |")
     overhead = bare["seconds"] / p1["seconds"]
     lines.append(f"| framework overhead: prepare (1 worker) vs bare loop of mirdl's functions | {bare['seconds']:.1f} s "
                  f"| {p1['seconds']:.1f} s | {overhead:.2f}x | >= 0.9x | {mark(overhead >= 0.9)} |")

@@ -72,6 +72,8 @@ __all__ = [
     "LENGTH_TOLERANCE_SECONDS",
     "WRITE_BLOCK_FRAMES",
     "RESAMPLE_QUALITIES",
+    "DECODER_MODES",
+    "OPUS_FAST_BOUND_DB",
     "AudioWarning",
     "Decoder",
     "DECODERS",
@@ -99,6 +101,26 @@ RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 #: the file is "truncated" (an AudioError). Cut Ogg files are recognised from their pages whatever the
 #: lengths say; WAV, AIFF, FLAC and MP3 lengths are checked exactly.
 LENGTH_TOLERANCE_SECONDS = 0.5
+
+#: What ``decoder=`` (and a prepare config's ``audio.decoder``) may say. ``"reference"``: every file
+#: libsndfile opens goes to libsndfile (libopus for Opus). ``"fast"``: Ogg Opus streams that libsndfile
+#: would decode at 48 kHz go to FFmpeg's own Opus decoder through PyAV (``pyav_opus``, about twice as
+#: fast; its samples differ from libopus's within :data:`OPUS_FAST_BOUND_DB` on log-mel); every other
+#: file is decoded as with ``"reference"``.
+DECODER_MODES = ("fast", "reference")
+
+#: Stated bound on ``|log-mel dB (fast) - log-mel dB (reference)|`` for Ogg Opus files (22.05 kHz,
+#: n_fft 2048, hop 512, 128 mels): ``mean`` over the bins of a file, ``p999`` its 99.9th percentile,
+#: ``max`` over any bin. Measured (benchmarks/measure_opus_decoders.py, README "Faster Opus decoding")
+#: on 36 files of synthetic music, 30 s stereo, encoded by libopus at 63, 264 and 514 kb/s: worst file
+#: mean 0.010 dB, p99.9 0.97 dB, max 4.9 dB (all at 63 kb/s; at 264 kb/s and above max 0.10 dB);
+#: the bound is about twice that. Recorded in a store's ``provenance.decode``.
+OPUS_FAST_BOUND_DB = {"mean": 0.02, "p999": 2.0, "max": 10.0}
+
+# libsndfile decodes an Opus stream at its header's input rate when libopus can (these rates), else at
+# 48 kHz; FFmpeg's decoder always gives 48 kHz, so only the 48 kHz case can take the fast path.
+_OPUS_LOWER_RATES = (8000, 12000, 16000, 24000)
+_OGG_EXTENSIONS = ("opus", "ogg", "oga")
 
 #: Frames per ``write`` call of :func:`write_audio`.
 WRITE_BLOCK_FRAMES = 65536
@@ -200,17 +222,27 @@ class DecodeResult:
 # public functions
 
 
-def decoder_for(path: str | os.PathLike) -> Decoder:
+def decoder_for(path: str | os.PathLike, *, mode: str = "reference") -> Decoder:
     """The decoder :func:`load` uses for ``path``, from its extension (case-insensitive).
 
     Extensions no decoder claims go to ``soundfile`` (libsndfile recognises formats by content).
+    With ``mode="fast"``, an existing ``.opus``/``.ogg``/``.oga`` file whose first stream is Opus
+    (decoded at 48 kHz by libsndfile) goes to ``pyav_opus`` (:data:`DECODER_MODES`).
 
     Examples
     --------
     >>> decoder_for("a/b.FLAC").name, decoder_for("song.m4a").name, decoder_for("noext").name
     ('soundfile', 'pyav', 'soundfile')
     """
+    choice(mode, name="decoder", options=DECODER_MODES)
     extension = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    if mode == "fast" and extension in _OGG_EXTENSIONS:
+        try:
+            head = ogg.opus_head(path)
+        except OSError:
+            head = None  # the reference decoder's open reports it
+        if head is not None and head.input_sample_rate not in _OPUS_LOWER_RATES:
+            return DECODERS["pyav_opus"]
     return _DECODER_FOR_EXTENSION.get(extension, DECODERS["soundfile"])
 
 
@@ -221,7 +253,7 @@ def decoder_versions() -> dict[str, str | None]:
     --------
     >>> versions = decoder_versions()
     >>> sorted(versions), versions["soundfile"].startswith("soundfile ")
-    (['pyav', 'soundfile'], True)
+    (['pyav', 'pyav_opus', 'soundfile'], True)
     """
     return {name: decoder.version() for name, decoder in DECODERS.items()}
 
@@ -264,12 +296,12 @@ def probe(path: str | os.PathLike) -> AudioInfo:
 
 def decode(path: str | os.PathLike, *, sample_rate: int | None = None, channels: int = 1,
            block_frames: int = 262144, offset: float = 0.0, duration: float | None = None,
-           quality: str = "HQ") -> DecodeResult:
+           quality: str = "HQ", decoder: str = "reference") -> DecodeResult:
     """Decode an audio file like :func:`load`, and say which decoder read it and what to know about it.
 
     Parameters
     ----------
-    path, sample_rate, channels, block_frames, offset, duration, quality
+    path, sample_rate, channels, block_frames, offset, duration, quality, decoder
         As in :func:`load`.
 
     Returns
@@ -293,9 +325,9 @@ def decode(path: str | os.PathLike, *, sample_rate: int | None = None, channels:
     ((2205,), 22050, 'soundfile', ())
     """
     _check_decode_args(sample_rate=sample_rate, channels=channels, block_frames=block_frames,
-                       offset=offset, duration=duration, quality=quality)
+                       offset=offset, duration=duration, quality=quality, decoder=decoder)
     notes: list[str] = []
-    with _open(path) as source:
+    with _open(path, mode=decoder) as source:
         start, n_in = _excerpt(source, path=path, offset=offset, duration=duration)
         sr_out = source.samplerate if sample_rate is None else int(sample_rate)
         blocks = _decode(source, path=path, start=start, n_frames=n_in, sample_rate=sr_out, channels=channels,
@@ -323,7 +355,7 @@ def decode(path: str | os.PathLike, *, sample_rate: int | None = None, channels:
 
 def load(path: str | os.PathLike, *, sample_rate: int | None = None, channels: int = 1,
          block_frames: int = 262144, offset: float = 0.0, duration: float | None = None,
-         quality: str = "HQ") -> tuple[np.ndarray, int]:
+         quality: str = "HQ", decoder: str = "reference") -> tuple[np.ndarray, int]:
     """Decode an audio file (or an excerpt) to float32 at a target rate and channel count.
 
     The file is decoded ``block_frames`` frames at a time by its decoder (:func:`decoder_for`); each
@@ -349,6 +381,9 @@ def load(path: str | os.PathLike, *, sample_rate: int | None = None, channels: i
         of the file is cut at the end.
     quality : {"QQ", "LQ", "MQ", "HQ", "VHQ"}
         soxr resampling quality; "HQ" (high quality, soxr's default) unless a spec says otherwise.
+    decoder : {"reference", "fast"}
+        ``"reference"``: libsndfile for everything it opens. ``"fast"``: Ogg Opus through FFmpeg's
+        own Opus decoder (:data:`DECODER_MODES`, within :data:`OPUS_FAST_BOUND_DB` of the reference).
 
     Returns
     -------
@@ -380,7 +415,7 @@ def load(path: str | os.PathLike, *, sample_rate: int | None = None, channels: i
     (dtype('float32'), 1, 22050)
     """
     result = decode(path, sample_rate=sample_rate, channels=channels, block_frames=block_frames, offset=offset,
-                    duration=duration, quality=quality)
+                    duration=duration, quality=quality, decoder=decoder)
     for message in result.warnings:
         warnings.warn(message, AudioWarning, stacklevel=2)
     return result.y, result.sample_rate
@@ -388,7 +423,7 @@ def load(path: str | os.PathLike, *, sample_rate: int | None = None, channels: i
 
 def iter_blocks(path: str | os.PathLike, *, sample_rate: int | None = None, channels: int = 1,
                 block_frames: int = 262144, offset: float = 0.0, duration: float | None = None,
-                quality: str = "HQ") -> Iterator[np.ndarray]:
+                quality: str = "HQ", decoder: str = "reference") -> Iterator[np.ndarray]:
     """Decode an audio file block by block, already resampled and channel-matched.
 
     Concatenating the blocks along the last axis gives exactly what :func:`load` returns with the same
@@ -397,7 +432,7 @@ def iter_blocks(path: str | os.PathLike, *, sample_rate: int | None = None, chan
 
     Parameters
     ----------
-    path, sample_rate, channels, block_frames, offset, duration, quality
+    path, sample_rate, channels, block_frames, offset, duration, quality, decoder
         As in :func:`load`.
 
     Yields
@@ -424,9 +459,9 @@ def iter_blocks(path: str | os.PathLike, *, sample_rate: int | None = None, chan
     ...     process(block)
     """
     _check_decode_args(sample_rate=sample_rate, channels=channels, block_frames=block_frames,
-                       offset=offset, duration=duration, quality=quality)
+                       offset=offset, duration=duration, quality=quality, decoder=decoder)
     return _iter_blocks(path, sample_rate=sample_rate, channels=channels, block_frames=block_frames,
-                        offset=offset, duration=duration, quality=quality)
+                        offset=offset, duration=duration, quality=quality, decoder=decoder)
 
 
 def write_audio(file: str | os.PathLike | BinaryIO, y: np.ndarray, *, sample_rate: int,
@@ -670,12 +705,7 @@ class _SoundFileSource(_Source):
         is_ogg = _starts_with(path, ogg.CAPTURE)
         if is_ogg:
             # Before libsndfile: it opens a cut Ogg file as a shorter whole one (or calls it malformed).
-            try:
-                status = ogg.ogg_status(path)
-            except OSError as err:
-                raise AudioError(f"{path}: cannot read: {err.strerror or err}") from err
-            if status.truncated:
-                raise AudioError(f"{path}: truncated: {status.problem()}")
+            _whole_ogg(path)
         try:
             self._file = sf.SoundFile(path)
         except _SOUNDFILE_ERRORS as err:
@@ -715,6 +745,8 @@ class _PyAVSource(_Source):
     """FFmpeg through PyAV: the first audio stream, converted to packed float32 by libswresample."""
 
     decoder = "pyav"
+    #: FFmpeg decoder to use by name; None: the one FFmpeg picks for the stream's codec.
+    codec: str | None = None
 
     def __init__(self, path: str) -> None:
         try:
@@ -734,6 +766,11 @@ class _PyAVSource(_Source):
                 raise AudioError(f"{path}: no audio stream (container {self._container.format.name})")
             stream = streams[0]
             context = stream.codec_context
+            if self.codec is not None and context.name != self.codec:
+                extradata = context.extradata
+                context = av.codec.CodecContext.create(self.codec, "r")
+                context.extradata = extradata
+            self._context = context
             self.samplerate, self.channels = int(context.sample_rate or 0), int(context.channels or 0)
             if self.samplerate <= 0 or self.channels <= 0:
                 raise AudioError(f"{path}: the audio stream has no sample rate or channel count")
@@ -806,7 +843,7 @@ class _PyAVSource(_Source):
         # PyAV's demuxer ends with an empty packet that flushes the decoder.
         last = packet.size > 0 and (self._next_packet is None or self._next_packet.size == 0)
         try:
-            frames = packet.decode()
+            frames = self._context.decode(packet if packet.size > 0 else None)
         except self._errors as err:
             if last:
                 raise self._cut(_av_reason(err)) from err
@@ -832,6 +869,34 @@ class _PyAVSource(_Source):
         declared = "" if self.frames is None else f" of the {self.frames} declared"
         return AudioError(f"{self._path}: truncated: the file ends inside its last packet, after {self._decoded} "
                           f"frames{declared} ({reason})")
+
+
+class _PyAVOpusSource(_PyAVSource):
+    """Ogg Opus through FFmpeg's own Opus decoder (not libopus), with libsndfile's length and cut-file checks.
+
+    FFmpeg's Ogg demuxer marks the OpusHead pre-skip and the end trimming of the last page's granule
+    position on the packets, and the decoder drops those samples: the output starts and ends on the
+    same samples as libsndfile's (tests/features/test_opus_fast.py checks the alignment).
+    """
+
+    decoder = "pyav_opus"
+    codec = "opus"
+
+    def __init__(self, path: str) -> None:
+        status = _whole_ogg(path)
+        super().__init__(path)
+        try:
+            if self.samplerate != 48000:
+                raise AudioError(f"{path}: FFmpeg's Opus decoder gave {self.samplerate} Hz, not 48000")
+            # libsndfile's length: the last granule position less the pre-skip (both at 48 kHz).
+            self.frames = status.last_granule - status.pre_skip
+            if self.frames <= 0:
+                raise AudioError(f"{path}: no samples (0 frames)")
+            self.format, self.subtype = "OGG", "OPUS"
+            self.tolerance = int(round(LENGTH_TOLERANCE_SECONDS * self.samplerate))
+        except BaseException:
+            self._container.close()
+            raise
 
 
 @dataclass(frozen=True)
@@ -879,6 +944,8 @@ DECODERS = {
                                      "caf", "w64", "rf64")),
     "pyav": Decoder(name="pyav", module="av", source=_PyAVSource,
                     extensions=("m4a", "m4b", "mp4", "aac", "wma", "webm", "mka")),
+    # Claims no extension: decoder_for(path, mode="fast") picks it for Ogg Opus files.
+    "pyav_opus": Decoder(name="pyav_opus", module="av", source=_PyAVOpusSource, extensions=()),
 }
 _DECODER_FOR_EXTENSION = {ext: decoder for decoder in reversed(DECODERS.values()) for ext in decoder.extensions}
 #: Every extension some decoder reads: the default ``corpus.extensions``.
@@ -889,10 +956,10 @@ AUDIO_EXTENSIONS = tuple(dict.fromkeys(ext for decoder in DECODERS.values() for 
 # private helpers
 
 
-def _iter_blocks(path, *, sample_rate, channels, block_frames, offset, duration, quality):
+def _iter_blocks(path, *, sample_rate, channels, block_frames, offset, duration, quality, decoder):
     """Generator behind :func:`iter_blocks` (arguments already checked)."""
     notes: list[str] = []
-    with _open(path) as source:
+    with _open(path, mode=decoder) as source:
         start, n_in = _excerpt(source, path=path, offset=offset, duration=duration)
         sr_out = source.samplerate if sample_rate is None else int(sample_rate)
         for block in _decode(source, path=path, start=start, n_frames=n_in, sample_rate=sr_out,
@@ -986,7 +1053,7 @@ def _downmix(raw: np.ndarray) -> np.ndarray:
     return raw.mean(axis=1)
 
 
-def _open(path) -> _Source:
+def _open(path, *, mode: str = "reference") -> _Source:
     """Open ``path`` for reading with its decoder, turning every failure into an AudioError with the reason."""
     try:
         p = os.fspath(path)
@@ -1002,7 +1069,18 @@ def _open(path) -> _Source:
         raise AudioError(f"{p}: is a directory, not an audio file")
     if st.st_size == 0:
         raise AudioError(f"{p}: empty file (0 bytes)")
-    return decoder_for(p).open(p)
+    return decoder_for(p, mode=mode).open(p)
+
+
+def _whole_ogg(path: str) -> ogg.OggStatus:
+    """The page structure of an Ogg file; AudioError when it was cut (:func:`mirdl.features.ogg.ogg_status`)."""
+    try:
+        status = ogg.ogg_status(path)
+    except OSError as err:
+        raise AudioError(f"{path}: cannot read: {err.strerror or err}") from err
+    if status.truncated:
+        raise AudioError(f"{path}: truncated: {status.problem()}")
+    return status
 
 
 def _starts_with(path: str, prefix: bytes) -> bool:
@@ -1085,7 +1163,8 @@ def _check_quality(quality) -> None:
     choice(quality, name="quality", options=RESAMPLE_QUALITIES)
 
 
-def _check_decode_args(*, sample_rate, channels, block_frames, offset, duration, quality) -> None:
+def _check_decode_args(*, sample_rate, channels, block_frames, offset, duration, quality,
+                       decoder="reference") -> None:
     """Validate :func:`load` / :func:`iter_blocks` arguments once, before any I/O."""
     if sample_rate is not None:
         integer(sample_rate, name="sample_rate", minimum=1)
@@ -1095,3 +1174,4 @@ def _check_decode_args(*, sample_rate, channels, block_frames, offset, duration,
     if duration is not None:
         positive_float(duration, name="duration")  # seconds
     _check_quality(quality)
+    choice(decoder, name="decoder", options=DECODER_MODES)

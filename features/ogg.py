@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-__all__ = ["CAPTURE", "FLAG_CONTINUED", "FLAG_BOS", "FLAG_EOS", "OggPage", "OggStatus", "iter_pages",
-           "ogg_status", "crc", "set_page_fields"]
+__all__ = ["CAPTURE", "FLAG_CONTINUED", "FLAG_BOS", "FLAG_EOS", "OggPage", "OggStatus", "OpusHead", "iter_pages",
+           "ogg_status", "opus_head", "crc", "set_page_fields"]
 
 #: Capture pattern at the start of every page.
 CAPTURE = b"OggS"
@@ -77,6 +77,25 @@ class OggPage:
     def eos(self) -> bool:
         """The page carries the end-of-stream flag."""
         return bool(self.flags & FLAG_EOS)
+
+
+@dataclass(frozen=True)
+class OpusHead:
+    """The identification header of an Ogg Opus stream (RFC 7845, section 5.1).
+
+    Attributes
+    ----------
+    channels : int
+        Output channel count.
+    pre_skip : int
+        Samples at 48 kHz the decoder drops at the start.
+    input_sample_rate : int
+        The rate the encoder was given (informational: Opus always codes at 48 kHz; 0 if unknown).
+    """
+
+    channels: int
+    pre_skip: int
+    input_sample_rate: int
 
 
 @dataclass(frozen=True)
@@ -297,6 +316,31 @@ def ogg_status(path: str | os.PathLike) -> OggStatus:
                      end_of_stream=bool(last_flags) and all(flags & FLAG_EOS for flags in last_flags.values()),
                      last_granule=last_granule,
                      skipped_bytes=0 if not complete else size - accounted)
+
+
+def opus_head(path: str | os.PathLike) -> OpusHead | None:
+    """The OpusHead of an Ogg file whose first stream is Opus, from its first page; None otherwise.
+
+    Reads only the first page (a few dozen bytes), so it is cheap enough to sniff every file.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from mirdl.features.audio import write_audio
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.opus")
+    >>> write_audio(path, np.zeros(4800, dtype=np.float32), sample_rate=48000, format="OGG", subtype="OPUS")
+    >>> opus_head(path)
+    OpusHead(channels=1, pre_skip=312, input_sample_rate=48000)
+    """
+    with open(path, "rb") as handle:
+        page = handle.read(_HEADER_SIZE + 255 + 19)
+    if len(page) < _HEADER_SIZE or page[:4] != CAPTURE:
+        return None
+    body = page[_HEADER_SIZE + page[26]:]
+    if len(body) < 19 or not body.startswith(b"OpusHead"):
+        return None
+    return OpusHead(channels=body[9], pre_skip=int.from_bytes(body[10:12], "little"),
+                    input_sample_rate=int.from_bytes(body[12:16], "little"))
 
 
 # --------------------------------------------------------------------------------------------------

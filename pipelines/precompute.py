@@ -277,6 +277,13 @@ def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2,
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _decode_provenance(config: PrepareConfig, tracks: list[Track]) -> dict[str, Any]:
+    """``provenance.decode``: the decoder mode and the decoders it picks for these tracks (Ogg files
+    are sniffed by their first page, as the decode step does)."""
+    used = {audio.decoder_for(track.path, mode=config.audio.decoder).name for track in tracks}
+    return config.audio.provenance(sorted(used))
+
+
 def _remote_up_to_date(url: str, *, fingerprint: str, overwrite: bool) -> bool:
     """Whether the store at ``url`` is this config's (same fingerprint, verified sizes): then
     nothing is built. A store with another fingerprint needs ``--overwrite``."""
@@ -447,7 +454,8 @@ def _run_job(config: PrepareConfig, job: _Job, *, workers: int, overwrite: bool,
                 manifest = build_manifest(config=config, layout=layout, fingerprint=fingerprint,
                                           listing_sha256=job.listing_sha256, inputs=job.inputs, n_files=n_files,
                                           split_names=job.split_names, stats_split=job.stats_split, outputs=outputs,
-                                          provenance=provenance(decoders=audio.decoder_versions()),
+                                          provenance=provenance(decoders=audio.decoder_versions(),
+                                                                decode=_decode_provenance(config, tracks)),
                                           split_warnings=job.split_warnings, version=job.version, partition=part)
                 write_track_list(tmp / TRACKS_NAME, decoded=outputs["decoded"], tracks=tracks)
                 shutil.rmtree(work)

@@ -428,13 +428,16 @@ class DecodeAudio(beam.DoFn):
     """``(track, annotations)`` -> :class:`Decoded` at the specs' rate and channels (:func:`mirdl.features.audio.decode`);
     a file that decodes with warnings also gets one ``severity="warning"`` error record per warning."""
 
-    def __init__(self, *, sample_rate: int, channels: int, progress_path: str | None = None) -> None:
+    def __init__(self, *, sample_rate: int, channels: int, progress_path: str | None = None,
+                 decoder: str = "reference") -> None:
         self.sample_rate, self.channels, self.progress_path = sample_rate, channels, progress_path
+        self.decoder = decoder
 
     def process(self, element: tuple[Track, Annotations | None]) -> Iterator[Any]:
         track, annotations = element
         try:
-            decoded = audio.decode(track.path, sample_rate=self.sample_rate, channels=self.channels)
+            decoded = audio.decode(track.path, sample_rate=self.sample_rate, channels=self.channels,
+                                   decoder=self.decoder)
         except Exception as err:  # noqa: BLE001
             _count("files_failed")
             _report_progress(self.progress_path, 0.0)
@@ -608,7 +611,7 @@ def ComputeRecords(tracks, *, config: PrepareConfig, layout: RecordLayout,  # no
         errors.append(annotated[ERRORS])
     steps = [
         ("Decode", DecodeAudio(sample_rate=config.sample_rate, channels=config.channels,
-                               progress_path=progress_path)),
+                               progress_path=progress_path, decoder=config.audio.decoder)),
         ("Augment", AugmentVariants(spec=config.augment, sample_rate=config.sample_rate, channels=config.channels,
                                     background_files=config.background_files())),
         ("Features", ComputeFeatures(specs=config.features)),

@@ -432,7 +432,8 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def provenance(*, command: Sequence[str] | None = None, decoders: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def provenance(*, command: Sequence[str] | None = None, decoders: Mapping[str, Any] | None = None,
+               decode: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What wrote a store: package versions, numpy's CPU dispatch and BLAS core, the command line.
 
     Two stores with equal provenance (apart from ``command``) and the same fingerprint hold
@@ -445,6 +446,9 @@ def provenance(*, command: Sequence[str] | None = None, decoders: Mapping[str, A
         The command line (default ``sys.argv``).
     decoders : mapping, optional
         Decoder name -> version (or description) the job used, e.g. ``{"libsndfile": "1.2.2"}``.
+    decode : mapping, optional
+        How files were decoded (``audio.decoder`` of the config: mode, decoders used, the stated
+        bound of the fast Opus decoder): :meth:`mirdl.pipelines.config.AudioConfig.provenance`.
     """
     import soundfile
 
@@ -457,6 +461,7 @@ def provenance(*, command: Sequence[str] | None = None, decoders: Mapping[str, A
         "packages": {name: version for name, version in packages.items() if version is not None},
         "libsndfile": soundfile.__libsndfile_version__,
         "decoders": dict(decoders or {}),
+        "decode": dict(decode or {}),
         "numpy": {"version": np.__version__, **numpy_cpu_dispatch()},
         "command": list(sys.argv if command is None else command),
     }
