@@ -144,6 +144,27 @@ def test_hdf5_chunks_hold_several_records_and_batches_end_on_chunk_boundaries(tm
     assert_same(list(read_shard(path, manifest=m)), records)
 
 
+def test_hdf5_edge_chunks_waste_less_than_a_record_per_chunk(tmp_path, monkeypatch):
+    """HDF5 stores a dataset's last chunk at full size: chunks are spread evenly over the records
+    (7 records, at most 6 a chunk: 2 chunks of 4, not 6 + a 6-slot chunk holding 1), so the file
+    holds less than one record of padding per chunk (a greedy chunk size made a small
+    float16 store 0.67x of its float32 one instead of 0.5x)."""
+    from mirdl.store import adapters
+
+    logmel_bytes = 4 * 6 * 4
+    monkeypatch.setattr(adapters, "HDF5_CHUNK_BYTES", 6 * logmel_bytes)  # at most 6 log-mel records a chunk
+    task = TASKS["frame_notes"]
+    records = make_records(task, n_tracks=7, n_segments=1)
+    path = tmp_path / "demo-train-00000-of-00001.h5"
+    write_shard(records, path=path, store_format="hdf5", features=FEATURES, task=task)
+    with h5py.File(path) as h5:
+        dataset = h5["features/logmel"]
+        assert dataset.chunks == (4, 4, 6)  # 2 chunks for 7 records (6 + 1 would store 12 slots)
+        chunks = -(-len(records) // dataset.chunks[0])
+        assert dataset.id.get_storage_size() < (len(records) + chunks) * logmel_bytes
+        np.testing.assert_array_equal(dataset[:], np.stack([r["logmel"] for r in records]))
+
+
 @pytest.mark.parametrize("store_format", FORMATS)
 def test_read_batches_without_metadata_reads_only_features_and_label(tmp_path, store_format):
     from mirdl.store.adapters import adapter_for
