@@ -51,7 +51,8 @@ from mirdl.store.adapters import read_shard, record_nbytes, write_shard
 from mirdl.store.build import counting_labels, open_destination, split_entry
 from mirdl.store.describe import write_card_with_plots
 from mirdl.store.files import is_remote, write_json_atomic
-from mirdl.store.format import ERRORS_NAME, MANIFEST_NAME, TRACKS_NAME, shard_filename, shard_for_key
+from mirdl.store.format import (ERRORS_NAME, MANIFEST_NAME, TRACKS_NAME, shard_count, shard_filename,
+                                shard_for_key)
 from mirdl.store.manifest import read_manifest, shard_paths
 
 __all__ = ["Part", "merge_partials", "combine", "merge_stats"]
@@ -269,7 +270,7 @@ def combine(parts: Sequence[Part], tmp: Path, *, base: Mapping[str, Any], finger
         for (key, _), (next_key, _) in zip(index, index[1:]):
             if key == next_key:
                 raise StoreError(f"record {key!r} of split {split!r} is in two of the parts: they overlap")
-        n_shards = max(1, -(-total_bytes // shard_bytes)) if index else 0
+        n_shards = shard_count(total_bytes, shard_bytes=shard_bytes) if index else 0
         by_shard: list[list[bytes]] = [[] for _ in range(n_shards)]
         for key, location in index:  # in key order, so each shard's list is too
             by_shard[shard_for_key(key, n_shards=n_shards)].append(location)

@@ -45,7 +45,8 @@ from mirdl.features import audio, augment, labels, representations, segment
 from mirdl.errors import ConfigError, MirdlError
 from mirdl.features.labels import Annotations
 from mirdl.features.spec import FeatureSpec
-from mirdl.store.format import FRAME_TASKS, LABEL_COLUMN, LABEL_LAYOUT, record_key, shard_filename, shard_for_key
+from mirdl.store.format import (FRAME_TASKS, LABEL_COLUMN, LABEL_LAYOUT, record_key, shard_count, shard_filename,
+                                shard_for_key)
 from mirdl.pipelines.config import PrepareConfig
 from mirdl.features.annotations import load_annotations
 from mirdl.pipelines.corpus import Track
@@ -659,7 +660,7 @@ def WriteShards(records, *, directory: str, spill_directory: str, config: Prepar
         index
         | "RecordBytes" >> beam.Map(lambda entry: (entry[0], entry[2]))
         | "BytesPerSplit" >> beam.CombinePerKey(sum)
-        | "ShardsPerSplit" >> beam.MapTuple(lambda split, total: (split, max(1, -(-total // shard_bytes))))
+        | "ShardsPerSplit" >> beam.MapTuple(lambda split, total: (split, shard_count(total, shard_bytes=shard_bytes)))
     )
     return (
         index

@@ -54,6 +54,7 @@ __all__ = [
     "shard_filename",
     "parse_shard_filename",
     "record_key",
+    "shard_count",
     "shard_for_key",
 ]
 
@@ -179,6 +180,19 @@ def record_key(*, track_id: str, variant: int, segment: int) -> str:
     'pluck/t0001#v002#s000007'
     """
     return f"{track_id}#v{variant:03d}#s{segment:06d}"
+
+
+def shard_count(total_bytes: int, *, shard_bytes: int) -> int:
+    """Shards of a split holding ``total_bytes`` of records: ``ceil(total_bytes / shard_bytes)``,
+    at least one. The job's writer and ``mirdl merge`` both use it, so a merged store has the
+    single run's shards.
+
+    Examples
+    --------
+    >>> shard_count(0, shard_bytes=64), shard_count(64, shard_bytes=64), shard_count(65, shard_bytes=64)
+    (1, 1, 2)
+    """
+    return max(1, -(-int(total_bytes) // int(shard_bytes)))
 
 
 def shard_for_key(key: str, *, n_shards: int) -> int:
