@@ -84,6 +84,8 @@ _HDF5_BACKENDS = ("h5py", "tfio")
 _CROPS = ("random", "center")
 #: ``balance`` values of :func:`load`.
 BALANCE_MODES = ("none", "class", "track")
+#: Random crop + standardisation compiled by XLA where it compiles (see ``_crop_standardise``).
+_FUSED_CROP = True
 # Salts that make the stateless streams of one element independent of each other.
 _SALT_CROP, _SALT_FREQ, _SALT_TIME = 0, 1, 2
 
@@ -354,6 +356,35 @@ def _crop_time_batch(x: tf.Tensor, offset: tf.Tensor, length: int) -> tf.Tensor:
     index = offset[:, tf.newaxis] + tf.range(length, dtype=offset.dtype)[tf.newaxis, :]  # (batch, length)
     rows = tf.gather(tf.transpose(x, to_front), index, axis=1, batch_dims=1)  # (batch, length, ...)
     return tf.transpose(rows, [0] + list(range(2, rank)) + [1])
+
+
+def _crop_standardise(x: tf.Tensor, offset: tf.Tensor, length: int, mean: tf.Tensor, std: tf.Tensor) -> tf.Tensor:
+    """``(x[i, ..., offset[i]:offset[i] + length] - mean) / std`` for every ``i`` of the batch, in one
+    pass: XLA fuses the gather along time with the standardisation. Without XLA the same ops take
+    a transpose, a row gather, a transpose back and two broadcast passes (17 us a 96 x 128 record
+    against 10 us compiled, measured in a tf.data map; standardising alone, uncompiled, 11 us)."""
+    index = offset[:, tf.newaxis] + tf.range(length, dtype=offset.dtype)[tf.newaxis, :]  # (batch, length)
+    cropped = tf.gather(x, index, axis=x.shape.rank - 1, batch_dims=1)
+    return (cropped - mean) / std
+
+
+#: :func:`_crop_standardise` compiled by XLA: one function for every :func:`load`, so that a shape is
+#: compiled once per process (a new ``load`` reuses it). Set to None when XLA cannot compile here.
+_CROP_STANDARDISE_XLA = tf.function(_crop_standardise, jit_compile=True, reduce_retracing=True)
+_XLA_WORKS: bool | None = None
+
+
+def _xla_works() -> bool:
+    """Whether XLA compiles on this host (checked once per process on a tiny batch)."""
+    global _XLA_WORKS
+    if _XLA_WORKS is None:
+        try:
+            x = tf.reshape(tf.range(12, dtype=tf.float32), (2, 2, 3))
+            got = _CROP_STANDARDISE_XLA(x, tf.constant([0, 1]), 2, tf.ones((2, 1)), tf.ones((2, 1)))
+            _XLA_WORKS = bool(np.array_equal(got.numpy(), [[[0, 1], [3, 4]], [[7, 8], [10, 11]]]))
+        except (tf.errors.OpError, ValueError, NotImplementedError):  # a TensorFlow built without XLA
+            _XLA_WORKS = False
+    return _XLA_WORKS
 
 
 def _mixup(x: tf.Tensor, y: tf.Tensor, rnd: tf.Tensor, *, alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
@@ -749,6 +780,11 @@ def _make_prepare(info: _Store, *, patch: int, crop: str, mean, std, augment, fi
     n_frames = info.n_frames
     frame_task = info.is_frame_task
     center_offset = (n_frames - patch) // 2
+    # A random crop of standardised features: one XLA-compiled gather + standardisation.
+    fused = (mean is not None and patch != n_frames and crop == "random" and _FUSED_CROP
+             and _xla_works())
+    if fused:
+        mean, std = tf.constant(mean), tf.constant(std)
 
     def draw(rnd: tf.Tensor, fn, dtype) -> tf.Tensor:
         return tf.map_fn(fn, rnd, fn_output_signature=dtype)
@@ -780,10 +816,13 @@ def _make_prepare(info: _Store, *, patch: int, crop: str, mean, std, augment, fi
             if frame_task:
                 y = y[..., center_offset:center_offset + patch]
         elif patch != n_frames:
-            x = _crop_time_batch(x, offset, patch)
+            if fused:
+                x = _CROP_STANDARDISE_XLA(x, offset, patch, mean, std)
+            else:
+                x = _crop_time_batch(x, offset, patch)
             if frame_task:
                 y = _crop_time_batch(y, offset, patch)
-        if mean is not None:
+        if mean is not None and not (fused and patch != n_frames and crop != "center"):
             x = (x - mean) / std
         if augment is not None:
             n_freq = x.shape[-2]
