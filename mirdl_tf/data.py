@@ -380,7 +380,7 @@ def _xla_works() -> bool:
     if _XLA_WORKS is None:
         try:
             x = tf.reshape(tf.range(12, dtype=tf.float32), (2, 2, 3))
-            got = _CROP_STANDARDISE_XLA(x, tf.constant([0, 1]), 2, tf.ones((2, 1)), tf.ones((2, 1)))
+            got = _CROP_STANDARDISE_XLA(x, tf.constant([0, 1]), 2, tf.zeros((2, 1)), tf.ones((2, 1)))
             _XLA_WORKS = bool(np.array_equal(got.numpy(), [[[0, 1], [3, 4]], [[7, 8], [10, 11]]]))
         except (tf.errors.OpError, ValueError, NotImplementedError):  # a TensorFlow built without XLA
             _XLA_WORKS = False

@@ -72,3 +72,21 @@ def test_load_yields_the_stored_records_standardised_and_cropped(known_store, fm
             assert offsets == {0}
         else:  # uniform offsets in 0..9: 24 records draw several of them
             assert offsets <= set(range(20 - patch + 1)) and len(offsets) >= 4
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_xla_crop_gives_the_uncompiled_crops_numbers(known_store, monkeypatch, fmt):
+    """The random crop + standardisation compiled by XLA (one gather along time) and the uncompiled
+    ops (transpose, row gather, transpose, standardise) give the same examples, crops and labels."""
+    assert data._xla_works()  # XLA compiles on the CI hosts; elsewhere load() takes the uncompiled ops
+    store = known_store(fmt, task_type="multi_label")
+    kwargs = dict(batch_size=6, patch_frames=7, seed=2, repeat=2, with_metadata=True, deterministic=True)
+    fused = all_batches(data.load(store, "train", **kwargs))
+    monkeypatch.setattr(data, "_XLA_WORKS", False)
+    plain = all_batches(data.load(store, "train", **kwargs))
+    assert len(fused) == len(plain) == 8
+    for (x, y, meta), (x_ref, y_ref, meta_ref) in zip(fused, plain):
+        np.testing.assert_array_equal(meta["key"], meta_ref["key"])
+        np.testing.assert_array_equal(meta["crop_offset"], meta_ref["crop_offset"])
+        np.testing.assert_allclose(x, x_ref, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(y, y_ref)
