@@ -12,7 +12,8 @@ and one ``decode_raw`` per batch), unless variants are selected, which needs the
 first. Crop, standardisation and SpecAugment run on whole batches (one gather, one
 subtraction and division, one ``where``), with each record's offset and masks drawn from its
 own random value (the crop offset is that int64 modulo the number of offsets; the masks are
-stateless draws seeded by it): no per-record map, no unbatch and rebatch after the read.
+stateless draws seeded by it): no per-record map, no unbatch and rebatch after the read. A
+random crop of standardised features is one XLA-compiled gather (where XLA compiles).
 
 With ``balance`` the read differs: each epoch's records are planned from the shard index
 first and only those are read (:mod:`mirdl_tf.balance`).
@@ -22,7 +23,8 @@ Only the per-shard reader differs between formats (each format's adapter in
 record is the same dict (``feature, label, key, track_id, variant, segment, start_frame``) and
 takes one code path. The record columns after ``label`` are read (TFRecord: parsed) only when
 ``with_metadata``, ``variants`` or ``balance`` need them; otherwise a record is ``feature,
-label``. HDF5 and Parquet shards are read a batch of records per Python call; without shuffling
+label``. HDF5 and Parquet shards are read a batch of records per Python call (a planned range per
+``tf.numpy_function``, in a parallel map); without shuffling
 those batches are ``rebatch``ed to ``batch_size`` (whole slices, same order), never unbatched. The manifest is the only source of shapes, dtypes, compression,
 normalisation statistics and the task; nothing is inferred from the shard files.
 
@@ -878,7 +880,7 @@ def named_store_errors(store: str | os.PathLike, splits: str | Sequence[str]) ->
         yield
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
         message = err.message or ""
-        if "StoreError" in message:  # raised by an adapter inside from_generator: keep its own words
+        if "StoreError" in message:  # raised by an adapter inside a numpy_function or generator: keep its own words
             line = next((line for line in message.splitlines() if "StoreError" in line), message)
             raise StoreError(line.split("StoreError:", 1)[-1].strip()) from err
         if not isinstance(err, tf.errors.DataLossError) and "corrupted record" not in message:
