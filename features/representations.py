@@ -32,8 +32,8 @@ import dataclasses
 import functools
 import inspect
 import warnings
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import librosa
 import numpy as np
@@ -60,6 +60,7 @@ __all__ = [
     "waveform",
     "DEFAULT_BLOCK_FRAMES",
     "compute",
+    "compute_many",
     "silence_column",
 ]
 
@@ -138,6 +139,31 @@ def _stft_power_blocks(
     -------
     np.ndarray [shape=(..., 1 + n_fft // 2 or n_bins, n_frames)], float32
     """
+    return _stft_power_targets(
+        y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, power=power,
+        block_frames=block_frames, targets=[(basis, db_floor)], single=single,
+    )[0]
+
+
+def _stft_power_targets(
+    y: np.ndarray,
+    *,
+    n_fft: int,
+    hop_length: int,
+    win_length: int | None,
+    window: str,
+    center: bool,
+    power: float,
+    block_frames: int,
+    targets: list[tuple[np.ndarray | scipy.sparse.csr_array | None, float | None]],
+    single: bool = False,
+) -> list[np.ndarray]:
+    """:func:`_stft_power_blocks` for several ``(basis, db_floor)`` targets from one STFT: each block of
+    ``|STFT(y)| ** power`` is computed once and handed to every target, one output per target.
+
+    A target's output is the one :func:`_stft_power_blocks` gives for it alone (the same blocks,
+    the same arithmetic), so specs that share their framing can share the STFT.
+    """
     integer(block_frames, name="block_frames", minimum=1)
     y = np.asarray(y, dtype=np.float32)
     offset = n_fft // 2 if center else 0
@@ -148,38 +174,46 @@ def _stft_power_blocks(
             "use a smaller n_fft or center=True"
         )
     n_frames = 1 + (n_samples - n_fft) // hop_length
-    n_bins = 1 + n_fft // 2 if basis is None else (basis.shape[0] if scipy.sparse.issparse(basis) else basis.shape[1])
+    n_freq = 1 + n_fft // 2
     fft_window = _fft_window(window, n_fft if win_length is None else win_length, n_fft, single)
-    out = np.empty(y.shape[:-1] + (n_bins, n_frames), dtype=np.float32)
+    outputs, dense = [], []
+    for basis, _ in targets:
+        n_bins = n_freq if basis is None else (basis.shape[0] if scipy.sparse.issparse(basis) else basis.shape[1])
+        outputs.append(np.empty(y.shape[:-1] + (n_bins, n_frames), dtype=np.float32))
+        dense.append(basis is not None and not scipy.sparse.issparse(basis))
     # Sub-blocks of a few hundred frames keep the float64 frames and spectrum in cache; the
     # block boundaries change no number (every frame is computed alone).
     step = min(block_frames, _CACHE_FRAMES)
-    dense = basis is not None and not scipy.sparse.issparse(basis)
     # A dense filter bank (chroma: 12 bins) is applied in one BLAS product over the whole signal,
     # as librosa does: each BLAS call costs a hand-off to OpenBLAS's threads, which on busy cores
     # outweighs a product this small, so one call beats one per block (the power spectrogram of
     # the whole signal is held, float32, as in librosa).
-    outer_frames = n_frames if dense else block_frames
-    for outer in range(0, n_frames, outer_frames):
-        outer_stop = min(outer + outer_frames, n_frames)
-        buffer = np.empty(y.shape[:-1] + (outer_stop - outer, 1 + n_fft // 2), np.float32) if dense else None
-        for start in range(outer, outer_stop, step):
-            stop = min(start + step, outer_stop)
-            chunk = _zero_padded_slice(y, start * hop_length - offset, (stop - 1) * hop_length + n_fft - offset)
-            block = _frame_power(chunk, n_fft=n_fft, hop_length=hop_length, fft_window=fft_window, power=power)
-            if basis is None:
-                if db_floor is not None:
-                    np.maximum(block, np.float32(db_floor), out=block)
-                    np.log10(block, out=block)
-                    block *= np.float32(10.0)
-                out[..., start:stop] = np.swapaxes(block, -1, -2)
-            elif dense:
-                buffer[..., start - outer : stop - outer, :] = block
-            else:
+    buffer = np.empty(y.shape[:-1] + (n_frames, n_freq), np.float32) if any(dense) else None
+    stop = 0
+    while stop < n_frames:
+        # Sub-blocks of `step` frames within blocks of `block_frames` (as two nested loops would cut them).
+        start = stop
+        stop = min(start + step, (start // block_frames + 1) * block_frames, n_frames)
+        chunk = _zero_padded_slice(y, start * hop_length - offset, (stop - 1) * hop_length + n_fft - offset)
+        block = _frame_power(chunk, n_fft=n_fft, hop_length=hop_length, fft_window=fft_window, power=power)
+        if buffer is not None:
+            buffer[..., start:stop, :] = block
+        for (basis, db_floor), out, is_dense in zip(targets, outputs, dense):
+            if is_dense:
+                continue
+            if basis is not None:
                 out[..., start:stop] = _apply_basis(basis, block)
-        if dense:
-            out[..., outer:outer_stop] = _apply_basis(basis, buffer)
-    return out
+            elif db_floor is not None:
+                db = np.maximum(block, np.float32(db_floor))
+                np.log10(db, out=db)
+                db *= np.float32(10.0)
+                out[..., start:stop] = np.swapaxes(db, -1, -2)
+            else:
+                out[..., start:stop] = np.swapaxes(block, -1, -2)
+    for (basis, _), out, is_dense in zip(targets, outputs, dense):
+        if is_dense:
+            out[...] = _apply_basis(basis, buffer)
+    return outputs
 
 
 #: Frames per FFT sub-block: about 4 MB of float64 frames at n_fft 2048.
@@ -397,6 +431,15 @@ def _apply_basis(basis: np.ndarray | scipy.sparse.csr_array, block: np.ndarray) 
     # numpy's einsum loop, which made chroma_stft slower than librosa's single product.
     return np.swapaxes(np.matmul(block, basis.astype(block.dtype, copy=False)), -1, -2)
 
+
+
+def _clip_top_db(db: np.ndarray, *, top_db: float | None) -> np.ndarray:
+    """``db`` clipped in place to ``top_db`` below its maximum (librosa's ``top_db``)."""
+    if top_db is not None:
+        if top_db < 0:
+            raise ConfigError(f"top_db={top_db!r} must be non-negative")
+        np.maximum(db, db.max() - np.float32(top_db), out=db)
+    return db
 
 
 def _to_db(spectrogram: np.ndarray, *, power: float, amin: float, top_db: float | None) -> np.ndarray:
@@ -644,11 +687,7 @@ def stft(
             y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
             center=center, power=2.0, block_frames=block_frames, db_floor=amin ** 2,
         )
-        if top_db is not None:
-            if top_db < 0:
-                raise ConfigError(f"top_db={top_db!r} must be non-negative")
-            np.maximum(db, db.max() - np.float32(top_db), out=db)
-        return db
+        return _clip_top_db(db, top_db=top_db)
     return _stft_power_blocks(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
         center=center, power=1.0, block_frames=block_frames,
@@ -1001,6 +1040,19 @@ def compute(y: np.ndarray, *, spec: FeatureSpec, block_frames: int = DEFAULT_BLO
     >>> compute(np.zeros(22050, dtype=np.float32), spec=spec).shape
     (40, 44)
     """
+    y = _checked_audio(y, spec)
+    params = dict(spec.params)
+    if "block_frames" in inspect.signature(REPRESENTATIONS[spec.representation]).parameters:
+        params["block_frames"] = block_frames
+    try:
+        out = REPRESENTATIONS[spec.representation](y, sr=spec.sample_rate, **params)
+    except librosa.ParameterError as err:
+        raise ConfigError(f"spec {spec.name!r} ({spec.representation}): {err}") from err
+    return out.astype(spec.dtype, copy=False)
+
+
+def _checked_audio(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """``y`` as float32, after checking it has the channels of ``spec`` and samples."""
     y = np.asarray(y)
     expected_ndim = 1 if spec.channels == 1 else 2
     if y.ndim != expected_ndim or (spec.channels > 1 and y.shape[0] != spec.channels):
@@ -1010,14 +1062,104 @@ def compute(y: np.ndarray, *, spec: FeatureSpec, block_frames: int = DEFAULT_BLO
         )
     if y.shape[-1] == 0:
         raise AudioError("audio has no samples")
-    params = dict(spec.params)
-    if "block_frames" in inspect.signature(REPRESENTATIONS[spec.representation]).parameters:
-        params["block_frames"] = block_frames
-    try:
-        out = REPRESENTATIONS[spec.representation](y.astype(np.float32, copy=False), sr=spec.sample_rate, **params)
-    except librosa.ParameterError as err:
-        raise ConfigError(f"spec {spec.name!r} ({spec.representation}): {err}") from err
-    return out.astype(spec.dtype, copy=False)
+    return y.astype(np.float32, copy=False)
+
+
+#: The parameters of an STFT's framing: specs that agree on these (and on the sample rate) can share one STFT.
+_FRAMING = ("n_fft", "hop_length", "win_length", "window", "center")
+
+
+def _from_power(spec: FeatureSpec) -> tuple[tuple[Any, float | None], Callable[[np.ndarray], np.ndarray]] | None:
+    """How ``spec`` is computed from the power spectrogram ``|STFT|**2`` of its framing: its
+    :func:`_stft_power_targets` target and the step that turns that target's output into the
+    feature (the same helpers as its own function), or None if it is not (a linear STFT, a mel of
+    another power, CQT, waveform)."""
+    p, sr, name = spec.param_dict, spec.sample_rate, spec.representation
+    if name in ("logmel", "mfcc") or (name == "mel" and p["power"] == 2.0):
+        basis = _mel_basis(sr, p["n_fft"], p["n_mels"], p["fmin"], p["fmax"], p["htk"], p.get("norm", "slaney"))
+        if name == "mel":
+            return (basis, None), lambda out: out
+        if name == "logmel":
+            return (basis, None), lambda out: _to_db(out, power=2.0, amin=p["amin"], top_db=p["top_db"])
+        return (basis, None), lambda out: _dct_mfcc(
+            _to_db(out, power=2.0, amin=p["amin"], top_db=p["top_db"]), n_mfcc=p["n_mfcc"], dct_type=p["dct_type"],
+            lifter=p["lifter"]).astype(np.float32, copy=False)
+    if name == "chroma_stft":
+        basis = _chroma_basis(sr, p["n_fft"], p["n_chroma"], p["tuning"])
+        return (basis, None), lambda out: _normalize(out, norm=p["norm"], axis=-2).astype(np.float32, copy=False)
+    if name == "stft" and p["log"]:
+        return (None, p["amin"] ** 2), lambda out: _clip_top_db(out, top_db=p["top_db"])
+    return None
+
+
+def compute_many(y: np.ndarray, *, specs: Sequence[FeatureSpec],
+                 block_frames: int = DEFAULT_BLOCK_FRAMES) -> dict[str, np.ndarray]:
+    """Every feature of ``specs`` from the same audio, sharing the STFT of specs with the same framing.
+
+    Specs computed from the power spectrogram (``logmel``, ``mfcc``, ``mel`` with ``power=2``,
+    ``chroma_stft``, ``stft`` in dB) that agree on sample rate, ``n_fft``, ``hop_length``,
+    ``win_length``, ``window`` and ``center`` are computed from one STFT, block by block, and
+    log-mel and MFCC of the same mel filter bank from one mel projection. Each feature equals
+    :func:`compute` of its spec, bit for bit, except ``chroma_stft`` next to a dB feature: it then
+    comes from the shared float64 FFT (librosa's arithmetic) instead of its own float32 one, a
+    difference of float32 rounding (about 1e-7 of each frame's maximum). Other specs are computed
+    alone.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,) or (channels, n)], finite float
+        Audio at the specs' sample rate and channels.
+    specs : sequence of FeatureSpec
+        With distinct names.
+    block_frames : int > 0
+        Frames per block for STFT-based representations (does not change the numbers).
+
+    Returns
+    -------
+    dict
+        Spec name -> feature, in the order of ``specs``.
+
+    Examples
+    --------
+    >>> from mirdl.features.spec import FeatureSpec
+    >>> specs = [FeatureSpec(representation="logmel", params={"n_mels": 40}, name="logmel"),
+    ...          FeatureSpec(representation="mfcc", params={"n_mels": 40}, name="mfcc")]
+    >>> {name: x.shape for name, x in compute_many(np.zeros(22050, np.float32), specs=specs).items()}
+    {'logmel': (40, 44), 'mfcc': (20, 44)}
+    """
+    groups: dict[tuple, list[FeatureSpec]] = {}
+    for spec in specs:
+        if _from_power(spec) is None:
+            continue
+        key = (spec.sample_rate, spec.channels, *(spec.param_dict[k] for k in _FRAMING))
+        groups.setdefault(key, []).append(spec)
+    shared: dict[str, np.ndarray] = {}
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        first = group[0]
+        audio = _checked_audio(y, first)
+        framing = {k: first.param_dict[k] for k in _FRAMING}
+        plans = [_from_power(spec) for spec in group]
+        targets: list[tuple[Any, float | None]] = []
+        slots = []
+        for target, _ in plans:
+            # One projection per distinct filter bank (log-mel and MFCC of the same mel bank share it).
+            same = [i for i, t in enumerate(targets) if t[0] is not None and t[0] is target[0]]
+            if not same:
+                targets.append(target)
+            slots.append(same[0] if same else len(targets) - 1)
+        single = all(spec.representation == "chroma_stft" for spec in group)
+        try:
+            outputs = _stft_power_targets(audio, **framing, power=2.0, block_frames=block_frames, targets=targets,
+                                          single=single)
+            for spec, (_, finish), slot in zip(group, plans, slots):
+                shared[spec.name] = finish(outputs[slot]).astype(spec.dtype, copy=False)
+        except librosa.ParameterError as err:
+            names = ", ".join(repr(spec.name) for spec in group)
+            raise ConfigError(f"specs {names}: {err}") from err
+    return {spec.name: shared[spec.name] if spec.name in shared else compute(y, spec=spec, block_frames=block_frames)
+            for spec in specs}
 
 
 def silence_column(spec: FeatureSpec) -> np.ndarray:

@@ -120,3 +120,60 @@ def test_mfcc_is_librosas(music, dct_type, lifter):
     ref = librosa.feature.mfcc(y=music, sr=SR, n_mfcc=13, n_mels=40, dct_type=dct_type, lifter=lifter)
     assert ours.shape == ref.shape and ours.dtype == np.float32
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-3)
+
+
+def _spec(representation, name=None, channels=1, **params):
+    from mirdl.features.spec import FeatureSpec
+
+    return FeatureSpec(representation=representation, sample_rate=SR, channels=channels, params=params,
+                       name=name or representation)
+
+
+FOUR = [_spec("logmel", n_fft=2048, hop_length=512, n_mels=128), _spec("cqt", hop_length=512),
+        _spec("chroma_stft", "chroma", n_fft=2048, hop_length=512), _spec("mfcc", n_fft=2048, hop_length=512, n_mels=128)]
+
+
+def test_four_specs_from_one_stft_equal_the_per_spec_path_and_librosa(music):
+    together = R.compute_many(music, specs=FOUR, block_frames=100)
+    assert list(together) == ["logmel", "cqt", "chroma", "mfcc"]
+    alone = {spec.name: R.compute(music, spec=spec, block_frames=100) for spec in FOUR}
+    for name in ("logmel", "cqt", "mfcc"):  # the same arithmetic in the same order: the same bits
+        np.testing.assert_array_equal(together[name], alone[name])
+    # chroma from the shared float64 FFT instead of its own float32 one: float32 rounding apart.
+    np.testing.assert_allclose(together["chroma"], alone["chroma"], rtol=1e-5, atol=1e-6)
+    ref = librosa.feature.chroma_stft(y=music, sr=SR, n_fft=2048, hop_length=512, tuning=0.0)
+    np.testing.assert_allclose(together["chroma"], ref, rtol=1e-4, atol=1e-6)
+    ref_logmel = librosa.power_to_db(librosa.feature.melspectrogram(y=music, sr=SR, n_fft=2048, hop_length=512,
+                                                                    n_mels=128), ref=1.0, top_db=None)
+    assert float(np.abs(together["logmel"] - ref_logmel).max()) <= 1e-3
+    np.testing.assert_allclose(together["mfcc"], librosa.feature.mfcc(y=music, sr=SR, n_fft=2048, hop_length=512,
+                                                                      n_mels=128), rtol=1e-4, atol=1e-3)
+
+
+def test_specs_share_an_stft_only_with_their_framing(music):
+    stereo = np.stack([music, 0.1 * music[::-1]])
+    specs = [_spec("stft", "db", n_fft=1024, hop_length=256, top_db=70.0, channels=2),
+             _spec("mel", "mel2", n_fft=1024, hop_length=256, n_mels=40, channels=2),
+             _spec("mel", "mel1", n_fft=1024, hop_length=256, n_mels=40, power=1.0, channels=2),   # alone
+             _spec("logmel", "lm", n_fft=1024, hop_length=256, n_mels=64, top_db=80.0, channels=2),
+             _spec("chroma_stft", "ch", n_fft=1024, hop_length=256, n_chroma=24, norm=2, channels=2),
+             _spec("logmel", "lm512", n_fft=1024, hop_length=512, n_mels=64, channels=2),             # another hop
+             _spec("stft", "lin", n_fft=1024, hop_length=256, log=False, channels=2),                  # alone
+             _spec("waveform", "wave", channels=2)]
+    together = R.compute_many(stereo, specs=specs, block_frames=7)
+    for spec in specs:
+        alone = R.compute(stereo, spec=spec, block_frames=7)
+        assert together[spec.name].shape == alone.shape and together[spec.name].dtype == alone.dtype
+        if spec.name == "ch":
+            np.testing.assert_allclose(together[spec.name], alone, rtol=1e-5, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(together[spec.name], alone)
+
+
+def test_compute_many_checks_the_audio_like_compute(music):
+    from mirdl.errors import AudioError
+
+    with pytest.raises(AudioError, match="spec.channels=1"):
+        R.compute_many(np.stack([music, music]), specs=FOUR)
+    with pytest.raises(AudioError, match="no samples"):
+        R.compute_many(np.zeros(0, np.float32), specs=FOUR)
