@@ -204,7 +204,8 @@ def _stft_power_targets(
             if basis is not None:
                 out[..., start:stop] = _apply_basis(basis, block)
             elif db_floor is not None:
-                db = np.maximum(block, np.float32(db_floor))
+                # In place when no other target reads the block (a new block is page-faulted in).
+                db = np.maximum(block, np.float32(db_floor), out=block if len(targets) == 1 else None)
                 np.log10(db, out=db)
                 db *= np.float32(10.0)
                 out[..., start:stop] = np.swapaxes(db, -1, -2)
