@@ -123,7 +123,7 @@ from mirdl.store.remote import upload_store
 from mirdl.store.verify import check_shards
 
 __all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "EXIT_DISK_FULL", "EXIT_TIMEOUT", "run", "prepare",
-           "pipeline_options", "partial_store_path", "balance_tracks", "PROBE_LIMIT"]
+           "pipeline_options", "partial_store_path", "balance_tracks", "PROBE_LIMIT", "DECODE_COST"]
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 3
@@ -627,15 +627,20 @@ def _save_errors(errors: list[ErrorRecord], *, path: str, summary_path: str) -> 
 #: Up to this many tracks, :func:`balance_tracks` reads each file's header for its duration
 #: (a few ms per file); beyond, file sizes stand in for it.
 PROBE_LIMIT = 5000
+#: CPU per second of audio of a codec (libsndfile subtype) relative to PCM and FLAC, decode +
+#: resample + log-mel at 22.05 kHz: 6.3, 2.1 and 1.1 ms per second of stereo 44.1/48 kHz audio on
+#: the ``make bench`` corpus (BENCHMARKS.md "Workers as threads"). Equal durations are not equal work.
+DECODE_COST = {"OPUS": 5.8, "VORBIS": 1.9}
 
 
 def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
-    """``track_id -> bucket`` in ``range(n_buckets)``, buckets of about equal audio.
+    """``track_id -> bucket`` in ``range(n_buckets)``, buckets of about equal work.
 
-    Longest first into the bucket with the least audio so far (LPT scheduling: within 4/3 of the
-    best split). The duration is the file header's (:func:`mirdl.features.audio.probe`) for up
-    to :data:`PROBE_LIMIT` tracks, else the file size; a file that cannot be probed counts as
-    its size in bytes over 16 kB/s (its decode fails or is short anyway).
+    Costliest first into the bucket with the least work so far (LPT scheduling: within 4/3 of the
+    best split). A track's work is its duration from the file header
+    (:func:`mirdl.features.audio.probe`) times its codec's :data:`DECODE_COST` (Opus costs ~6x
+    PCM per second) for up to :data:`PROBE_LIMIT` tracks, else the file size; a file that cannot
+    be probed counts as its size in bytes over 16 kB/s (its decode fails or is short anyway).
 
     Examples
     --------
@@ -649,7 +654,8 @@ def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
         cost = None
         if len(tracks) <= PROBE_LIMIT:
             try:
-                cost = audio.probe(track.path).duration
+                info = audio.probe(track.path)
+                cost = None if info.duration is None else info.duration * DECODE_COST.get(info.subtype, 1.0)
             except Exception:  # noqa: BLE001 - a file that cannot be probed fails in the job, once
                 cost = None
         if cost is None:
