@@ -137,7 +137,7 @@ def run_prepare(config: Path, *, workers: int, cwd: Path, beam_args: list[str] =
     if code not in (0, 3):
         raise SystemExit(f"prepare {config.name} --workers {workers} exited {code}:\n"
                          + log.read_text(errors="replace")[-3000:])
-    return {"seconds": seconds, "rss": usage.ru_maxrss * 1024}
+    return {"seconds": seconds, "rss": usage.ru_maxrss * 1024, "cpu": usage.ru_utime + usage.ru_stime}
 
 
 def shard_digest(store: Path) -> list:
