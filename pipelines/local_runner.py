@@ -180,10 +180,12 @@ class LocalRunner(FnApiRunner):
             # A worker thread may still be inside a bundle (the other worker's failure, or a
             # Ctrl-C, ended the run): it would go on writing spill files into the temporary store
             # the caller deletes next. It stops after the element it holds (its input is closed).
-            deadline = time.monotonic() + BUNDLE_WAIT_SECONDS
-            while threads_in_bundles() and time.monotonic() < deadline:
-                time.sleep(0.02)
-            sys.stderr = stderr
+            try:
+                deadline = time.monotonic() + BUNDLE_WAIT_SECONDS
+                while threads_in_bundles() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            finally:
+                sys.stderr = stderr
             # Beam waits for each worker process as it closes it, but not when closing the
             # worker's data connection fails (it logs the error and goes on), as it can after a
             # failed bundle or a Ctrl-C. Wait here: no worker may still write into files the
