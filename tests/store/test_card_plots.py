@@ -27,3 +27,30 @@ def test_cqt_chroma_and_stft_bins_are_named():
     assert classes[0] == "C" and classes[9] == "A"
     _, freqs = summary._bin_names({"representation": "stft", "sample_rate": 16000, "params": {"n_fft": 512}}, 257)
     assert freqs[1] == "31" and freqs[-1] == "8.0k"
+
+
+# ------------------------------------------------------------------------------------------ numpy-drawn card plots
+def test_png_bytes_read_back_as_the_same_pixels():
+    import io
+
+    from PIL import Image
+
+    from mirdl.store.card_plots import png_bytes
+
+    rgb = np.random.default_rng(0).integers(0, 256, size=(7, 13, 3), dtype=np.uint8)
+    image = Image.open(io.BytesIO(png_bytes(rgb)))
+    assert image.mode == "RGB" and image.size == (13, 7)
+    np.testing.assert_array_equal(np.asarray(image), rgb)
+
+
+def test_colour_map_is_matplotlibs_magma():
+    from matplotlib import colormaps
+
+    from mirdl.store.card_plots import colour_map
+
+    values = np.linspace(-80.0, 0.0, 256)
+    ours = colour_map(values, vmin=-80.0, vmax=0.0).astype(int)
+    theirs = np.round(colormaps["magma"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(int)
+    assert np.abs(ours - theirs).max() <= 3
+    assert colour_map(np.array([-1e9, np.nan, 1e9]), vmin=0.0, vmax=1.0)[[0, 2]].tolist() == [[0, 0, 4],
+                                                                                            [252, 253, 191]]
