@@ -9,6 +9,9 @@ whole corpus and for its first 12 files, alternated, best of ``--rounds``:
   process, with this checkout's code and, with ``--baseline PYTHON``, with another checkout's
   (the Python of its virtual environment), whose shards must be byte-identical to this one's.
 
+Each is timed in wall seconds and in CPU seconds (user + system, every thread): on a shared
+machine the CPU figures move much less than the wall ones.
+
 Usage::
 
     python benchmarks/bench_fixed_costs.py --baseline /path/to/main/.venv/bin/python   # ~4 min on 2 cores
@@ -28,16 +31,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_all as ba  # noqa: E402
 
 
-def run_prepare(python: str, config: Path, *, cwd: Path) -> float:
-    """Wall seconds of ``prepare --workers 1`` with ``python``'s mirdl, in a fresh process."""
+def run_prepare(python: str, config: Path, *, cwd: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system of the child, all its threads) of ``prepare --workers 1``
+    with ``python``'s mirdl, in a fresh process."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    log = cwd / f"{config.stem}.log"
     start = time.perf_counter()
-    done = subprocess.run([python, "-c", ba.CHILD, "--config", str(config), "--workers", "1", "--overwrite"],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+    with open(log, "w", encoding="utf-8") as handle:
+        child = subprocess.Popen([python, "-c", ba.CHILD, "--config", str(config), "--workers", "1", "--overwrite"],
+                                 cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        try:
+            child.wait(timeout=1800)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=60)
+            raise
     seconds = time.perf_counter() - start
-    if done.returncode not in (0, 3):
-        raise SystemExit(f"prepare with {python} exited {done.returncode}:\n{done.stderr[-3000:]}")
-    return seconds
+    if child.returncode not in (0, 3):
+        raise SystemExit(f"prepare with {python} exited {child.returncode}:\n{log.read_text()[-3000:]}")
+    return seconds, _child_cpu()
+
+
+_CPU_SEEN = [0.0]
+
+
+def _child_cpu() -> float:
+    """CPU seconds of the children reaped since the last call."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = usage.ru_utime + usage.ru_stime
+    cpu, _CPU_SEEN[0] = total - _CPU_SEEN[0], total
+    return cpu
+
+
+def _timed(fn) -> tuple[float, float]:
+    """Wall and CPU seconds (this process) of ``fn()``."""
+    start, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def main(argv=None) -> int:
@@ -55,29 +87,34 @@ def main(argv=None) -> int:
         subset = rows[:n]
         listing = ba.write_listing(corpus, subset, f"fixed{n}")
         paths = [corpus / row["path"] for row in subset]
-        best: dict[str, float] = {}
+        best: dict[str, list[float]] = {}
+        _child_cpu()
         for round_ in range(args.rounds):
-            for name, fn in (("naive", lambda: ba.naive_loop(paths, work / "naive")["seconds"]),
-                             ("bare", lambda: ba.bare_loop(paths)["seconds"]),
+            for name, fn in (("naive", lambda: _timed(lambda: ba.naive_loop(paths, work / "naive"))),
+                             ("bare", lambda: _timed(lambda: ba.bare_loop(paths))),
                              *((f"prepare {who}", lambda python=python, who=who: run_prepare(
                                  python, ba.prepare_config(work, listing, tag=f"{who}-{n}", features=[ba.LOGMEL]),
                                  cwd=work)) for who, python in pythons.items())):
-                seconds = fn()
-                best[name] = min(best.get(name, float("inf")), seconds)
-                print(f"  {n} files, round {round_ + 1}: {name} {seconds:.2f} s", flush=True)
+                wall, cpu = fn()
+                old = best.get(name, [float("inf"), float("inf")])
+                best[name] = [min(old[0], wall), min(old[1], cpu)]
+                print(f"  {n} files, round {round_ + 1}: {name} {wall:.2f} s wall, {cpu:.2f} s CPU, "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
         if "prepare baseline" in best:
             digests = {who: ba.shard_digest(work / f"store-{who}-{n}") for who in pythons}
             best["identical"] = digests["this"] == digests["baseline"]
         results[n] = best
     load = os.getloadavg()
-    print(f"\nbest of {args.rounds}; load average {load[0]:.1f} at the end")
-    print("| files | naive loop | bare loop | prepare | vs naive | vs bare | shards identical |")
-    print("| ---: | ---: | ---: | --- | ---: | ---: | --- |")
+    print(f"\nbest of {args.rounds} (wall and CPU each); load average {load[0]:.1f} at the end")
+    print("| files | clock | naive loop | bare loop | prepare | vs naive | vs bare | shards identical |")
+    print("| ---: | --- | ---: | ---: | --- | ---: | ---: | --- |")
     for n, best in results.items():
-        for who in pythons:
-            seconds = best[f"prepare {who}"]
-            print(f"| {n} | {best['naive']:.2f} s | {best['bare']:.2f} s | {who} {seconds:.2f} s | "
-                  f"{best['naive'] / seconds:.2f}x | {best['bare'] / seconds:.2f}x | {best.get('identical', '-')} |")
+        for clock, i in (("wall", 0), ("CPU", 1)):
+            for who in pythons:
+                seconds = best[f"prepare {who}"][i]
+                naive, bare = best["naive"][i], best["bare"][i]
+                print(f"| {n} | {clock} | {naive:.2f} s | {bare:.2f} s | {who} {seconds:.2f} s | "
+                      f"{naive / seconds:.2f}x | {bare / seconds:.2f}x | {best.get('identical', '-')} |")
     print(json.dumps(results))
     return 0
 
