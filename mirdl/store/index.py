@@ -17,8 +17,9 @@ Examples
 """
 from __future__ import annotations
 
-import functools
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ import numpy as np
 from mirdl.errors import StoreError
 from mirdl.store.adapters import adapter_for
 from mirdl.store.manifest import shard_entries, shard_paths
+from mirdl.store.remote import fetched
 
 __all__ = ["RecordIndex", "record_index"]
 
@@ -76,22 +78,45 @@ def record_index(store: str | os.PathLike, manifest: Mapping[str, Any], split: s
         For an unknown split, or a shard whose record count differs from the manifest's.
     """
     entries = shard_entries(manifest, split)
-    key = (os.fspath(store) if not isinstance(store, str) else store, split, manifest.get("created"),
+    key = (os.fspath(store), split, manifest.get("created"),
            tuple((entry["path"], entry.get("sha256"), int(entry["records"])) for entry in entries))
-    return _cached_index(key, manifest)
+    return _INDEXES.get(key, lambda: _build_index(store, manifest, split))
 
 
-@functools.lru_cache(maxsize=16)
-def _index_for(key: tuple, manifest_view: _Frozen) -> RecordIndex:
-    store, split = key[:2]
-    manifest = manifest_view.manifest
+class _BoundedCache:
+    """The last ``maxsize`` indexes built in this process, by store, split and shard checksums.
+
+    The key holds each shard's sha256 from the manifest, which fixes its records, so an entry
+    never goes stale; a rewritten store has new checksums and a new key.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self._maxsize = maxsize
+        self._entries: OrderedDict[tuple, RecordIndex] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, build) -> RecordIndex:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        index = build()
+        with self._lock:
+            self._entries[key] = index
+            while len(self._entries) > self._maxsize:
+                self._entries.popitem(last=False)
+        return index
+
+
+_INDEXES = _BoundedCache(maxsize=16)
+
+
+def _build_index(store: str | os.PathLike, manifest: Mapping[str, Any], split: str) -> RecordIndex:
     adapter = adapter_for(manifest["format"])
     single_label = manifest["task"]["type"] == "single_label"
     columns: dict[str, list[np.ndarray]] = {"track_id": [], "variant": [], "label": []}
     counts = []
     for path, entry in zip(shard_paths(store, manifest, split), shard_entries(manifest, split)):
-        from mirdl.store.remote import fetched
-
         n = 0
         with fetched(str(path)) as local:
             for batch in adapter.read_batches(local, manifest=manifest, features=[]):
@@ -112,21 +137,3 @@ def _index_for(key: tuple, manifest_view: _Frozen) -> RecordIndex:
     return RecordIndex(shard=shard, position=position, track_id=joined("track_id", object),
                        variant=joined("variant", np.int64),
                        label=joined("label", np.int64) if single_label else None, shard_records=tuple(counts))
-
-
-class _Frozen:
-    """A manifest passed through the cache without taking part in its key (the key holds the
-    shard checksums, which fix the records)."""
-
-    def __init__(self, manifest: Mapping[str, Any]) -> None:
-        self.manifest = manifest
-
-    def __hash__(self) -> int:
-        return 0
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Frozen)
-
-
-def _cached_index(key: tuple, manifest: Mapping[str, Any]) -> RecordIndex:
-    return _index_for(key, _Frozen(manifest))

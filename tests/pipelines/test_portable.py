@@ -38,13 +38,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM it when the test process dies, so a pytest run
+    killed mid-test (SIGTERM/SIGKILL: no finalizers) leaves no job service or pool behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def start_service(request, args: list[str], *, port: int, path: str, log: Path, cwd: Path) -> subprocess.Popen:
     """Start ``python -m ARGS`` in its own process group with ``PATH=path``; wait until ``port``
     accepts connections; stop the group (SIGTERM, then SIGKILL) when the module ends."""
     env = {**os.environ, "PATH": path}
     with open(log, "wb") as handle:
         process = subprocess.Popen([sys.executable, "-m", *args], env=env, cwd=cwd, stdout=handle,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=_die_with_parent)
 
     def stop() -> None:
         for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
