@@ -200,7 +200,8 @@ def _examples_plot(store: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, s
     low = min(float(np.min(x)) for x in images)
     high = max(float(np.max(x)) for x in images)
     n_bins, n_frames = images[0].shape
-    seconds = n_frames * spec.get("params", {}).get("hop_length", 512) / spec.get("sample_rate", 22050)
+    hop = spec.get("params", {}).get("hop_length", 1 if representation == "waveform" else 512)  # waveform: samples
+    seconds = n_frames * hop / spec.get("sample_rate", 22050)
     frame_task = manifest["task"]["type"].startswith("frame_")
     columns, repeat = [], max(1, math.ceil(_EXAMPLE_PIXELS / max(n_frames, 1)))
     for (_, record), x in zip(examples, images):
