@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,13 @@ def main(argv=None) -> int:
     corpus = ba.CACHE / "corpus"
     rows = ba.build_corpus(corpus, 60)
     work = Path(tempfile.mkdtemp(prefix="mirdl-fixed-"))
+    try:
+        return _measure(args, corpus, rows, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(args, corpus: Path, rows: list[dict], work: Path) -> int:
     pythons = {"this": sys.executable, **({"baseline": args.baseline} if args.baseline else {})}
     results = {}
     for n in (int(part) for part in args.subsets.split(",")):
