@@ -16,23 +16,30 @@ move float32 rounding: frames on rows (each FFT reads contiguous samples), power
 ``re**2 + im**2`` (no square root), and the mel filter bank applied as a sparse matrix
 (a filter covers a few bins; ~1/60 of the dense product's work).
 CQT-based ones (``cqt``, ``chroma_cqt``) use librosa's multirate filter bank on the whole
-signal, because its early downsampling is not frame-local.
+signal, because its early downsampling is not frame-local. ``cqt`` runs librosa.cqt's own
+arithmetic (the same numbers: bit for bit on this machine's corpus) with each octave's filter
+bank built once per process and parameters (:func:`_cqt_plan`, an ``lru_cache`` of 16 entries
+on a pure function of the spec's CQT fields), and without librosa.core (numba, scipy.signal):
+with ``chroma_stft`` (filter bank and normalisation) and ``mfcc`` (DCT) computed here too, a job
+of these four representations does not pay those imports (~2 s a process).
 
 The parameters a representation takes are the keyword arguments of its function; the
 :class:`mirdl.features.spec.FeatureSpec` of that representation has exactly those fields.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import warnings
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import librosa
 import numpy as np
 import scipy.fft
 import scipy.sparse
+import soxr
 
 from mirdl.features.checks import integer
 from mirdl.errors import AudioError, ConfigError
@@ -53,6 +60,7 @@ __all__ = [
     "waveform",
     "DEFAULT_BLOCK_FRAMES",
     "compute",
+    "compute_many",
     "silence_column",
 ]
 
@@ -131,6 +139,31 @@ def _stft_power_blocks(
     -------
     np.ndarray [shape=(..., 1 + n_fft // 2 or n_bins, n_frames)], float32
     """
+    return _stft_power_targets(
+        y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, power=power,
+        block_frames=block_frames, targets=[(basis, db_floor)], single=single,
+    )[0]
+
+
+def _stft_power_targets(
+    y: np.ndarray,
+    *,
+    n_fft: int,
+    hop_length: int,
+    win_length: int | None,
+    window: str,
+    center: bool,
+    power: float,
+    block_frames: int,
+    targets: list[tuple[np.ndarray | scipy.sparse.csr_array | None, float | None]],
+    single: bool = False,
+) -> list[np.ndarray]:
+    """:func:`_stft_power_blocks` for several ``(basis, db_floor)`` targets from one STFT: each block of
+    ``|STFT(y)| ** power`` is computed once and handed to every target, one output per target.
+
+    A target's output is the one :func:`_stft_power_blocks` gives for it alone (the same blocks,
+    the same arithmetic), so specs that share their framing can share the STFT.
+    """
     integer(block_frames, name="block_frames", minimum=1)
     y = np.asarray(y, dtype=np.float32)
     offset = n_fft // 2 if center else 0
@@ -141,38 +174,47 @@ def _stft_power_blocks(
             "use a smaller n_fft or center=True"
         )
     n_frames = 1 + (n_samples - n_fft) // hop_length
-    n_bins = 1 + n_fft // 2 if basis is None else (basis.shape[0] if scipy.sparse.issparse(basis) else basis.shape[1])
+    n_freq = 1 + n_fft // 2
     fft_window = _fft_window(window, n_fft if win_length is None else win_length, n_fft, single)
-    out = np.empty(y.shape[:-1] + (n_bins, n_frames), dtype=np.float32)
+    outputs, dense = [], []
+    for basis, _ in targets:
+        n_bins = n_freq if basis is None else (basis.shape[0] if scipy.sparse.issparse(basis) else basis.shape[1])
+        outputs.append(np.empty(y.shape[:-1] + (n_bins, n_frames), dtype=np.float32))
+        dense.append(basis is not None and not scipy.sparse.issparse(basis))
     # Sub-blocks of a few hundred frames keep the float64 frames and spectrum in cache; the
     # block boundaries change no number (every frame is computed alone).
     step = min(block_frames, _CACHE_FRAMES)
-    dense = basis is not None and not scipy.sparse.issparse(basis)
     # A dense filter bank (chroma: 12 bins) is applied in one BLAS product over the whole signal,
     # as librosa does: each BLAS call costs a hand-off to OpenBLAS's threads, which on busy cores
     # outweighs a product this small, so one call beats one per block (the power spectrogram of
     # the whole signal is held, float32, as in librosa).
-    outer_frames = n_frames if dense else block_frames
-    for outer in range(0, n_frames, outer_frames):
-        outer_stop = min(outer + outer_frames, n_frames)
-        buffer = np.empty(y.shape[:-1] + (outer_stop - outer, 1 + n_fft // 2), np.float32) if dense else None
-        for start in range(outer, outer_stop, step):
-            stop = min(start + step, outer_stop)
-            chunk = _zero_padded_slice(y, start * hop_length - offset, (stop - 1) * hop_length + n_fft - offset)
-            block = _frame_power(chunk, n_fft=n_fft, hop_length=hop_length, fft_window=fft_window, power=power)
-            if basis is None:
-                if db_floor is not None:
-                    np.maximum(block, np.float32(db_floor), out=block)
-                    np.log10(block, out=block)
-                    block *= np.float32(10.0)
-                out[..., start:stop] = np.swapaxes(block, -1, -2)
-            elif dense:
-                buffer[..., start - outer : stop - outer, :] = block
-            else:
+    buffer = np.empty(y.shape[:-1] + (n_frames, n_freq), np.float32) if any(dense) else None
+    stop = 0
+    while stop < n_frames:
+        # Sub-blocks of `step` frames within blocks of `block_frames` (as two nested loops would cut them).
+        start = stop
+        stop = min(start + step, (start // block_frames + 1) * block_frames, n_frames)
+        chunk = _zero_padded_slice(y, start * hop_length - offset, (stop - 1) * hop_length + n_fft - offset)
+        block = _frame_power(chunk, n_fft=n_fft, hop_length=hop_length, fft_window=fft_window, power=power)
+        if buffer is not None:
+            buffer[..., start:stop, :] = block
+        for (basis, db_floor), out, is_dense in zip(targets, outputs, dense):
+            if is_dense:
+                continue
+            if basis is not None:
                 out[..., start:stop] = _apply_basis(basis, block)
-        if dense:
-            out[..., outer:outer_stop] = _apply_basis(basis, buffer)
-    return out
+            elif db_floor is not None:
+                # In place when no other target reads the block (a new block is page-faulted in).
+                db = np.maximum(block, np.float32(db_floor), out=block if len(targets) == 1 else None)
+                np.log10(db, out=db)
+                db *= np.float32(10.0)
+                out[..., start:stop] = np.swapaxes(db, -1, -2)
+            else:
+                out[..., start:stop] = np.swapaxes(block, -1, -2)
+    for (basis, _), out, is_dense in zip(targets, outputs, dense):
+        if is_dense:
+            out[...] = _apply_basis(basis, buffer)
+    return outputs
 
 
 #: Frames per FFT sub-block: about 4 MB of float64 frames at n_fft 2048.
@@ -319,9 +361,61 @@ def _power_to_db(spectrogram: np.ndarray, *, amin: float, top_db: float | None) 
 @functools.lru_cache(maxsize=32)
 def _chroma_basis(sr: int, n_fft: int, n_chroma: int, tuning: float) -> np.ndarray:
     """librosa's chroma filter bank, transposed: (freq, n_chroma), C-contiguous (dense: every bin counts)."""
-    basis = np.ascontiguousarray(librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=tuning).T)
+    basis = np.ascontiguousarray(_chroma_filters(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=tuning).T)
     basis.setflags(write=False)
     return basis
+
+
+def _chroma_filters(*, sr: int, n_fft: int, n_chroma: int, tuning: float) -> np.ndarray:
+    """``librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=tuning)`` (its defaults:
+    ``ctroct=5``, ``octwidth=2``, ``norm=2``, ``base_c=True``), float32, operation for operation."""
+    frequencies = np.linspace(0, sr, n_fft, endpoint=False)[1:]
+    a440 = 440.0 * 2.0 ** (tuning / n_chroma)  # librosa.hz_to_octs
+    frqbins = n_chroma * np.log2(np.asanyarray(frequencies) / (float(a440) / 16))
+    frqbins = np.concatenate(([frqbins[0] - 1.5 * n_chroma], frqbins))
+    binwidthbins = np.concatenate((np.maximum(frqbins[1:] - frqbins[:-1], 1.0), [1]))
+    distance = np.subtract.outer(frqbins, np.arange(0, n_chroma, dtype="d")).T
+    n_chroma2 = np.round(float(n_chroma) / 2)
+    distance = np.remainder(distance + n_chroma2 + 10 * n_chroma, n_chroma) - n_chroma2
+    wts = np.exp(-0.5 * (2 * distance / np.tile(binwidthbins, (n_chroma, 1))) ** 2)
+    wts = _normalize(wts, norm=2, axis=0)
+    wts *= np.tile(np.exp(-0.5 * (((frqbins / n_chroma - 5.0) / 2) ** 2)), (n_chroma, 1))
+    wts = np.roll(wts, -3 * (n_chroma // 12), axis=0)
+    return np.ascontiguousarray(wts[:, : int(1 + n_fft / 2)], dtype=np.float32)
+
+
+def _normalize(S: np.ndarray, *, norm: float | None, axis: int) -> np.ndarray:
+    """``librosa.util.normalize(S, norm=norm, axis=axis)`` (``threshold=None``, ``fill=None``) of a real array."""
+    if norm is None:
+        return S
+    if not np.all(np.isfinite(S)):
+        raise ConfigError("cannot normalise a feature with non-finite values (is the audio finite?)")
+    mag = np.abs(S).astype(float)
+    if norm == np.inf:
+        length = np.max(mag, axis=axis, keepdims=True)
+    elif norm == -np.inf:
+        length = np.min(mag, axis=axis, keepdims=True)
+    elif norm == 0:
+        length = np.sum(mag > 0, axis=axis, keepdims=True, dtype=mag.dtype)
+    elif np.issubdtype(type(norm), np.number) and norm > 0:
+        length = np.sum(mag**norm, axis=axis, keepdims=True) ** (1.0 / norm)
+    else:
+        raise ConfigError(f"norm={norm!r} must be inf, -inf, 0, a positive number or None")
+    length[length < np.finfo(S.dtype).tiny] = 1.0
+    normalized = np.empty_like(S)
+    normalized[:] = S / length
+    return normalized
+
+
+def _dct_mfcc(log_power: np.ndarray, *, n_mfcc: int, dct_type: int, lifter: float) -> np.ndarray:
+    """``librosa.feature.mfcc(S=log_power, n_mfcc=n_mfcc, dct_type=dct_type, norm="ortho", lifter=lifter)``."""
+    if lifter < 0:
+        raise ConfigError(f"lifter={lifter} must be a non-negative number")
+    coefficients = scipy.fft.dct(log_power, axis=-2, type=dct_type, norm="ortho")[..., :n_mfcc, :]
+    if lifter > 0:
+        weights = np.sin(np.pi * np.arange(1, 1 + n_mfcc, dtype=coefficients.dtype) / lifter)
+        coefficients *= 1 + (lifter / 2) * weights[:, np.newaxis]
+    return coefficients
 
 
 def _apply_basis(basis: np.ndarray | scipy.sparse.csr_array, block: np.ndarray) -> np.ndarray:
@@ -340,15 +434,207 @@ def _apply_basis(basis: np.ndarray | scipy.sparse.csr_array, block: np.ndarray) 
 
 
 
+def _clip_top_db(db: np.ndarray, *, top_db: float | None) -> np.ndarray:
+    """``db`` clipped in place to ``top_db`` below its maximum (librosa's ``top_db``)."""
+    if top_db is not None:
+        if top_db < 0:
+            raise ConfigError(f"top_db={top_db!r} must be non-negative")
+        np.maximum(db, db.max() - np.float32(top_db), out=db)
+    return db
+
+
 def _to_db(spectrogram: np.ndarray, *, power: float, amin: float, top_db: float | None) -> np.ndarray:
     if power == 2.0 and amin > 0 and (top_db is None or top_db >= 0) \
             and not np.iscomplexobj(spectrogram):
         return _power_to_db(np.asarray(spectrogram), amin=amin, top_db=top_db).astype(np.float32)
+    if power == 1.0 and amin > 0 and (top_db is None or top_db >= 0):
+        # librosa.amplitude_to_db(S, ref=1.0) is power_to_db(|S| ** 2, ref=1.0, amin=amin ** 2).
+        return _power_to_db(np.square(np.abs(spectrogram)), amin=amin**2, top_db=top_db).astype(np.float32)
     if power == 2.0:
         return librosa.power_to_db(spectrogram, ref=1.0, amin=amin, top_db=top_db).astype(np.float32)
     if power == 1.0:
         return librosa.amplitude_to_db(spectrogram, ref=1.0, amin=amin, top_db=top_db).astype(np.float32)
     raise ConfigError(f"power={power!r} must be 1.0 (magnitude) or 2.0 (power) for a dB scale")
+
+
+# ------------------------------------------------------------------------------------------ CQT
+# librosa.cqt's arithmetic with librosa's defaults (hann wavelets, L1 norm, sparsity 0.01, soxr_hq
+# octave downsampling, scale=True, zero padding), with the filter bank of each octave built once
+# per process and parameters (librosa rebuilds it, and its FFT, on every call: ~40 ms a track) and
+# without librosa.core / numba / scipy.signal, whose imports cost ~2 s per process.
+_HANN_BANDWIDTH = 1.50018310546875  # librosa.filters.WINDOW_BANDWIDTHS["hann"]
+_CQT_SPARSITY = 0.01
+_CQT_FRAMES = 2048  # frames per block of the per-octave STFT (~4 MB of float64 frames at n_fft 256)
+
+
+@dataclasses.dataclass(frozen=True)
+class _CqtPlan:
+    """Everything of a CQT that depends on its parameters only (:func:`_cqt_plan`).
+
+    ``early`` is the factor of the early downsampling (1: none); ``octaves`` holds, top octave first,
+    ``(basis, n_fft, hop_length, downsample_after)`` with ``basis`` librosa's sparsified filter FFT,
+    (filters, 1 + n_fft // 2), complex64 CSR; ``sqrt_lengths`` is the square root
+    of each bin's filter length, shape (n_bins, 1), which librosa divides the response by.
+    """
+
+    early: int
+    hop_length: int
+    octaves: tuple[tuple[scipy.sparse.csr_array, int, int, bool], ...]
+    sqrt_lengths: np.ndarray
+    n_bins: int
+
+
+def _relative_bandwidth(freqs: np.ndarray) -> np.ndarray:
+    """``librosa.filters._relative_bandwidth`` (2 or more frequencies)."""
+    bpo = np.empty_like(freqs)
+    logf = np.log2(freqs)
+    bpo[0] = 1 / (logf[1] - logf[0])
+    bpo[-1] = 1 / (logf[-1] - logf[-2])
+    bpo[1:-1] = 2 / (logf[2:] - logf[:-2])
+    return (2.0 ** (2 / bpo) - 1) / (2.0 ** (2 / bpo) + 1)
+
+
+def _wavelet_lengths(freqs: np.ndarray, *, sr: float, filter_scale: float, alpha: np.ndarray) -> tuple[np.ndarray, float]:
+    """``librosa.filters.wavelet_lengths(window="hann", gamma=0)``: lengths and the highest cutoff."""
+    q = float(filter_scale) / alpha
+    cutoff = max(freqs * (1 + 0.5 * _HANN_BANDWIDTH / q) + 0.5 * 0)
+    return q * sr / (freqs + 0 / alpha), float(cutoff)
+
+
+def _octave_filter_fft(sr: float, freqs: np.ndarray, *, filter_scale: float, alpha: np.ndarray) -> tuple[np.ndarray, int]:
+    """librosa's ``__vqt_filter_fft`` (norm 1, hann, sparsity 0.01, complex64), dense: (filters, 1 + n_fft // 2)."""
+    lengths, _ = _wavelet_lengths(freqs, sr=sr, filter_scale=filter_scale, alpha=alpha)
+    filters = []
+    for ilen, freq in zip(lengths, freqs):
+        angles = np.arange(-ilen // 2, ilen // 2, dtype=float) * 2 * np.pi * freq / sr
+        sig = np.cos(angles) + 1j * np.sin(angles)
+        sig *= _periodic_hann(len(sig)) if len(sig) > 1 else np.ones(len(sig))
+        length = np.sum(np.abs(sig))
+        sig = sig / (length if length >= np.finfo(np.float64).tiny else 1.0)
+        filters.append(sig)
+    n_fft = int(2.0 ** (np.ceil(np.log2(max(lengths)))))
+    basis = np.zeros((len(filters), n_fft), dtype=np.complex64)
+    for row, sig in zip(basis, filters):
+        lpad = (n_fft - len(sig)) // 2
+        row[lpad : lpad + len(sig)] = sig
+    basis *= lengths[:, np.newaxis] / float(n_fft)
+    fft_basis = scipy.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
+    # librosa.util.sparsify_rows: drop the smallest magnitudes holding 1 % of each row's L1 norm.
+    mags = np.abs(fft_basis)
+    mag_sort = np.sort(mags, axis=1)
+    cumulative = np.cumsum(mag_sort / np.sum(mags, axis=1, keepdims=True), axis=1)
+    keep = mag_sort[np.arange(len(mags)), np.argmin(cumulative < _CQT_SPARSITY, axis=1)]
+    fft_basis = np.where(mags >= keep[:, np.newaxis], fft_basis, 0).astype(np.complex64)
+    return fft_basis, n_fft
+
+
+@functools.lru_cache(maxsize=16)
+def _cqt_plan(sr: int, hop_length: int, fmin: float, n_bins: int, bins_per_octave: int, tuning: float,
+              filter_scale: float) -> _CqtPlan:
+    """The filter banks of :func:`cqt` for these parameters, built once per process.
+
+    A pure function of its arguments (the spec's fields that change the filter banks) behind an
+    ``lru_cache`` of 16 entries: a job computes one or two CQT specs, each track reuses them.
+    """
+    n_octaves = int(np.ceil(float(n_bins) / bins_per_octave))
+    n_filters = min(bins_per_octave, n_bins)
+    fmin = fmin * 2.0 ** (tuning / bins_per_octave)
+    ratios = 2.0 ** (np.arange(0, bins_per_octave, dtype=float) / bins_per_octave)
+    freqs = np.sort(np.multiply.outer(2.0 ** np.arange(n_octaves), ratios).flatten()[:n_bins]) * fmin
+    if n_bins == 1:  # librosa's __et_relative_bw
+        r = 2 ** (1 / bins_per_octave)
+        alpha = np.atleast_1d((r**2 - 1) / (r**2 + 1))
+    else:
+        alpha = _relative_bandwidth(freqs)
+    _, cutoff = _wavelet_lengths(freqs, sr=sr, filter_scale=filter_scale, alpha=alpha)
+    nyquist = sr / 2.0
+    if cutoff > nyquist:
+        raise ConfigError(f"n_bins={n_bins} from fmin={fmin} reaches a filter cutoff of {cutoff:.0f} Hz, above "
+                          f"the Nyquist frequency {nyquist:.0f} Hz of sample_rate={sr}; use fewer bins")
+    # librosa's __early_downsample_count: octaves dropped before the first filter bank.
+    twos = (hop_length & -hop_length).bit_length() - 1
+    early = min(max(0, int(np.ceil(np.log2(nyquist / cutoff)) - 1) - 1), max(0, twos - n_octaves + 1))
+    factor = 2**early
+    hop = hop_length // factor
+    sr_early = sr / float(factor)
+    octaves = []
+    my_sr, my_hop = sr_early, hop
+    for i in range(n_octaves):
+        sl = slice(-n_filters, None) if i == 0 else slice(-n_filters * (i + 1), -n_filters * i)
+        basis, n_fft = _octave_filter_fft(my_sr, freqs[sl], filter_scale=filter_scale, alpha=alpha[sl])
+        basis *= np.sqrt(sr_early / my_sr)
+        halve = my_hop % 2 == 0
+        octaves.append((scipy.sparse.csr_array(basis), n_fft, my_hop, halve and i < n_octaves - 1))
+        if halve:
+            my_hop //= 2
+            my_sr /= 2.0
+    lengths, _ = _wavelet_lengths(freqs, sr=sr_early, filter_scale=filter_scale, alpha=alpha)
+    return _CqtPlan(early=factor, hop_length=hop, octaves=tuple(octaves),
+                    sqrt_lengths=_frozen(np.sqrt(lengths)[:, np.newaxis]), n_bins=n_bins)
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+def _halve_rate(y: np.ndarray, factor: int = 2) -> np.ndarray:
+    """``librosa.resample(y, orig_sr=factor, target_sr=1, res_type="soxr_hq", scale=True)`` of mono float32 ``y``."""
+    y_hat = soxr.resample(y, factor, 1, quality="soxr_hq")
+    n = int(np.ceil(y.shape[-1] / factor))
+    if y_hat.shape[-1] != n:  # librosa.util.fix_length
+        y_hat = y_hat[:n] if y_hat.shape[-1] > n else np.pad(y_hat, (0, n - y_hat.shape[-1]))
+    y_hat /= np.sqrt(1.0 / factor)
+    return np.asarray(y_hat, dtype=y.dtype)
+
+
+def _octave_response(y: np.ndarray, basis: scipy.sparse.csr_array, *, n_fft: int, hop_length: int) -> np.ndarray:
+    """librosa's ``__cqt_response``: the centred, zero-padded STFT (window of ones; FFT in float64
+    rounded to complex64, as librosa.stft) projected onto the octave's filters, (filters, frames), complex64.
+
+    The spectrum is laid out (freq, time) in C order, so the sparse product reads it in place
+    (librosa's Fortran-ordered STFT is copied by scipy.sparse first), and the sums run in librosa's
+    order; no BLAS call (a small product per block waits for OpenBLAS's threads on busy cores).
+    """
+    n_frames = 1 + (y.shape[-1] + 2 * (n_fft // 2) - n_fft) // hop_length
+    out = np.empty((basis.shape[0], n_frames), dtype=np.complex64)
+    offset = n_fft // 2
+    for start in range(0, n_frames, _CQT_FRAMES):
+        stop = min(start + _CQT_FRAMES, n_frames)
+        chunk = _zero_padded_slice(y, start * hop_length - offset, (stop - 1) * hop_length + n_fft - offset)
+        frames = np.lib.stride_tricks.sliding_window_view(chunk, n_fft)[::hop_length]
+        spectrum = scipy.fft.rfft(frames.astype(np.float64).T, axis=0).astype(np.complex64, order="C")
+        out[:, start:stop] = basis @ spectrum
+    return out
+
+
+def _cqt_magnitude(y: np.ndarray, plan: _CqtPlan) -> np.ndarray:
+    """``np.abs(librosa.cqt(y, ...))`` for the parameters of ``plan``: (..., n_bins, n_frames), float32."""
+    outputs = []
+    for x in y.reshape(-1, y.shape[-1]):
+        if plan.early > 1:
+            if x.shape[-1] < plan.early:
+                raise AudioError(f"audio of {x.shape[-1]} samples is too short for this CQT")
+            x = _halve_rate(x, plan.early)
+        responses = []
+        for basis, n_fft, hop, halve in plan.octaves:
+            responses.append(_octave_response(x, basis, n_fft=n_fft, hop_length=hop))
+            if halve:
+                x = _halve_rate(x)
+        # librosa's __trim_stack: octaves stacked from the top, cut to the shortest.
+        n_frames = min(r.shape[-1] for r in responses)
+        stacked = np.empty((plan.n_bins, n_frames), dtype=np.complex64)
+        end = plan.n_bins
+        for response in responses:
+            n_oct = response.shape[0]
+            if end < n_oct:
+                stacked[:end] = response[-end:, :n_frames]
+            else:
+                stacked[end - n_oct : end] = response[:, :n_frames]
+            end -= n_oct
+        stacked /= plan.sqrt_lengths
+        outputs.append(np.abs(stacked))
+    return np.stack(outputs).reshape(*y.shape[:-1], *outputs[0].shape)
 
 
 @_register
@@ -402,11 +688,7 @@ def stft(
             y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
             center=center, power=2.0, block_frames=block_frames, db_floor=amin ** 2,
         )
-        if top_db is not None:
-            if top_db < 0:
-                raise ConfigError(f"top_db={top_db!r} must be non-negative")
-            np.maximum(db, db.max() - np.float32(top_db), out=db)
-        return db
+        return _clip_top_db(db, top_db=top_db)
     return _stft_power_blocks(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
         center=center, power=1.0, block_frames=block_frames,
@@ -560,12 +842,9 @@ def cqt(
     >>> cqt(y, sr=22050, n_bins=48).shape
     (48, 44)
     """
-    magnitude = np.abs(
-        librosa.cqt(
-            np.asarray(y, dtype=np.float32), sr=sr, hop_length=hop_length, fmin=fmin, n_bins=n_bins,
-            bins_per_octave=bins_per_octave, tuning=tuning, filter_scale=filter_scale,
-        )
-    ).astype(np.float32)
+    plan = _cqt_plan(int(sr), int(hop_length), float(fmin), int(n_bins), int(bins_per_octave), float(tuning),
+                     float(filter_scale))
+    magnitude = _cqt_magnitude(np.asarray(y, dtype=np.float32), plan)
     return _to_db(magnitude, power=1.0, amin=amin, top_db=top_db) if log else magnitude
 
 
@@ -617,7 +896,7 @@ def chroma_stft(
         center=center, power=2.0, block_frames=block_frames, basis=_chroma_basis(sr, n_fft, n_chroma, tuning),
         single=True,
     )
-    return librosa.util.normalize(chroma, norm=norm, axis=-2).astype(np.float32)
+    return _normalize(chroma, norm=norm, axis=-2).astype(np.float32, copy=False)
 
 
 @_register
@@ -714,8 +993,7 @@ def mfcc(
         center=center, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm="slaney", amin=amin,
         top_db=top_db, block_frames=block_frames,
     )
-    return librosa.feature.mfcc(S=log_power, n_mfcc=n_mfcc, dct_type=dct_type, norm="ortho",
-                                lifter=lifter).astype(np.float32)
+    return _dct_mfcc(log_power, n_mfcc=n_mfcc, dct_type=dct_type, lifter=lifter).astype(np.float32, copy=False)
 
 
 @_register
@@ -763,6 +1041,19 @@ def compute(y: np.ndarray, *, spec: FeatureSpec, block_frames: int = DEFAULT_BLO
     >>> compute(np.zeros(22050, dtype=np.float32), spec=spec).shape
     (40, 44)
     """
+    y = _checked_audio(y, spec)
+    params = dict(spec.params)
+    if "block_frames" in inspect.signature(REPRESENTATIONS[spec.representation]).parameters:
+        params["block_frames"] = block_frames
+    try:
+        out = REPRESENTATIONS[spec.representation](y, sr=spec.sample_rate, **params)
+    except librosa.ParameterError as err:
+        raise ConfigError(f"spec {spec.name!r} ({spec.representation}): {err}") from err
+    return out.astype(spec.dtype, copy=False)
+
+
+def _checked_audio(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """``y`` as float32, after checking it has the channels of ``spec`` and samples."""
     y = np.asarray(y)
     expected_ndim = 1 if spec.channels == 1 else 2
     if y.ndim != expected_ndim or (spec.channels > 1 and y.shape[0] != spec.channels):
@@ -772,14 +1063,104 @@ def compute(y: np.ndarray, *, spec: FeatureSpec, block_frames: int = DEFAULT_BLO
         )
     if y.shape[-1] == 0:
         raise AudioError("audio has no samples")
-    params = dict(spec.params)
-    if "block_frames" in inspect.signature(REPRESENTATIONS[spec.representation]).parameters:
-        params["block_frames"] = block_frames
-    try:
-        out = REPRESENTATIONS[spec.representation](y.astype(np.float32, copy=False), sr=spec.sample_rate, **params)
-    except librosa.ParameterError as err:
-        raise ConfigError(f"spec {spec.name!r} ({spec.representation}): {err}") from err
-    return out.astype(spec.dtype, copy=False)
+    return y.astype(np.float32, copy=False)
+
+
+#: The parameters of an STFT's framing: specs that agree on these (and on the sample rate) can share one STFT.
+_FRAMING = ("n_fft", "hop_length", "win_length", "window", "center")
+
+
+def _from_power(spec: FeatureSpec) -> tuple[tuple[Any, float | None], Callable[[np.ndarray], np.ndarray]] | None:
+    """How ``spec`` is computed from the power spectrogram ``|STFT|**2`` of its framing: its
+    :func:`_stft_power_targets` target and the step that turns that target's output into the
+    feature (the same helpers as its own function), or None if it is not (a linear STFT, a mel of
+    another power, CQT, waveform)."""
+    p, sr, name = spec.param_dict, spec.sample_rate, spec.representation
+    if name in ("logmel", "mfcc") or (name == "mel" and p["power"] == 2.0):
+        basis = _mel_basis(sr, p["n_fft"], p["n_mels"], p["fmin"], p["fmax"], p["htk"], p.get("norm", "slaney"))
+        if name == "mel":
+            return (basis, None), lambda out: out
+        if name == "logmel":
+            return (basis, None), lambda out: _to_db(out, power=2.0, amin=p["amin"], top_db=p["top_db"])
+        return (basis, None), lambda out: _dct_mfcc(
+            _to_db(out, power=2.0, amin=p["amin"], top_db=p["top_db"]), n_mfcc=p["n_mfcc"], dct_type=p["dct_type"],
+            lifter=p["lifter"]).astype(np.float32, copy=False)
+    if name == "chroma_stft":
+        basis = _chroma_basis(sr, p["n_fft"], p["n_chroma"], p["tuning"])
+        return (basis, None), lambda out: _normalize(out, norm=p["norm"], axis=-2).astype(np.float32, copy=False)
+    if name == "stft" and p["log"]:
+        return (None, p["amin"] ** 2), lambda out: _clip_top_db(out, top_db=p["top_db"])
+    return None
+
+
+def compute_many(y: np.ndarray, *, specs: Sequence[FeatureSpec],
+                 block_frames: int = DEFAULT_BLOCK_FRAMES) -> dict[str, np.ndarray]:
+    """Every feature of ``specs`` from the same audio, sharing the STFT of specs with the same framing.
+
+    Specs computed from the power spectrogram (``logmel``, ``mfcc``, ``mel`` with ``power=2``,
+    ``chroma_stft``, ``stft`` in dB) that agree on sample rate, ``n_fft``, ``hop_length``,
+    ``win_length``, ``window`` and ``center`` are computed from one STFT, block by block, and
+    log-mel and MFCC of the same mel filter bank from one mel projection. Each feature equals
+    :func:`compute` of its spec, bit for bit, except ``chroma_stft`` next to a dB feature: it then
+    comes from the shared float64 FFT (librosa's arithmetic) instead of its own float32 one, a
+    difference of float32 rounding (about 1e-7 of each frame's maximum). Other specs are computed
+    alone.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,) or (channels, n)], finite float
+        Audio at the specs' sample rate and channels.
+    specs : sequence of FeatureSpec
+        With distinct names.
+    block_frames : int > 0
+        Frames per block for STFT-based representations (does not change the numbers).
+
+    Returns
+    -------
+    dict
+        Spec name -> feature, in the order of ``specs``.
+
+    Examples
+    --------
+    >>> from mirdl.features.spec import FeatureSpec
+    >>> specs = [FeatureSpec(representation="logmel", params={"n_mels": 40}, name="logmel"),
+    ...          FeatureSpec(representation="mfcc", params={"n_mels": 40}, name="mfcc")]
+    >>> {name: x.shape for name, x in compute_many(np.zeros(22050, np.float32), specs=specs).items()}
+    {'logmel': (40, 44), 'mfcc': (20, 44)}
+    """
+    groups: dict[tuple, list[FeatureSpec]] = {}
+    for spec in specs:
+        if _from_power(spec) is None:
+            continue
+        key = (spec.sample_rate, spec.channels, *(spec.param_dict[k] for k in _FRAMING))
+        groups.setdefault(key, []).append(spec)
+    shared: dict[str, np.ndarray] = {}
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        first = group[0]
+        audio = _checked_audio(y, first)
+        framing = {k: first.param_dict[k] for k in _FRAMING}
+        plans = [_from_power(spec) for spec in group]
+        targets: list[tuple[Any, float | None]] = []
+        slots = []
+        for target, _ in plans:
+            # One projection per distinct filter bank (log-mel and MFCC of the same mel bank share it).
+            same = [i for i, t in enumerate(targets) if t[0] is not None and t[0] is target[0]]
+            if not same:
+                targets.append(target)
+            slots.append(same[0] if same else len(targets) - 1)
+        single = all(spec.representation == "chroma_stft" for spec in group)
+        try:
+            outputs = _stft_power_targets(audio, **framing, power=2.0, block_frames=block_frames, targets=targets,
+                                          single=single)
+            for spec, (_, finish), slot in zip(group, plans, slots):
+                shared[spec.name] = finish(outputs[slot]).astype(spec.dtype, copy=False)
+        except librosa.ParameterError as err:
+            names = ", ".join(repr(spec.name) for spec in group)
+            raise ConfigError(f"specs {names}: {err}") from err
+    return {spec.name: shared[spec.name] if spec.name in shared else compute(y, spec=spec, block_frames=block_frames)
+            for spec in specs}
 
 
 def silence_column(spec: FeatureSpec) -> np.ndarray:

@@ -551,14 +551,15 @@ class AugmentVariants(beam.DoFn):
 
 
 class ComputeFeatures(beam.DoFn):
-    """:class:`Variant` -> :class:`TrackFeatures`: every spec on the same audio (:func:`mirdl.features.representations.compute`)."""
+    """:class:`Variant` -> :class:`TrackFeatures`: every spec on the same audio
+    (:func:`mirdl.features.representations.compute_many`: specs of the same framing share one STFT)."""
 
     def __init__(self, *, specs: tuple[FeatureSpec, ...]) -> None:
         self.specs = specs
 
     def process(self, item: Variant) -> Iterator[Any]:
         try:
-            computed = {spec.name: representations.compute(item.audio, spec=spec) for spec in self.specs}
+            computed = representations.compute_many(item.audio, specs=self.specs)
         except Exception as err:  # noqa: BLE001
             yield _dead_letter(item.track, stage="features", exc=err, context=f"variant {item.variant}")
             return

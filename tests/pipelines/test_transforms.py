@@ -286,3 +286,26 @@ def test_chan_merge_in_any_grouping_matches_numpy():
         np.testing.assert_allclose(moments.mean, whole.mean(axis=-1), rtol=1e-12)
         np.testing.assert_allclose(moments.m2 / moments.count, whole.var(axis=-1), rtol=1e-10)
     assert merge_moments(None, left) is left
+
+
+def test_features_of_four_specs_share_one_stft_and_equal_librosa():
+    """The job's step computes log-mel, CQT, chroma and MFCC of one framing from one STFT
+    (representations.compute_many): each still equals librosa on the same audio."""
+    import librosa
+
+    params = {"n_fft": 1024, "hop_length": 512}
+    specs = tuple(FeatureSpec(representation=r, sample_rate=SR, params=p, name=r) for r, p in [
+        ("logmel", {**params, "n_mels": 40}), ("cqt", {"hop_length": 512, "n_bins": 72}),
+        ("chroma_stft", params), ("mfcc", {**params, "n_mels": 40})])
+    rng = np.random.default_rng(3)
+    y = (sine(2.0, 330.0) + sine(2.0, 495.0) + 0.01 * rng.standard_normal(2 * SR)).astype(np.float32)
+    (item,) = ComputeFeatures(specs=specs).process(Variant(Track("t", "/t.wav"), 0, y))
+    assert isinstance(item, TrackFeatures)
+    f = item.features
+    mel = librosa.feature.melspectrogram(y=y, sr=SR, n_mels=40, **params)
+    assert float(np.abs(f["logmel"] - librosa.power_to_db(mel, ref=1.0, top_db=None)).max()) <= 1e-3
+    cqt = np.abs(librosa.cqt(y, sr=SR, hop_length=512, n_bins=72))
+    assert float(np.abs(f["cqt"] - librosa.amplitude_to_db(cqt, ref=1.0, top_db=None)).max()) <= 1e-3
+    np.testing.assert_allclose(f["chroma_stft"], librosa.feature.chroma_stft(y=y, sr=SR, tuning=0.0, **params),
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(f["mfcc"], librosa.feature.mfcc(y=y, sr=SR, n_mels=40, **params), rtol=1e-4, atol=1e-3)
