@@ -471,7 +471,7 @@ class DecodeAudio(beam.DoFn):
         self._hasher: ThreadPoolExecutor | None = None
 
     def setup(self) -> None:
-        # One thread hashes a file's bytes while this one decodes it: hashlib and the decoders
+        # One thread hashes a file's bytes while this one decodes it: hashlib and libsndfile (cffi)
         # release the GIL, so on a 1-worker job the hash (~0.45 s per 430 MB) rides on the idle core.
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirdl-sha256")
 
