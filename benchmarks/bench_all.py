@@ -123,21 +123,21 @@ def prepare_config(work: Path, listing: Path, *, tag: str, features: list[dict],
     return path
 
 
-def run_prepare(config: Path, *, workers: int, cwd: Path) -> dict:
+def run_prepare(config: Path, *, workers: int, cwd: Path, beam_args: list[str] = ()) -> dict:
     """Run the job in a child process: wall seconds and peak RSS (bytes) from ``os.wait4``."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     log = cwd / f"{config.stem}-w{workers}.log"
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as handle:
         child = subprocess.Popen([sys.executable, "-c", CHILD, "--config", str(config), "--workers", str(workers),
-                                  "--overwrite"], cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
+                                  "--overwrite", *beam_args], cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 3):
         raise SystemExit(f"prepare {config.name} --workers {workers} exited {code}:\n"
                          + log.read_text(errors="replace")[-3000:])
-    return {"seconds": seconds, "rss": usage.ru_maxrss * 1024}
+    return {"seconds": seconds, "rss": usage.ru_maxrss * 1024, "cpu": usage.ru_utime + usage.ru_stime}
 
 
 def shard_digest(store: Path) -> list:

@@ -1,5 +1,13 @@
-"""Beam's local engine (the FnApiRunner) with worker processes that leave their error reports
-to the driver.
+"""Beam's local engine (the FnApiRunner) with workers that leave their error reports to the driver.
+
+``mirdl prepare --workers N`` runs ``--direct_running_mode=multi_threading``: N worker threads
+in the driver's process (Beam's embedded gRPC workers). A failed bundle's worker prints its
+traceback to ``sys.stderr`` before the driver raises the same error; :class:`LocalRunner` drops
+what those threads write to ``sys.stderr`` while they run a bundle (:class:`WorkerStderrDropped`,
+as the worker processes' stderr is discarded below), and their log records go through the
+driver's logging (the levels of :data:`WORKER_LOG_LEVELS` do not apply: there is no worker
+logging service; :func:`mirdl.pipelines.failures.quiet_failed_bundles` silences the loggers
+that repeat a failed bundle).
 
 With ``--direct_running_mode=multi_processing`` Beam starts each worker as
 ``python -m apache_beam.runners.worker.sdk_worker_main`` with the driver's stderr. Whatever a
@@ -23,7 +31,7 @@ pipeline options, so they log at INFO.
   ``--sdk_harness_log_level_overrides`` change them;
 - waited for when the run ends, also where Beam skips the wait (see :meth:`LocalRunner.run_pipeline`).
 
-Elsewhere (Windows) the workers keep their stderr. Everything else is Beam's runner.
+Elsewhere (Windows) the worker processes keep their stderr. Everything else is Beam's runner.
 """
 from __future__ import annotations
 
@@ -31,6 +39,7 @@ import os
 import shlex
 import sys
 import threading
+import time
 from typing import Any
 
 from apache_beam.options.pipeline_options import WorkerOptions
@@ -38,12 +47,15 @@ from apache_beam.portability import python_urns
 from apache_beam.portability.api import beam_provision_api_pb2
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo
+from apache_beam.runners.worker import sdk_worker, statesampler
 
 from mirdl.pipelines.failures import FAILURE_LOGGERS
 
-__all__ = ["WORKER_LOG_LEVELS", "LocalRunner", "beam_worker_command", "worker_command"]
+__all__ = ["WORKER_LOG_LEVELS", "LocalRunner", "WorkerStderrDropped", "beam_worker_command", "worker_command"]
 
 _WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
+#: After a failed or interrupted run, how long to wait for worker threads still inside a bundle.
+BUNDLE_WAIT_SECONDS = 300.0
 #: Log levels of the worker processes: ``default_sdk_harness_log_level`` and
 #: ``sdk_harness_log_level_overrides`` (logger -> level). The errors of the loggers of
 #: :data:`~mirdl.pipelines.failures.FAILURE_LOGGERS` repeat a failed bundle, which the driver
@@ -75,10 +87,65 @@ def worker_command() -> str:
     return f"exec {shlex.quote(sys.executable)} -m {_WORKER_MAIN} 2>/dev/null"
 
 
+class WorkerStderrDropped:
+    """``sys.stderr`` for a run with worker threads: writes of a thread that is running a Beam
+    instruction (a bundle) are dropped, every other write goes to ``stream``.
+
+    Beam's worker prints a failed bundle's traceback there before the driver raises the error
+    itself; a worker process's stderr is discarded for the same reason.
+
+    Examples
+    --------
+    >>> import io
+    >>> from apache_beam.runners.worker import sdk_worker, statesampler
+    >>> stream = io.StringIO()
+    >>> stderr = WorkerStderrDropped(stream)
+    >>> with statesampler.instruction_id("bundle-1"):  # as Beam's worker thread runs a bundle
+    ...     _ = stderr.write("Traceback (most recent call last): ...")
+    >>> _ = stderr.write("prepare: 1/2 files")
+    >>> stream.getvalue()
+    'prepare: 1/2 files'
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if statesampler.get_current_instruction_id() is not None:
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, encoding, fileno ...: the stream's
+        return getattr(self._stream, name)
+
+
+def threads_in_bundles() -> list[int]:
+    """Idents of the threads of this process that are running a Beam worker instruction (a bundle).
+
+    Beam's embedded workers run bundles on its shared thread pool, which nothing joins: when a
+    run fails or is interrupted, a worker thread finishes the element it holds after the driver
+    has given up on its bundle.
+
+    Examples
+    --------
+    >>> threads_in_bundles()
+    []
+    """
+    execute = sdk_worker.SdkHarness._execute.__code__  # noqa: SLF001 - where every instruction runs
+    busy = []
+    for ident, frame in sys._current_frames().items():  # noqa: SLF001
+        while frame is not None and frame.f_code is not execute:
+            frame = frame.f_back
+        if frame is not None:
+            busy.append(ident)
+    return busy
+
+
 class LocalRunner(FnApiRunner):
     """Beam's :class:`~apache_beam.runners.portability.fn_api_runner.FnApiRunner` whose worker
-    processes (``multi_processing`` mode) discard their stderr and log at the levels of
-    :data:`WORKER_LOG_LEVELS` (see the module docs).
+    threads (``multi_threading`` mode) print nothing to ``sys.stderr`` while they run a bundle,
+    and whose worker processes (``multi_processing`` mode) discard their stderr and log at the
+    levels of :data:`WORKER_LOG_LEVELS` (see the module docs).
 
     Examples
     --------
@@ -105,9 +172,20 @@ class LocalRunner(FnApiRunner):
             "sdk_harness_log_level_overrides": overrides,
         })
         running = set(threading.enumerate())
+        stderr = sys.stderr
+        sys.stderr = WorkerStderrDropped(stderr)
         try:
             return super().run_pipeline(pipeline, options)
         finally:
+            # A worker thread may still be inside a bundle (the other worker's failure, or a
+            # Ctrl-C, ended the run): it would go on writing spill files into the temporary store
+            # the caller deletes next. It stops after the element it holds (its input is closed).
+            try:
+                deadline = time.monotonic() + BUNDLE_WAIT_SECONDS
+                while threads_in_bundles() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            finally:
+                sys.stderr = stderr
             # Beam waits for each worker process as it closes it, but not when closing the
             # worker's data connection fails (it logs the error and goes on), as it can after a
             # failed bundle or a Ctrl-C. Wait here: no worker may still write into files the

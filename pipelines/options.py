@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ``--job-timeout``, ``--stall-timeout``, ``--partition``, ``--update``."""
     parser.add_argument("--config", required=True, type=Path, help="prepare config (YAML)")
     parser.add_argument("--workers", type=argparse_type(integer, int, minimum=1), default=2, metavar="N",
-                        help="worker processes of the local runner (default 2; 1 = in this process, fastest "
-                             "for small corpora); not used with --runner")
+                        help="workers of the local runner: threads of this process (default 2; 1 = no worker "
+                             "threads, fastest for small corpora); not used with --runner")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace store.out if it holds a mirdl store (rebuilds even an up-to-date one)")
     parser.add_argument("--max-error-rate", type=argparse_type(fraction, float), default=None, metavar="F",

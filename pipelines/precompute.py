@@ -11,7 +11,7 @@
     records -> SplitTrack -> DistinctTracks -> TracksPerSplit -> SaveTracks
     Decode  -> DecodedTracks (id, samples, sha256 of the bytes) -> DecodedSamples -> Durations -> SaveCorpus
 
-    (with N > 1 local worker processes, Reshuffle is BucketByAudio -> GroupBuckets -> Unbucket:
+    (with N > 1 local workers, Reshuffle is BucketByAudio -> GroupBuckets -> Unbucket:
     one bucket of about equal audio per worker, see balance_tracks)
                                                                \\-> DecodedList -> SaveDecoded (tracks.jsonl)
     errors of every step + listing errors -> ErrorList -> SaveErrors (errors.jsonl, sorted)
@@ -42,8 +42,9 @@ path and the free space there). A config, Beam option or destination problem rai
 prints one line and exits 130). See :mod:`mirdl.pipelines.failures`.
 
 Runner: without ``--runner``, the DirectRunner's own local engine (Beam's FnApiRunner) with
-``--direct_running_mode=multi_processing --direct_num_workers=N`` (``--workers N``; 1 runs in
-this process), with worker processes that stop quietly on Ctrl-C and leave their error reports
+``--direct_running_mode=multi_threading --direct_num_workers=N`` (``--workers N`` worker
+threads in this process; 1 runs in this process without them); ``--direct_running_mode=multi_processing``
+runs worker processes instead, which stop quietly on Ctrl-C and leave their error reports
 to this driver (:class:`~mirdl.pipelines.local_runner.LocalRunner`). It is named directly because Beam 2.77's
 ``DirectRunner`` first tries to download and start the Prism runner, a network call that fails
 offline before it falls back to this same engine; ``--runner=DirectRunner`` still works when
@@ -122,7 +123,7 @@ from mirdl.store.remote import upload_store
 from mirdl.store.verify import check_shards
 
 __all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "EXIT_DISK_FULL", "EXIT_TIMEOUT", "run", "prepare",
-           "pipeline_options", "partial_store_path", "balance_tracks", "PROBE_LIMIT"]
+           "pipeline_options", "partial_store_path", "balance_tracks", "PROBE_LIMIT", "DECODE_COST"]
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 3
@@ -180,7 +181,10 @@ def pipeline_options(beam_args: list[str], *, workers: int) -> PipelineOptions:
     if not given("--runner"):
         args.append("--runner=FnApiRunner")
         if not given("--direct_running_mode"):
-            args.append(f"--direct_running_mode={'multi_processing' if workers > 1 else 'in_memory'}")
+            # Threads, not processes: decoding, resampling, FFTs and the mel projection release the
+            # GIL (it is held ~7 % of the time), and a thread costs no start-up (a worker process
+            # imports Beam, numpy and librosa again: ~3 s of CPU). BENCHMARKS.md "Workers as threads".
+            args.append(f"--direct_running_mode={'multi_threading' if workers > 1 else 'in_memory'}")
         if not given("--direct_num_workers"):
             args.append(f"--direct_num_workers={workers}")
     options = PipelineOptions(args)
@@ -623,15 +627,20 @@ def _save_errors(errors: list[ErrorRecord], *, path: str, summary_path: str) -> 
 #: Up to this many tracks, :func:`balance_tracks` reads each file's header for its duration
 #: (a few ms per file); beyond, file sizes stand in for it.
 PROBE_LIMIT = 5000
+#: CPU per second of audio of a codec (libsndfile subtype) relative to PCM and FLAC, decode +
+#: resample + log-mel at 22.05 kHz: 6.3, 2.1 and 1.1 ms per second of stereo 44.1/48 kHz audio on
+#: the ``make bench`` corpus (BENCHMARKS.md "Workers as threads"). Equal durations are not equal work.
+DECODE_COST = {"OPUS": 5.8, "VORBIS": 1.9}
 
 
 def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
-    """``track_id -> bucket`` in ``range(n_buckets)``, buckets of about equal audio.
+    """``track_id -> bucket`` in ``range(n_buckets)``, buckets of about equal work.
 
-    Longest first into the bucket with the least audio so far (LPT scheduling: within 4/3 of the
-    best split). The duration is the file header's (:func:`mirdl.features.audio.probe`) for up
-    to :data:`PROBE_LIMIT` tracks, else the file size; a file that cannot be probed counts as
-    its size in bytes over 16 kB/s (its decode fails or is short anyway).
+    Costliest first into the bucket with the least work so far (LPT scheduling: within 4/3 of the
+    best split). A track's work is its duration from the file header
+    (:func:`mirdl.features.audio.probe`) times its codec's :data:`DECODE_COST` (Opus costs ~6x
+    PCM per second) for up to :data:`PROBE_LIMIT` tracks, else the file size; a file that cannot
+    be probed counts as its size in bytes over 16 kB/s (its decode fails or is short anyway).
 
     Examples
     --------
@@ -645,7 +654,8 @@ def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
         cost = None
         if len(tracks) <= PROBE_LIMIT:
             try:
-                cost = audio.probe(track.path).duration
+                info = audio.probe(track.path)
+                cost = None if info.duration is None else info.duration * DECODE_COST.get(info.subtype, 1.0)
             except Exception:  # noqa: BLE001 - a file that cannot be probed fails in the job, once
                 cost = None
         if cost is None:
@@ -665,11 +675,12 @@ def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
 
 
 def _local_workers(options: PipelineOptions) -> int:
-    """Worker processes of Beam's local engine for ``options`` (0: another runner runs the job)."""
+    """Workers (threads or processes) of Beam's local engine for ``options`` (0: another runner runs the job)."""
     if options.view_as(StandardOptions).runner != "FnApiRunner":
         return 0
     direct = options.view_as(DirectOptions)
-    return int(direct.direct_num_workers or 1) if direct.direct_running_mode == "multi_processing" else 1
+    parallel = direct.direct_running_mode in ("multi_processing", "multi_threading")
+    return int(direct.direct_num_workers or 1) if parallel else 1
 
 
 def _build(pipeline: beam.Pipeline, *, config: PrepareConfig, layout: RecordLayout, tracks: list[Track],
@@ -677,10 +688,11 @@ def _build(pipeline: beam.Pipeline, *, config: PrepareConfig, layout: RecordLayo
            max_error_rate: float | None, stats_split: str, local_workers: int = 0) -> None:
     """Add the job's steps to ``pipeline`` (see the module docstring for the graph).
 
-    With ``local_workers`` > 1 (Beam's local engine in ``multi_processing`` mode) the tracks go
-    to the workers in buckets of equal audio (:func:`balance_tracks`) instead of a random
-    reshuffle: that engine hands each worker a fixed share of a stage's input (no dynamic
-    splitting), so one worker could get the long tracks while the other idles.
+    With ``local_workers`` > 1 (Beam's local engine with worker threads or processes) the tracks
+    go to the workers in buckets of equal audio (:func:`balance_tracks`) instead of a random
+    reshuffle: in both modes that engine hands each worker a fixed share of a stage's input
+    (``ParallelBundleManager``, no dynamic splitting), so one worker could get the long tracks
+    while the other idles.
     """
     # The listing goes through a file, not beam.Create: the pipeline graph stays small and the
     # runner splits the reading, however many tracks there are.

@@ -34,7 +34,9 @@ import functools
 import json
 import logging
 import os
+import pickle
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import apache_beam as beam
@@ -80,6 +82,7 @@ __all__ = [
     "assign_shard",
     "ComputeRecords",
     "WriteShards",
+    "ArraysCoder",
 ]
 
 #: Tag of the dead-letter output of every DoFn.
@@ -221,6 +224,38 @@ class TrackFeatures:
     variant: int
     features: dict[str, np.ndarray]
     annotations: Annotations | None = None
+
+
+class ArraysCoder(beam.coders.Coder):
+    """Pickle coder of the elements that carry a whole track's audio or features
+    (:class:`Decoded`, :class:`Variant`, :class:`TrackFeatures`), whose size estimate is the
+    arrays' bytes.
+
+    Beam's sampled byte counters estimate an element's size by encoding it; with the fallback
+    (pickle) coder that copied every sampled decoded track and its features (about half the
+    tracks of a 60-file job, all of a small one) only to measure them. Elements are still
+    pickled where a runner moves them between processes.
+    """
+
+    def encode(self, value: Any) -> bytes:
+        return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, encoded: bytes) -> Any:
+        return pickle.loads(encoded)
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def estimate_size(self, value: Any) -> int:
+        arrays = [getattr(value, "audio", None), *getattr(value, "features", {}).values()]
+        return 256 + sum(int(array.nbytes) for array in arrays if isinstance(array, np.ndarray))
+
+    def to_type_hint(self) -> Any:
+        return Any
+
+
+for _element_type in (Decoded, Variant, TrackFeatures):
+    beam.coders.registry.register_coder(_element_type, ArraysCoder)
 
 
 # ------------------------------------------------------------------------------------------ pure steps
@@ -433,13 +468,28 @@ class DecodeAudio(beam.DoFn):
                  decoder: str = "reference") -> None:
         self.sample_rate, self.channels, self.progress_path = sample_rate, channels, progress_path
         self.decoder = decoder
+        self._hasher: ThreadPoolExecutor | None = None
+
+    def setup(self) -> None:
+        # One thread hashes a file's bytes while this one decodes it: hashlib and libsndfile (cffi)
+        # release the GIL, so on a 1-worker job the hash (~0.45 s per 430 MB) rides on the idle core.
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirdl-sha256")
+
+    def teardown(self) -> None:
+        if self._hasher is not None:
+            self._hasher.shutdown(wait=True)
+            self._hasher = None
 
     def process(self, element: tuple[Track, Annotations | None]) -> Iterator[Any]:
         track, annotations = element
+        if self._hasher is None:  # process() called without setup() (a plain call in a test)
+            self.setup()
+        hashes = self._hasher.submit(lambda: (_file_sha256(track.path), _file_sha256(track.annotation_path)))
         try:
             decoded = audio.decode(track.path, sample_rate=self.sample_rate, channels=self.channels,
                                    decoder=self.decoder)
         except Exception as err:  # noqa: BLE001
+            hashes.cancel()
             _count("files_failed")
             _report_progress(self.progress_path, 0.0)
             yield _dead_letter(track, stage="decode", exc=err)
@@ -454,9 +504,9 @@ class DecodeAudio(beam.DoFn):
         _count("files_read")
         _count("audio_ms", round(1000 * seconds))
         # The bytes' hashes let `mirdl prepare --update` copy this track's records instead of
-        # decoding it again; the file was just read, so this read comes from the page cache.
-        yield Decoded(track, y, annotations, sha256=_file_sha256(track.path),
-                      annotation_sha256=_file_sha256(track.annotation_path))
+        # decoding it again; hashed while it was decoded (the second read comes from the page cache).
+        sha256, annotation_sha256 = hashes.result()
+        yield Decoded(track, y, annotations, sha256=sha256, annotation_sha256=annotation_sha256)
         # The fused steps after this one have processed the track when the runner comes back here.
         _report_progress(self.progress_path, seconds)
 
@@ -479,6 +529,12 @@ class AugmentVariants(beam.DoFn):
     def process(self, item: Decoded) -> Iterator[Any]:
         track = item.track
         for variant in range(self.spec.n_variants):
+            if variant == 0 and item.audio.dtype == np.float32 and item.audio.shape[-1] > 0:
+                # The clean variant is the decoded audio itself (float32, finite: the decoder checks
+                # every block), as apply_variant returns it, without apply_variant's copy of the track.
+                _count("variants")
+                yield Variant(track, variant, item.audio, item.annotations)
+                continue
             try:
                 background = None
                 if variant > 0 and self.background_files:
@@ -611,17 +667,18 @@ def ComputeRecords(tracks, *, config: PrepareConfig, layout: RecordLayout,  # no
         ).with_outputs(ERRORS, main="main")
         pending = annotated.main
         errors.append(annotated[ERRORS])
+    # The main output's type picks its coder (ArraysCoder: no pickling to estimate its size).
     steps = [
         ("Decode", DecodeAudio(sample_rate=config.sample_rate, channels=config.channels,
-                               progress_path=progress_path, decoder=config.audio.decoder)),
+                               progress_path=progress_path, decoder=config.audio.decoder), Decoded),
         ("Augment", AugmentVariants(spec=config.augment, sample_rate=config.sample_rate, channels=config.channels,
-                                    background_files=config.background_files())),
-        ("Features", ComputeFeatures(specs=config.features)),
-        ("Segment", SegmentRecords(layout=layout)),
+                                    background_files=config.background_files()), Variant),
+        ("Features", ComputeFeatures(specs=config.features), TrackFeatures),
+        ("Segment", SegmentRecords(layout=layout), Any),
     ]
     outputs = {}
-    for label, fn in steps:
-        result = pending | label >> beam.ParDo(fn).with_outputs(ERRORS, main="main")
+    for label, fn, element_type in steps:
+        result = pending | label >> beam.ParDo(fn).with_output_types(element_type).with_outputs(ERRORS, main="main")
         errors.append(result[ERRORS])
         pending = outputs[label] = result.main
     return {

@@ -220,8 +220,9 @@ def dataset_card(manifest: Mapping[str, Any], *, dataset: Mapping[str, Any] | No
         The store's manifest.
     dataset : mapping, optional
         ``description``, ``license``, ``source`` (of the audio), ``url``: shown when given.
-    plots : sequence of str
-        Plot files, relative to the store (``plots/labels.png``, ...).
+    plots : sequence of str or CardPlot
+        Plot files, relative to the store (``plots/labels.png``, ...), or
+        :class:`mirdl.store.card_plots.CardPlot` (file and caption: the caption follows the image).
     """
     dataset = dict(dataset or {})
     m = manifest
@@ -286,7 +287,10 @@ def dataset_card(manifest: Mapping[str, Any], *, dataset: Mapping[str, Any] | No
     lines.append("")
 
     if plots:
-        lines += ["## Plots", ""] + [f"![{Path(plot).stem}]({plot})" for plot in plots] + [""]
+        lines += ["## Plots", ""]
+        for plot in plots:  # a path, or a CardPlot (mirdl.store.card_plots): path + the Markdown reading it
+            path, caption = (plot, None) if isinstance(plot, str) else (plot.path, plot.caption)
+            lines += [f"![{Path(path).stem}]({path})", ""] + ([caption, ""] if caption else [])
 
     provenance = m.get("provenance") or {}
     lines += ["## How it was built", ""]
@@ -344,22 +348,23 @@ def write_descriptions(directory: str | os.PathLike, manifest: Mapping[str, Any]
 def write_card_with_plots(directory: str | os.PathLike, manifest: Mapping[str, Any], *,
                           dataset: Mapping[str, Any] | None = None,
                           log: Callable[[str], None] = print) -> list[str]:
-    """Draw the store's plots into ``PLOTS_DIR`` (:func:`mirdl.store.summary.plot`), then write the
-    descriptions that show them (:func:`write_descriptions`); return the plot paths.
+    """Draw the store's plots into ``PLOTS_DIR`` (:func:`mirdl.store.card_plots.card_plots`: pixels
+    from numpy, their titles, axes and numbers in the card's Markdown; no matplotlib), then write
+    the descriptions that show them (:func:`write_descriptions`); return the plot paths.
 
     The plots read records back, so the manifest is in place while they are drawn; it is removed
     again, and the caller writes it last, as always. A plot that fails does not cost the store:
     ``log`` says so and the card goes without it.
     """
-    from mirdl.store import summary
+    from mirdl.store.card_plots import card_plots
 
     directory = Path(directory)
     write_json_atomic(directory / MANIFEST_NAME, manifest)
     try:
-        plots = [path.relative_to(directory).as_posix() for path in summary.plot(directory, directory / PLOTS_DIR)]
+        plots = card_plots(directory, directory / PLOTS_DIR)
     except Exception as err:  # noqa: BLE001 - the store matters more than its pictures; the log names why
         log(f"plots not drawn ({type(err).__name__}: {err})")
         plots = []
     (directory / MANIFEST_NAME).unlink()
     write_descriptions(directory, manifest, dataset=dataset, plots=plots)
-    return plots
+    return [plot.path for plot in plots]

@@ -378,7 +378,7 @@ def test_beam_options_pass_through_unchanged():
     assert flink.view_as(StandardOptions).runner == "FlinkRunner"
     assert flink.get_all_options()["parallelism"] == 8
     local = pipeline_options([], workers=2).view_as(DirectOptions)
-    assert (local.direct_running_mode, local.direct_num_workers) == ("multi_processing", 2)
+    assert (local.direct_running_mode, local.direct_num_workers) == ("multi_threading", 2)
     assert pipeline_options([], workers=1).view_as(DirectOptions).direct_running_mode == "in_memory"
 
 
@@ -415,8 +415,8 @@ def test_every_bad_field_is_named(corpus, change, message):
 
 
 @pytest.mark.slow
-def test_cli_with_two_worker_processes_writes_identical_shards(job, corpus, tmp_path):
-    """`mirdl prepare --workers 2` (multi_processing, a subprocess) == run(--workers 1) in this process."""
+def test_cli_with_two_workers_writes_identical_shards(job, corpus, tmp_path):
+    """`mirdl prepare --workers 2` (worker threads, a subprocess) == run(--workers 1) in this process."""
     _, store, config = job("hdf5")
     other = config.with_name("prepare-hdf5-workers2.yaml")
     other.write_text(config.read_text().replace('"store-hdf5"', '"store-hdf5-w2"'), encoding="utf-8")

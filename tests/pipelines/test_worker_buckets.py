@@ -32,3 +32,18 @@ def test_unreadable_and_equal_files_still_spread_over_every_bucket(tmp_path):
     tracks = [Track(track_id=f"x{i}", path=str(tmp_path / f"missing{i}.wav")) for i in range(7)]
     counts = np.bincount(list(balance_tracks(tracks, 3).values()), minlength=3)
     assert sorted(counts) == [2, 2, 3]
+
+
+def test_buckets_weigh_a_costly_codec_above_its_duration(tmp_path):
+    # Opus decodes ~6x slower than PCM per second of audio: 10 s of Opus is about the work of
+    # three 20 s WAV files, so it gets a bucket of its own (by duration alone: 50 s against 40 s).
+    rate = 16000
+    y = (0.1 * np.sin(2 * np.pi * 440 * np.arange(10 * rate) / rate)).astype(np.float32)
+    tracks = [Track(track_id="opus", path=str(tmp_path / "opus.opus"))]
+    sf.write(tracks[0].path, y, rate, format="OGG", subtype="OPUS")
+    for i in range(3):
+        path = tmp_path / f"w{i}.wav"
+        sf.write(path, np.zeros(20 * rate, np.float32), rate)
+        tracks.append(Track(track_id=f"w{i}", path=str(path)))
+    bucket_of = balance_tracks(tracks, 2)
+    assert sorted(t for t in bucket_of if bucket_of[t] == bucket_of["opus"]) == ["opus"]
