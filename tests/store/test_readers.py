@@ -134,3 +134,29 @@ def test_a_flipped_value_byte_fails_the_planned_read(tmp_path, fmt):
     with pytest.raises(StoreError, match=f"{path.name}.*corrupt.*checksum"):
         for start, stop in zip(starts, stops):
             adapter.read_range(path, start, stop, manifest=manifest_of(fmt))
+
+
+def test_hdf5_chunk_reads_from_many_threads_at_once(tmp_path):
+    """The raw chunk reads take h5py's library lock (h5py 3.14's read_direct_chunk does not): read
+    concurrently, unlocked, they fail inside HDF5 (``H5Dread_chunk``, "No vol object wrap context")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    features = {"logmel": {"shape": [96, 128], "dtype": "float32"}}  # 48 KB records, 21 a chunk
+    rng = np.random.default_rng(0)
+    records = [{**record, "logmel": rng.standard_normal((96, 128)).astype(np.float32)}
+               for record in make_records(84)]
+    for record in records:
+        del record["wave"]
+    path = tmp_path / "demo-train-00000-of-00001.h5"
+    write_shard(records, path=path, store_format="hdf5", features=features, task=TASK)
+    adapter, manifest = adapter_for("hdf5"), {"format": "hdf5", "features": features, "task": TASK}
+    starts, stops = adapter.read_plan(path, manifest=manifest, batch_size=21)
+    assert len(starts) == 4
+
+    def read(i):
+        start, stop = int(starts[i % 4]), int(stops[i % 4])
+        return start, adapter.read_range(path, start, stop, manifest=manifest, metadata=False)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for start, batch in pool.map(read, range(200)):
+            np.testing.assert_array_equal(batch["logmel"], np.stack([r["logmel"] for r in records[start:start + 21]]))
