@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from mirdl.errors import ConfigError, StoreError
-from mirdl.store.files import atomic_path, write_json_atomic
+from mirdl.store.files import atomic_path, is_remote, write_json_atomic
 from mirdl.store.manifest import read_manifest
 from mirdl_tf.metrics import (MIN_PITCH, ONSET_THRESHOLD, clip_metrics, frame_metrics, pick_onsets,
                               statistics_baseline, track_statistics)
@@ -409,16 +409,18 @@ def store_track_statistics(store: str | os.PathLike, split: str, *, feature: str
     (:func:`~mirdl_tf.metrics.track_statistics` of each track's segments), read with numpy."""
     from mirdl.store.adapters import read_shard
     from mirdl.store.manifest import shard_paths
+    from mirdl.store.remote import fetched
 
     manifest = read_manifest(store)
     feature = feature or next(iter(manifest["features"]))
     segments: dict[str, list[np.ndarray]] = {}
     labels: dict[str, np.ndarray] = {}
     for path in shard_paths(store, manifest, split):
-        for record in read_shard(path, manifest=manifest, features=[feature]):
-            if int(record["variant"]) == 0:
-                segments.setdefault(record["track_id"], []).append(record[feature])
-                labels[record["track_id"]] = np.asarray(record["label"])
+        with fetched(str(path)) as local:  # a store on object storage: one shard at a time
+            for record in read_shard(local, manifest=manifest, features=[feature]):
+                if int(record["variant"]) == 0:
+                    segments.setdefault(record["track_id"], []).append(record[feature])
+                    labels[record["track_id"]] = np.asarray(record["label"])
     ids = sorted(segments)
     if not ids:
         return [], np.zeros((0, 0)), np.zeros((0,))
@@ -492,7 +494,7 @@ def evaluate(model_dir: str | os.PathLike, store: str | os.PathLike, split: str 
                                                               vocabulary=vocabulary)
     out = Path(out) if out is not None else Path(model_dir) / f"eval-{split}"
     out.mkdir(parents=True, exist_ok=True)
-    result = {"task": task, "split": split, "store": str(Path(store).resolve()),
+    result = {"task": task, "split": split, "store": str(store) if is_remote(store) else str(Path(store).resolve()),
               "store_fingerprint": manifest.get("fingerprint"), "model_dir": str(Path(model_dir).resolve()),
               "model": info["model"]["name"], "checkpoint": checkpoint, "tracks": len(outputs.track_ids),
               "patches": outputs.patches, "aggregation": AGGREGATION, "metrics": metrics}

@@ -9,6 +9,8 @@ Examples
 ::
 
     mirdl evaluate --model runs/fcn --store stores/demo --split test --plot
+    mirdl evaluate --model runs/fcn --store s3://lab-bucket/stores/demo      # read shard by shard
+    mirdl evaluate --model runs/fcn --store catalog://demo@1                 # pulled (verified) once
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ __all__ = ["configure", "run", "format_metrics"]
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``mirdl evaluate``."""
     parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="a mirdl train run directory")
-    parser.add_argument("--store", required=True, type=Path, metavar="STORE", help="store to evaluate on")
+    parser.add_argument("--store", required=True, metavar="STORE",
+                        help="store to evaluate on: a folder, s3:// URL or catalog://NAME[@VERSION]")
+    parser.add_argument("--catalog", metavar="ROOT", help="catalog root for catalog:// stores (default $MIRDL_CATALOG)")
     parser.add_argument("--split", default="test", help="split (default: test)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="where metrics.json goes (default DIR/eval-SPLIT)")
     parser.add_argument("--plot", action="store_true",
@@ -48,9 +52,18 @@ def format_metrics(metrics: dict[str, Any], indent: str = "  ") -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from mirdl.store.catalog import resolve_store
     from mirdl_tf.evaluate import evaluate
 
-    result = evaluate(args.model, args.store, args.split, out=args.out, plot=args.plot, checkpoint=args.checkpoint,
+    store = args.store
+    if store.startswith("catalog://"):  # a verified local copy in the cache, as mirdl train reads it
+        from mirdl.store.catalog import pull
+
+        store, fetched, _ = pull(store, args.catalog)
+        print(f"{args.store}: {'pulled into' if fetched else 'cached at'} {store}", flush=True)
+    else:
+        store = resolve_store(store, param="--store")
+    result = evaluate(args.model, store, args.split, out=args.out, plot=args.plot, checkpoint=args.checkpoint,
                       threshold=args.threshold)
     print(f"{result['model']} ({result['checkpoint']}) on {args.store} [{args.split}]: {result['task']}, "
           f"{result['tracks']} tracks, {result['patches']} patches")

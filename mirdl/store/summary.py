@@ -24,7 +24,9 @@ import numpy as np
 
 from mirdl.store.dead_letter import ErrorRecord
 from mirdl.store.adapters import read_shard
+from mirdl.store.files import filesystem_for, is_remote
 from mirdl.store.manifest import read_manifest, shard_paths
+from mirdl.store.remote import fetched
 
 __all__ = ["summary", "plot", "plot_label_counts", "iter_records", "MAX_SCAN_RECORDS", "SKEWED_RATIO", "PLOT_DPI"]
 
@@ -65,7 +67,8 @@ def summary(store: str | os.PathLike, *, first_reasons: int = _FIRST_REASONS) ->
 
     Parameters
     ----------
-    store : path-like
+    store : path-like or str
+        A store folder or an ``s3://``/``gs://`` URL.
     first_reasons : int
         Error records shown (from ``errors.jsonl``).
 
@@ -73,7 +76,6 @@ def summary(store: str | os.PathLike, *, first_reasons: int = _FIRST_REASONS) ->
     -------
     str
     """
-    store = Path(store)
     m = read_manifest(store)
     splits = m["splits"]
     n_shards = sum(len(entry["shards"]) for entry in splits.values())
@@ -122,24 +124,27 @@ def summary(store: str | os.PathLike, *, first_reasons: int = _FIRST_REASONS) ->
     count = errors.get("count", 0)
     by_stage = ", ".join(f"{stage} {n}" for stage, n in errors.get("by_stage", {}).items())
     lines.append(f"errors: {count}" + (f" ({by_stage}) in {errors.get('file')}" if count else ""))
-    errors_path = store / errors.get("file", "errors.jsonl")
-    if count and errors_path.is_file():
-        with open(errors_path, encoding="utf-8") as handle:
-            for line in itertools.islice(handle, first_reasons):
-                error = ErrorRecord.from_json(line)
-                lines.append(f"  [{error.stage}] {error.path}: {error.reason}")
+    if count:
+        filesystem, root = filesystem_for(store)
+        name = errors.get("file", "errors.jsonl")
+        data = filesystem.read_bytes(root / name if isinstance(root, Path) else f"{root}/{name}")
+        for line in itertools.islice((data or b"").decode("utf-8").splitlines(), first_reasons):
+            error = ErrorRecord.from_json(line)
+            lines.append(f"  [{error.stage}] {error.path}: {error.reason}")
         if count > first_reasons:
             lines.append(f"  ... {count - first_reasons} more")
     return "\n".join(lines)
 
 
 def iter_records(store: str | os.PathLike, *, splits: list[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Every record of ``splits`` (default: train first, then the others), shard by shard."""
+    """Every record of ``splits`` (default: train first, then the others), shard by shard (a
+    store on object storage: each shard fetched to a temporary file while it is read)."""
     manifest = read_manifest(store)
     names = splits or sorted(manifest["splits"], key=lambda split: (split != "train", split))
     for split in names:
         for path in shard_paths(store, manifest, split):
-            yield from read_shard(path, manifest=manifest)
+            with fetched(str(path)) as local:
+                yield from read_shard(local, manifest=manifest)
 
 
 def _examples(store: Path, manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -170,7 +175,7 @@ def _examples(store: Path, manifest: dict[str, Any]) -> list[tuple[str, dict[str
 def plot(store: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
     """Write PNGs: ``examples.png`` (one spectrogram per class), ``labels.png`` (label
     distribution per split), ``durations.png`` (track-duration histogram). Returns their paths."""
-    store, out_dir = Path(store), Path(out_dir)
+    store, out_dir = (store if is_remote(store) else Path(store)), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(store)
     written = []

@@ -165,6 +165,25 @@ def test_prepare_to_s3_publish_and_train_from_catalog(tmp_path, s3_bucket, synth
     out = capsys.readouterr().out
     assert "catalog://walk@1: pulled into" in out and (elsewhere / "run" / "metrics.json").is_file()
 
+    # inspect and evaluate take the same places: the s3:// store in place and the catalog version
+    assert main(["inspect", f"{s3_bucket}/stores/walk", "--plot", "plots"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("store walk: parquet") and "plotted plots/examples.png" in out
+    assert (elsewhere / "plots" / "examples.png").stat().st_size > 0
+    assert main(["inspect", "catalog://walk@1", "--catalog", root]) == 0
+    assert capsys.readouterr().out.startswith("store walk: parquet")
+    metrics = {}
+    for store in (f"{s3_bucket}/stores/walk", "catalog://walk@1"):
+        assert main(["evaluate", "--model", "run", "--store", store, "--split", "valid", "--catalog", root]) == 0
+        result = json.loads((elsewhere / "run" / "eval-valid" / "metrics.json").read_text(encoding="utf-8"))
+        metrics[store] = result["metrics"]
+        assert result["store"] == store if store.startswith("s3://") else "cache" in result["store"]
+    assert f"on {s3_bucket}/stores/walk [valid]" in capsys.readouterr().out
+    remote, pulled = metrics[f"{s3_bucket}/stores/walk"], metrics["catalog://walk@1"]
+    assert remote["confusion_matrix"] == pulled["confusion_matrix"]  # the same records, the same predictions
+    assert remote["accuracy"] == pytest.approx(pulled["accuracy"])
+    assert remote["statistics_baseline"]["accuracy"] == pytest.approx(pulled["statistics_baseline"]["accuracy"])
+
 
 def test_load_holds_a_few_shards_locally_never_the_whole_store(tmp_path, s3_bucket, monkeypatch):
     """40 shards read from S3: each fetched to a temporary file while it is read and deleted after.
