@@ -183,20 +183,13 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ the three plots
 def _examples_plot(store: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, str] | None:
-    from mirdl.store.summary import _DB_REPRESENTATIONS, _bin_names, _examples
+    from mirdl.store.summary import _DB_REPRESENTATIONS, _bin_names, example_images
 
-    feature_name = manifest.get("segment", {}).get("grid_feature") or next(iter(manifest["features"]))
-    entry = manifest["features"][feature_name]
-    if "time" not in (entry.get("axes") or ["time"]) or "spec" not in entry \
-            or entry["spec"].get("representation") == "transfer":
-        return None  # a vector per track (transfer features): nothing to draw as a spectrogram
-    examples = _examples(store, manifest)
-    if not examples:
+    found = example_images(store, manifest)
+    if found is None:
         return None
-    spec = entry["spec"]
+    feature_name, spec, examples, images = found
     representation = spec.get("representation")
-    images = [np.asarray(record[feature_name], dtype=np.float32) for _, record in examples]
-    images = [x.reshape(-1, x.shape[-1]) if "channel" not in entry.get("axes", []) else x[0] for x in images]
     low = min(float(np.min(x)) for x in images)
     high = max(float(np.max(x)) for x in images)
     n_bins, n_frames = images[0].shape

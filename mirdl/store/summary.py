@@ -28,7 +28,7 @@ from mirdl.store.files import filesystem_for, is_remote
 from mirdl.store.manifest import read_manifest, shard_paths
 from mirdl.store.remote import fetched
 
-__all__ = ["summary", "plot", "plot_label_counts", "iter_records", "MAX_SCAN_RECORDS", "SKEWED_RATIO", "PLOT_DPI"]
+__all__ = ["summary", "plot", "plot_label_counts", "iter_records", "example_images", "MAX_SCAN_RECORDS", "SKEWED_RATIO", "PLOT_DPI"]
 
 #: Records :func:`plot` reads at most while looking for one example per class.
 MAX_SCAN_RECORDS = 5000
@@ -172,6 +172,24 @@ def _examples(store: Path, manifest: dict[str, Any]) -> list[tuple[str, dict[str
     return [(name, found[name]) for name in order if name in found]
 
 
+def example_images(store: str | os.PathLike, manifest: dict[str, Any]
+                   ) -> tuple[str, dict[str, Any], list[tuple[str, dict[str, Any]]], list[np.ndarray]] | None:
+    """What the example plots draw: ``(feature name, its spec, (title, record) pairs, one 2-D
+    float32 image per record (bins x frames; the first channel of a multi-channel feature))``, or
+    None when the store's feature has no time axis to draw (a vector per track) or no records."""
+    feature_name = manifest.get("segment", {}).get("grid_feature") or next(iter(manifest["features"]))
+    entry = manifest["features"][feature_name]
+    if "time" not in (entry.get("axes") or ["time"]) or "spec" not in entry \
+            or entry["spec"].get("representation") == "transfer":
+        return None  # a vector per track (transfer features): nothing to draw as a spectrogram
+    examples = _examples(store, manifest)
+    if not examples:
+        return None
+    images = [np.asarray(record[feature_name], dtype=np.float32) for _, record in examples]
+    images = [x.reshape(-1, x.shape[-1]) if "channel" not in entry.get("axes", []) else x[0] for x in images]
+    return feature_name, entry["spec"], examples, images
+
+
 def plot(store: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
     """Write PNGs: ``examples.png`` (one spectrogram per class), ``labels.png`` (label
     distribution per split), ``durations.png`` (track-duration histogram). Returns their paths."""
@@ -220,21 +238,14 @@ _DB_REPRESENTATIONS = ("logmel", "stft", "cqt")
 def _plot_examples(plt, store: Path, manifest: dict[str, Any]):
     from matplotlib.ticker import MaxNLocator
 
-    feature_name = manifest.get("segment", {}).get("grid_feature") or next(iter(manifest["features"]))
-    entry = manifest["features"][feature_name]
-    if "time" not in (entry.get("axes") or ["time"]) or "spec" not in entry \
-            or entry["spec"].get("representation") == "transfer":
-        return None  # a vector per track (transfer features): nothing to draw as a spectrogram
-    examples = _examples(store, manifest)
-    if not examples:
+    found = example_images(store, manifest)
+    if found is None:
         return None
-    spec = entry["spec"]
+    feature_name, spec, examples, images = found
     frame_task = manifest["task"]["type"].startswith("frame_")
     rows = 2 if frame_task else 1
     figure, axes = plt.subplots(rows, len(examples), figsize=(3.2 * len(examples) + 0.6, 2.8 * rows), squeeze=False,
                                 layout="constrained")
-    images = [np.asarray(record[feature_name], dtype=np.float32) for _, record in examples]
-    images = [x.reshape(-1, x.shape[-1]) if "channel" not in entry.get("axes", []) else x[0] for x in images]
     # One colour scale for every example (one colour bar): the classes compare at a glance, and
     # the figure has half the axes to lay out.
     low = min(float(np.min(x)) for x in images)
