@@ -204,8 +204,6 @@ class ShardAdapter(abc.ABC):
     """The interface every format implements; see the module docstring."""
 
     format: str = ""
-    #: Whether the planned ranges of one shard are read in parallel (see :meth:`_planned_reader`).
-    parallel_ranges: bool = True
 
     @abc.abstractmethod
     def write(self, records: Iterator[dict[str, Any]], tmp: Path, *, features: Mapping[str, Any],
@@ -274,59 +272,6 @@ class ShardAdapter(abc.ABC):
         time to a temporary file and reads it with :meth:`read_batches` (TensorFlow's file
         systems know no ``s3://`` since tensorflow-io stopped loading)."""
         return self._python_reader(layout), None
-
-    def read_plan(self, path: Path, *, manifest: Mapping[str, Any],
-                  batch_size: int = PYTHON_READ_CHUNK) -> tuple[np.ndarray, np.ndarray]:
-        """``(starts, stops)``: the units (format-specific: HDF5 records, Parquet row groups) of
-        each :meth:`read_range` call that reads one shard in order, about ``batch_size`` records a
-        call. Only formats with random access implement it (HDF5, Parquet)."""
-        raise NotImplementedError(f"{self.format} shards are read as a stream")
-
-    def read_range(self, path: Path, start: int, stop: int, *, manifest: Mapping[str, Any],
-                   features: Iterable[str] | None = None, metadata: bool = True) -> dict[str, np.ndarray]:
-        """The columns of the records of plan units ``start:stop`` (see :meth:`read_plan`), as
-        :meth:`read_batches` gives them."""
-        raise NotImplementedError(f"{self.format} shards are read as a stream")
-
-    def _planned_reader(self, layout: Layout):
-        """``path -> dataset`` of batches of records (``read.batched`` is True), for local shards of a
-        format with random access: the shard's plan (:meth:`read_plan`, one small Python call), then one
-        ``tf.numpy_function`` per planned range inside a map, parallel where :attr:`parallel_ranges`
-        (Parquet: while pyarrow decodes one range without the GIL, the next is read). Against a generator
-        (``from_generator``), no Python frame stays suspended between batches; the order stays the shard's."""
-        tf = _tensorflow()
-        signature = _record_signature(layout, batched=True)
-        names = list(signature)
-        manifest = _layout_manifest(layout, self.format)
-
-        def plan(path):
-            return self.read_plan(os.fsdecode(path), manifest=manifest)
-
-        def read_range(path, start, stop):
-            batch = self.read_range(os.fsdecode(path), int(start), int(stop), manifest=manifest,
-                                    features=[layout.feature], metadata=layout.metadata)
-            batch["feature"] = batch.pop(layout.feature)
-            return [batch[name] for name in names]
-
-        def read_one(path, start, stop):
-            values = tf.numpy_function(read_range, [path, start, stop], [signature[name].dtype for name in names],
-                                       stateful=False)
-            for value, name in zip(values, names):
-                value.set_shape(signature[name].shape)
-            return dict(zip(names, values))
-
-        def read(path):
-            starts, stops = tf.numpy_function(plan, [path], [tf.int64, tf.int64], stateful=False)
-            starts.set_shape([None])
-            stops.set_shape([None])
-            ranges = tf.data.Dataset.from_tensor_slices((starts, stops))
-            if not self.parallel_ranges:
-                return ranges.map(lambda start, stop: read_one(path, start, stop))
-            return ranges.map(lambda start, stop: read_one(path, start, stop), num_parallel_calls=tf.data.AUTOTUNE,
-                              deterministic=True)
-
-        read.batched = True
-        return read
 
     def _python_reader(self, layout: Layout):
         """``path -> dataset``: this adapter's :meth:`read_batches` per shard, inside tf.data, as
@@ -503,7 +448,68 @@ class TFRecordAdapter(ShardAdapter):
 
 
 # ------------------------------------------------------------------------------------------ HDF5
-class HDF5Adapter(ShardAdapter):
+class RandomAccessAdapter(ShardAdapter):
+    """A format whose shards are read by position (HDF5, Parquet): local shards go to tf.data as
+    planned ranges (:meth:`_planned_reader`); TFRecord, a stream, has no such reader."""
+
+    #: Whether the planned ranges of one shard are read in parallel (see :meth:`_planned_reader`).
+    parallel_ranges: bool = True
+
+    @abc.abstractmethod
+    def read_plan(self, path: Path, *, manifest: Mapping[str, Any],
+                  batch_size: int = PYTHON_READ_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+        """``(starts, stops)``: the units (format-specific: HDF5 records, Parquet row groups) of
+        each :meth:`read_range` call that reads one shard in order, about ``batch_size`` records a
+        call."""
+
+    @abc.abstractmethod
+    def read_range(self, path: Path, start: int, stop: int, *, manifest: Mapping[str, Any],
+                   features: Iterable[str] | None = None, metadata: bool = True) -> dict[str, np.ndarray]:
+        """The columns of the records of plan units ``start:stop`` (see :meth:`read_plan`), as
+        :meth:`read_batches` gives them."""
+
+    def _planned_reader(self, layout: Layout):
+        """``path -> dataset`` of batches of records (``read.batched`` is True), for local shards of a
+        format with random access: the shard's plan (:meth:`read_plan`, one small Python call), then one
+        ``tf.numpy_function`` per planned range inside a map, parallel where :attr:`parallel_ranges`
+        (Parquet: while pyarrow decodes one range without the GIL, the next is read). Against a generator
+        (``from_generator``), no Python frame stays suspended between batches; the order stays the shard's."""
+        tf = _tensorflow()
+        signature = _record_signature(layout, batched=True)
+        names = list(signature)
+        manifest = _layout_manifest(layout, self.format)
+
+        def plan(path):
+            return self.read_plan(os.fsdecode(path), manifest=manifest)
+
+        def read_range(path, start, stop):
+            batch = self.read_range(os.fsdecode(path), int(start), int(stop), manifest=manifest,
+                                    features=[layout.feature], metadata=layout.metadata)
+            batch["feature"] = batch.pop(layout.feature)
+            return [batch[name] for name in names]
+
+        def read_one(path, start, stop):
+            values = tf.numpy_function(read_range, [path, start, stop], [signature[name].dtype for name in names],
+                                       stateful=False)
+            for value, name in zip(values, names):
+                value.set_shape(signature[name].shape)
+            return dict(zip(names, values))
+
+        def read(path):
+            starts, stops = tf.numpy_function(plan, [path], [tf.int64, tf.int64], stateful=False)
+            starts.set_shape([None])
+            stops.set_shape([None])
+            ranges = tf.data.Dataset.from_tensor_slices((starts, stops))
+            if not self.parallel_ranges:
+                return ranges.map(lambda start, stop: read_one(path, start, stop))
+            return ranges.map(lambda start, stop: read_one(path, start, stop), num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=True)
+
+        read.batched = True
+        return read
+
+
+class HDF5Adapter(RandomAccessAdapter):
     """Datasets at the root (N records on axis 0), features under ``features/``; from format
     version 2 every dataset is chunked with a fletcher32 checksum, strings fixed-length UTF-8."""
 
@@ -900,7 +906,7 @@ def _arrow_type(dtype: str, shape: Iterable[int]):
     return arrow_type
 
 
-class ParquetAdapter(ShardAdapter):
+class ParquetAdapter(RandomAccessAdapter):
     """One row per record; arrays as nested fixed-size lists in their stored shape, with Hugging
     Face schema metadata; CRC32 of every page, checked on every read."""
 

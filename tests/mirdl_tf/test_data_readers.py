@@ -34,7 +34,7 @@ def test_planned_reads_give_the_generator_readers_batches(known_store, monkeypat
     kwargs = dict(batch_size=5, patch_frames=13, seed=3, shuffle=shuffle, repeat=2, with_metadata=True,
                   deterministic=True)
     planned = all_batches(data.load(store, "train", **kwargs))
-    monkeypatch.setattr(adapters.ShardAdapter, "_planned_reader", adapters.ShardAdapter._python_reader)
+    monkeypatch.setattr(adapters.RandomAccessAdapter, "_planned_reader", adapters.ShardAdapter._python_reader)
     generator = all_batches(data.load(store, "train", **kwargs))
     assert len(planned) == len(generator) == -(-2 * 8 * 2 * 2 // 5)
     for (x, y, meta), (x_ref, y_ref, meta_ref) in zip(planned, generator):
