@@ -235,14 +235,13 @@ def _examples_plot(store: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, s
 
 
 def _labels_plot(manifest: dict[str, Any]) -> tuple[np.ndarray, str] | None:
-    from mirdl.store.summary import SKEWED_RATIO
+    from mirdl.store.summary import SKEWED_RATIO, label_counts
 
     task = manifest["task"]
-    vocabulary = task.get("vocabulary") or []
-    splits = {split: entry.get("label_counts") for split, entry in manifest["splits"].items()}
-    splits = {split: counts for split, counts in splits.items() if counts}
-    if not splits or not vocabulary:
+    found = label_counts(manifest)
+    if found is None:
         return None
+    vocabulary, splits = found
     positive = [n for counts in splits.values() for n in counts if n > 0]
     skewed = bool(positive) and max(positive) >= SKEWED_RATIO * min(positive)
     image = _bars([[counts[i] for counts in splits.values()] for i in range(len(vocabulary))], log=skewed)

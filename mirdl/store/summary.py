@@ -28,7 +28,7 @@ from mirdl.store.files import filesystem_for, is_remote
 from mirdl.store.manifest import read_manifest, shard_paths
 from mirdl.store.remote import fetched
 
-__all__ = ["summary", "plot", "plot_label_counts", "iter_records", "example_images", "MAX_SCAN_RECORDS", "SKEWED_RATIO", "PLOT_DPI"]
+__all__ = ["summary", "plot", "plot_label_counts", "iter_records", "example_images", "label_counts", "MAX_SCAN_RECORDS", "SKEWED_RATIO", "PLOT_DPI"]
 
 #: Records :func:`plot` reads at most while looking for one example per class.
 MAX_SCAN_RECORDS = 5000
@@ -333,13 +333,21 @@ def _spectrogram(axis, x: np.ndarray, spec: dict[str, Any], *, vmin: float, vmax
     return image
 
 
-def _plot_labels(plt, store: Path, manifest: dict[str, Any]):
-    task = manifest["task"]
-    vocabulary = task.get("vocabulary") or []
+def label_counts(manifest: dict[str, Any]) -> tuple[list[str], dict[str, list[int]]] | None:
+    """``(vocabulary, split -> counts per class)`` of the splits whose manifest entry has label
+    counts, or None when there is no vocabulary or no counts to draw."""
+    vocabulary = manifest["task"].get("vocabulary") or []
     splits = {split: entry.get("label_counts") for split, entry in manifest["splits"].items()}
     splits = {split: counts for split, counts in splits.items() if counts}
-    if not splits or not vocabulary:
+    return (vocabulary, splits) if splits and vocabulary else None
+
+
+def _plot_labels(plt, store: Path, manifest: dict[str, Any]):
+    task = manifest["task"]
+    found = label_counts(manifest)
+    if found is None:
         return None
+    vocabulary, splits = found
     return plot_label_counts(plt, vocabulary, splits, title=f"{manifest['name']}: label distribution ({task['type']})",
                              unit="records" if task["type"] in ("single_label", "multi_label") else "frames")
 
