@@ -355,6 +355,33 @@ def test_cardinality_counts_batches_across_epochs(known_store, repeat, drop_rema
     assert ds.cardinality().numpy() == expected == sum(1 for _ in ds)
 
 
+@pytest.mark.parametrize("fmt", ["tfrecord", "hdf5"])
+def test_shuffled_epochs_stay_whole_when_repeated(known_store, fmt):
+    # README "Shuffling": with repeat, tf.data fuses shuffle and repeat and keeps filling the buffer
+    # from the next epoch while this one drains (no refill stall), but draws only from this epoch's
+    # records: every block of N records is one whole epoch, each in its own order.
+    store = known_store(fmt)
+    n = 24
+    ds = data.load(store, "train", batch_size=5, seed=6, repeat=3, shuffle_buffer=16, with_metadata=True,
+                   deterministic=True)
+    keys = np.concatenate([meta["key"] for _, _, meta in ds.as_numpy_iterator()]).tolist()
+    epochs = [keys[i * n:(i + 1) * n] for i in range(3)]
+    assert len(keys) == 3 * n
+    assert sorted(epochs[0]) == sorted(epochs[1]) == sorted(epochs[2]) == sorted(set(keys))
+    assert epochs[0] != epochs[1] != epochs[2]
+
+
+def test_batch_ops_run_on_one_thread_each_unless_the_user_says_otherwise(known_store):
+    # BENCHMARKS.md "TFRecord shuffle: where the time goes": the map over batches runs one batch per
+    # core; intra-op threads inside each batch only added hand-offs.
+    ds = data.load(known_store("tfrecord"), "train", batch_size=5, patch_frames=9, seed=0)
+    assert ds.options().threading.max_intra_op_parallelism == data.MAX_INTRA_OP_PARALLELISM == 1
+    assert ds.map(lambda x, y: (x, y)).options().threading.max_intra_op_parallelism == 1
+    options = tf.data.Options()
+    options.threading.max_intra_op_parallelism = 2
+    assert ds.with_options(options).options().threading.max_intra_op_parallelism == 2
+
+
 def test_a_new_iteration_is_a_new_epoch(known_store):
     # Keras fit iterates the dataset again each epoch (repeat=False): crops and order change.
     ds = data.load(known_store("parquet"), "train", batch_size=24, patch_frames=5, seed=4, with_metadata=True)
