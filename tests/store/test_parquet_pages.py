@@ -292,7 +292,8 @@ def test_page_crcs_are_parquets(tmp_path):
 
     features = {"logmel": {"shape": [5, 7], "dtype": "float32"}}
     path = tmp_path / "demo-train-00000-of-00001.parquet"
-    write_shard(make_records(12, features, TASK), path=path, store_format="parquet", features=features, task=TASK)
+    records = make_records(12, features, TASK)
+    write_shard(records, path=path, store_format="parquet", features=features, task=TASK)
     meta = pq.ParquetFile(path).metadata.row_group(0).column(5)
     with open(path, "rb") as f:
         f.seek(meta.data_page_offset)
@@ -303,8 +304,9 @@ def test_page_crcs_are_parquets(tmp_path):
     out = np.empty(12 * 35 * 4, np.uint8)
     fd = os.open(path, os.O_RDONLY)
     try:
-        assert parquet_pages.read_chunk(fd, meta.data_page_offset, meta.total_compressed_size, out, codec="UNCOMPRESSED",
-                                        itemsize=4, max_repetition=2, max_definition=5, where="x")
+        assert parquet_pages.read_chunk(fd, meta.data_page_offset, meta.total_compressed_size, out,
+                                        codec="UNCOMPRESSED", itemsize=4, max_repetition=2, max_definition=5, where="x")
+        assert out.tobytes() == np.stack([record["logmel"] for record in records]).tobytes()
         assert not parquet_pages.read_chunk(fd, meta.data_page_offset, meta.total_compressed_size, out[:-4],
                                             codec="UNCOMPRESSED", itemsize=4, max_repetition=2, max_definition=5,
                                             where="x")  # more values than the rows hold
