@@ -4,8 +4,7 @@ The stores of ``make bench``'s reader step (``bench_read.build_stores``: 3200 re
 float32 in 4 shards), then every reader below timed over 2 epochs through one iterator, the readers
 alternated round after round (best of ``--rounds``): wall examples/s, process CPU time per record
 (all threads; more robust than wall time on a shared machine) and the median time to the first
-batch of a fresh iterator (the shuffle buffer's fill). Switches of :mod:`mirdl_tf.data` are flipped
-between builds, so "before" and "after" rows run the same code otherwise.
+batch of a fresh iterator (the shuffle buffer's fill).
 
 Usage::
 
@@ -68,29 +67,21 @@ def run(store: Path, rounds: int) -> int:
         ds = tf.data.TFRecordDataset(files).repeat(2).batch(32)
         return [ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)]
 
-    def load(intra_op=1, epochs_as_iterators=False, **kwargs):
+    def load(epochs_as_iterators=False, **kwargs):
         def make():
-            data.MAX_INTRA_OP_PARALLELISM = intra_op
-            try:
-                if epochs_as_iterators:  # as Keras fit iterates a finite dataset: a new iterator per epoch
-                    ds = data.load(store, "train", batch_size=32, seed=0, **kwargs)
-                    return [ds, ds]
-                return [data.load(store, "train", batch_size=32, seed=0, repeat=2, **kwargs)]
-            finally:
-                data.MAX_INTRA_OP_PARALLELISM = 1
+            if epochs_as_iterators:  # as Keras fit iterates a finite dataset: a new iterator per epoch
+                ds = data.load(store, "train", batch_size=32, seed=0, **kwargs)
+                return [ds, ds]
+            return [data.load(store, "train", batch_size=32, seed=0, repeat=2, **kwargs)]
         return make
 
     crop = {"patch_frames": 96}
     readers = {
         "minimal tf.data (TFRecordDataset -> repeat -> batch -> parse_example -> decode_raw)": minimal,
         "load(), crop 96 of 128 + shuffle + standardise": load(**crop),
-        "load(), crop + shuffle + standardise, intra-op parallelism TensorFlow's default (main)":
-            load(intra_op=None, **crop),
         "load(), crop + standardise, shuffle=False": load(shuffle=False, **crop),
         "load(), crop + shuffle + standardise, shuffle_buffer=512": load(shuffle_buffer=512, **crop),
         "load(), shuffle=False, no crop, standardise": load(shuffle=False),
-        "load(), shuffle=False, no crop, standardise, intra-op parallelism TensorFlow's default (main)":
-            load(intra_op=None, shuffle=False),
         "load(), crop + shuffle + standardise, the 2 epochs as 2 iterators (Keras fit)":
             load(epochs_as_iterators=True, **crop),
     }

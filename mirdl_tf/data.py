@@ -80,9 +80,6 @@ STD_FLOOR = 1e-6
 SPEC_AUGMENT_DEFAULTS = {"freq_masks": 1, "freq_width": 8, "time_masks": 1, "time_width": 16}
 #: Records held by the shuffle buffer when ``shuffle_buffer`` is not given (capped by the split size).
 DEFAULT_SHUFFLE_BUFFER = 2048
-#: ``tf.data.Options.threading.max_intra_op_parallelism`` of :func:`load`'s datasets (None: TensorFlow's
-#: default, every core). A user's own ``with_options`` on the returned dataset overrides it.
-MAX_INTRA_OP_PARALLELISM: int | None = 1
 #: Shards read at the same time by the interleave.
 MAX_CYCLE_LENGTH = 8
 _HDF5_BACKENDS = ("h5py", "tfio")
@@ -654,15 +651,11 @@ def load(
         n_batches = n_records // batch_size if drop_remainder else -(-n_records // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
     ds = ds.prefetch(AUTOTUNE)
-    options = tf.data.Options()
     if deterministic is not None:
+        options = tf.data.Options()
         options.deterministic = bool(deterministic)
-    # The map over batches already runs one batch per core; letting each batch's ops (parse, decode,
-    # crop) split their work over the cores too only adds hand-offs between threads (see
-    # BENCHMARKS.md, "TFRecord shuffle: where the time goes").
-    if MAX_INTRA_OP_PARALLELISM is not None:
-        options.threading.max_intra_op_parallelism = MAX_INTRA_OP_PARALLELISM
-    return ds.with_options(options)
+        ds = ds.with_options(options)
+    return ds
 
 
 def balance_rates(store: str | os.PathLike, split: str, *, mode: str, patches_per_track: int | None = None,

@@ -371,17 +371,6 @@ def test_shuffled_epochs_stay_whole_when_repeated(known_store, fmt):
     assert epochs[0] != epochs[1] != epochs[2]
 
 
-def test_batch_ops_run_on_one_thread_each_unless_the_user_says_otherwise(known_store):
-    # BENCHMARKS.md "TFRecord shuffle: where the time goes": the map over batches runs one batch per
-    # core; intra-op threads inside each batch only added hand-offs.
-    ds = data.load(known_store("tfrecord"), "train", batch_size=5, patch_frames=9, seed=0)
-    assert ds.options().threading.max_intra_op_parallelism == data.MAX_INTRA_OP_PARALLELISM == 1
-    assert ds.map(lambda x, y: (x, y)).options().threading.max_intra_op_parallelism == 1
-    options = tf.data.Options()
-    options.threading.max_intra_op_parallelism = 2
-    assert ds.with_options(options).options().threading.max_intra_op_parallelism == 2
-
-
 def test_a_new_iteration_is_a_new_epoch(known_store):
     # Keras fit iterates the dataset again each epoch (repeat=False): crops and order change.
     ds = data.load(known_store("parquet"), "train", batch_size=24, patch_frames=5, seed=4, with_metadata=True)
