@@ -14,8 +14,9 @@
            errors + the listing's errors) -> SaveSummary (errors.jsonl sorted, summary.json)
         -> TooManyFailed --(side input)--> WriteShard
 
-    (with N > 1 local workers, Reshuffle is BucketByAudio -> GroupBuckets -> Unbucket:
-    one bucket of about equal audio per worker, see balance_tracks)
+    (on Beam's local engine the listing file is read by a FlatMap after an Impulse, and there is
+    no Reshuffle with 1 worker; with N > 1 local workers, Reshuffle is BucketByAudio -> GroupBuckets
+    -> Unbucket: one bucket of about equal audio per worker, see balance_tracks)
 
 The driver holds the listing (paths and labels) only: audio and features live in the
 workers. Records do not go through the runner's shuffle: each one is appended to a spill
@@ -73,7 +74,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -700,10 +701,20 @@ def _build(pipeline: beam.Pipeline, *, config: PrepareConfig, layout: RecordLayo
     listing_path = work / "listing.jsonl"
     with atomic_path(listing_path) as tmp:
         tmp.write_text("".join(track_to_json(track) + "\n" for track in tracks), encoding="utf-8")
-    parsed = (pipeline
-              | "Listing" >> beam.io.ReadFromText(str(listing_path))
-              | "ParseTracks" >> beam.Map(track_from_json))
-    if local_workers > 1:
+    if local_workers:
+        # Beam's local engine: the file is read in one step (an Impulse, no splittable source:
+        # one stage fewer, and no source machinery to set up), and with one worker the tracks go
+        # straight on in the listing's order: a Reshuffle only breaks fusion, for workers to share.
+        parsed = (pipeline
+                  | "Listing" >> beam.Impulse()
+                  | "ParseTracks" >> beam.FlatMap(_read_listing, path=str(listing_path)))
+    else:
+        parsed = (pipeline
+                  | "Listing" >> beam.io.ReadFromText(str(listing_path))
+                  | "ParseTracks" >> beam.Map(track_from_json))
+    if local_workers == 1:
+        listing = parsed
+    elif local_workers > 1:
         # One key per worker: the local engine gives the i-th key of a grouped stage to worker
         # i mod n, so each worker gets exactly one bucket.
         bucket_of = balance_tracks(tracks, local_workers)
@@ -737,6 +748,13 @@ def _build(pipeline: beam.Pipeline, *, config: PrepareConfig, layout: RecordLayo
                                     layout=layout, abort=abort)
      | "ShardList" >> beam.CombineGlobally(beam.combiners.ToListCombineFn()).without_defaults()
      | "SaveShards" >> beam.Map(_save_json, path=str(work / SHARDS_NAME)))
+
+
+def _read_listing(_: bytes, *, path: str) -> Iterator[Track]:
+    """The tracks of the job's listing file (:func:`~mirdl.pipelines.transforms.track_to_json` lines)."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            yield track_from_json(line)
 
 
 def _summary_fn(config: PrepareConfig, layout: RecordLayout, listing_errors: list[ErrorRecord]) -> JobSummaryFn:

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import apache_beam as beam
+import numpy as np
 import pytest
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 
@@ -150,21 +151,29 @@ def _store_files(store: Path) -> dict[str, object]:
     return files
 
 
-def _run(folder: Path, corpus: Path, *, main_graph: bool, monkeypatch, **kwargs) -> Path:
+def _run(folder: Path, corpus: Path, *, main_graph: bool, monkeypatch, workers: int = 1, **kwargs) -> Path:
     with monkeypatch.context() as patch:
         if main_graph:
             patch.setattr(precompute, "_build", _main_build)
             patch.setattr(precompute, "_read_outputs", _main_outputs)
-        status = precompute.prepare(_config(folder, corpus), workers=1, out=io.StringIO(), **kwargs)
+        status = precompute.prepare(_config(folder, corpus), workers=workers, out=io.StringIO(), **kwargs)
     assert status in (precompute.EXIT_OK, precompute.EXIT_SOME_FAILED)
     return folder / "store" if "partition" not in kwargs else precompute.partial_store_path(
         folder / "store", *kwargs["partition"])
 
 
 # ------------------------------------------------------------------------------------- tests
-def test_one_summary_combine_writes_mains_bytes(corpus, tmp_path, monkeypatch):
-    main = _store_files(_run(tmp_path / "main", corpus, main_graph=True, monkeypatch=monkeypatch))
-    this = _store_files(_run(tmp_path / "this", corpus, main_graph=False, monkeypatch=monkeypatch))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_one_summary_combine_writes_mains_bytes(corpus, tmp_path, monkeypatch, workers):
+    main = _store_files(_run(tmp_path / "main", corpus, main_graph=True, monkeypatch=monkeypatch, workers=workers))
+    this = _store_files(_run(tmp_path / "this", corpus, main_graph=False, monkeypatch=monkeypatch, workers=workers))
+    if workers > 1:  # two workers' partial statistics are merged in the order their bundles end: float64 rounding
+        for name, feature in main["manifest.json"]["features"].items():
+            mine = this["manifest.json"]["features"][name].pop("stats")
+            theirs = feature.pop("stats")
+            assert mine["frames"] == theirs["frames"] > 0
+            for key in ("mean", "std", "sum", "sum_sq"):
+                np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-12, atol=1e-9)
     assert sorted(this) == sorted(main)
     assert sum(name.endswith(tuple(f"-of-{n:05d}" for n in range(1, 99))) for name in this) > 2  # several shards
     errors = [json.loads(line) for line in this[ERRORS_NAME].splitlines()]
@@ -172,7 +181,7 @@ def test_one_summary_combine_writes_mains_bytes(corpus, tmp_path, monkeypatch):
     for name in main:
         assert this[name] == main[name], name
     manifest = this["manifest.json"]
-    assert manifest["features"]["logmel"]["stats"]["frames"] > 0 and manifest["corpus"]["decoded_tracks"] > N_TRACKS
+    assert manifest["corpus"]["decoded_tracks"] > N_TRACKS
 
 
 def test_a_partition_without_tracks_writes_mains_bytes(corpus, tmp_path, monkeypatch):
@@ -190,7 +199,7 @@ def test_a_partition_without_tracks_writes_mains_bytes(corpus, tmp_path, monkeyp
     assert this["manifest.json"]["corpus"]["decoded_tracks"] == 0
 
 
-def test_the_local_engine_runs_nine_stages_not_23(corpus, tmp_path, monkeypatch):
+def test_the_local_engine_runs_seven_stages_not_23(corpus, tmp_path, monkeypatch):
     stages = []
     original = fn_runner.FnApiRunner.run_stages
 
@@ -201,4 +210,4 @@ def test_the_local_engine_runs_nine_stages_not_23(corpus, tmp_path, monkeypatch)
     monkeypatch.setattr(fn_runner.FnApiRunner, "run_stages", run_stages)
     _run(tmp_path / "main", corpus, main_graph=True, monkeypatch=monkeypatch)
     _run(tmp_path / "this", corpus, main_graph=False, monkeypatch=monkeypatch)
-    assert stages == [23, 9]
+    assert stages == [23, 7]
