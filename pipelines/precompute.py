@@ -74,7 +74,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -443,6 +444,10 @@ def _run_job(config: PrepareConfig, job: _Job, *, workers: int, overwrite: bool,
                 _build(pipeline, config=config, layout=layout, tracks=tracks, listing_errors=listing_errors,
                        directory=tmp, work=work, n_files=n_files, max_error_rate=max_error_rate,
                        stats_split=job.stats_split, local_workers=_local_workers(options))
+                # The decoders' versions (importing PyAV for its and FFmpeg's) and the decoders these
+                # tracks use (each Ogg file's first page): driver work for the manifest, done on a
+                # thread of its own while the pipeline runs instead of after it.
+                decoders = _in_background(lambda: (audio.decoder_versions(), _decode_provenance(config, tracks)))
                 with _ProgressBar(work / "progress.log", total=len(tracks)) as bar, quiet_failed_bundles():
                     result = pipeline.run()
                     if is_local(options):  # run() has run it; nothing to cancel
@@ -459,11 +464,11 @@ def _run_job(config: PrepareConfig, job: _Job, *, workers: int, overwrite: bool,
                 if _too_many_failed(failed, n_files, max_error_rate):
                     _print_errors(tmp / ERRORS_NAME, outputs["errors"], file=sys.stderr)
                     raise _Aborted
+                decoder_versions, decode = decoders.result(timeout=_BACKGROUND_TIMEOUT)
                 manifest = build_manifest(config=config, layout=layout, fingerprint=fingerprint,
                                           listing_sha256=job.listing_sha256, inputs=job.inputs, n_files=n_files,
                                           split_names=job.split_names, stats_split=job.stats_split, outputs=outputs,
-                                          provenance=provenance(decoders=audio.decoder_versions(),
-                                                                decode=_decode_provenance(config, tracks)),
+                                          provenance=provenance(decoders=decoder_versions, decode=decode),
                                           split_warnings=job.split_warnings, version=job.version, partition=part)
                 write_track_list(tmp / TRACKS_NAME, decoded=outputs["decoded"], tracks=tracks)
                 shutil.rmtree(work)
@@ -488,6 +493,27 @@ def _run_job(config: PrepareConfig, job: _Job, *, workers: int, overwrite: bool,
     if not quiet:
         _print_summary(store, manifest, metrics=_metrics(result), elapsed=elapsed, ran_on=ran_on, file=out)
     return (EXIT_SOME_FAILED if failed else EXIT_OK), manifest
+
+
+#: Seconds the driver waits for its background work (:func:`_in_background`) once the pipeline is done.
+_BACKGROUND_TIMEOUT = 600.0
+
+
+def _in_background(fn: Callable[[], Any]) -> Future:
+    """``fn()`` on a daemon thread of its own; its result (or exception) through the returned future.
+
+    A daemon: after a failure or a Ctrl-C nobody waits for it, and it writes nothing.
+    """
+    future: Future = Future()
+
+    def target() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as err:  # noqa: BLE001 - handed to whoever asks for the result
+            future.set_exception(err)
+
+    threading.Thread(target=target, name="mirdl-driver-background", daemon=True).start()
+    return future
 
 
 def _update(config: PrepareConfig, store: Path, *, workers: int, max_error_rate: float | None,

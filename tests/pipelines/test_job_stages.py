@@ -9,6 +9,7 @@ import io
 import json
 import re
 import shutil
+import threading
 from pathlib import Path
 
 import apache_beam as beam
@@ -215,3 +216,21 @@ def test_the_local_engine_runs_seven_stages_not_23(corpus, tmp_path, monkeypatch
     _run(tmp_path / "main", corpus, main_graph=True, monkeypatch=monkeypatch)
     _run(tmp_path / "this", corpus, main_graph=False, monkeypatch=monkeypatch)
     assert stages == [23, 7]
+
+
+def test_decoder_versions_are_read_on_a_thread_of_their_own(corpus, tmp_path, monkeypatch):
+    # Importing PyAV for its version (and sniffing each Ogg file) was serial driver work after the
+    # pipeline; the manifest's provenance is the same (test above), only where it is computed moved.
+    from mirdl.features import audio
+
+    calls = []
+    versions = audio.decoder_versions
+
+    def decoder_versions():
+        calls.append(threading.current_thread().name)
+        return versions()
+
+    monkeypatch.setattr(audio, "decoder_versions", decoder_versions)
+    store = _run(tmp_path / "this", corpus, main_graph=False, monkeypatch=monkeypatch)
+    assert calls == ["mirdl-driver-background"]
+    assert json.loads((store / "manifest.json").read_text())["provenance"]["decoders"] == versions()
