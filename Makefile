@@ -41,7 +41,8 @@ $(TFIO_STAMP): setup.py pyproject.toml
 	touch $(TFIO_STAMP)
 
 test-tfio: $(TFIO_STAMP)
-	$(TFIO_BIN)/python -m pytest tests/mirdl_tf/test_data.py tests/mirdl_tf/test_data_readers.py tests/store/test_readers.py
+	$(TFIO_BIN)/python -m pytest tests/mirdl_tf/test_data.py tests/mirdl_tf/test_data_readers.py tests/store/test_readers.py \
+		tests/store/test_parquet_pages.py
 
 # Every performance comparison side by side in one run (5-12 min on 2 shared cores); the corpus is
 # encoded once and cached in bench-cache/ (git-ignored); BENCHMARKS.md's "make bench" section is rewritten.

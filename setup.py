@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "h5py>=3.11",
     "pyarrow>=17",
     "google-crc32c>=1.5",  # TFRecord's CRC32C in C: shards are written without importing TensorFlow
+    "isal>=1.7",  # ISA-L's CRC-32 (~15x zlib's): Parquet page checksums checked by the raw page reader
     "apache-beam>=2.77",
     "tensorflow>=2.17",
     "tensorboard>=2.17",  # TensorFlow >= 2.20 no longer installs it; `mirdl train` writes its logs

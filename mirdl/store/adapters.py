@@ -911,6 +911,9 @@ class ParquetAdapter(RandomAccessAdapter):
     Face schema metadata; CRC32 of every page, checked on every read."""
 
     format = "parquet"
+    #: Whether :meth:`read_range` reads feature and label pages raw (:mod:`mirdl.store.parquet_pages`)
+    #: where it can; False: every column through pyarrow's decoder (the reference path).
+    raw_pages: bool = True
 
     def library_version(self) -> str:
         import pyarrow
@@ -1068,17 +1071,30 @@ class ParquetAdapter(RandomAccessAdapter):
             parquet, columns, names, entries, task = self._open(path, manifest, features, metadata=metadata)
             with parquet:
                 groups = list(range(start, stop))
-                table = parquet.read_row_groups(groups, columns=columns, use_threads=False)
-                # Page CRCs cover page data, not page headers: a damaged header can make a page give
-                # fewer values without an error. The footer's row counts catch that.
                 expected = sum(parquet.metadata.row_group(group).num_rows for group in groups)
-                if table.num_rows != expected:
-                    raise StoreError(f"{path}: corrupt Parquet shard (row groups {start}-{stop - 1}: read "
-                                     f"{table.num_rows} records, its footer says {expected})")
-                # One record batch (a copy only if several row groups were read).
-                batch = table.combine_chunks().to_batches()
-                batch = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=table.schema)
-                return _parquet_batch(batch, path=path, names=names, entries=entries, task=task, metadata=metadata)
+                # Feature and label columns of PLAIN values: their pages read raw (parquet_pages); the
+                # rest, and any column the raw read does not know, by pyarrow.
+                wanted = {name: (entries[name]["shape"], entries[name]["dtype"]) for name in names}
+                wanted[LABEL_COLUMN] = (task["label_shape"], task["label_dtype"])
+                raw = _read_raw_columns(parquet, path, groups, wanted, rows=expected) if self.raw_pages else {}
+                batch: dict[str, np.ndarray] = {}
+                rest = [name for name in columns if name not in raw]
+                if rest:
+                    table = parquet.read_row_groups(groups, columns=rest, use_threads=False)
+                    # Page CRCs cover page data, not page headers: a damaged header can make a page give
+                    # fewer values without an error. The footer's row counts catch that.
+                    if table.num_rows != expected:
+                        raise StoreError(f"{path}: corrupt Parquet shard (row groups {start}-{stop - 1}: read "
+                                         f"{table.num_rows} records, its footer says {expected})")
+                    # One record batch (a copy only if several row groups were read).
+                    table = table.combine_chunks().to_batches()
+                    table = table[0] if table else pa.RecordBatch.from_pylist([], schema=parquet.schema_arrow)
+                    batch = _parquet_batch(table, path=path, names=[name for name in names if name not in raw],
+                                           entries=entries, task=task, metadata=metadata,
+                                           label=LABEL_COLUMN not in raw)
+                out = {name: batch[name] for name in [*STRING_COLUMNS, *INT_COLUMNS] if name in batch}
+                out.update({name: raw[name] if name in raw else batch[name] for name in [*names, LABEL_COLUMN]})
+                return out
         except (OSError, pa.ArrowException) as err:  # page CRC mismatch, damaged footer, truncated file
             raise StoreError(f"{path}: corrupt Parquet shard (checksum mismatch or damaged file: {err})") from err
 
@@ -1089,9 +1105,9 @@ class ParquetAdapter(RandomAccessAdapter):
 
 
 def _parquet_batch(table, *, path, names: list[str], entries: Mapping[str, Any],
-                   task: Mapping[str, Any], metadata: bool = True) -> dict[str, np.ndarray]:
+                   task: Mapping[str, Any], metadata: bool = True, label: bool = True) -> dict[str, np.ndarray]:
     """Columns of a pyarrow record batch as :meth:`ShardAdapter.read_batches` gives them (without
-    the record columns unless ``metadata``)."""
+    the record columns unless ``metadata``, without the label unless ``label``)."""
     batch = {}
     if metadata:
         batch = {name: table.column(name).to_numpy(zero_copy_only=False).astype(object, copy=False)
@@ -1099,9 +1115,68 @@ def _parquet_batch(table, *, path, names: list[str], entries: Mapping[str, Any],
         batch.update({name: table.column(name).to_numpy().astype(np.int64, copy=False) for name in INT_COLUMNS})
     batch.update({name: _column_array(table.column(name), shape=entries[name]["shape"],
                                       dtype=entries[name]["dtype"], path=path, name=name) for name in names})
-    batch[LABEL_COLUMN] = _column_array(table.column(LABEL_COLUMN), shape=task["label_shape"],
-                                        dtype=task["label_dtype"], path=path, name=LABEL_COLUMN)
+    if label:
+        batch[LABEL_COLUMN] = _column_array(table.column(LABEL_COLUMN), shape=task["label_shape"],
+                                            dtype=task["label_dtype"], path=path, name=LABEL_COLUMN)
     return batch
+
+
+#: Parquet physical type of the PLAIN values of a numpy dtype (little-endian), where its bytes are
+#: that dtype's: float16 is a 2-byte FIXED_LEN_BYTE_ARRAY; int8/int16 are stored widened (not listed).
+_PLAIN_PHYSICAL = {"<f4": "FLOAT", "<f8": "DOUBLE", "<i4": "INT32", "<i8": "INT64", "<f2": "FIXED_LEN_BYTE_ARRAY"}
+
+
+def _read_raw_columns(parquet, path, groups: list[int], wanted: Mapping[str, tuple], *,
+                      rows: int) -> dict[str, np.ndarray]:
+    """The columns of ``wanted`` (name -> (shape, dtype)) over row groups ``groups`` whose pages
+    :func:`mirdl.store.parquet_pages.read_chunk` reads raw, as ``(rows, *shape)`` 64-byte aligned
+    arrays; a column it does not read (schema not the manifest's, other physical type, a chunk it
+    does not know) is left out, for pyarrow to read. StoreError for a page CRC mismatch."""
+    from mirdl.store import parquet_pages
+
+    if not np.little_endian or not groups:
+        return {}
+    meta = parquet.metadata
+    leaves: dict[str, list[int]] = {}
+    for index in range(meta.num_columns):
+        leaves.setdefault(meta.schema.column(index).path.split(".")[0], []).append(index)
+    arrow_schema = parquet.schema_arrow
+    out: dict[str, np.ndarray] = {}
+    fd = None
+    try:
+        for name, (shape, dtype) in wanted.items():
+            dtype = np.dtype(dtype).newbyteorder("<")
+            leaf = leaves.get(name, [])
+            if len(leaf) != 1 or arrow_schema.field(name).type != _arrow_type(dtype.str, shape):
+                continue
+            column = meta.schema.column(leaf[0])
+            physical = _PLAIN_PHYSICAL.get(dtype.str)
+            if column.physical_type != physical or (physical == "FIXED_LEN_BYTE_ARRAY" and column.length != 2):
+                continue
+            per_record = int(np.prod(shape, dtype=np.int64))
+            array = _aligned_empty((rows, *shape), dtype)
+            flat = array.reshape(-1).view(np.uint8)
+            if fd is None:
+                fd = os.open(path, os.O_RDONLY)
+            at, ok = 0, True
+            for group in groups:
+                chunk = meta.row_group(group).column(leaf[0])
+                nbytes = meta.row_group(group).num_rows * per_record * dtype.itemsize
+                if chunk.has_dictionary_page or chunk.num_values * dtype.itemsize != nbytes \
+                        or at + nbytes > len(flat) or not parquet_pages.read_chunk(
+                            fd, chunk.data_page_offset, chunk.total_compressed_size, flat[at:at + nbytes],
+                            codec=chunk.compression, itemsize=dtype.itemsize,
+                            max_repetition=column.max_repetition_level, max_definition=column.max_definition_level,
+                            where=f"{path}: row group {group}, column {name!r}"):
+                    ok = False
+                    break
+                at += nbytes
+            if ok and at == len(flat):
+                out[name] = array
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return out
 
 
 def _column_array(column, *, shape, dtype: str, path, name: str) -> np.ndarray:

@@ -90,3 +90,36 @@ def test_xla_crop_gives_the_uncompiled_crops_numbers(known_store, monkeypatch, f
         np.testing.assert_array_equal(meta["crop_offset"], meta_ref["crop_offset"])
         np.testing.assert_allclose(x, x_ref, rtol=1e-6, atol=1e-6)
         np.testing.assert_array_equal(y, y_ref)
+
+
+@pytest.mark.parametrize("kwargs", [dict(shuffle=False),
+                                    dict(shuffle=True, seed=2, patch_frames=9, with_metadata=True)])
+def test_parquet_load_reads_pages_raw_and_gives_pyarrows_batches(known_store, monkeypatch, kwargs):
+    """``load`` over a Parquet store reads feature and label pages raw (``parquet_pages``) and yields
+    the batches of the pyarrow-decoded read (``raw_pages=False``), bit for bit."""
+    from mirdl.store import parquet_pages
+
+    store = known_store("parquet", n_tracks=8, n_shards=3)
+    calls = []
+    read_chunk = parquet_pages.read_chunk
+
+    def counted(*args, **kw):
+        calls.append(read_chunk(*args, **kw))
+        return calls[-1]
+
+    monkeypatch.setattr(parquet_pages, "read_chunk", counted)
+    options = dict(batch_size=5, repeat=2, deterministic=True, **kwargs)
+    raw = list(data.load(store, "train", **options).as_numpy_iterator())
+    assert calls and all(calls)
+    monkeypatch.setattr(adapters.ParquetAdapter, "raw_pages", False)
+    del calls[:]
+    reference = list(data.load(store, "train", **options).as_numpy_iterator())
+    assert not calls
+    assert len(raw) == len(reference) == -(-2 * 8 * 2 * 2 // 5)
+    for got, expected in zip(raw, reference):
+        assert len(got) == len(expected)
+        for a, b in zip(got[:2], expected[:2]):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+        if len(got) == 3:
+            for name in expected[2]:
+                np.testing.assert_array_equal(got[2][name], expected[2][name])
