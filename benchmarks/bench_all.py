@@ -62,6 +62,13 @@ def kind_index(i: int) -> int:
     is Opus or Vorbis, as 2/3 of the files are. The first cycle's files keep their names.
     """
     return (i + i // len(DURATIONS)) % len(KINDS)
+
+
+#: The equal-length corpus: as much audio as the mixed one, in 30 s files (GTZAN's clip length),
+#: the same mix of kinds. Its own cache folder.
+EQUAL_FILES, EQUAL_SECONDS = 160, 30
+
+
 #: Alternated timings of every reader; the best of them is reported.
 READER_ROUNDS = 4
 
@@ -87,32 +94,35 @@ def parse_args(argv):
 
 
 # --------------------------------------------------------------------------- corpus
-def build_corpus(root: Path, n_files: int) -> list[dict]:
-    """The mixed corpus (cached: a file is encoded once); its rows (path, label, artist, kind, seconds)."""
+def build_corpus(root: Path, n_files: int, *, seconds: int | None = None) -> list[dict]:
+    """The mixed corpus (cached: a file is encoded once); its rows (path, label, artist, kind, seconds).
+
+    With ``seconds``, every file lasts that long (the equal-length corpus) and the kinds simply cycle.
+    """
     from mirdl.features import synth
     from mirdl.features.audio import write_audio
 
     root.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n_files):
-        ext, major, subtype, rate = KINDS[kind_index(i)]
-        seconds = DURATIONS[i % len(DURATIONS)]
+        ext, major, subtype, rate = KINDS[kind_index(i) if seconds is None else i % len(KINDS)]
+        duration = DURATIONS[i % len(DURATIONS)] if seconds is None else seconds
         label = synth.CLASSES[i % len(synth.CLASSES)]
-        path = root / f"f{i:03d}_{subtype.lower()}_{seconds}s.{ext}"
+        path = root / f"f{i:03d}_{subtype.lower()}_{duration}s.{ext}"
         if not path.exists():
             pieces = []
-            for k in range(int(np.ceil(seconds / 30))):
-                rng = np.random.default_rng([i, k])
+            for k in range(int(np.ceil(duration / 30))):
+                rng = np.random.default_rng([i, k] if seconds is None else [1000 + i, k])
                 piece = synth.synth_track(label=synth.CLASSES[(i + k) % len(synth.CLASSES)], rng=rng, sr=rate,
                                           duration=30.0, channels=2)
                 pieces.append(piece.audio)
-            y = np.concatenate(pieces, axis=-1)[..., : seconds * rate]
+            y = np.concatenate(pieces, axis=-1)[..., : duration * rate]
             y = 0.8 * y / max(1e-9, float(np.abs(y).max()))
             tmp = path.with_name(path.name + ".part")
             write_audio(tmp, y.astype(np.float32), sample_rate=rate, format=major, subtype=subtype)
             tmp.replace(path)
         rows.append({"path": path.name, "label": label, "artist": f"a{i % 8}", "kind": subtype.lower(),
-                     "seconds": seconds, "rate": rate})
+                     "seconds": duration, "rate": rate})
     return rows
 
 
@@ -402,8 +412,9 @@ def main(argv=None) -> int:
         report["sf_read"] = time.perf_counter() - t
         four_rows = rows[: args.four_files]
         four_listing = write_listing(corpus, four_rows, "four")
-        equal = [r for r in rows if r["seconds"] == 30]
-        equal_listing = write_listing(corpus, equal, "equal")
+        equal_root = CACHE / f"equal-{EQUAL_SECONDS}s"
+        equal = build_corpus(equal_root, EQUAL_FILES, seconds=EQUAL_SECONDS)
+        equal_listing = write_listing(equal_root, equal, "equal")
         report["equal_n"] = len(equal)
         report["four_minutes"] = sum(r["seconds"] for r in four_rows) / 60
         report["rounds"] = args.rounds
@@ -624,7 +635,8 @@ def render(r: dict, rows: list[dict], args, argv) -> str:
     lines.append(f"| 2 workers vs 1, mixed lengths | {p1['seconds']:.1f} s | {p2['seconds']:.1f} s | {w:.2f}x | >= 1.7x "
                  f"| {mark(w >= 1.7)} (shards {'byte-identical' if r['identical_w'] else 'DIFFER'}) |")
     we = r["equal1"]["seconds"] / r["equal2"]["seconds"]
-    lines.append(f"| 2 workers vs 1, {r['equal_n']} files of 30 s | {r['equal1']['seconds']:.1f} s | "
+    lines.append(f"| 2 workers vs 1, equal lengths: {r['equal_n']} files of {EQUAL_SECONDS} s "
+                 f"({r['equal_n'] * EQUAL_SECONDS / 60:.0f} min) | {r['equal1']['seconds']:.1f} s | "
                  f"{r['equal2']['seconds']:.1f} s | {we:.2f}x | >= 1.7x | {mark(we >= 1.7)} |")
     rss = r["rss"][10]["rss"] / r["rss"][1]["rss"]
     lines.append(f"| peak RSS, {r['rss_tracks'] * 10} vs {r['rss_tracks']} short files | "

@@ -7,15 +7,16 @@
     index   -> RecordBytes -> BytesPerSplit -> ShardsPerSplit --(side input)--+
     index   -> AssignShard <------------------------------------------------+
             -> GroupByShard -> WriteShard (read back from the spill, sorted by key) -> ShardList -> SaveShards
-    records -> TrainRecords -> Stats (per-bin mean/std, CombineFn) -> SaveStats
-    records -> SplitTrack -> DistinctTracks -> TracksPerSplit -> SaveTracks
-    Decode  -> DecodedTracks (id, samples, sha256 of the bytes) -> DecodedSamples -> Durations -> SaveCorpus
+    records -> RecordSummaries (split, track, frame moments of the statistics split) --+
+    Decode  -> DecodedTracks (id, samples, sha256 of the bytes) ------------------------+-> Summaries (Flatten)
+    errors of every step ---------------------------------------------------------------+
+        -> Summary (one CombineGlobally: statistics, tracks per split, durations, decoded list,
+           errors + the listing's errors) -> SaveSummary (errors.jsonl sorted, summary.json)
+        -> TooManyFailed --(side input)--> WriteShard
 
-    (with N > 1 local workers, Reshuffle is BucketByAudio -> GroupBuckets -> Unbucket:
-    one bucket of about equal audio per worker, see balance_tracks)
-                                                               \\-> DecodedList -> SaveDecoded (tracks.jsonl)
-    errors of every step + listing errors -> ErrorList -> SaveErrors (errors.jsonl, sorted)
-                                                     \\-> TooManyFailed --(side input)--> WriteShard
+    (on Beam's local engine the listing file is read by a FlatMap after an Impulse, and there is
+    no Reshuffle with 1 worker; with N > 1 local workers, Reshuffle is BucketByAudio -> GroupBuckets
+    -> Unbucket: one bucket of about equal audio per worker, see balance_tracks)
 
 The driver holds the listing (paths and labels) only: audio and features live in the
 workers. Records do not go through the runner's shuffle: each one is appended to a spill
@@ -73,7 +74,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -105,7 +107,7 @@ from mirdl.pipelines.runners import (
     wait_guarded,
     workers_on_this_host,
 )
-from mirdl.pipelines.stats import DurationSummaryFn, FeatureStatsFn
+from mirdl.pipelines.stats import JobSummaryFn, record_summary
 from mirdl.pipelines.transforms import (
     METRICS_NAMESPACE,
     ComputeRecords,
@@ -134,6 +136,9 @@ EXIT_TIMEOUT = 6
 WORK_DIR = "_work"
 #: Folder inside WORK_DIR for the records on their way to their shard (:mod:`mirdl.pipelines.spill`).
 SPILL_DIR = "spill"
+#: Files in WORK_DIR where the pipeline saves the job's summary (JobSummaryFn) and its shard list.
+SUMMARY_NAME = "summary.json"
+SHARDS_NAME = "shards.json"
 _FIRST_REASONS = 5
 
 
@@ -439,6 +444,10 @@ def _run_job(config: PrepareConfig, job: _Job, *, workers: int, overwrite: bool,
                 _build(pipeline, config=config, layout=layout, tracks=tracks, listing_errors=listing_errors,
                        directory=tmp, work=work, n_files=n_files, max_error_rate=max_error_rate,
                        stats_split=job.stats_split, local_workers=_local_workers(options))
+                # The decoders' versions (importing PyAV for its and FFmpeg's) and the decoders these
+                # tracks use (each Ogg file's first page): driver work for the manifest, done on a
+                # thread of its own while the pipeline runs instead of after it.
+                decoders = _in_background(lambda: (audio.decoder_versions(), _decode_provenance(config, tracks)))
                 with _ProgressBar(work / "progress.log", total=len(tracks)) as bar, quiet_failed_bundles():
                     result = pipeline.run()
                     if is_local(options):  # run() has run it; nothing to cancel
@@ -449,17 +458,17 @@ def _run_job(config: PrepareConfig, job: _Job, *, workers: int, overwrite: bool,
                 if state != PipelineState.DONE:
                     raise StoreError(f"the Beam pipeline ended in state {state}; nothing was written")
                 shutil.rmtree(work / SPILL_DIR, ignore_errors=True)  # as big as the store: free it now
-                outputs = {name: json.loads((work / f"{name}.json").read_text(encoding="utf-8"))
-                           for name in ("shards", "stats", "tracks_per_split", "corpus", "errors", "decoded")}
+                outputs = _read_outputs(work, directory=tmp, config=config, layout=layout,
+                                        listing_errors=listing_errors)
                 failed = outputs["errors"]["failed_files"]
                 if _too_many_failed(failed, n_files, max_error_rate):
                     _print_errors(tmp / ERRORS_NAME, outputs["errors"], file=sys.stderr)
                     raise _Aborted
+                decoder_versions, decode = decoders.result(timeout=_BACKGROUND_TIMEOUT)
                 manifest = build_manifest(config=config, layout=layout, fingerprint=fingerprint,
                                           listing_sha256=job.listing_sha256, inputs=job.inputs, n_files=n_files,
                                           split_names=job.split_names, stats_split=job.stats_split, outputs=outputs,
-                                          provenance=provenance(decoders=audio.decoder_versions(),
-                                                                decode=_decode_provenance(config, tracks)),
+                                          provenance=provenance(decoders=decoder_versions, decode=decode),
                                           split_warnings=job.split_warnings, version=job.version, partition=part)
                 write_track_list(tmp / TRACKS_NAME, decoded=outputs["decoded"], tracks=tracks)
                 shutil.rmtree(work)
@@ -484,6 +493,27 @@ def _run_job(config: PrepareConfig, job: _Job, *, workers: int, overwrite: bool,
     if not quiet:
         _print_summary(store, manifest, metrics=_metrics(result), elapsed=elapsed, ran_on=ran_on, file=out)
     return (EXIT_SOME_FAILED if failed else EXIT_OK), manifest
+
+
+#: Seconds the driver waits for its background work (:func:`_in_background`) once the pipeline is done.
+_BACKGROUND_TIMEOUT = 600.0
+
+
+def _in_background(fn: Callable[[], Any]) -> Future:
+    """``fn()`` on a daemon thread of its own; its result (or exception) through the returned future.
+
+    A daemon: after a failure or a Ctrl-C nobody waits for it, and it writes nothing.
+    """
+    future: Future = Future()
+
+    def target() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as err:  # noqa: BLE001 - handed to whoever asks for the result
+            future.set_exception(err)
+
+    threading.Thread(target=target, name="mirdl-driver-background", daemon=True).start()
+    return future
 
 
 def _update(config: PrepareConfig, store: Path, *, workers: int, max_error_rate: float | None,
@@ -617,11 +647,9 @@ def _save_json(value: Any, path: str) -> None:
     write_json_atomic(path, value)
 
 
-def _save_errors(errors: list[ErrorRecord], *, path: str, summary_path: str) -> dict[str, Any]:
-    """Write ``errors.jsonl`` sorted (file, stage, reason) and its summary; return the summary."""
-    summary = error_summary(write_error_records(path, errors))
-    write_json_atomic(summary_path, summary)
-    return summary
+def _save_errors(errors: list[ErrorRecord], *, path: str) -> dict[str, Any]:
+    """Write ``errors.jsonl`` sorted (file, stage, reason); return its summary (counts)."""
+    return error_summary(write_error_records(path, errors))
 
 
 #: Up to this many tracks, :func:`balance_tracks` reads each file's header for its duration
@@ -699,10 +727,20 @@ def _build(pipeline: beam.Pipeline, *, config: PrepareConfig, layout: RecordLayo
     listing_path = work / "listing.jsonl"
     with atomic_path(listing_path) as tmp:
         tmp.write_text("".join(track_to_json(track) + "\n" for track in tracks), encoding="utf-8")
-    parsed = (pipeline
-              | "Listing" >> beam.io.ReadFromText(str(listing_path))
-              | "ParseTracks" >> beam.Map(track_from_json))
-    if local_workers > 1:
+    if local_workers:
+        # Beam's local engine: the file is read in one step (an Impulse, no splittable source:
+        # one stage fewer, and no source machinery to set up), and with one worker the tracks go
+        # straight on in the listing's order: a Reshuffle only breaks fusion, for workers to share.
+        parsed = (pipeline
+                  | "Listing" >> beam.Impulse()
+                  | "ParseTracks" >> beam.FlatMap(_read_listing, path=str(listing_path)))
+    else:
+        parsed = (pipeline
+                  | "Listing" >> beam.io.ReadFromText(str(listing_path))
+                  | "ParseTracks" >> beam.Map(track_from_json))
+    if local_workers == 1:
+        listing = parsed
+    elif local_workers > 1:
         # One key per worker: the local engine gives the i-th key of a grouped stage to worker
         # i mod n, so each worker gets exactly one bucket.
         bucket_of = balance_tracks(tracks, local_workers)
@@ -715,40 +753,62 @@ def _build(pipeline: beam.Pipeline, *, config: PrepareConfig, layout: RecordLayo
     computed = listing | "ComputeRecords" >> ComputeRecords(config=config, layout=layout,
                                                             progress_path=str(work / "progress.log"))
     records = computed["records"]
-    errors = (
-        (computed["errors"], pipeline | "ListingErrors" >> beam.Create(listing_errors))
-        | "AllErrors" >> beam.Flatten()
+    # One global combine for every summary of the corpus (statistics, tracks per split, durations,
+    # decoded tracks, errors) over one Flatten of small elements: on Beam's local engine each global
+    # combine was a stage plus a stage for its default, each Flatten a stage (BENCHMARKS.md
+    # "Fixed costs, round 3"). Without defaults: an empty input saves nothing and the driver
+    # summarises nothing itself (_read_outputs); the listing's own errors are the combine's.
+    summaries = (
+        (*computed["errors"], computed["decoded"],
+         records | "RecordSummaries" >> beam.Map(record_summary, feature_names=layout.feature_names,
+                                                 stats_split=stats_split))
+        | "Summaries" >> beam.Flatten()
+        | "Summary" >> beam.CombineGlobally(_summary_fn(config, layout, listing_errors)).without_defaults()
+        | "SaveSummary" >> beam.Map(_save_summary, errors_path=str(directory / ERRORS_NAME),
+                                    path=str(work / SUMMARY_NAME))
     )
-    errors_summary = (
-        errors
-        | "ErrorList" >> beam.combiners.ToList()
-        | "SaveErrors" >> beam.Map(_save_errors, path=str(directory / ERRORS_NAME),
-                                   summary_path=str(work / "errors.json"))
-    )
-    abort = errors_summary | "TooManyFailed" >> beam.Map(
-        lambda summary: _too_many_failed(summary["failed_files"], n_files, max_error_rate))
+    abort = summaries | "TooManyFailed" >> beam.Map(
+        lambda errors: _too_many_failed(errors["failed_files"], n_files, max_error_rate))
     (records
      | "WriteShards" >> WriteShards(directory=str(directory), spill_directory=str(work / SPILL_DIR), config=config,
                                     layout=layout, abort=abort)
-     | "ShardList" >> beam.combiners.ToList()
-     | "SaveShards" >> beam.Map(_save_json, path=str(work / "shards.json")))
-    (records
-     | "TrainRecords" >> beam.Filter(lambda record: record["split"] == stats_split)
-     | "Stats" >> beam.CombineGlobally(FeatureStatsFn(layout.feature_names))
-     | "SaveStats" >> beam.Map(_save_json, path=str(work / "stats.json")))
-    (records
-     | "SplitTrack" >> beam.Map(lambda record: (record["split"], record["track_id"]))
-     | "DistinctTracks" >> beam.Distinct()
-     | "TracksPerSplit" >> beam.combiners.Count.PerKey()
-     | "TracksDict" >> beam.combiners.ToDict()
-     | "SaveTracks" >> beam.Map(_save_json, path=str(work / "tracks_per_split.json")))
-    (computed["decoded"]
-     | "DecodedSamples" >> beam.Map(lambda decoded: decoded["samples"])
-     | "Durations" >> beam.CombineGlobally(DurationSummaryFn(config.sample_rate))
-     | "SaveCorpus" >> beam.Map(_save_json, path=str(work / "corpus.json")))
-    (computed["decoded"]
-     | "DecodedList" >> beam.combiners.ToList()
-     | "SaveDecoded" >> beam.Map(_save_json, path=str(work / "decoded.json")))
+     | "ShardList" >> beam.CombineGlobally(beam.combiners.ToListCombineFn()).without_defaults()
+     | "SaveShards" >> beam.Map(_save_json, path=str(work / SHARDS_NAME)))
+
+
+def _read_listing(_: bytes, *, path: str) -> Iterator[Track]:
+    """The tracks of the job's listing file (:func:`~mirdl.pipelines.transforms.track_to_json` lines)."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            yield track_from_json(line)
+
+
+def _summary_fn(config: PrepareConfig, layout: RecordLayout, listing_errors: list[ErrorRecord]) -> JobSummaryFn:
+    return JobSummaryFn(feature_names=layout.feature_names, sample_rate=config.sample_rate,
+                        listing_errors=listing_errors)
+
+
+def _save_summary(summary: dict[str, Any], *, errors_path: str, path: str) -> dict[str, Any]:
+    """Write ``errors.jsonl`` (sorted) and the job's summary (:class:`JobSummaryFn`'s output, its
+    errors replaced by their counts) to ``path``; return the error counts."""
+    errors = _save_errors(summary["errors"], path=errors_path)
+    write_json_atomic(path, {**summary, "errors": errors})
+    return errors
+
+
+def _read_outputs(work: Path, *, directory: Path, config: PrepareConfig, layout: RecordLayout,
+                  listing_errors: list[ErrorRecord]) -> dict[str, Any]:
+    """The pipeline's summaries for :func:`~mirdl.pipelines.manifest.build_manifest`: ``shards``,
+    ``stats``, ``tracks_per_split``, ``corpus``, ``errors``, ``decoded``. A summary the pipeline
+    did not save had no input (no track, no shard): it is the summary of nothing."""
+    summary_path, shards_path = work / SUMMARY_NAME, work / SHARDS_NAME
+    if not summary_path.exists():
+        fn = _summary_fn(config, layout, listing_errors)
+        _save_summary(fn.extract_output(fn.create_accumulator()), errors_path=str(directory / ERRORS_NAME),
+                      path=str(summary_path))
+    outputs = json.loads(summary_path.read_text(encoding="utf-8"))
+    outputs["shards"] = json.loads(shards_path.read_text(encoding="utf-8")) if shards_path.exists() else []
+    return outputs
 
 
 # ------------------------------------------------------------------------------------------ reporting

@@ -11,6 +11,13 @@ beyond float64 rounding (about 1e-15 relative).
 :class:`DurationSummaryFn` counts decoded tracks, their samples and a histogram of their
 durations (fixed bin edges, integer counts: exactly reproducible).
 
+:class:`JobSummaryFn` is the job's one global combine: the two above, the tracks with records
+per split, the decoded tracks' list and the error records, from one PCollection of small
+elements (:class:`RecordSummary`, decoded-track dicts, :class:`~mirdl.store.dead_letter.ErrorRecord`).
+On Beam's local engine each global combine costs a stage of its own and another for its
+default; one combine instead of five saves most of the job's small stages (BENCHMARKS.md
+"Fixed costs, round 3").
+
 Examples
 --------
 >>> x = np.arange(6, dtype=np.float32).reshape(1, 6)
@@ -22,11 +29,14 @@ Examples
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
+
+from mirdl.store.dead_letter import ErrorRecord
 
 __all__ = [
     "Moments",
@@ -37,6 +47,9 @@ __all__ = [
     "FeatureStatsFn",
     "DURATION_BIN_EDGES",
     "DurationSummaryFn",
+    "RecordSummary",
+    "record_summary",
+    "JobSummaryFn",
 ]
 
 #: Upper edges (seconds) of the track-duration histogram; the last bin is open-ended.
@@ -177,3 +190,100 @@ class DurationSummaryFn(beam.CombineFn):
             "audio_seconds": samples / self.sample_rate,
             "duration_histogram": {"upper_edges_seconds": list(DURATION_BIN_EDGES), "counts": counts},
         }
+
+
+class RecordSummary(NamedTuple):
+    """What the job's summary keeps of one record: its split, its track, and for a record of the
+    statistics split the frame moments of each feature (None otherwise)."""
+
+    split: str
+    track_id: str
+    moments: dict[str, Moments] | None
+
+
+def record_summary(record: Mapping[str, Any], *, feature_names: Iterable[str], stats_split: str) -> RecordSummary:
+    """The :class:`RecordSummary` of a record (a few KB, where the record holds its features).
+
+    Examples
+    --------
+    >>> summary = record_summary({"split": "train", "track_id": "t", "x": np.ones((2, 3))},
+    ...                          feature_names=["x"], stats_split="train")
+    >>> summary.split, summary.moments["x"].count, summary.moments["x"].mean.tolist()
+    ('train', 3, [1.0, 1.0])
+    >>> record_summary({"split": "test", "track_id": "t", "x": np.ones((2, 3))},
+    ...                feature_names=["x"], stats_split="train").moments is None
+    True
+    """
+    moments = None
+    if record["split"] == stats_split:
+        moments = {name: frame_moments(record[name]) for name in feature_names}
+    return RecordSummary(record["split"], record["track_id"], moments)
+
+
+class JobSummaryFn(beam.CombineFn):
+    """Everything the precompute job summarises over the whole corpus, in one combine.
+
+    Inputs, told apart by type: :class:`RecordSummary` (one per record), a decoded track's dict
+    (:meth:`mirdl.pipelines.transforms.Decoded.summary`: ``track_id``, ``samples``, ...) and
+    :class:`~mirdl.store.dead_letter.ErrorRecord`. ``listing_errors`` (the driver's, known before
+    the pipeline runs) are added to the errors of the output.
+
+    Output: ``{"stats": FeatureStatsFn's output over the statistics split, "tracks_per_split":
+    {split: tracks with records}, "corpus": DurationSummaryFn's output, "decoded": [decoded
+    track dicts], "errors": [ErrorRecord]}``. The statistics are the same numbers, merged in the
+    same order, as :class:`FeatureStatsFn` over the records of the statistics split.
+
+    Examples
+    --------
+    >>> fn = JobSummaryFn(feature_names=["x"], sample_rate=10)
+    >>> accumulator = fn.create_accumulator()
+    >>> for element in (record_summary({"split": "train", "track_id": "t", "x": np.zeros((1, 4))},
+    ...                                feature_names=["x"], stats_split="train"),
+    ...                 {"track_id": "t", "samples": 25, "sha256": None, "annotation_sha256": None}):
+    ...     accumulator = fn.add_input(accumulator, element)
+    >>> out = fn.extract_output(fn.merge_accumulators([accumulator, fn.create_accumulator()]))
+    >>> out["tracks_per_split"], out["corpus"]["audio_seconds"], out["stats"]["x"]["frames"]
+    ({'train': 1}, 2.5, 4)
+    """
+
+    def __init__(self, *, feature_names: Iterable[str], sample_rate: int,
+                 listing_errors: Iterable[ErrorRecord] = ()) -> None:
+        self.stats = FeatureStatsFn(feature_names)
+        self.durations = DurationSummaryFn(sample_rate)
+        self.listing_errors = tuple(listing_errors)
+
+    def create_accumulator(self) -> dict[str, Any]:
+        return {"stats": self.stats.create_accumulator(), "tracks": set(),
+                "durations": self.durations.create_accumulator(), "decoded": [], "errors": []}
+
+    def add_input(self, accumulator: dict[str, Any], element: Any) -> dict[str, Any]:
+        if isinstance(element, RecordSummary):
+            accumulator["tracks"].add((element.split, element.track_id))
+            if element.moments is not None:
+                stats = accumulator["stats"]
+                for name in self.stats.feature_names:  # FeatureStatsFn.add_input on precomputed moments
+                    stats[name] = merge_moments(stats.get(name), element.moments[name])
+        elif isinstance(element, ErrorRecord):
+            accumulator["errors"].append(element)
+        else:  # a decoded track
+            accumulator["decoded"].append(element)
+            accumulator["durations"] = self.durations.add_input(accumulator["durations"], element["samples"])
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        accumulators = list(accumulators)
+        merged = self.create_accumulator()
+        merged["stats"] = self.stats.merge_accumulators(a["stats"] for a in accumulators)
+        merged["durations"] = self.durations.merge_accumulators(a["durations"] for a in accumulators)
+        for accumulator in accumulators:
+            merged["tracks"] |= accumulator["tracks"]
+            merged["decoded"] += accumulator["decoded"]
+            merged["errors"] += accumulator["errors"]
+        return merged
+
+    def extract_output(self, accumulator: dict[str, Any]) -> dict[str, Any]:
+        return {"stats": self.stats.extract_output(accumulator["stats"]),
+                "tracks_per_split": dict(Counter(split for split, _ in accumulator["tracks"])),
+                "corpus": self.durations.extract_output(accumulator["durations"]),
+                "decoded": list(accumulator["decoded"]),
+                "errors": [*self.listing_errors, *accumulator["errors"]]}

@@ -657,7 +657,9 @@ def ComputeRecords(tracks, *, config: PrepareConfig, layout: RecordLayout,  # no
     """Tracks -> ``{"records", "errors", "decoded"}`` (decoded: :meth:`Decoded.summary` of each track).
 
     Annotations (frame tasks) -> Decode -> Augment -> Features -> Segment, each a labelled
-    step whose dead-letter ``errors`` output is flattened into one PCollection.
+    step with a dead-letter output; ``errors`` is the tuple of those outputs, for the caller to
+    flatten with whatever else it gathers (on Beam's local engine every multi-input Flatten is a
+    stage of its own: one Flatten, not a Flatten of Flattens).
     """
     pending = tracks | "Pending" >> beam.Map(lambda track: (track, None))
     errors = []
@@ -683,7 +685,7 @@ def ComputeRecords(tracks, *, config: PrepareConfig, layout: RecordLayout,  # no
         pending = outputs[label] = result.main
     return {
         "records": pending,
-        "errors": tuple(errors) | "FlattenErrors" >> beam.Flatten(),
+        "errors": tuple(errors),
         "decoded": outputs["Decode"] | "DecodedTracks" >> beam.Map(Decoded.summary),
     }
 
@@ -708,8 +710,8 @@ def WriteShards(records, *, directory: str, spill_directory: str, config: Prepar
     store.shard_bytes)`` (at least 1), from a global sum of the entries' record sizes used as
     a side input; each entry goes to shard ``shard_for_key(key)``, a GroupByKey per (split,
     shard) gathers them and :class:`WriteShard` reads the records back and writes them
-    sorted. ``abort`` is a singleton PCollection of bool. The caller deletes the spill
-    directory when the job is over.
+    sorted. ``abort`` is a PCollection of at most one bool (none: False). The caller deletes the
+    spill directory when the job is over.
     """
     shard_bytes = config.store.shard_bytes
     index = records | "SpillRecords" >> beam.ParDo(
@@ -728,5 +730,5 @@ def WriteShards(records, *, directory: str, spill_directory: str, config: Prepar
             WriteShard(directory=directory, spill_directory=spill_directory, name=config.name,
                        store_format=config.store.format, compression=config.store.compression,
                        row_group_records=config.store.row_group_records, layout=layout),
-            abort=beam.pvalue.AsSingleton(abort))
+            abort=beam.pvalue.AsSingleton(abort, default_value=False))
     )

@@ -417,6 +417,10 @@ def numpy_cpu_dispatch() -> dict[str, Any]:
 
         blas = [entry for entry in threadpool_info() if entry.get("user_api") == "blas"]
         if blas:
+            # numpy's own BLAS (a wheel's numpy.libs), whatever else is loaded (scipy's openblas
+            # appears once scipy is imported, in load order): the same entry on every run.
+            numpy_dir = os.path.dirname(os.path.dirname(os.path.abspath(umath.__file__)))
+            blas.sort(key=lambda e: (not str(e.get("filepath", "")).startswith(numpy_dir), str(e.get("filepath"))))
             entry = blas[0]
             info["blas"] = {"library": entry.get("internal_api"), "version": entry.get("version"),
                             "core": entry.get("architecture"), "threading": entry.get("threading_layer")}

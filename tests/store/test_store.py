@@ -444,3 +444,22 @@ def test_a_flipped_bit_anywhere_in_a_shard_is_caught_or_harmless(tmp_path, fmt):
         if got != expected:
             silent.append(at)
     assert silent == [], f"bit flips at these offsets changed the records without an error: {silent[:10]}"
+
+
+def test_provenance_blas_is_numpys_whatever_else_is_loaded(monkeypatch):
+    """The manifest names numpy's BLAS, not whichever library threadpoolctl lists first (scipy's
+    openblas is listed once scipy is imported): the same provenance on every run of the same code."""
+    import threadpoolctl
+
+    from mirdl.store import manifest
+
+    numpy_dir = os.path.dirname(np.__file__)
+    ours = {"user_api": "blas", "internal_api": "openblas", "version": "numpy's", "architecture": "A",
+            "threading_layer": "pthreads", "filepath": numpy_dir + ".libs/libscipy_openblas64_.so"}
+    other = {"user_api": "blas", "internal_api": "openblas", "version": "scipy's", "architecture": "B",
+             "threading_layer": "pthreads", "filepath": "/elsewhere/scipy.libs/libscipy_openblas.so"}
+    seen = []
+    for listed in ([ours], [other, ours], [ours, other]):
+        monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda listed=listed: list(listed))
+        seen.append(manifest.numpy_cpu_dispatch()["blas"]["version"])
+    assert seen == ["numpy's"] * 3
