@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mirdl.errors import StoreError
+from mirdl.store.varint import read_varint
 
 try:  # ISA-L's CRC-32 (carry-less multiply): ~15 GB/s here against zlib 1.2's ~1 GB/s
     from isal.isal_zlib import crc32 as _crc32
@@ -83,16 +84,7 @@ class PageHeader:
 
 
 def _varint(buf, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise ThriftError("varint longer than 10 bytes")
+    return read_varint(buf, pos, error=ThriftError)
 
 
 def _zigzag(value: int) -> int:

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from mirdl.store.varint import read_varint
+
 __all__ = ["masked_crc32c", "frame", "example_bytes", "TFRecordFileWriter", "crc32c_implementation",
            "CorruptRecord", "read_records", "parse_example"]
 
@@ -229,16 +231,7 @@ def read_records(path: str | Path, *, compression: str = "none", check: bool = T
 
 
 def _read_varint(view: memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(view) or shift > 63:
-            raise CorruptRecord("truncated or overlong varint")
-        byte = view[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
+    return read_varint(view, pos, error=CorruptRecord)
 
 
 def _fields(view: memoryview) -> Iterator[tuple[int, int, Any]]:
