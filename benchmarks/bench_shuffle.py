@@ -9,7 +9,7 @@ batch of a fresh iterator (the shuffle buffer's fill).
 Usage::
 
     python benchmarks/bench_shuffle.py                 # ~3 minutes on 2 cores (stores built first)
-    python benchmarks/bench_shuffle.py --rounds 10 --work /tmp/shuffle-stores   # keep the stores
+    python benchmarks/bench_shuffle.py --rounds 10 --work bench-cache/shuffle-stores   # keep the stores (git-ignored)
 """
 from __future__ import annotations
 
