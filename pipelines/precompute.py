@@ -74,8 +74,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -101,6 +100,7 @@ from mirdl.pipelines.runners import (
     JobTimeout,
     check_endpoints,
     describe_runner,
+    in_background,
     is_local,
     packaging_note,
     resolve_packaging,
@@ -447,7 +447,8 @@ def _run_job(config: PrepareConfig, job: _Job, *, workers: int, overwrite: bool,
                 # The decoders' versions (importing PyAV for its and FFmpeg's) and the decoders these
                 # tracks use (each Ogg file's first page): driver work for the manifest, done on a
                 # thread of its own while the pipeline runs instead of after it.
-                decoders = _in_background(lambda: (audio.decoder_versions(), _decode_provenance(config, tracks)))
+                decoders = in_background(lambda: (audio.decoder_versions(), _decode_provenance(config, tracks)),
+                                         name="mirdl-driver-background")
                 with _ProgressBar(work / "progress.log", total=len(tracks)) as bar, quiet_failed_bundles():
                     result = pipeline.run()
                     if is_local(options):  # run() has run it; nothing to cancel
@@ -495,25 +496,9 @@ def _run_job(config: PrepareConfig, job: _Job, *, workers: int, overwrite: bool,
     return (EXIT_SOME_FAILED if failed else EXIT_OK), manifest
 
 
-#: Seconds the driver waits for its background work (:func:`_in_background`) once the pipeline is done.
+#: Seconds the driver waits for its background work (:func:`~mirdl.pipelines.runners.in_background`)
+#: once the pipeline is done.
 _BACKGROUND_TIMEOUT = 600.0
-
-
-def _in_background(fn: Callable[[], Any]) -> Future:
-    """``fn()`` on a daemon thread of its own; its result (or exception) through the returned future.
-
-    A daemon: after a failure or a Ctrl-C nobody waits for it, and it writes nothing.
-    """
-    future: Future = Future()
-
-    def target() -> None:
-        try:
-            future.set_result(fn())
-        except BaseException as err:  # noqa: BLE001 - handed to whoever asks for the result
-            future.set_exception(err)
-
-    threading.Thread(target=target, name="mirdl-driver-background", daemon=True).start()
-    return future
 
 
 def _update(config: PrepareConfig, store: Path, *, workers: int, max_error_rate: float | None,

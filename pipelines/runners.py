@@ -39,6 +39,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_for
 from typing import Any
 
 from apache_beam.options.pipeline_options import (
@@ -55,7 +57,7 @@ from mirdl import __version__
 from mirdl.errors import ConfigError, MirdlError
 
 __all__ = ["LOCAL_RUNNERS", "DEFAULT_STALL_TIMEOUT", "JobTimeout", "is_local", "describe_runner", "check_endpoints",
-           "workers_on_this_host", "resolve_packaging", "packaging_note", "wait_guarded"]
+           "workers_on_this_host", "resolve_packaging", "packaging_note", "wait_guarded", "in_background"]
 
 #: Runners that run the job in this process or in worker processes this driver starts.
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
@@ -229,22 +231,11 @@ def wait_guarded(result: Any, *, progress: Callable[[], int], total: int, job_ti
     if ``progress()`` (input files done) stays the same for ``stall_timeout`` seconds while it
     is below ``total``. An error of the job itself is raised as the runner raises it.
     """
-    done = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def wait() -> None:
-        try:
-            outcome["state"] = result.wait_until_finish()
-        except BaseException as err:  # noqa: BLE001 - handed over to the driver's thread
-            outcome["error"] = err
-        finally:
-            done.set()
-
-    threading.Thread(target=wait, name="mirdl-wait-for-job", daemon=True).start()
+    finished = in_background(result.wait_until_finish, name="mirdl-wait-for-job")
     started = last_change = time.monotonic()
     last_count = progress()
     try:
-        while not done.wait(poll):
+        while not wait_for([finished], timeout=poll).done:
             now, count = time.monotonic(), progress()
             if count != last_count:
                 last_count, last_change = count, now
@@ -257,14 +248,33 @@ def wait_guarded(result: Any, *, progress: Callable[[], int], total: int, job_ti
                 continue
             if not _cancel(result):
                 reason += "; the runner did not confirm the cancellation"
-            done.wait(_CANCEL_GRACE)
+            wait_for([finished], timeout=_CANCEL_GRACE)
             raise JobTimeout(f"job cancelled: {reason}")
     except KeyboardInterrupt:  # Ctrl-C: the job must not go on writing into a store the driver deletes
         _cancel(result)
         raise
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["state"]
+    return finished.result()  # the job's own error is raised as the runner raised it
+
+
+def in_background(fn: Callable[[], Any], *, name: str) -> Future:
+    """``fn()`` on a daemon thread of its own; its result (or exception) through the returned future.
+
+    A daemon, unlike a ``ThreadPoolExecutor``'s threads: after a failure or a Ctrl-C nobody waits
+    for it at exit.
+
+    >>> in_background(lambda: 6 * 7, name="answer").result(timeout=5)
+    42
+    """
+    future: Future = Future()
+
+    def target() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as err:  # noqa: BLE001 - handed to whoever asks for the result
+            future.set_exception(err)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return future
 
 
 def _cancel(result: Any) -> bool:
