@@ -148,25 +148,40 @@ def iter_records(store: str | os.PathLike, *, splits: list[str] | None = None) -
 
 
 def _examples(store: Path, manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(title, record) pairs: one clean record per class / tag, or the first few for other tasks."""
+    """(title, record) pairs: one clean record per class / tag, or the first few for other tasks.
+
+    Per class, the first record of variant 0 in the order :func:`iter_records` reads (train
+    first), among the first :data:`MAX_SCAN_RECORDS`. A split's ``label_counts`` (the manifest's
+    count of every record's classes) tell which classes it holds: its scan stops once those are
+    found, and a split holding none still missing is not read (the same records are picked).
+    """
     task = manifest["task"]
     vocabulary = task.get("vocabulary") or []
     per_class = task["type"] in ("single_label", "multi_label")
     wanted = len(vocabulary) if per_class else 4
     found: dict[str, dict[str, Any]] = {}
-    for record in itertools.islice(iter_records(store), MAX_SCAN_RECORDS):
-        if record["variant"] != 0:
+    budget = MAX_SCAN_RECORDS
+    for split in sorted(manifest["splits"], key=lambda split: (split != "train", split)):
+        counts = manifest["splits"][split].get("label_counts") if per_class else None
+        held = None if counts is None else {vocabulary[i] for i, n in enumerate(counts) if n > 0}
+        if held is not None and held <= found.keys():
             continue
-        label = np.asarray(record["label"])
-        if task["type"] == "single_label":
-            names = [vocabulary[int(label)]]
-        elif task["type"] == "multi_label":
-            names = [vocabulary[i] for i in np.flatnonzero(label)]
-        else:
-            names = [record["key"]]
-        for name in names:
-            found.setdefault(name, record)
-        if len(found) >= wanted:
+        for record in itertools.islice(iter_records(store, splits=[split]), budget):
+            budget -= 1
+            if record["variant"] != 0:
+                continue
+            label = np.asarray(record["label"])
+            if task["type"] == "single_label":
+                names = [vocabulary[int(label)]]
+            elif task["type"] == "multi_label":
+                names = [vocabulary[i] for i in np.flatnonzero(label)]
+            else:
+                names = [record["key"]]
+            for name in names:
+                found.setdefault(name, record)
+            if len(found) >= wanted or (held is not None and held <= found.keys()):
+                break
+        if len(found) >= wanted or budget <= 0:
             break
     order = vocabulary if per_class else list(found)
     return [(name, found[name]) for name in order if name in found]

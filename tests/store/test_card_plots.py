@@ -97,3 +97,75 @@ def test_card_plots_of_waveforms_frame_labels_and_channels(tmp_path):
     assert "time 0 to 0.16 s left to right (10 frames); 8 bins bottom to top" in plots["examples.png"].caption
     assert "| 1 | `a` | `t0` | 0 |" in plots["examples.png"].caption  # first channel of one record per class
     assert "| 2 | `b` | `t1` | 0 |" in plots["examples.png"].caption
+
+
+@pytest.mark.parametrize("task_type", ["single_label", "multi_label"])
+def test_examples_stop_reading_once_each_splits_classes_are_found(tmp_path, monkeypatch, task_type):
+    """The card's examples are the first variant-0 record of each class in reading order (train
+    first); the manifest's label counts let the scan stop a split early and skip a split whose
+    classes are all found: the same records, a fraction of the reads."""
+    from mirdl.store import adapters
+    from mirdl.store.build import write_store
+    from mirdl.store.manifest import read_manifest
+
+    vocabulary = ["a", "b", "c"]
+    task = {"type": task_type, "label_shape": [] if task_type == "single_label" else [3],
+            "label_dtype": "int64" if task_type == "single_label" else "float32", "n_outputs": 3,
+            "vocabulary": vocabulary}
+
+    def label(cls):
+        return np.int64(cls) if task_type == "single_label" else np.eye(3, dtype=np.float32)[cls]
+
+    def records(prefix, classes, n):
+        from mirdl.store.format import record_key
+
+        rng = np.random.default_rng(len(prefix))
+        return [{"key": record_key(track_id=f"{prefix}{i}", variant=variant, segment=0),
+                 "track_id": f"{prefix}{i}", "variant": variant, "segment": 0, "start_frame": 0,
+                 "x": rng.standard_normal((3, 4)).astype(np.float32), "label": label(classes[i % len(classes)])}
+                for i in range(n) for variant in (1, 0)]  # an augmented variant read before each original
+
+    features = {"x": {"shape": [3, 4], "dtype": "float32", "axes": ["bin", "time"],
+                      "spec": {"representation": "logmel", "sample_rate": 16000,
+                               "params": {"hop_length": 256, "n_mels": 3}}}}
+    # train holds a and b only, test a only (nothing missing there: not read), valid c late.
+    splits = {"train": records("t", [0, 1], 40), "test": records("s", [0], 10),
+              "valid": records("v", [1, 1, 1, 1, 2, 0], 30)}
+    store = tmp_path / "store"
+    write_store(store, splits, name="s", store_format="hdf5", features=features, task=task, fingerprint="c" * 16,
+                n_shards=2)
+    manifest = read_manifest(store)
+
+    def first_per_class():  # reading every record of every split, in the card's order
+        found = {}
+        for record in summary.iter_records(store):
+            labels = [int(record["label"])] if task_type == "single_label" else np.flatnonzero(record["label"])
+            for cls in labels:
+                if record["variant"] == 0:
+                    found.setdefault(vocabulary[cls], record["key"])
+        return [(name, found[name]) for name in vocabulary if name in found]
+
+    reads = []
+    real = adapters.read_shard
+
+    def counting(*args, **kwargs):
+        for record in real(*args, **kwargs):
+            reads.append(record["key"])
+            yield record
+
+    expected = first_per_class()
+    monkeypatch.setattr(summary, "read_shard", counting)
+    examples = summary._examples(store, manifest)
+    assert [(name, record["key"]) for name, record in examples] == expected
+    assert [name for name, _ in examples] == vocabulary
+    total = sum(entry["records"] for entry in manifest["splits"].values())
+    assert len(reads) < total // 2, (len(reads), total)
+    assert not any(key.startswith("s") for key in reads)  # test: no class there still missing
+    fast = len(reads)
+
+    # Without label counts (a manifest that has none): every record is read, the same examples.
+    for entry in manifest["splits"].values():
+        entry.pop("label_counts")
+    reads.clear()
+    assert [(name, record["key"]) for name, record in summary._examples(store, manifest)] == expected
+    assert len(reads) > fast + 80  # all of train (80 records) and test before valid's first c
