@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import io
 import logging
@@ -167,7 +168,8 @@ def main(argv: list[str] | None = None, *, quiet: bool | None = None) -> int:
 
     ``quiet``: filter stderr with :class:`QuietStderr` unless ``-v``; default True for the
     ``mirdl`` command (``argv`` None), False for calls from Python (tests, notebooks), whose
-    stderr belongs to the caller.
+    stderr belongs to the caller. The ``mirdl`` command's own process (``argv`` None) freezes
+    its heap (:func:`gc.freeze`) before it returns the status to exit with.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -183,7 +185,14 @@ def main(argv: list[str] | None = None, *, quiet: bool | None = None) -> int:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
     quiet = (argv is None) if quiet is None else quiet
     with QuietStderr() if quiet and not verbose else contextlib.nullcontext():
-        return _run(args)
+        status = _run(args)
+    if argv is None:
+        # The command's own process exits next. Its teardown ran the cyclic collector over every
+        # object still alive (after `mirdl prepare`, Beam's ~160k): ~0.3 s per command, measured.
+        # Frozen objects are freed by their reference counts as before, not scanned. Not for
+        # calls from Python: a frozen heap in a test run or a notebook is never collected again.
+        gc.freeze()
+    return status
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -25,3 +25,21 @@ def test_bad_flag_values_are_one_line_naming_the_flag(capsys, argv, message):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err), err
+
+
+def test_only_the_command_process_freezes_its_heap(tmp_path, monkeypatch, capsys):
+    """``mirdl`` (argv from ``sys.argv``) freezes the heap before its process exits, so its teardown
+    does not run the cyclic collector over every object; a call from Python leaves the caller's
+    collector alone."""
+    import gc
+    import sys
+
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    argv = ["verify", str(tmp_path / "missing-store")]
+    assert main(argv) == 2
+    assert frozen == []
+    monkeypatch.setattr(sys, "argv", ["mirdl", *argv])
+    assert main(quiet=False) == 2
+    assert frozen == [True]
+    assert "mirdl verify: error" in capsys.readouterr().err
