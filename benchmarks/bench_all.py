@@ -45,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 CACHE = REPO / "bench-cache"
 SR = 22050
 N_FFT, HOP, N_MELS = 2048, 512, 128
-CHILD = "import sys; from mirdl.pipelines.precompute import run; sys.exit(run(sys.argv[1:]))"
+# The job as users run it: the `mirdl prepare` command (`python -m mirdl` is the console script).
+CHILD = ["-m", "mirdl", "prepare"]
 # (extension, libsndfile format, subtype, file rate): mostly Opus and Vorbis, as real corpora are.
 KINDS = [("opus", "OGG", "OPUS", 48000), ("ogg", "OGG", "VORBIS", 44100), ("opus", "OGG", "OPUS", 48000),
          ("flac", "FLAC", "PCM_16", 48000), ("ogg", "OGG", "VORBIS", 48000), ("wav", "WAV", "PCM_16", 44100)]
@@ -155,7 +156,7 @@ def run_prepare(config: Path, *, workers: int, cwd: Path, beam_args: list[str] =
     log = cwd / f"{config.stem}-w{workers}.log"
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as handle:
-        child = subprocess.Popen([sys.executable, "-c", CHILD, "--config", str(config), "--workers", str(workers),
+        child = subprocess.Popen([sys.executable, *CHILD, "--config", str(config), "--workers", str(workers),
                                   "--overwrite", *beam_args], cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start

@@ -44,7 +44,7 @@ def run_prepare(python: str, config: Path, *, cwd: Path, workers: int = 1, timeo
     log = cwd / f"{config.stem}-w{workers}.log"
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as handle:
-        child = subprocess.Popen([python, "-c", ba.CHILD, "--config", str(config), "--workers", str(workers),
+        child = subprocess.Popen([python, *ba.CHILD, "--config", str(config), "--workers", str(workers),
                                   "--overwrite"], cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
         try:
             status, usage = _wait4(child.pid, timeout=timeout)
