@@ -1261,7 +1261,9 @@ def write_shard(records: Iterable[Mapping[str, Any]], *, path: str | os.PathLike
     with atomic_path(path) as tmp:
         n_records = adapter.write(checked, tmp, features=features, task=task, compression=compression,
                                   row_group_records=int(row_group_records))
-        info = ShardInfo(path=path.name, records=n_records, bytes=tmp.stat().st_size, sha256=sha256_file(tmp))
+        # Hashed while its data goes to disk: atomic_path's fsync before the rename finds it flushed.
+        info = ShardInfo(path=path.name, records=n_records, bytes=tmp.stat().st_size,
+                         sha256=sha256_file(tmp, fsync=True))
     return info
 
 

@@ -331,6 +331,32 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_sha256_with_fsync_flushes_the_file_and_gives_the_same_digest(tmp_path, monkeypatch):
+    """``sha256_file(fsync=True)`` (how a shard is hashed) flushes the file on a second thread
+    while it hashes: the same digest, the fsync done before it returns, its error raised."""
+    import hashlib
+    import threading
+
+    from mirdl.store import files
+
+    path = tmp_path / "shard"
+    data = os.urandom(3 << 20)
+    path.write_bytes(data)
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(threading.current_thread().name), real(fd)))
+    assert files.sha256_file(path, fsync=True) == hashlib.sha256(data).hexdigest()
+    assert len(synced) == 1 and synced[0] != threading.current_thread().name
+    assert files.sha256_file(path) == hashlib.sha256(data).hexdigest() and len(synced) == 1
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        files.sha256_file(path, fsync=True)
+
+
 # ------------------------------------------------------------------------------------------ fuzzing
 _BASE = {}
 
