@@ -26,11 +26,13 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import gzip
+import os
 import struct
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -199,35 +201,65 @@ class CorruptRecord(ValueError):
 def read_records(path: str | Path, *, compression: str = "none", check: bool = True) -> Iterator[bytes]:
     """The records of a TFRecord file, each checked against its two masked CRC32Cs (``check``).
 
-    Raises :class:`CorruptRecord` for a truncated record or a checksum that does not match, as
-    ``tf.data.TFRecordDataset`` raises ``DataLossError``.
+    Read as a stream (a record at a time through a 1 MB buffer; GZIP decompressed as it goes):
+    the first records of a large shard cost what they weigh, and memory is one record.
+    Raises :class:`CorruptRecord` for a truncated record, a checksum that does not match or a
+    GZIP stream that is not valid, as ``tf.data.TFRecordDataset`` raises ``DataLossError``.
     """
-    with open(path, "rb") as handle:
-        data = handle.read()
-    if compression == "gzip":
-        try:
-            data = zlib.decompress(data, zlib.MAX_WBITS + 16)
-        except zlib.error as err:
-            raise CorruptRecord(f"not a valid GZIP stream ({err})") from None
-    elif compression != "none":
+    if compression not in ("none", "gzip"):
         raise ValueError(f"compression={compression!r} must be 'none' or 'gzip'")
-    view = memoryview(data)
-    offset, end = 0, len(data)
-    while offset < end:
-        if end - offset < 12:
+    with open(path, "rb", buffering=_READ_BUFFER) as handle:
+        if compression == "gzip":
+            try:
+                yield from _framed_records(gzip.GzipFile(fileobj=handle, mode="rb"), size=None, check=check)
+            except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+                raise CorruptRecord(f"not a valid GZIP stream ({err})") from None
+        else:
+            yield from _framed_records(handle, size=os.fstat(handle.fileno()).st_size, check=check)
+
+
+#: Read buffer of :func:`read_records` (records larger than it are read straight into their bytes).
+_READ_BUFFER = 1 << 20
+
+
+def _read_exactly(stream: BinaryIO, n: int) -> bytes:
+    """``n`` bytes of ``stream``, fewer only at its end; read in pieces of at most
+    :data:`_READ_BUFFER` where ``n`` is not known to fit (a GZIP stream: no size to check a
+    length against before reading)."""
+    if n <= _READ_BUFFER:
+        return stream.read(n)
+    pieces, left = [], n
+    while left:
+        piece = stream.read(min(left, _READ_BUFFER))
+        if not piece:
+            break
+        pieces.append(piece)
+        left -= len(piece)
+    return b"".join(pieces)
+
+
+def _framed_records(stream: BinaryIO, *, size: int | None, check: bool) -> Iterator[bytes]:
+    """The records framed in ``stream`` (``size``: its length in bytes when known)."""
+    offset = 0
+    while True:
+        header = stream.read(12)
+        if not header:
+            return
+        if len(header) < 12:
             raise CorruptRecord(f"truncated record header at byte {offset}")
-        header = data[offset : offset + 8]
-        (length,) = struct.unpack_from("<Q", view, offset)
-        if check and struct.unpack_from("<I", view, offset + 8)[0] != masked_crc32c(header):
+        (length,) = struct.unpack_from("<Q", header)
+        if check and struct.unpack_from("<I", header, 8)[0] != masked_crc32c(header[:8]):
             raise CorruptRecord(f"length checksum does not match at byte {offset}")
-        start = offset + 12
-        if end - start < length + 4:
+        if size is not None and size - offset - 12 < length + 4:
             raise CorruptRecord(f"truncated record at byte {offset}")
-        record = data[start : start + length]
-        if check and struct.unpack_from("<I", view, start + length)[0] != masked_crc32c(record):
+        record = _read_exactly(stream, length)
+        footer = stream.read(4)
+        if len(record) < length or len(footer) < 4:
+            raise CorruptRecord(f"truncated record at byte {offset}")
+        if check and struct.unpack_from("<I", footer)[0] != masked_crc32c(record):
             raise CorruptRecord(f"data checksum does not match at byte {offset}")
         yield record
-        offset = start + length + 4
+        offset += 12 + length + 4
 
 
 def _read_varint(view: memoryview, pos: int) -> tuple[int, int]:

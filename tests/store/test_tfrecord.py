@@ -118,6 +118,53 @@ def test_read_records_refuses_what_tf_data_refuses(tmp_path, where):
         list(tf.data.TFRecordDataset([str(path)]))
 
 
+@pytest.mark.parametrize("where", ["member crc", "cut", "not gzip"])
+def test_read_records_refuses_a_broken_gzip_stream(tmp_path, where):
+    path = tmp_path / "one.gz"
+    with TFRecordFileWriter(path, compression="gzip") as writer:
+        writer.write_all([b"0123456789" * 30, b"abc" * 50])
+    raw = bytearray(path.read_bytes())
+    if where == "member crc":
+        raw[-6] ^= 0x10  # the gzip trailer's CRC-32 of the stream
+    elif where == "cut":
+        raw = raw[: len(raw) // 2]
+    else:
+        raw[:2] = b"PK"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptRecord):
+        list(read_records(path, compression="gzip"))
+    with pytest.raises(tf.errors.DataLossError):
+        list(tf.data.TFRecordDataset([str(path)], compression_type="GZIP"))
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_read_records_streams_records_larger_than_its_buffer(tmp_path, monkeypatch, compression):
+    """Records are read one at a time (a huge shard is never held whole), in pieces where a
+    record is larger than the read buffer; a declared length past the data is a truncated record,
+    not a giant allocation, even unchecked."""
+    from mirdl.store import tfrecord
+
+    rng = np.random.default_rng(3)
+    records = [rng.bytes(int(n)) for n in (0, 5, 70, 33, 200)]
+    path = tmp_path / "big"
+    with TFRecordFileWriter(path, compression=compression) as writer:
+        writer.write_all(records)
+    monkeypatch.setattr(tfrecord, "_READ_BUFFER", 16)
+    assert list(read_records(path, compression=compression)) == records
+    stream = read_records(path, compression=compression)
+    assert next(stream) == records[0] and next(stream) == records[1]
+    stream.close()
+
+    framed = bytearray((2 ** 40).to_bytes(8, "little") + b"\0" * 4 + b"x" * 100)
+    (tmp_path / "lying").write_bytes(bytes(framed))
+    with pytest.raises(CorruptRecord, match="truncated record"):
+        list(read_records(tmp_path / "lying", check=False))
+    import gzip
+    (tmp_path / "lying.gz").write_bytes(gzip.compress(bytes(framed)))
+    with pytest.raises(CorruptRecord, match="truncated record"):
+        list(read_records(tmp_path / "lying.gz", compression="gzip", check=False))
+
+
 def store_records(label_dtype, n=6):
     rng = np.random.default_rng(2)
     records = []
