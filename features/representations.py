@@ -189,6 +189,10 @@ def _stft_power_targets(
     # outweighs a product this small, so one call beats one per block (the power spectrogram of
     # the whole signal is held, float32, as in librosa).
     buffer = np.empty(y.shape[:-1] + (n_frames, n_freq), np.float32) if any(dense) else None
+    # Each dB floor as a block-sized array: numpy's maximum against a scalar runs a scalar loop,
+    # ~4x slower than against an array (the same numbers).
+    floors = {db_floor: np.full((step, n_freq), db_floor, dtype=np.float32)
+              for basis, db_floor in targets if basis is None and db_floor is not None}
     stop = 0
     while stop < n_frames:
         # Sub-blocks of `step` frames within blocks of `block_frames` (as two nested loops would cut them).
@@ -204,11 +208,12 @@ def _stft_power_targets(
             if basis is not None:
                 out[..., start:stop] = _apply_basis(basis, block)
             elif db_floor is not None:
-                # In place when no other target reads the block (a new block is page-faulted in).
-                db = np.maximum(block, np.float32(db_floor), out=block if len(targets) == 1 else None)
-                np.log10(db, out=db)
-                db *= np.float32(10.0)
-                out[..., start:stop] = np.swapaxes(db, -1, -2)
+                # In place when no other target reads the block (a new block is page-faulted in);
+                # the log written straight into the output's (freq, time) slice: no transpose pass.
+                db = np.maximum(block, floors[db_floor][: stop - start], out=block if len(targets) == 1 else None)
+                rows = out[..., start:stop]
+                np.log10(db, out=np.swapaxes(rows, -1, -2))
+                rows *= np.float32(10.0)
             else:
                 out[..., start:stop] = np.swapaxes(block, -1, -2)
     for (basis, _), out, is_dense in zip(targets, outputs, dense):
