@@ -640,10 +640,12 @@ def _save_errors(errors: list[ErrorRecord], *, path: str) -> dict[str, Any]:
 #: Up to this many tracks, :func:`balance_tracks` reads each file's header for its duration
 #: (a few ms per file); beyond, file sizes stand in for it.
 PROBE_LIMIT = 5000
-#: CPU per second of audio of a codec (libsndfile subtype) relative to PCM and FLAC, decode +
-#: resample + log-mel at 22.05 kHz: 6.3, 2.1 and 1.1 ms per second of stereo 44.1/48 kHz audio on
-#: the ``make bench`` corpus (BENCHMARKS.md "Workers as threads"). Equal durations are not equal work.
-DECODE_COST = {"OPUS": 5.8, "VORBIS": 1.9}
+#: CPU per second of audio of a codec (libsndfile subtype, else container format) relative to
+#: PCM WAV, decode + resample + log-mel at 22.05 kHz: 6.13 (Opus), 1.89 (Vorbis), 1.49 (FLAC) and
+#: 0.74 (WAV) ms per second of stereo 44.1/48 kHz audio on the ``make bench`` corpus (least of two
+#: passes, process CPU; BENCHMARKS.md "Workers as threads"). Equal durations are not equal work:
+#: with FLAC counted as WAV, the bench's 2 buckets came out 0.3 s of CPU apart, 0.06 s with it.
+DECODE_COST = {"OPUS": 8.3, "VORBIS": 2.6, "FLAC": 2.0}
 
 
 def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
@@ -651,8 +653,8 @@ def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
 
     Costliest first into the bucket with the least work so far (LPT scheduling: within 4/3 of the
     best split). A track's work is its duration from the file header
-    (:func:`mirdl.features.audio.probe`) times its codec's :data:`DECODE_COST` (Opus costs ~6x
-    PCM per second) for up to :data:`PROBE_LIMIT` tracks, else the file size; a file that cannot
+    (:func:`mirdl.features.audio.probe`) times its codec's :data:`DECODE_COST` (Opus costs ~8x
+    PCM WAV per second, FLAC 2x) for up to :data:`PROBE_LIMIT` tracks, else the file size; a file that cannot
     be probed counts as its size in bytes over 16 kB/s (its decode fails or is short anyway).
 
     Examples
@@ -668,7 +670,8 @@ def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
         if len(tracks) <= PROBE_LIMIT:
             try:
                 info = audio.probe(track.path)
-                cost = None if info.duration is None else info.duration * DECODE_COST.get(info.subtype, 1.0)
+                cost = None if info.duration is None else \
+                    info.duration * DECODE_COST.get(info.subtype, DECODE_COST.get(info.format, 1.0))
             except Exception:  # noqa: BLE001 - a file that cannot be probed fails in the job, once
                 cost = None
         if cost is None:

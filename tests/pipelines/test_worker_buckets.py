@@ -47,3 +47,18 @@ def test_buckets_weigh_a_costly_codec_above_its_duration(tmp_path):
         tracks.append(Track(track_id=f"w{i}", path=str(path)))
     bucket_of = balance_tracks(tracks, 2)
     assert sorted(t for t in bucket_of if bucket_of[t] == bucket_of["opus"]) == ["opus"]
+
+
+def test_flac_weighs_twice_wav(tmp_path):
+    # FLAC decodes at about half PCM WAV's speed (both PCM_16 to libsndfile: the container tells
+    # them apart): 30 s of FLAC is the work of two 30 s WAV files, so it gets a bucket of its own
+    # (by duration alone it would share one with a WAV file: 60 s against 30 s).
+    rate = 16000
+    tracks = [Track(track_id="flac", path=str(tmp_path / "a.flac"))]
+    sf.write(tracks[0].path, np.zeros(30 * rate, np.float32), rate, format="FLAC", subtype="PCM_16")
+    for i, seconds in enumerate((30, 30)):
+        path = tmp_path / f"w{i}.wav"
+        sf.write(path, np.zeros(seconds * rate, np.float32), rate, subtype="PCM_16")
+        tracks.append(Track(track_id=f"w{i}", path=str(path)))
+    bucket_of = balance_tracks(tracks, 2)
+    assert sorted(t for t in bucket_of if bucket_of[t] == bucket_of["flac"]) == ["flac"]
