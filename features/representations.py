@@ -181,9 +181,9 @@ def _stft_power_targets(
         n_bins = n_freq if basis is None else (basis.shape[0] if scipy.sparse.issparse(basis) else basis.shape[1])
         outputs.append(np.empty(y.shape[:-1] + (n_bins, n_frames), dtype=np.float32))
         dense.append(basis is not None and not scipy.sparse.issparse(basis))
-    # Sub-blocks of a few hundred frames keep the float64 frames and spectrum in cache; the
-    # block boundaries change no number (every frame is computed alone).
-    step = min(block_frames, _CACHE_FRAMES)
+    # Sub-blocks of ~1 MB of float64 frames keep the frames and their spectrum in a core's L2
+    # cache; the block boundaries change no number (every frame is computed alone).
+    step = min(block_frames, max(8, _CACHE_BYTES // (8 * n_fft)))
     # A dense filter bank (chroma: 12 bins) is applied in one BLAS product over the whole signal,
     # as librosa does: each BLAS call costs a hand-off to OpenBLAS's threads, which on busy cores
     # outweighs a product this small, so one call beats one per block (the power spectrogram of
@@ -222,8 +222,10 @@ def _stft_power_targets(
     return outputs
 
 
-#: Frames per FFT sub-block: about 4 MB of float64 frames at n_fft 2048.
-_CACHE_FRAMES = 256
+#: Bytes of float64 frames per FFT sub-block: 64 frames at n_fft 2048. Against 256 frames (4 MB),
+#: every STFT-based representation ran 10-25 % faster on 30 s and 6 min tracks (one alternated
+#: run against librosa, 64/96/128/256 frames; BENCHMARKS.md "make bench", round 4).
+_CACHE_BYTES = 1 << 20
 
 
 @functools.lru_cache(maxsize=32)
