@@ -643,7 +643,7 @@ PROBE_LIMIT = 5000
 #: CPU per second of audio of a codec (libsndfile subtype, else container format) relative to
 #: PCM WAV, decode + resample + log-mel at 22.05 kHz: 6.13 (Opus), 1.89 (Vorbis), 1.49 (FLAC) and
 #: 0.74 (WAV) ms per second of stereo 44.1/48 kHz audio on the ``make bench`` corpus (least of two
-#: passes, process CPU; BENCHMARKS.md "Workers as threads"). Equal durations are not equal work:
+#: passes, process CPU; BENCHMARKS.md "make bench", round 4). Equal durations are not equal work:
 #: with FLAC counted as WAV, the bench's 2 buckets came out 0.3 s of CPU apart, 0.06 s with it.
 DECODE_COST = {"OPUS": 8.3, "VORBIS": 2.6, "FLAC": 2.0}
 
