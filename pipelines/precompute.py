@@ -3,7 +3,7 @@
 ::
 
     Listing (file) -> ParseTracks -> Reshuffle -> [Annotations] -> Decode -> Augment -> Features -> Segment -> records
-    records -> SpillRecords (record to a spill file, index entry out) -> index
+    records -> SpillRecords (record, or for TFRecord its final frame, to a spill file; index entry out) -> index
     index   -> RecordBytes -> BytesPerSplit -> ShardsPerSplit --(side input)--+
     index   -> AssignShard <------------------------------------------------+
             -> GroupByShard -> WriteShard (read back from the spill, sorted by key) -> ShardList -> SaveShards
@@ -21,13 +21,14 @@
 The driver holds the listing (paths and labels) only: audio and features live in the
 workers. Records do not go through the runner's shuffle: each one is appended to a spill
 file of its bundle (:mod:`mirdl.pipelines.spill`) and only a small index entry per record is
-shuffled; the shard writer reads its records back. Everything, spill files included, is
-written into a temporary sibling of ``store.out``; the driver reads the small summaries the
-pipeline saved there, deletes the spill files and the summaries, writes ``manifest.json``
-last and renames the directory onto ``store.out`` (on any failure or abort the whole
-temporary directory is deleted). Shards are byte-identical for the same corpus, config and seed
-whatever the runner or worker count (records are sharded by a hash of their key and sorted
-inside a shard).
+shuffled; the shard writer reads its records back (a TFRecord store's records are spilled
+as their final TFRecord frames, serialised where they are computed, and copied into the
+shard). Everything, spill files included, is written into a temporary sibling of
+``store.out``; the driver reads the small summaries the pipeline saved there, deletes the
+spill files and the summaries, writes ``manifest.json`` last and renames the directory onto
+``store.out`` (on any failure or abort the whole temporary directory is deleted). Shards
+are byte-identical for the same corpus, config and seed whatever the runner or worker count
+(records are sharded by a hash of their key and sorted inside a shard).
 
 Array jobs and updates: ``--partition I/K`` runs the same graph on the tracks of part ``I``
 (splits assigned on the whole listing) into a partial store ``STORE.part-I-of-K``;

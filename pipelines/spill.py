@@ -18,6 +18,10 @@ Framing of one record (no pickle; the bytes are a function of the record alone):
 :func:`encode_record` and :func:`decode_record` are the framing; decoding gives back the
 same strings and ints, and arrays of the same dtype (byte order included), shape and bytes.
 
+A writer may also spill bytes of its own (:meth:`SpillWriter.append_bytes`, read back by
+:meth:`SpillReader.read_bytes`): the job spills a TFRecord store's records as their label
+and final TFRecord frame (:func:`mirdl.pipelines.transforms.framed_spill_pieces`).
+
 Examples
 --------
 >>> import tempfile
@@ -176,13 +180,18 @@ class SpillWriter:
 
     def append(self, record: Mapping[str, Any]) -> bytes:
         """Frame and append ``record``; return its location (:func:`pack_location`) to read it back."""
-        data = encode_record(record)
+        return self.append_bytes(encode_record(record))
+
+    def append_bytes(self, *pieces: bytes) -> bytes:
+        """Append ``pieces`` as they are, one after another; return the location of the whole,
+        for :meth:`SpillReader.read_bytes`."""
         if self._handle is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.directory / self.name, "xb")  # noqa: SIM115 - closed in close()
-        self._handle.write(data)
-        offset, self._offset = self._offset, self._offset + len(data)
-        return pack_location(self._file_id, offset, len(data))
+        self._handle.writelines(pieces)
+        length = sum(len(piece) for piece in pieces)
+        offset, self._offset = self._offset, self._offset + length
+        return pack_location(self._file_id, offset, length)
 
     def close(self) -> None:
         if self._handle is not None:
@@ -221,14 +230,18 @@ class SpillReader:
         return handle
 
     def read(self, location: bytes) -> dict[str, Any]:
-        """The record spilled at ``location``."""
+        """The record spilled at ``location`` (by :meth:`SpillWriter.append`)."""
+        return decode_record(self.read_bytes(location))
+
+    def read_bytes(self, location: bytes) -> bytearray:
+        """The bytes spilled at ``location``."""
         name, offset, length = unpack_location(location)
         handle = self._handle(name)
         handle.seek(offset)
         data = bytearray(length)
         if handle.readinto(data) != length:
             raise StoreError(f"spill file {self.directory / name} ends before {offset} + {length} bytes")
-        return decode_record(data)
+        return data
 
     def close(self) -> None:
         while self._handles:

@@ -44,7 +44,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from mirdl.features import audio, augment, labels, representations, segment
-from mirdl.errors import ConfigError, MirdlError
+from mirdl.errors import ConfigError, MirdlError, StoreError
 from mirdl.features.labels import Annotations
 from mirdl.features.spec import FeatureSpec
 from mirdl.store.format import (FRAME_TASKS, LABEL_COLUMN, LABEL_LAYOUT, record_key, shard_count, shard_filename,
@@ -54,7 +54,7 @@ from mirdl.features.annotations import load_annotations
 from mirdl.pipelines.corpus import Track
 from mirdl.pipelines.dead_letter import ErrorRecord
 from mirdl.pipelines.spill import IndexEntry, SpillReader, SpillWriter
-from mirdl.store.adapters import record_nbytes, write_shard
+from mirdl.store.adapters import checked_record, record_nbytes, tfrecord_frame, write_shard, write_tfrecord_frames
 from mirdl.store.build import counting_labels
 from mirdl.store.files import sha256_file
 
@@ -582,23 +582,58 @@ class SegmentRecords(beam.DoFn):
         yield from records
 
 
+def framed_spill_pieces(record: Mapping[str, Any], *, features: Mapping[str, Any],
+                        task: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """A record of a TFRecord store as it is spilled: its checked label's bytes (the store's
+    label dtype, little-endian, C order) and its final TFRecord frame (:func:`tfrecord_frame`).
+
+    The record is checked against the store's shapes here (StoreError), and framed where it
+    was computed: the shard stage only counts labels and copies frames.
+    """
+    checked = checked_record(record, features=features, task=task)
+    return checked[LABEL_COLUMN].tobytes(), tfrecord_frame(checked, features=features, task=task)
+
+
+def split_framed_spill(data: bytearray, *, task: Mapping[str, Any]) -> tuple[np.ndarray, memoryview]:
+    """``(label, frame)`` of what :func:`framed_spill_pieces` spilled (both share ``data``'s memory)."""
+    shape = tuple(task["label_shape"])
+    dtype = np.dtype(task["label_dtype"]).newbyteorder("<")
+    count = int(np.prod(shape, dtype=np.int64))
+    label = np.frombuffer(data, dtype=dtype, count=count).reshape(shape)
+    return label, memoryview(data)[count * dtype.itemsize:]
+
+
+def _sorted_unique(keys: list[str]) -> None:
+    for previous, key in zip(keys, keys[1:]):
+        if not key > previous:
+            raise StoreError(f"records must be sorted by key with no repeats: {key!r} after {previous!r}")
+
+
 class SpillRecords(beam.DoFn):
     """Record -> its :data:`~mirdl.pipelines.spill.IndexEntry`, after appending the record to this
     bundle's spill file in ``spill_directory`` (:class:`~mirdl.pipelines.spill.SpillWriter`).
 
     The index entry (key and 32-byte location) is what the runner shuffles, not the record.
-    A spill failure (a full disk) is not one file's fault: it fails the job, which publishes nothing.
+    For a TFRecord store the record is spilled as its label and its final TFRecord frame
+    (:func:`framed_spill_pieces`), so the serialisation runs here, on every worker, and not in
+    the shard stage; other formats spill the record (:func:`~mirdl.pipelines.spill.encode_record`).
+    A spill failure (a full disk) or a record of the wrong shape is not one file's fault: it
+    fails the job, which publishes nothing.
     """
 
-    def __init__(self, *, spill_directory: str, feature_names: tuple[str, ...]) -> None:
-        self.spill_directory, self.feature_names = spill_directory, feature_names
+    def __init__(self, *, spill_directory: str, layout: RecordLayout, store_format: str) -> None:
+        self.spill_directory, self.store_format = spill_directory, store_format
+        self.feature_names, self.features, self.task = layout.feature_names, layout.features, layout.task
         self._writer: SpillWriter | None = None
 
     def start_bundle(self) -> None:
         self._writer = SpillWriter(self.spill_directory)
 
     def process(self, record: dict[str, Any]) -> Iterator[IndexEntry]:
-        location = self._writer.append(record)
+        if self.store_format == "tfrecord":
+            location = self._writer.append_bytes(*framed_spill_pieces(record, features=self.features, task=self.task))
+        else:
+            location = self._writer.append(record)
         yield record["split"], record["key"], record_nbytes(record, feature_names=self.feature_names), location
 
     def finish_bundle(self) -> None:
@@ -618,8 +653,11 @@ class WriteShard(beam.DoFn):
     The records are read back from the spill files (``spill_directory``) one at a time in
     key order, so a shard's bytes do not depend on the order the runner delivers its
     entries in, and a worker holds one record (TFRecord), one row group (Parquet) or one
-    shard (HDF5) at a time. With ``abort`` (a side input: too many files failed) nothing is
-    written. A write failure is not one file's fault: it fails the job, which publishes nothing.
+    shard (HDF5) at a time. TFRecord records were spilled framed (:class:`SpillRecords`):
+    their frames are copied into the shard (:func:`~mirdl.store.adapters.write_tfrecord_frames`),
+    the same bytes :func:`~mirdl.store.adapters.write_shard` writes from the records. With
+    ``abort`` (a side input: too many files failed) nothing is written. A write failure is not
+    one file's fault: it fails the job, which publishes nothing.
     """
 
     def __init__(self, *, directory: str, spill_directory: str, name: str, store_format: str, compression: str,
@@ -633,17 +671,25 @@ class WriteShard(beam.DoFn):
         if abort:
             return
         (split, index, n_shards), locations = element
-        locations = sorted(locations)  # by key (unique)
+        locations = sorted(locations)  # by key
         filename = shard_filename(name=self.name, split=split, store_format=self.store_format, index=index,
                                   n_shards=n_shards)
+        path = os.path.join(self.directory, filename)
         counts = None if self.task["type"] == "regression" else np.zeros(self.task["n_outputs"], dtype=np.int64)
         with SpillReader(self.spill_directory) as spill:
-            # A generator: records are read as the writer takes them, never a whole list here.
-            records = (spill.read(location) for _, location in locations)
-            info = write_shard(counting_labels(records, counts, self.task),
-                               path=os.path.join(self.directory, filename), store_format=self.store_format,
-                               features=self.features, task=self.task, compression=self.compression,
-                               row_group_records=self.row_group_records)
+            # Generators: records are read as the writer takes them, never a whole list here.
+            if self.store_format == "tfrecord":
+                _sorted_unique([key for key, _ in locations])
+                entries = (split_framed_spill(spill.read_bytes(location), task=self.task) for _, location in locations)
+                labelled = counting_labels(({LABEL_COLUMN: label, "frame": frame} for label, frame in entries),
+                                           counts, self.task)
+                info = write_tfrecord_frames((entry["frame"] for entry in labelled), path=path,
+                                             compression=self.compression)
+            else:
+                records = (spill.read(location) for _, location in locations)
+                info = write_shard(counting_labels(records, counts, self.task), path=path,
+                                   store_format=self.store_format, features=self.features, task=self.task,
+                                   compression=self.compression, row_group_records=self.row_group_records)
         _count("shards")
         _count("shard_bytes", info.bytes)
         yield {"split": split, "index": index, **info.to_dict(),
@@ -715,7 +761,7 @@ def WriteShards(records, *, directory: str, spill_directory: str, config: Prepar
     """
     shard_bytes = config.store.shard_bytes
     index = records | "SpillRecords" >> beam.ParDo(
-        SpillRecords(spill_directory=spill_directory, feature_names=layout.feature_names))
+        SpillRecords(spill_directory=spill_directory, layout=layout, store_format=config.store.format))
     n_shards = (
         index
         | "RecordBytes" >> beam.Map(lambda entry: (entry[0], entry[2]))

@@ -74,7 +74,10 @@ __all__ = [
     "ADAPTER_FOR_FORMAT",
     "adapter_for",
     "record_nbytes",
+    "checked_record",
+    "tfrecord_frame",
     "write_shard",
+    "write_tfrecord_frames",
     "read_shard",
     "huggingface_features",
     "load_tfio",
@@ -156,30 +159,43 @@ def record_nbytes(record: Mapping[str, Any], *, feature_names: Iterable[str]) ->
         + sum(len(record[name].encode("utf-8")) for name in STRING_COLUMNS)
 
 
+def checked_record(record: Mapping[str, Any], *, features: Mapping[str, Any],
+                   task: Mapping[str, Any]) -> dict[str, Any]:
+    """The record with features and label as C-ordered little-endian arrays of the manifest's
+    shape and dtype, strings as ``str`` and the int columns as ``int``.
+
+    Raises
+    ------
+    StoreError
+        A feature or the label has another shape than the store's.
+    """
+    key = record["key"]
+    out = {name: str(record[name]) for name in STRING_COLUMNS}
+    out.update({name: int(record[name]) for name in INT_COLUMNS})
+    for name, entry in features.items():
+        array = np.asarray(record[name])
+        if array.shape != tuple(entry["shape"]):
+            raise StoreError(f"record {key!r}: feature {name!r} has shape {array.shape}, "
+                             f"the store's is {tuple(entry['shape'])}")
+        out[name] = np.asarray(array, dtype=np.dtype(entry["dtype"]).newbyteorder("<"), order="C")
+    label = np.asarray(record[LABEL_COLUMN])
+    label_shape = tuple(task["label_shape"])
+    if label.shape != label_shape:
+        raise StoreError(f"record {key!r}: label has shape {label.shape}, the store's is {label_shape}")
+    out[LABEL_COLUMN] = np.asarray(label, dtype=np.dtype(task["label_dtype"]).newbyteorder("<"), order="C")
+    return out
+
+
 def _checked(records: Iterable[Mapping[str, Any]], *, features: Mapping[str, Any],
              task: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    """The records with features and label as C-ordered little-endian arrays of the manifest's
-    shape and dtype; StoreError on a wrong shape or keys out of order (shards must be sorted)."""
-    label_shape, label_dtype = tuple(task["label_shape"]), np.dtype(task["label_dtype"]).newbyteorder("<")
+    """:func:`checked_record` of each record; StoreError on keys out of order (shards must be sorted)."""
     previous = None
     for record in records:
         key = record["key"]
         if previous is not None and not key > previous:
             raise StoreError(f"records must be sorted by key with no repeats: {key!r} after {previous!r}")
         previous = key
-        out = {name: str(record[name]) for name in STRING_COLUMNS}
-        out.update({name: int(record[name]) for name in INT_COLUMNS})
-        for name, entry in features.items():
-            array = np.asarray(record[name])
-            if array.shape != tuple(entry["shape"]):
-                raise StoreError(f"record {key!r}: feature {name!r} has shape {array.shape}, "
-                                 f"the store's is {tuple(entry['shape'])}")
-            out[name] = np.asarray(array, dtype=np.dtype(entry["dtype"]).newbyteorder("<"), order="C")
-        label = np.asarray(record[LABEL_COLUMN])
-        if label.shape != label_shape:
-            raise StoreError(f"record {key!r}: label has shape {label.shape}, the store's is {label_shape}")
-        out[LABEL_COLUMN] = np.asarray(label, dtype=label_dtype, order="C")
-        yield out
+        yield checked_record(record, features=features, task=task)
 
 
 def _tensorflow():
@@ -333,6 +349,20 @@ def _record_signature(layout: Layout, *, batched: bool = False) -> dict[str, Any
 
 
 # ------------------------------------------------------------------------------------------ TFRecord
+def tfrecord_frame(record: Mapping[str, Any], *, features: Iterable[str], task: Mapping[str, Any]) -> bytes:
+    """A checked record (:func:`checked_record`) as its framed TFRecord bytes: the
+    ``tf.train.Example`` of its columns, with TFRecord's length, CRC32Cs and all, as it is
+    written into a shard (by :class:`TFRecordAdapter` or :func:`write_tfrecord_frames`)."""
+    from mirdl.store.tfrecord import example_bytes, frame
+
+    columns: dict[str, tuple[str, Any]] = {name: ("bytes", [record[name].encode()]) for name in STRING_COLUMNS}
+    columns.update({name: ("int64", [record[name]]) for name in INT_COLUMNS})
+    columns.update({name: ("bytes", [record[name].tobytes()]) for name in features})
+    label_kind = "int64" if task["label_dtype"] == "int64" else "float"
+    columns[LABEL_COLUMN] = (label_kind, record[LABEL_COLUMN].reshape(-1))
+    return frame(example_bytes(columns))
+
+
 class TFRecordAdapter(ShardAdapter):
     """``tf.train.Example`` per record, written by :mod:`mirdl.store.tfrecord` (no TensorFlow);
     TFRecord's CRC32C of every record is checked by TensorFlow on read."""
@@ -348,17 +378,12 @@ class TFRecordAdapter(ShardAdapter):
         # Framing, CRC32C and tf.train.Example bytes without TensorFlow (mirdl.store.tfrecord):
         # byte-identical to tf.io.TFRecordWriter + SerializeToString(deterministic=True), and a
         # worker writing TFRecord no longer pays TensorFlow's import.
-        from mirdl.store.tfrecord import TFRecordFileWriter, example_bytes
+        from mirdl.store.tfrecord import TFRecordFileWriter
 
-        label_kind = "int64" if task["label_dtype"] == "int64" else "float"
         n_records = 0
         with TFRecordFileWriter(tmp, compression=compression) as writer:
             for record in records:
-                columns = {name: ("bytes", [record[name].encode()]) for name in STRING_COLUMNS}
-                columns.update({name: ("int64", [record[name]]) for name in INT_COLUMNS})
-                columns.update({name: ("bytes", [record[name].tobytes()]) for name in features})
-                columns[LABEL_COLUMN] = (label_kind, record[LABEL_COLUMN].reshape(-1))
-                writer.write(example_bytes(columns))
+                writer.write_framed(tfrecord_frame(record, features=features, task=task))
                 n_records += 1
         return n_records
 
@@ -1262,6 +1287,49 @@ def write_shard(records: Iterable[Mapping[str, Any]], *, path: str | os.PathLike
         n_records = adapter.write(checked, tmp, features=features, task=task, compression=compression,
                                   row_group_records=int(row_group_records))
         # Hashed while its data goes to disk: atomic_path's fsync before the rename finds it flushed.
+        info = ShardInfo(path=path.name, records=n_records, bytes=tmp.stat().st_size,
+                         sha256=sha256_file(tmp, fsync=True))
+    return info
+
+
+def write_tfrecord_frames(frames: Iterable[bytes | bytearray | memoryview], *, path: str | os.PathLike,
+                          compression: str = "none") -> ShardInfo:
+    """Write records already framed by :func:`tfrecord_frame` (in key order) to one TFRecord
+    shard, atomically: the same file :func:`write_shard` writes from the records themselves.
+
+    The precompute job frames each record where it is computed (in parallel), so writing a
+    shard is copying bytes. The caller keeps the keys sorted and unique.
+
+    Parameters
+    ----------
+    frames : iterable of bytes-like
+    path : path-like
+        Final shard path (through :func:`mirdl.store.files.atomic_path`).
+    compression : {"none", "gzip"}
+
+    Returns
+    -------
+    ShardInfo
+
+    Raises
+    ------
+    StoreError
+        An unknown compression.
+    OSError
+        The file could not be written (ENOSPC included).
+    """
+    from mirdl.store.tfrecord import TFRecordFileWriter
+
+    if compression not in COMPRESSIONS["tfrecord"]:
+        raise StoreError(f"compression={compression!r} is not supported by tfrecord "
+                         f"(supported: {list(COMPRESSIONS['tfrecord'])})")
+    path = Path(path)
+    n_records = 0
+    with atomic_path(path) as tmp:
+        with TFRecordFileWriter(tmp, compression=compression) as writer:
+            for data in frames:
+                writer.write_framed(data)
+                n_records += 1
         info = ShardInfo(path=path.name, records=n_records, bytes=tmp.stat().st_size,
                          sha256=sha256_file(tmp, fsync=True))
     return info

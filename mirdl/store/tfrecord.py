@@ -152,7 +152,11 @@ class TFRecordFileWriter:
                       if compression == "gzip" else None)
 
     def write(self, record: bytes) -> None:
-        data = frame(record)
+        """Frame one serialised record (:func:`frame`) and write it."""
+        self.write_framed(frame(record))
+
+    def write_framed(self, data: bytes | bytearray | memoryview) -> None:
+        """Write one record already framed by :func:`frame`."""
         self._write(self._zlib.compress(data) if self._zlib is not None else data)
 
     def _write(self, data: bytes) -> None:

@@ -29,7 +29,7 @@ from mirdl.features.synth import ODD_FILES, write_corpus  # noqa: E402
 from mirdl.pipelines.dead_letter import ErrorRecord  # noqa: E402
 from mirdl.pipelines.precompute import (  # noqa: E402
     EXIT_ABORTED, EXIT_DISK_FULL, EXIT_OK, EXIT_SOME_FAILED, WORK_DIR, pipeline_options, run)
-from mirdl.store.adapters import read_shard  # noqa: E402
+from mirdl.store.adapters import read_shard, write_shard  # noqa: E402
 from mirdl.store.files import sha256_file  # noqa: E402
 from mirdl.store.manifest import read_manifest, shard_paths  # noqa: E402
 from mirdl.store.verify import check_shards  # noqa: E402
@@ -191,6 +191,21 @@ def test_manifest_counts_checksums_and_stats(job, fmt):
     assert (corpus["files"], corpus["failed"], corpus["tracks"]) == (N_TRACKS + len(ODD_FILES) + 1,
                                                                      len(FAILING) + 1, N_TRACKS + len(DECODABLE))
     assert sum(corpus["duration_histogram"]["counts"]) == corpus["decoded_tracks"] == N_TRACKS + len(DECODABLE)
+
+
+def test_tfrecord_shards_are_the_bytes_write_shard_writes(job, tmp_path):
+    """TFRecord records are framed where they are computed and the shard stage copies the frames:
+    every shard is, byte for byte, the file write_shard writes from its records (gzip here)."""
+    _, store, _ = job("tfrecord")
+    manifest = read_manifest(store)
+    assert manifest["compression"] == "gzip"
+    for split, entry in manifest["splits"].items():
+        for shard, path in zip(entry["shards"], shard_paths(store, manifest, split)):
+            again = write_shard(read_shard(path, manifest=manifest), path=tmp_path / path.name,
+                                store_format="tfrecord", features=manifest["features"], task=manifest["task"],
+                                compression=manifest["compression"])
+            assert (tmp_path / path.name).read_bytes() == path.read_bytes()
+            assert (again.records, again.bytes, again.sha256) == (shard["records"], shard["bytes"], shard["sha256"])
 
 
 def test_bad_files_land_in_errors_jsonl_sorted(job, corpus):
@@ -561,18 +576,18 @@ def test_full_disk_inside_a_step_is_one_line_and_exit_5(corpus, monkeypatch, cap
     from mirdl.pipelines.spill import SpillWriter
 
     if where == "spill":
-        class FullSpill(SpillWriter):
-            def append(self, record):
+        class FullSpill(SpillWriter):  # append() of other formats goes through append_bytes() too
+            def append_bytes(self, *pieces):
                 if self.bytes_written:
                     raise OSError(errno.ENOSPC, "No space left on device")  # a full write() names no file
-                return super().append(record)
+                return super().append_bytes(*pieces)
 
         monkeypatch.setattr(transforms, "SpillWriter", FullSpill)
     else:
-        def full_shard(records, *, path, **kwargs):  # what mirdl.store.tfrecord's writer raises
+        def full_shard(frames, *, path, **kwargs):  # what mirdl.store.tfrecord's writer raises
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-        monkeypatch.setattr(transforms, "write_shard", full_shard)
+        monkeypatch.setattr(transforms, "write_tfrecord_frames", full_shard)
     folder = corpus["root"].parent
     config = write_config(folder / "inject.yaml", out="store-inject", fmt="tfrecord")
     before = sorted(p.name for p in folder.iterdir())

@@ -128,3 +128,58 @@ def test_reader_refuses_missing_files_and_short_reads(tmp_path):
             reader.read(pack_location(bytes(16), 0, 10))
         with pytest.raises(StoreError, match=f"ends before {offset} \\+ {length + 1} bytes"):
             reader.read(pack_location(file_id, offset, length + 1))
+
+
+# --------------------------------------------------------------------------- TFRecord stores: records spilled framed
+LABELS = {  # task -> (label_shape, label_dtype, a label)
+    "single_label": ((), "int64", np.asarray(3, np.int64)),
+    "multi_label": ((5,), "float32", np.asarray([1, 0, 0, 1, 1], np.float32)),
+    "frame_notes": ((4, 31), "float32", (np.arange(124).reshape(4, 31) % 3 == 0).astype(np.float32)),
+    "frame_chords": ((31,), "int64", np.arange(31, dtype=np.int64) % 7),
+}
+
+
+@pytest.mark.parametrize("task_type", sorted(LABELS))
+def test_a_framed_spill_gives_back_the_label_and_the_shards_frame(tmp_path, task_type):
+    from mirdl.pipelines.transforms import framed_spill_pieces, split_framed_spill
+    from mirdl.store.adapters import checked_record, tfrecord_frame
+    from mirdl.store.tfrecord import parse_example
+
+    shape, dtype, label = LABELS[task_type]
+    features = {"logmel": {"shape": [16, 31], "dtype": "float16"}}  # a float16 store: the cast happens here
+    task = {"type": task_type, "n_outputs": 5, "label_shape": list(shape), "label_dtype": dtype}
+    records = [{**a_record(i), "label": label.astype(">f8") if i else label} for i in range(3)]  # any dtype in
+    locations = []
+    with SpillWriter(tmp_path) as writer:
+        for record in records:
+            locations.append(writer.append_bytes(*framed_spill_pieces(record, features=features, task=task)))
+    with SpillReader(tmp_path) as reader:
+        for record, location in zip(records, locations):
+            back, frame = split_framed_spill(reader.read_bytes(location), task=task)
+            assert back.dtype == np.dtype(dtype).newbyteorder("<") and back.shape == shape
+            np.testing.assert_array_equal(back, label)
+            checked = checked_record(record, features=features, task=task)
+            assert bytes(frame) == tfrecord_frame(checked, features=features, task=task)
+            example = parse_example(bytes(frame)[12:-4])  # length + its CRC, the Example, its CRC
+            assert example["logmel"][1][0] == record["logmel"].astype("<f2").tobytes()
+            assert example["key"][1] == [record["key"].encode()]
+
+
+def test_a_record_of_the_wrong_shape_fails_where_it_is_spilled():
+    from mirdl.pipelines.transforms import framed_spill_pieces
+
+    task = {"type": "single_label", "n_outputs": 4, "label_shape": [], "label_dtype": "int64"}
+    with pytest.raises(StoreError, match=r"feature 'logmel' has shape \(16, 31\), the store's is \(16, 30\)"):
+        framed_spill_pieces(a_record(), features={"logmel": {"shape": [16, 30], "dtype": "float32"}}, task=task)
+    with pytest.raises(StoreError, match=r"label has shape \(\), the store's is \(4,\)"):
+        framed_spill_pieces(a_record(), features={"logmel": {"shape": [16, 31], "dtype": "float32"}},
+                            task={**task, "label_shape": [4]})
+
+
+def test_append_bytes_spills_pieces_as_one_entry(tmp_path):
+    with SpillWriter(tmp_path) as writer:
+        first = writer.append_bytes(b"ab", b"", b"cde")
+        second = writer.append_bytes(b"f")
+    assert unpack_location(first)[1:] == (0, 5) and unpack_location(second)[1:] == (5, 1)
+    with SpillReader(tmp_path) as reader:
+        assert reader.read_bytes(first) == b"abcde" and reader.read_bytes(second) == b"f"
