@@ -198,6 +198,22 @@ def time_dataset(make, passes: int, repeats: int) -> tuple[float, int, float]:
     return best, n, float(np.median(first))
 
 
+def time_passes(make, passes: int) -> tuple[float, int, float, int]:
+    """One timing of ``make(passes)`` through one fresh iterator: seconds, examples, seconds to
+    its first batch (the pipeline's start: threads, file opens, a shuffle buffer's fill) and the
+    examples in that batch. ``(examples - first examples) / (seconds - first seconds)`` is the
+    rate once the pipeline runs."""
+    ds = make(passes)
+    start = time.perf_counter()
+    first = n_first = None
+    n = 0
+    for x, _ in ds:
+        if first is None:
+            first, n_first = time.perf_counter() - start, int(x.shape[0])
+        n += int(x.shape[0])
+    return time.perf_counter() - start, n, first, n_first
+
+
 def on_the_fly_dataset(segments: list[tuple[str, int]], args: argparse.Namespace, stats: dict, epochs: int):
     import tensorflow as tf
 
