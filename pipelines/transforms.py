@@ -44,7 +44,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from mirdl.features import audio, augment, labels, representations, segment
-from mirdl.errors import ConfigError, MirdlError, StoreError
+from mirdl.errors import ConfigError, MirdlError
 from mirdl.features.labels import Annotations
 from mirdl.features.spec import FeatureSpec
 from mirdl.store.format import (FRAME_TASKS, LABEL_COLUMN, LABEL_LAYOUT, record_key, shard_count, shard_filename,
@@ -54,7 +54,8 @@ from mirdl.features.annotations import load_annotations
 from mirdl.pipelines.corpus import Track
 from mirdl.pipelines.dead_letter import ErrorRecord
 from mirdl.pipelines.spill import IndexEntry, SpillReader, SpillWriter
-from mirdl.store.adapters import checked_record, record_nbytes, tfrecord_frame, write_shard, write_tfrecord_frames
+from mirdl.store.adapters import (check_key_order, checked_record, record_nbytes, tfrecord_frame, write_shard,
+                                  write_tfrecord_frames)
 from mirdl.store.build import counting_labels
 from mirdl.store.files import sha256_file
 
@@ -603,12 +604,6 @@ def split_framed_spill(data: bytearray, *, task: Mapping[str, Any]) -> tuple[np.
     return label, memoryview(data)[count * dtype.itemsize:]
 
 
-def _sorted_unique(keys: list[str]) -> None:
-    for previous, key in zip(keys, keys[1:]):
-        if not key > previous:
-            raise StoreError(f"records must be sorted by key with no repeats: {key!r} after {previous!r}")
-
-
 class SpillRecords(beam.DoFn):
     """Record -> its :data:`~mirdl.pipelines.spill.IndexEntry`, after appending the record to this
     bundle's spill file in ``spill_directory`` (:class:`~mirdl.pipelines.spill.SpillWriter`).
@@ -679,7 +674,9 @@ class WriteShard(beam.DoFn):
         with SpillReader(self.spill_directory) as spill:
             # Generators: records are read as the writer takes them, never a whole list here.
             if self.store_format == "tfrecord":
-                _sorted_unique([key for key, _ in locations])
+                previous = None
+                for key, _ in locations:  # unique keys (sorted above): as write_shard checks them
+                    previous = check_key_order(previous, key)
                 entries = (split_framed_spill(spill.read_bytes(location), task=self.task) for _, location in locations)
                 labelled = counting_labels(({LABEL_COLUMN: label, "frame": frame} for label, frame in entries),
                                            counts, self.task)

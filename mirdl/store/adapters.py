@@ -75,6 +75,7 @@ __all__ = [
     "adapter_for",
     "record_nbytes",
     "checked_record",
+    "check_key_order",
     "tfrecord_frame",
     "write_shard",
     "write_tfrecord_frames",
@@ -186,15 +187,26 @@ def checked_record(record: Mapping[str, Any], *, features: Mapping[str, Any],
     return out
 
 
+def check_key_order(previous: str | None, key: str) -> str:
+    """``key``, after checking it comes after ``previous`` (None: the first key): a shard's records
+    are sorted by key, with no repeats.
+
+    Raises
+    ------
+    StoreError
+        ``key`` is not after ``previous``.
+    """
+    if previous is not None and not key > previous:
+        raise StoreError(f"records must be sorted by key with no repeats: {key!r} after {previous!r}")
+    return key
+
+
 def _checked(records: Iterable[Mapping[str, Any]], *, features: Mapping[str, Any],
              task: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """:func:`checked_record` of each record; StoreError on keys out of order (shards must be sorted)."""
     previous = None
     for record in records:
-        key = record["key"]
-        if previous is not None and not key > previous:
-            raise StoreError(f"records must be sorted by key with no repeats: {key!r} after {previous!r}")
-        previous = key
+        previous = check_key_order(previous, record["key"])
         yield checked_record(record, features=features, task=task)
 
 

@@ -183,3 +183,31 @@ def test_append_bytes_spills_pieces_as_one_entry(tmp_path):
     assert unpack_location(first)[1:] == (0, 5) and unpack_location(second)[1:] == (5, 1)
     with SpillReader(tmp_path) as reader:
         assert reader.read_bytes(first) == b"abcde" and reader.read_bytes(second) == b"f"
+
+
+def test_write_shard_copies_spilled_frames_into_the_file_write_shard_writes(tmp_path):
+    """WriteShard's TFRecord path: frames copied in key order, labels counted, same bytes as write_shard;
+    a repeated key is refused as write_shard refuses it."""
+    from types import SimpleNamespace
+
+    from mirdl.pipelines.transforms import WriteShard, framed_spill_pieces
+    from mirdl.store.adapters import write_shard
+
+    features = {"logmel": {"shape": [16, 31], "dtype": "float32"}}
+    task = {"type": "single_label", "n_outputs": 4, "label_shape": [], "label_dtype": "int64"}
+    records = [a_record(i) for i in (3, 1, 2, 5)]  # spilled out of key order
+    with SpillWriter(tmp_path / "spill") as writer:
+        entries = [(r["key"], writer.append_bytes(*framed_spill_pieces(r, features=features, task=task)))
+                   for r in records]
+    fn = WriteShard(directory=str(tmp_path / "store"), spill_directory=str(tmp_path / "spill"), name="tiny",
+                    store_format="tfrecord", compression="gzip", row_group_records=64,
+                    layout=SimpleNamespace(features=features, task=task))
+    (tmp_path / "store").mkdir()
+    [entry] = list(fn.process((("train", 0, 1), entries[::-1])))
+    expected = write_shard(sorted(records, key=lambda r: r["key"]), path=tmp_path / "expected.tfrecord.gz",
+                           store_format="tfrecord", features=features, task=task, compression="gzip")
+    assert (tmp_path / "store" / entry["path"]).read_bytes() == (tmp_path / "expected.tfrecord.gz").read_bytes()
+    assert (entry["records"], entry["sha256"]) == (4, expected.sha256)
+    assert entry["label_counts"] == [0, 2, 1, 1]  # labels 3 % 4, 1, 2, 5 % 4
+    with pytest.raises(StoreError, match="sorted by key with no repeats"):
+        list(fn.process((("train", 1, 2), entries + entries[:1])))
