@@ -1287,17 +1287,27 @@ def write_shard(records: Iterable[Mapping[str, Any]], *, path: str | os.PathLike
         The file could not be written (ENOSPC included).
     """
     adapter = adapter_for(store_format)
-    if compression not in COMPRESSIONS[store_format]:
-        raise StoreError(f"compression={compression!r} is not supported by {store_format} "
-                         f"(supported: {list(COMPRESSIONS[store_format])})")
+    _check_compression(store_format, compression)
     if isinstance(row_group_records, bool) or not isinstance(row_group_records, (int, np.integer)) \
             or row_group_records < 1:
         raise StoreError(f"row_group_records={row_group_records!r} must be a positive integer")
-    path = Path(path)
     checked = _checked(records, features=features, task=task)
+    return _write_atomically(path, lambda tmp: adapter.write(checked, tmp, features=features, task=task,
+                                                             compression=compression,
+                                                             row_group_records=int(row_group_records)))
+
+
+def _check_compression(store_format: str, compression: str) -> None:
+    if compression not in COMPRESSIONS[store_format]:
+        raise StoreError(f"compression={compression!r} is not supported by {store_format} "
+                         f"(supported: {list(COMPRESSIONS[store_format])})")
+
+
+def _write_atomically(path: str | os.PathLike, write) -> ShardInfo:
+    """``write(tmp) -> records`` through :func:`~mirdl.store.files.atomic_path`; the shard's info."""
+    path = Path(path)
     with atomic_path(path) as tmp:
-        n_records = adapter.write(checked, tmp, features=features, task=task, compression=compression,
-                                  row_group_records=int(row_group_records))
+        n_records = write(tmp)
         # Hashed while its data goes to disk: atomic_path's fsync before the rename finds it flushed.
         info = ShardInfo(path=path.name, records=n_records, bytes=tmp.stat().st_size,
                          sha256=sha256_file(tmp, fsync=True))
@@ -1332,19 +1342,17 @@ def write_tfrecord_frames(frames: Iterable[bytes | bytearray | memoryview], *, p
     """
     from mirdl.store.tfrecord import TFRecordFileWriter
 
-    if compression not in COMPRESSIONS["tfrecord"]:
-        raise StoreError(f"compression={compression!r} is not supported by tfrecord "
-                         f"(supported: {list(COMPRESSIONS['tfrecord'])})")
-    path = Path(path)
-    n_records = 0
-    with atomic_path(path) as tmp:
+    _check_compression("tfrecord", compression)
+
+    def write(tmp: Path) -> int:
+        n_records = 0
         with TFRecordFileWriter(tmp, compression=compression) as writer:
             for data in frames:
                 writer.write_framed(data)
                 n_records += 1
-        info = ShardInfo(path=path.name, records=n_records, bytes=tmp.stat().st_size,
-                         sha256=sha256_file(tmp, fsync=True))
-    return info
+        return n_records
+
+    return _write_atomically(path, write)
 
 
 def read_shard(path: str | os.PathLike, *, manifest: Mapping[str, Any],

@@ -211,3 +211,11 @@ def test_write_shard_copies_spilled_frames_into_the_file_write_shard_writes(tmp_
     assert entry["label_counts"] == [0, 2, 1, 1]  # labels 3 % 4, 1, 2, 5 % 4
     with pytest.raises(StoreError, match="sorted by key with no repeats"):
         list(fn.process((("train", 1, 2), entries + entries[:1])))
+
+
+def test_framed_shard_with_an_unknown_compression_is_refused_and_writes_nothing(tmp_path):
+    from mirdl.store.adapters import write_tfrecord_frames
+
+    with pytest.raises(StoreError, match=r"compression='zstd' is not supported by tfrecord"):
+        write_tfrecord_frames([b"x"], path=tmp_path / "a.tfrecord", compression="zstd")
+    assert list(tmp_path.iterdir()) == []
