@@ -1,7 +1,9 @@
 """The ``mirdl`` command: one entry point, one subcommand module each.
 
 Each module in :mod:`mirdl.commands` has ``configure(parser)`` (cheap: arguments only)
-and ``run(args) -> int`` (imports what it needs). Every :class:`mirdl.errors.MirdlError`
+and ``run(args) -> int`` (imports what it needs); a command whose imports are heavy (Beam,
+TensorFlow) also has ``preload()``, which the ``mirdl`` command's own process calls first with
+the cyclic collector paused (:func:`collector_paused`). Every :class:`mirdl.errors.MirdlError`
 becomes one line on stderr and exit status 2, and Ctrl-C one line and exit status 130
 (``mirdl prepare: interrupted; nothing was written``); nothing else is caught, so real bugs
 still show their traceback.
@@ -159,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         module.configure(command_parser)
         command_parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                                     help="show every log line (TensorFlow's C++ start-up, Beam's INFO logs)")
-        command_parser.set_defaults(_run=module.run)
+        command_parser.set_defaults(_run=module.run, _preload=getattr(module, "preload", None))
     return parser
 
 
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None, *, quiet: bool | None = None) -> int:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
     quiet = (argv is None) if quiet is None else quiet
     with QuietStderr() if quiet and not verbose else contextlib.nullcontext():
-        status = _run(args)
+        status = _run(args, preload=argv is None)
     if argv is None:
         # The command's own process exits next. Its teardown ran the cyclic collector over every
         # object still alive (after `mirdl prepare`, Beam's ~160k): ~0.3 s per command, measured.
@@ -195,8 +197,35 @@ def main(argv: list[str] | None = None, *, quiet: bool | None = None) -> int:
     return status
 
 
-def _run(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def collector_paused():
+    """Pause Python's cyclic garbage collector, then freeze everything made meanwhile (:func:`gc.freeze`).
+
+    For a command's start-up imports in its own process. Importing modules makes hundreds of
+    thousands of objects that live as long as the process, and the collector's full passes over
+    them during the import are wasted: TensorFlow + Keras imported in 3.9 s with the collector,
+    3.0-3.2 s without; Beam and the precompute job's modules 0.98-1.03 s against 0.82-0.85 s
+    (three fresh processes each). Frozen, they are not scanned again by the later collections of
+    the command's own work. The collector is enabled again after it, if it was before.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
     try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+def _run(args: argparse.Namespace, *, preload: bool = False) -> int:
+    """Run the command; with ``preload`` (the ``mirdl`` command's own process) its ``preload()``
+    first, the collector paused (:func:`collector_paused`). Calls from Python leave the caller's
+    collector alone: a frozen heap in a test run or a notebook is never collected again."""
+    try:
+        if preload and getattr(args, "_preload", None) is not None:
+            with collector_paused():
+                args._preload()
         return int(args._run(args) or 0)
     except MirdlError as err:
         print(f"mirdl {args.command}: error: {err}", file=sys.stderr)

@@ -43,3 +43,46 @@ def test_only_the_command_process_freezes_its_heap(tmp_path, monkeypatch, capsys
     assert main(quiet=False) == 2
     assert frozen == [True]
     assert "mirdl verify: error" in capsys.readouterr().err
+
+
+def test_the_command_process_preloads_with_the_collector_paused(tmp_path, monkeypatch, capsys):
+    """``mirdl`` calls the command's ``preload()`` (its heavy imports) with the cyclic collector
+    paused, freezes what it made, and enables the collector again; a call from Python does not."""
+    import gc
+    import sys
+
+    import mirdl.commands.verify as verify_command
+
+    calls, frozen = [], []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr(verify_command, "preload", lambda: calls.append(gc.isenabled()), raising=False)
+    argv = ["verify", str(tmp_path / "missing-store")]
+    assert main(argv) == 2
+    assert calls == [] and frozen == []
+    monkeypatch.setattr(sys, "argv", ["mirdl", *argv])
+    assert gc.isenabled()
+    assert main(quiet=False) == 2
+    assert calls == [False]  # paused while preloading
+    assert frozen == [True, True]  # after the preload, and before the process exits
+    assert gc.isenabled()
+    assert "mirdl verify: error" in capsys.readouterr().err
+
+
+def test_collector_paused_restores_the_collector_state(monkeypatch):
+    import gc
+
+    from mirdl.cli import collector_paused
+
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("an import failed")
+    assert gc.isenabled()  # enabled again, even after an error
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # it was disabled before: left disabled
+    finally:
+        gc.enable()

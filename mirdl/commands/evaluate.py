@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["configure", "run", "format_metrics"]
+__all__ = ["configure", "preload", "run", "format_metrics"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +47,11 @@ def format_metrics(metrics: dict[str, Any], indent: str = "  ") -> list[str]:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in value.items() if isinstance(v, float))
             lines.append(f"{indent}{key:<24} {shown} ({value.get('method')})")
     return lines
+
+
+def preload() -> None:
+    """Import what :func:`run` needs (TensorFlow and Keras among it)."""
+    import mirdl_tf.evaluate  # noqa: F401
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mirdl.features.checks import argparse_type, integer
 
-__all__ = ["configure", "run"]
+__all__ = ["configure", "preload", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +44,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch-frames", type=argparse_type(integer, int, minimum=1), metavar="N", help="input length for --random-weights")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="with --model (best)")
     parser.add_argument("--overwrite", action="store_true", help="replace a store at --out")
+
+
+def preload() -> None:
+    """Import what :func:`run` needs (TensorFlow and Keras among it)."""
+    import mirdl_tf.transfer  # noqa: F401
 
 
 def run(args: argparse.Namespace) -> int:

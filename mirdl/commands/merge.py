@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["configure", "run"]
+__all__ = ["configure", "preload", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +27,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("partials", nargs="+", metavar="PARTIAL", help="partial stores (mirdl prepare --partition I/K)")
     parser.add_argument("--out", required=True, help="the merged store to write")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it holds a mirdl store")
+
+
+def preload() -> None:
+    """Import what :func:`run` needs (Beam among it)."""
+    import mirdl.pipelines.merge  # noqa: F401
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mirdl.features.checks import argparse_type, integer
 
-__all__ = ["configure", "run", "EXIT_SOME_FAILED"]
+__all__ = ["configure", "preload", "run", "EXIT_SOME_FAILED"]
 
 #: Exit status when some files could not be predicted (as ``mirdl prepare``).
 EXIT_SOME_FAILED = 3
@@ -41,6 +41,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="tag / onset / piano-roll activation threshold (default 0.5)")
     parser.add_argument("--batch-size", type=argparse_type(integer, int, minimum=1), default=32, metavar="N",
                         help="patches per model call (default 32)")
+
+
+def preload() -> None:
+    """Import what :func:`run` needs (TensorFlow and Keras among it)."""
+    import mirdl_tf.predict  # noqa: F401
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ import logging
 
 from mirdl.pipelines.options import EXIT_STATUS, add_arguments
 
-__all__ = ["EXIT_STATUS", "configure", "run"]
+__all__ = ["EXIT_STATUS", "configure", "preload", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -50,13 +50,19 @@ def _drop_bigquery_warning(record: logging.LogRecord) -> bool:
     return "apitools not found" not in record.getMessage()
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the job; return its exit status."""
+def preload() -> None:
+    """Import the job's modules (Beam among them; Beam's bigquery notice dropped)."""
     logging.root.addFilter(_drop_bigquery_warning)
     try:
-        from mirdl.pipelines.precompute import prepare
+        import mirdl.pipelines.precompute  # noqa: F401
     finally:
         logging.root.removeFilter(_drop_bigquery_warning)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the job; return its exit status."""
+    preload()
+    from mirdl.pipelines.precompute import prepare
 
     return prepare(args.config, workers=args.workers, overwrite=args.overwrite,
                    max_error_rate=args.max_error_rate, job_timeout=args.job_timeout,

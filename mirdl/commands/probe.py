@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mirdl.features.checks import argparse_type, positive_float
 
-__all__ = ["configure", "run"]
+__all__ = ["configure", "preload", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +27,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--c", type=argparse_type(positive_float, float), default=1.0, help="inverse regularisation of LogisticRegression (1.0)")
     parser.add_argument("--alpha", type=argparse_type(positive_float, float), default=1.0, help="regularisation of Ridge (1.0)")
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="also write the result as JSON")
+
+
+def preload() -> None:
+    """Import what :func:`run` needs (TensorFlow and Keras among it)."""
+    import mirdl_tf.transfer  # noqa: F401
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from mirdl.features.checks import argparse_type, integer, positive_float
 
-__all__ = ["configure", "run"]
+__all__ = ["configure", "preload", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +53,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audit", type=Path, metavar="DIR",
                         help="multi-worker runs: each worker writes the keys of the records it trained on and its "
                              "final weights to DIR")
+
+
+def preload() -> None:
+    """Import what :func:`run` needs (TensorFlow and Keras among it)."""
+    import mirdl_tf.train  # noqa: F401
 
 
 def run(args: argparse.Namespace) -> int:
