@@ -55,7 +55,7 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -246,16 +246,29 @@ def decoder_for(path: str | os.PathLike, *, mode: str = "reference") -> Decoder:
     return _DECODER_FOR_EXTENSION.get(extension, DECODERS["soundfile"])
 
 
-def decoder_versions() -> dict[str, str | None]:
+def decoder_versions(names: Iterable[str] | None = None) -> dict[str, str | None]:
     """Each decoder's library version, for provenance; None for a decoder that is not installed.
+
+    Parameters
+    ----------
+    names : iterable of str, optional
+        Decoders (keys of :data:`DECODERS`) to report, e.g. those a job used; default all. A
+        PyAV decoder's version imports PyAV (~0.1 s): a job whose files all go to libsndfile
+        asks for ``["soundfile"]`` and does not pay it.
 
     Examples
     --------
     >>> versions = decoder_versions()
     >>> sorted(versions), versions["soundfile"].startswith("soundfile ")
     (['pyav', 'pyav_opus', 'soundfile'], True)
+    >>> list(decoder_versions(["soundfile"]))
+    ['soundfile']
     """
-    return {name: decoder.version() for name, decoder in DECODERS.items()}
+    chosen = list(DECODERS) if names is None else sorted(set(names))
+    unknown = [name for name in chosen if name not in DECODERS]
+    if unknown:
+        raise ValueError(f"names={unknown!r}: not decoders (known: {sorted(DECODERS)})")
+    return {name: DECODERS[name].version() for name in chosen}
 
 
 def probe(path: str | os.PathLike) -> AudioInfo:

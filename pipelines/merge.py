@@ -169,6 +169,30 @@ def _check_partials(partials: Sequence[Part]) -> None:
                          f"(given {len(partials)})")
 
 
+
+def _merged_decoders(provenances: list[dict[str, Any]], *, base: dict[str, Any]) -> dict[str, Any]:
+    """``decoders`` and ``decode`` of a merged store: each part lists the decoders its own tracks
+    used, so the merged store's are their union (``base``'s version where parts disagree).
+
+    Examples
+    --------
+    >>> parts = [{"decoders": {"soundfile": "1"}, "decode": {"mode": "reference", "decoders_used": ["soundfile"]}},
+    ...          {"decoders": {"pyav": "2"}, "decode": {"mode": "reference", "decoders_used": ["pyav"]}}]
+    >>> merged = _merged_decoders(parts, base=parts[0])
+    >>> merged["decoders"], merged["decode"]["decoders_used"]
+    ({'pyav': '2', 'soundfile': '1'}, ['pyav', 'soundfile'])
+    """
+    versions: dict[str, Any] = {}
+    for provenance in provenances:
+        versions.update(provenance.get("decoders") or {})
+    versions.update(base.get("decoders") or {})
+    used = sorted({name for provenance in provenances
+                   for name in (provenance.get("decode") or {}).get("decoders_used", [])})
+    decode = dict(base.get("decode") or {})
+    if decode or used:
+        decode["decoders_used"] = used
+    return {"decoders": dict(sorted(versions.items())), "decode": decode}
+
 def merge_partials(partials: Sequence[str | os.PathLike], out: str | os.PathLike, *, overwrite: bool = False,
                    param: str = "--out", log: Callable[[str], None] = print,
                    command: Sequence[str] | None = None) -> dict[str, Any] | None:
@@ -318,7 +342,8 @@ def combine(parts: Sequence[Part], tmp: Path, *, base: Mapping[str, Any], finger
     corpus_summary = durations.extract_output(accumulator)
 
     manifest = {key: value for key, value in base.items()}
-    provenance = dict(base["provenance"])
+    provenance = {**base["provenance"], **_merged_decoders([part.manifest["provenance"] for part in parts],
+                                                          base=base["provenance"])}
     if command is not None:
         provenance["command"] = list(command)
     manifest.update(

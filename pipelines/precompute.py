@@ -287,11 +287,12 @@ def prepare(config_path: str | os.PathLike | PrepareConfig, *, workers: int = 2,
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _decode_provenance(config: PrepareConfig, tracks: list[Track]) -> dict[str, Any]:
-    """``provenance.decode``: the decoder mode and the decoders it picks for these tracks (Ogg files
-    are sniffed by their first page, as the decode step does)."""
-    used = {audio.decoder_for(track.path, mode=config.audio.decoder).name for track in tracks}
-    return config.audio.provenance(sorted(used))
+def _decoders_provenance(config: PrepareConfig, tracks: list[Track]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``provenance.decoders`` and ``provenance.decode``: the versions of the decoders the config's
+    mode picks for these tracks (Ogg files are sniffed by their first page, as the decode step
+    does), and the mode with those decoders."""
+    used = sorted({audio.decoder_for(track.path, mode=config.audio.decoder).name for track in tracks})
+    return audio.decoder_versions(used), config.audio.provenance(used)
 
 
 def _remote_up_to_date(url: str, *, fingerprint: str, overwrite: bool) -> bool:
@@ -445,11 +446,10 @@ def _run_job(config: PrepareConfig, job: _Job, *, workers: int, overwrite: bool,
                 _build(pipeline, config=config, layout=layout, tracks=tracks, listing_errors=listing_errors,
                        directory=tmp, work=work, n_files=n_files, max_error_rate=max_error_rate,
                        stats_split=job.stats_split, local_workers=_local_workers(options))
-                # The decoders' versions (importing PyAV for its and FFmpeg's) and the decoders these
-                # tracks use (each Ogg file's first page): driver work for the manifest, done on a
-                # thread of its own while the pipeline runs instead of after it.
-                decoders = in_background(lambda: (audio.decoder_versions(), _decode_provenance(config, tracks)),
-                                         name="mirdl-driver-background")
+                # The decoders these tracks use (each Ogg file's first page) and their versions (PyAV
+                # imported for its and FFmpeg's only where a track goes to it): driver work for the
+                # manifest, done on a thread of its own while the pipeline runs instead of after it.
+                decoders = in_background(lambda: _decoders_provenance(config, tracks), name="mirdl-driver-background")
                 with _ProgressBar(work / "progress.log", total=len(tracks)) as bar, quiet_failed_bundles():
                     result = pipeline.run()
                     if is_local(options):  # run() has run it; nothing to cancel

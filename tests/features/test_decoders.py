@@ -114,6 +114,9 @@ def test_extensions_come_from_the_decoders():
     versions = decoder_versions()
     assert versions["soundfile"] == f"soundfile {sf.__version__} (libsndfile {sf.__libsndfile_version__})"
     assert versions["pyav"].startswith("av ") and "FFmpeg" in versions["pyav"]
+    assert decoder_versions(["soundfile"]) == {"soundfile": versions["soundfile"]}  # a job's decoders only
+    with pytest.raises(ValueError, match="not decoders"):
+        decoder_versions(["ffmpeg"])
 
 
 # ------------------------------------------------------------------------------------------------

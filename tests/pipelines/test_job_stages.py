@@ -220,17 +220,20 @@ def test_the_local_engine_runs_seven_stages_not_23(corpus, tmp_path, monkeypatch
 
 def test_decoder_versions_are_read_on_a_thread_of_their_own(corpus, tmp_path, monkeypatch):
     # Importing PyAV for its version (and sniffing each Ogg file) was serial driver work after the
-    # pipeline; the manifest's provenance is the same (test above), only where it is computed moved.
+    # pipeline; the manifest's provenance is computed on a thread while the pipeline runs.
     from mirdl.features import audio
 
     calls = []
     versions = audio.decoder_versions
 
-    def decoder_versions():
-        calls.append(threading.current_thread().name)
-        return versions()
+    def decoder_versions(names=None):
+        calls.append((threading.current_thread().name, names))
+        return versions(names)
 
     monkeypatch.setattr(audio, "decoder_versions", decoder_versions)
     store = _run(tmp_path / "this", corpus, main_graph=False, monkeypatch=monkeypatch)
-    assert calls == ["mirdl-driver-background"]
-    assert json.loads((store / "manifest.json").read_text())["provenance"]["decoders"] == versions()
+    assert calls == [("mirdl-driver-background", ["soundfile"])]
+    provenance = json.loads((store / "manifest.json").read_text())["provenance"]
+    # The versions of the decoders the tracks used only: no PyAV import for a corpus libsndfile reads.
+    assert provenance["decode"]["decoders_used"] == ["soundfile"]
+    assert provenance["decoders"] == versions(["soundfile"])

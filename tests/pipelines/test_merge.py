@@ -137,6 +137,13 @@ def test_three_partials_merge_into_the_single_run_store(corpus, single_run, caps
     assert main_status("merge", *reversed(partials), "--out", merged) == 0
     assert "merged 3 partial stores" in capsys.readouterr().out
     assert_same_store(single_run["store"], merged)
+    # Provenance: the decoders the tracks used (libsndfile for this WAV/FLAC corpus), with their
+    # versions, as in the single run: each partial lists its own tracks' decoders.
+    single_provenance, merged_provenance = (read_manifest(p)["provenance"] for p in (single_run["store"], merged))
+    assert single_provenance["decode"]["decoders_used"] == ["soundfile"]
+    assert list(single_provenance["decoders"]) == ["soundfile"]
+    assert {k: merged_provenance[k] for k in ("decoders", "decode")} == \
+           {k: single_provenance[k] for k in ("decoders", "decode")}
     # The Python API does the same merge (mirdl.merge mirrors mirdl merge).
     import mirdl
 
