@@ -86,3 +86,21 @@ def test_collector_paused_restores_the_collector_state(monkeypatch):
         assert not gc.isenabled()  # it was disabled before: left disabled
     finally:
         gc.enable()
+
+
+def test_the_prepare_command_imports_beam_without_pandas():
+    """``mirdl prepare``'s own process imports Beam with pandas hidden (Beam imports it, when
+    installed, only for DataFrame converters the job does not use), and pandas imports as usual
+    afterwards; a Python caller's ``import`` of the job gets Beam as it is."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("pandas")
+    preloaded = ("import sys; import mirdl.commands.prepare as p; p.preload(); "
+                 "print('pandas' in sys.modules); import pandas; print(pandas.__name__)")
+    plain = "import sys; import mirdl.pipelines.precompute; print('pandas' in sys.modules)"
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+            for code in (preloaded, plain)]
+    assert outs[0].stdout.split() == ["False", "pandas"]
+    assert outs[0].stderr == ""  # Beam's "apitools" notice is dropped
+    assert outs[1].stdout.split() == ["True"]

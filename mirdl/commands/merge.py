@@ -30,8 +30,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def preload() -> None:
-    """Import what :func:`run` needs (Beam among it)."""
-    import mirdl.pipelines.merge  # noqa: F401
+    """Import what :func:`run` needs: Beam among it, without the packages it would import only for
+    integrations a merge does not use (:data:`mirdl.commands.BEAM_UNUSED`, as ``mirdl prepare``)."""
+    from mirdl.commands import BEAM_UNUSED, modules_hidden
+
+    with modules_hidden(BEAM_UNUSED):
+        import mirdl.pipelines.merge  # noqa: F401
 
 
 def run(args: argparse.Namespace) -> int:

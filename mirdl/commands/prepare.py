@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from mirdl.commands import BEAM_UNUSED, modules_hidden
 from mirdl.pipelines.options import EXIT_STATUS, add_arguments
 
 __all__ = ["EXIT_STATUS", "configure", "preload", "run"]
@@ -50,18 +51,28 @@ def _drop_bigquery_warning(record: logging.LogRecord) -> bool:
     return "apitools not found" not in record.getMessage()
 
 
-def preload() -> None:
-    """Import the job's modules (Beam among them; Beam's bigquery notice dropped)."""
+def _import_job(*, hide: tuple[str, ...] = ()) -> None:
+    """Import the job's modules (Beam among them; Beam's bigquery notice dropped), with ``hide``
+    hidden from them (:func:`mirdl.commands.modules_hidden`)."""
     logging.root.addFilter(_drop_bigquery_warning)
     try:
-        import mirdl.pipelines.precompute  # noqa: F401
+        with modules_hidden(hide):
+            import mirdl.pipelines.precompute  # noqa: F401
     finally:
         logging.root.removeFilter(_drop_bigquery_warning)
 
 
+def preload() -> None:
+    """The ``mirdl prepare`` command's own process: import the job's modules, Beam without the
+    packages it would import only for integrations the job does not use
+    (:data:`mirdl.commands.BEAM_UNUSED`: pandas). Calls from Python (:func:`run`) import Beam as
+    it is."""
+    _import_job(hide=BEAM_UNUSED)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the job; return its exit status."""
-    preload()
+    _import_job()
     from mirdl.pipelines.precompute import prepare
 
     return prepare(args.config, workers=args.workers, overwrite=args.overwrite,
