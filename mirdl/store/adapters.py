@@ -365,14 +365,14 @@ def tfrecord_frame(record: Mapping[str, Any], *, features: Iterable[str], task: 
     """A checked record (:func:`checked_record`) as its framed TFRecord bytes: the
     ``tf.train.Example`` of its columns, with TFRecord's length, CRC32Cs and all, as it is
     written into a shard (by :class:`TFRecordAdapter` or :func:`write_tfrecord_frames`)."""
-    from mirdl.store.tfrecord import example_bytes, frame
+    from mirdl.store.tfrecord import framed_example
 
     columns: dict[str, tuple[str, Any]] = {name: ("bytes", [record[name].encode()]) for name in STRING_COLUMNS}
     columns.update({name: ("int64", [record[name]]) for name in INT_COLUMNS})
     columns.update({name: ("bytes", [record[name].tobytes()]) for name in features})
     label_kind = "int64" if task["label_dtype"] == "int64" else "float"
     columns[LABEL_COLUMN] = (label_kind, record[LABEL_COLUMN].reshape(-1))
-    return frame(example_bytes(columns))
+    return framed_example(columns)
 
 
 class TFRecordAdapter(ShardAdapter):

@@ -26,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import os
 import struct
@@ -38,7 +39,7 @@ import numpy as np
 
 from mirdl.store.varint import read_varint
 
-__all__ = ["masked_crc32c", "frame", "example_bytes", "TFRecordFileWriter", "crc32c_implementation",
+__all__ = ["masked_crc32c", "frame", "example_bytes", "framed_example", "TFRecordFileWriter", "crc32c_implementation",
            "CorruptRecord", "read_records", "parse_example"]
 
 _MASK_DELTA = 0xA282EAD8
@@ -51,6 +52,12 @@ try:  # google-crc32c: C (hardware CRC32C where the CPU has it), wheels for ever
 
     def _crc32c(data: bytes) -> int:
         return _google_crc32c.value(data)
+
+    def _crc32c_of(pieces: Iterable[bytes]) -> int:
+        crc = 0
+        for piece in pieces:
+            crc = _google_crc32c.extend(crc, piece)
+        return crc
 
     _IMPLEMENTATION = "google-crc32c (c)"
 except ImportError:  # pragma: no cover - exercised only where google-crc32c is missing
@@ -67,6 +74,9 @@ except ImportError:  # pragma: no cover - exercised only where google-crc32c is 
             crc = _TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
         return crc ^ 0xFFFFFFFF
 
+    def _crc32c_of(pieces: Iterable[bytes]) -> int:
+        return _crc32c(b"".join(pieces))
+
     _IMPLEMENTATION = "pure python"
 
 
@@ -81,18 +91,32 @@ def masked_crc32c(data: bytes) -> int:
     >>> hex(masked_crc32c(b"123456789"))  # CRC32C check value 0xe3069283, masked
     '0xc78ab0e5'
     """
-    crc = _crc32c(data)
+    return _masked(_crc32c(data))
+
+
+def _masked(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
 def frame(data: bytes) -> bytes:
     """One TFRecord record: ``length, masked_crc32c(length), data, masked_crc32c(data)``."""
-    length = struct.pack("<Q", len(data))
-    return b"".join((length, struct.pack("<I", masked_crc32c(length)), data, struct.pack("<I", masked_crc32c(data))))
+    return _framed([data], len(data))
+
+
+def _framed(pieces: list[bytes], size: int) -> bytes:
+    """:func:`frame` of the concatenation of ``pieces`` (``size`` bytes), with one copy of them."""
+    length = struct.pack("<Q", size)
+    return b"".join((length, struct.pack("<I", masked_crc32c(length)), *pieces,
+                     struct.pack("<I", _masked(_crc32c_of(pieces)))))
+
+
+_SMALL_VARINTS = tuple(bytes((value,)) for value in range(0x80))
 
 
 def _varint(value: int) -> bytes:
     """Protobuf base-128 varint; negative int64 values as their 64-bit two's complement (10 bytes)."""
+    if 0 <= value < 0x80:
+        return _SMALL_VARINTS[value]
     value &= 0xFFFFFFFFFFFFFFFF
     out = bytearray()
     while value > 0x7F:
@@ -105,6 +129,43 @@ def _varint(value: int) -> bytes:
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited field (wire type 2)."""
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+#: ``Feature``'s field of each kind: ``bytes_list`` 1, ``float_list`` 2, ``int64_list`` 3.
+_KIND_FIELD = {"bytes": 1, "float": 2, "int64": 3}
+
+
+@functools.lru_cache(maxsize=4096)
+def _entry_head(name: str, kind_field: int, size: int) -> bytes:
+    """The bytes of a ``features`` map entry that come before its one payload of ``size`` bytes
+    (one ``bytes_list`` value, or a packed ``float_list`` / ``int64_list``): a store's records
+    share them, field by field, so they are built once per name, kind and payload size."""
+    key = _field(1, name.encode())
+    list_head = _varint(1 << 3 | 2) + _varint(size)  # the list's field 1 (value / packed values)
+    feature_size = len(list_head) + size
+    feature_head = _varint(kind_field << 3 | 2) + _varint(feature_size)
+    value_size = len(feature_head) + feature_size
+    value_head = _varint(2 << 3 | 2) + _varint(value_size)  # the entry's field 2 (the Feature)
+    body_size = len(key) + len(value_head) + value_size
+    return _varint(1 << 3 | 2) + _varint(body_size) + key + value_head + feature_head + list_head
+
+
+def _payload(kind: str, values: Any) -> bytes | None:
+    """A feature's one payload (one ``bytes`` value, or its numbers packed); None where the
+    feature is not one payload (several or no ``bytes`` values, no numbers)."""
+    if kind == "bytes":
+        values = list(values)
+        if len(values) != 1:
+            return None
+        value = values[0]
+        return value if type(value) is bytes else bytes(value)
+    if kind == "float":
+        packed = np.asarray(values, dtype="<f4").reshape(-1).tobytes()
+    elif kind == "int64":
+        packed = b"".join([_varint(int(value)) for value in np.asarray(values, dtype=np.int64).reshape(-1)])
+    else:
+        raise ValueError(f"kind={kind!r} must be 'bytes', 'float' or 'int64'")
+    return packed or None
 
 
 def _feature(kind: str, values: Any) -> bytes:
@@ -121,6 +182,26 @@ def _feature(kind: str, values: Any) -> bytes:
     raise ValueError(f"kind={kind!r} must be 'bytes', 'float' or 'int64'")
 
 
+def _example_pieces(features: Mapping[str, tuple[str, Any]]) -> tuple[list[bytes], int]:
+    """The ``Example``'s bytes as pieces, and their total size: each payload appears once, after
+    its entry's head (:func:`_entry_head`), and is not copied into every enclosing field."""
+    pieces: list[bytes] = []
+    size = 0
+    for name in sorted(features, key=lambda name: name.encode()):
+        kind, values = features[name]
+        payload = _payload(kind, values)
+        if payload is None:  # several or no values: the entry built field by field
+            entry = _field(1, _field(1, name.encode()) + _field(2, _feature(kind, values)))
+            pieces.append(entry)
+            size += len(entry)
+            continue
+        head = _entry_head(name, _KIND_FIELD[kind], len(payload))
+        pieces += (head, payload)
+        size += len(head) + len(payload)
+    outer = _varint(1 << 3 | 2) + _varint(size)  # the Example's field 1 (Features)
+    return [outer, *pieces], len(outer) + size
+
+
 def example_bytes(features: Mapping[str, tuple[str, Any]]) -> bytes:
     """``tf.train.Example(...).SerializeToString(deterministic=True)`` for ``name -> (kind, values)``.
 
@@ -128,11 +209,21 @@ def example_bytes(features: Mapping[str, tuple[str, Any]]) -> bytes:
     flattened). Map entries are sorted by the UTF-8 bytes of their names, as protobuf's
     deterministic serialisation sorts string map keys.
     """
-    entries = []
-    for name in sorted(features, key=lambda name: name.encode()):
-        kind, values = features[name]
-        entries.append(_field(1, _field(1, name.encode()) + _field(2, _feature(kind, values))))
-    return _field(1, b"".join(entries))
+    return b"".join(_example_pieces(features)[0])
+
+
+def framed_example(features: Mapping[str, tuple[str, Any]]) -> bytes:
+    """``frame(example_bytes(features))``: the ``tf.train.Example`` as one TFRecord record.
+
+    Assembled from pieces: each payload is copied once, into the record, after its entry's head,
+    built once per store layout (:func:`_entry_head`); nesting the fields one by one and framing
+    them cost ~54 us a record of a 128 x 130 float32 log-mel patch, mostly Python.
+
+    >>> columns = {"label": ("int64", np.array([3])), "x": ("bytes", [np.arange(3, dtype="<f4").tobytes()])}
+    >>> framed_example(columns) == frame(example_bytes(columns))
+    True
+    """
+    return _framed(*_example_pieces(features))
 
 
 class TFRecordFileWriter:

@@ -22,6 +22,8 @@ from mirdl.store.tfrecord import (  # noqa: E402
     CorruptRecord,
     TFRecordFileWriter,
     example_bytes,
+    frame,
+    framed_example,
     masked_crc32c,
     parse_example,
     read_records,
@@ -48,6 +50,8 @@ def random_columns(rng, i):
         "start_frame": ("int64", [i, 2**40 + i, 0]),
         "logmel": ("bytes", [rng.standard_normal((int(rng.integers(1, 40)), 17)).astype(np.float32).tobytes()]),
         "empty": ("bytes", [b""]),
+        "tags": ("bytes", [b"a", b"bc" * (i * 40)]),  # several values, one over 127 bytes
+        "none": ("bytes", []),
         "no_values": ("int64", []),
         "label": ("float", rng.standard_normal(i % 4).astype(np.float32)),  # 0 values too
         "Zeta": ("float", np.array([np.inf, -0.0, 1e-45], np.float32)),  # sorted before lower case
@@ -59,6 +63,8 @@ def test_example_bytes_are_tf_train_example_bytes():
     for i in range(40):
         columns = random_columns(rng, i)
         assert example_bytes(columns) == tf_example(columns), i
+        # framed_example: the same record framed, assembled from pieces (each payload copied once)
+        assert framed_example(columns) == frame(example_bytes(columns)), i
 
 
 def test_masked_crc32c_matches_tensorflow_framing(tmp_path):
