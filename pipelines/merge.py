@@ -169,7 +169,6 @@ def _check_partials(partials: Sequence[Part]) -> None:
                          f"(given {len(partials)})")
 
 
-
 def _merged_decoders(provenances: list[dict[str, Any]], *, base: dict[str, Any]) -> dict[str, Any]:
     """``decoders`` and ``decode`` of a merged store: each part lists the decoders its own tracks
     used, so the merged store's are their union (``base``'s version where parts disagree).
@@ -192,6 +191,7 @@ def _merged_decoders(provenances: list[dict[str, Any]], *, base: dict[str, Any])
     if decode or used:
         decode["decoders_used"] = used
     return {"decoders": dict(sorted(versions.items())), "decode": decode}
+
 
 def merge_partials(partials: Sequence[str | os.PathLike], out: str | os.PathLike, *, overwrite: bool = False,
                    param: str = "--out", log: Callable[[str], None] = print,
