@@ -39,8 +39,8 @@ import numpy as np
 
 from mirdl.store.varint import read_varint
 
-__all__ = ["masked_crc32c", "frame", "example_bytes", "framed_example", "TFRecordFileWriter", "crc32c_implementation",
-           "CorruptRecord", "read_records", "parse_example"]
+__all__ = ["masked_crc32c", "frame", "example_bytes", "framed_example", "TFRecordFileWriter",
+           "crc32c_implementation", "CorruptRecord", "read_records", "parse_example"]
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -152,9 +152,9 @@ def _entry_head(name: str, kind_field: int, size: int) -> bytes:
 
 def _payload(kind: str, values: Any) -> bytes | None:
     """A feature's one payload (one ``bytes`` value, or its numbers packed); None where the
-    feature is not one payload (several or no ``bytes`` values, no numbers)."""
+    feature is not one payload (several or no ``bytes`` values, no numbers). ``bytes`` values
+    come as a list."""
     if kind == "bytes":
-        values = list(values)
         if len(values) != 1:
             return None
         value = values[0]
@@ -189,6 +189,8 @@ def _example_pieces(features: Mapping[str, tuple[str, Any]]) -> tuple[list[bytes
     size = 0
     for name in sorted(features, key=lambda name: name.encode()):
         kind, values = features[name]
+        if kind == "bytes":
+            values = list(values)  # read twice where it is not one payload
         payload = _payload(kind, values)
         if payload is None:  # several or no values: the entry built field by field
             entry = _field(1, _field(1, name.encode()) + _field(2, _feature(kind, values)))
