@@ -168,18 +168,14 @@ def _payload(kind: str, values: Any) -> bytes | None:
     return packed or None
 
 
-def _feature(kind: str, values: Any) -> bytes:
-    """``tf.train.Feature`` bytes: ``("bytes", [b"..", ...])``, ``("float", array)``, ``("int64", array)``."""
+def _entry(name: str, kind: str, values: Any) -> bytes:
+    """A ``features`` map entry that is not one payload (:func:`_payload` gave None), built field by
+    field: a ``bytes_list`` of several or no values, or a numeric list without numbers."""
     if kind == "bytes":
-        inner = b"".join(_field(1, bytes(value)) for value in values)
-        return _field(1, inner)
-    if kind == "float":
-        packed = np.asarray(values, dtype="<f4").reshape(-1).tobytes()
-        return _field(2, _field(1, packed) if packed else b"")
-    if kind == "int64":
-        packed = b"".join(_varint(int(value)) for value in np.asarray(values, dtype=np.int64).reshape(-1))
-        return _field(3, _field(1, packed) if packed else b"")
-    raise ValueError(f"kind={kind!r} must be 'bytes', 'float' or 'int64'")
+        feature = _field(1, b"".join(_field(1, bytes(value)) for value in values))
+    else:
+        feature = _field(_KIND_FIELD[kind], b"")
+    return _field(1, _field(1, name.encode()) + _field(2, feature))
 
 
 def _example_pieces(features: Mapping[str, tuple[str, Any]]) -> tuple[list[bytes], int]:
@@ -192,8 +188,8 @@ def _example_pieces(features: Mapping[str, tuple[str, Any]]) -> tuple[list[bytes
         if kind == "bytes":
             values = list(values)  # read twice where it is not one payload
         payload = _payload(kind, values)
-        if payload is None:  # several or no values: the entry built field by field
-            entry = _field(1, _field(1, name.encode()) + _field(2, _feature(kind, values)))
+        if payload is None:
+            entry = _entry(name, kind, values)
             pieces.append(entry)
             size += len(entry)
             continue
