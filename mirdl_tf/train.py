@@ -459,12 +459,19 @@ def _optimizer(config: OptimizerConfig):
     return getattr(keras.optimizers, OPTIMIZERS[config.name])(learning_rate=config.learning_rate)
 
 
-def _datasets(config: TrainConfig, info: Mapping[str, Any], *, epoch: int, worker: tuple[int, int] | None = None):
-    """``(train, valid or None)``: batches in model layout.
+def _datasets(config: TrainConfig, info: Mapping[str, Any], *, epoch: int, worker: tuple[int, int] | None = None,
+              stream_epochs: bool = False):
+    """``(train, valid or None, steps per epoch or None)``: batches in model layout.
 
     ``worker=(index, count)``: the train batches are this worker's part of the split (see
     :func:`mirdl_tf.data.load`'s ``num_shards``), ``batch_size // count`` records each, with
     the records' keys as a third element.
+
+    ``stream_epochs``: when an epoch's number of batches is known (no variant filter, no
+    balancing), the train batches repeat without end and the steps per epoch are returned, so
+    that ``fit`` keeps one iterator for the whole run and the shuffle buffer fills once, not at
+    every epoch (README "Shuffling"). Otherwise (and without ``stream_epochs``) the train
+    dataset is one epoch and the steps are None.
     """
     from mirdl_tf import data
 
@@ -479,12 +486,18 @@ def _datasets(config: TrainConfig, info: Mapping[str, Any], *, epoch: int, worke
               "cache": config.cache, "deterministic": True}
     sharding = {} if worker is None else {"shard_index": worker[0], "num_shards": worker[1], "with_metadata": True,
                                           "batch_size": config.batch_size // worker[1]}
+    train_args = {"shuffle": True, "seed": config.seed + epoch, "crop": "random",
+                  "variants": config.augment.load_variants(), "spec_augment": config.augment.spec_augment,
+                  "mixup_alpha": config.augment.mixup_alpha, "balance": config.balance,
+                  "patches_per_track": config.patches_per_track, **common, **sharding}
+    steps = None
     try:
-        train_ds = data.load(
-            config.store, config.train_split, shuffle=True, seed=config.seed + epoch, crop="random",
-            variants=config.augment.load_variants(), spec_augment=config.augment.spec_augment,
-            mixup_alpha=config.augment.mixup_alpha, balance=config.balance,
-            patches_per_track=config.patches_per_track, **{**common, **sharding})
+        train_ds = data.load(config.store, config.train_split, **train_args)
+        if stream_epochs and int(train_ds.cardinality()) > 0:
+            # One epoch's batches, known: the same pipeline repeated (repeat before batch, so the
+            # fused shuffle + repeat keeps every epoch's records whole and fills its buffer once).
+            steps = int(train_ds.cardinality())
+            train_ds = data.load(config.store, config.train_split, repeat=True, **train_args)
         valid_ds = None if config.valid_split is None else data.load(
             config.store, config.valid_split, shuffle=False, crop="center", variants="clean", **common)
     except ValueError as err:  # an argument the store does not allow (mixup on frame labels, ...)
@@ -497,7 +510,7 @@ def _datasets(config: TrainConfig, info: Mapping[str, Any], *, epoch: int, worke
 
             # Mixup made the training labels one-hot (and the loss categorical): match them.
             valid_ds = valid_ds.map(lambda x, y: (x, tf.one_hot(y, n_outputs, dtype=tf.float32)))
-    return train_ds, valid_ds
+    return train_ds, valid_ds, steps
 
 
 def _class_weight(config: TrainConfig, manifest: Mapping[str, Any]) -> dict[int, float] | None:
@@ -925,7 +938,7 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
     for line in _label_count_lines(config, manifest) + _balance_lines(config, manifest):
         log(line)
     if state["epoch"] < config.epochs and not state["stopped_early"]:
-        train_ds, valid_ds = _datasets(config, info, epoch=state["epoch"])
+        train_ds, valid_ds, steps = _datasets(config, info, epoch=state["epoch"], stream_epochs=True)
         callbacks = _make_callbacks(out=out, monitor=monitor, mode=mode, patience=config.early_stopping.patience,
                                     state=state, epochs=config.epochs, optimizer=config.optimizer, log=log)
         with warnings.catch_warnings():
@@ -939,7 +952,7 @@ def train(config: TrainConfig, *, out: str | os.PathLike | None = None, epochs: 
             read_splits = [config.train_split] + ([config.valid_split] if config.valid_split else [])
             with data.named_store_errors(config.store, read_splits):  # a corrupt shard: one line naming it
                 model.fit(train_ds, validation_data=valid_ds, epochs=config.epochs, initial_epoch=state["epoch"],
-                          callbacks=callbacks, verbose=0, class_weight=class_weight)
+                          steps_per_epoch=steps, callbacks=callbacks, verbose=0, class_weight=class_weight)
         state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - start
         write_json_atomic(out / RUN_FILES["state"], state)
     else:
@@ -1185,7 +1198,7 @@ def _worker_loop(config: TrainConfig, cluster: Cluster, strategy, *, out: Path, 
             offset += size
 
     predict = tf.function(lambda x: model(x, training=False))
-    train_ds, valid_ds = _datasets(config, info, epoch=0, worker=(index, n_workers))
+    train_ds, valid_ds, _ = _datasets(config, info, epoch=0, worker=(index, n_workers))
     callbacks = _make_callbacks(out=run_dir, monitor=monitor, mode=mode, patience=config.early_stopping.patience,
                                 state=state, epochs=config.epochs, optimizer=config.optimizer, log=log,
                                 progress=False, tensorboard=False)

@@ -236,6 +236,38 @@ def test_run_directory_and_resume(known_store, tmp_path):
     assert fresh["epochs_run"] == 1
 
 
+def _fit_calls(monkeypatch) -> list[dict]:
+    """Every ``keras.Model.fit`` call of the test: its train dataset's cardinality and steps per epoch."""
+    import keras
+
+    calls, fit = [], keras.Model.fit
+
+    def spy(self, x=None, *args, **kwargs):
+        calls.append({"cardinality": int(x.cardinality()), "steps": kwargs.get("steps_per_epoch")})
+        return fit(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    return calls
+
+
+def test_epochs_stream_through_one_iterator_when_their_length_is_known(known_store, tmp_path, monkeypatch):
+    """fit gets an endless train dataset and ceil(records / batch) steps an epoch, so the shuffle
+    buffer fills once a run; with a variant filter (epoch length unknown) one finite epoch at a time."""
+    store = known_store("tfrecord", "single_label")
+    n_train = read_manifest(store)["splits"]["train"]["records"]
+    calls = _fit_calls(monkeypatch)
+    lines = []
+    result = train(_known_config(store, tmp_path / "streamed", epochs=3), log=lines.append)
+    assert calls == [{"cardinality": int(tf.data.INFINITE_CARDINALITY), "steps": -(-n_train // 8)}]
+    assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/3", "2/3", "3/3"]
+    assert result["epochs_run"] == 3
+
+    calls.clear()
+    train(_known_config(store, tmp_path / "filtered", augment={"variants": [0]}), log=quiet)
+    assert len(calls) == 1 and calls[0]["steps"] is None
+    assert calls[0]["cardinality"] != int(tf.data.INFINITE_CARDINALITY)
+
+
 def test_learning_rate_schedules():
     constant = OptimizerConfig(learning_rate=0.01)
     assert [constant.learning_rate_at(e, epochs=4) for e in range(4)] == [0.01] * 4
