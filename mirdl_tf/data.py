@@ -645,7 +645,9 @@ def load(
         ds = _apply_mixup(ds, alpha=float(mixup_alpha), n_classes=info.n_outputs(),
                           one_hot=info.task_type == "single_label",
                           seed=_derived_seed(seed, 3), with_metadata=with_metadata, deterministic=deterministic)
-    if selected is None and variant_choice is None and balance == "none" and repeat is not True:
+    # An epoch's records are known unless variants are filtered record by record; a balanced
+    # epoch reads its plan, whose size is fixed (variants included).
+    if (balance != "none" or (selected is None and variant_choice is None)) and repeat is not True:
         # Batches run across epoch boundaries (repeat comes before batch).
         n_records = worker_records * (1 if repeat is False else int(repeat))
         n_batches = n_records // batch_size if drop_remainder else -(-n_records // batch_size)

@@ -467,8 +467,8 @@ def _datasets(config: TrainConfig, info: Mapping[str, Any], *, epoch: int, worke
     :func:`mirdl_tf.data.load`'s ``num_shards``), ``batch_size // count`` records each, with
     the records' keys as a third element.
 
-    ``stream_epochs``: when an epoch's number of batches is known (no variant filter, no
-    balancing), the train batches repeat without end and the steps per epoch are returned, so
+    ``stream_epochs``: when an epoch's number of batches is known (every case but a variant
+    filter without balancing), the train batches repeat without end and the steps per epoch are returned, so
     that ``fit`` keeps one iterator for the whole run and the shuffle buffer fills once, not at
     every epoch (README "Shuffling"). Otherwise (and without ``stream_epochs``) the train
     dataset is one epoch and the steps are None.

@@ -252,7 +252,8 @@ def _fit_calls(monkeypatch) -> list[dict]:
 
 def test_epochs_stream_through_one_iterator_when_their_length_is_known(known_store, tmp_path, monkeypatch):
     """fit gets an endless train dataset and ceil(records / batch) steps an epoch, so the shuffle
-    buffer fills once a run; with a variant filter (epoch length unknown) one finite epoch at a time."""
+    buffer fills once a run; with a variant filter (epoch length unknown) one finite epoch at a time,
+    unless the epochs are balanced (an epoch is its plan)."""
     store = known_store("tfrecord", "single_label")
     n_train = read_manifest(store)["splits"]["train"]["records"]
     calls = _fit_calls(monkeypatch)
@@ -266,6 +267,11 @@ def test_epochs_stream_through_one_iterator_when_their_length_is_known(known_sto
     train(_known_config(store, tmp_path / "filtered", augment={"variants": [0]}), log=quiet)
     assert len(calls) == 1 and calls[0]["steps"] is None
     assert calls[0]["cardinality"] != int(tf.data.INFINITE_CARDINALITY)
+
+    calls.clear()  # a balanced epoch is its plan: known ahead, streamed too
+    train(_known_config(store, tmp_path / "balanced", augment={"variants": [0]}, balance="class"), log=quiet)
+    epoch = data.load(store, "train", batch_size=8, variants=[0], balance="class")
+    assert calls == [{"cardinality": int(tf.data.INFINITE_CARDINALITY), "steps": int(epoch.cardinality())}]
 
 
 def test_learning_rate_schedules():
