@@ -11,7 +11,8 @@ synthetic music (:func:`mirdl.features.synth.synth_track`, 30 s pieces joined). 
 3. features only: librosa vs mirdl on the same decoded audio, 30 s and 6 min tracks;
 4. ``mirdl prepare`` with 2 workers vs 1, on the mixed corpus and on equal-length files;
 5. peak RSS of ``mirdl prepare`` on short synthetic files, 1x and 10x the corpus;
-6. readers: a minimal hand-written tf.data pipeline, ``load()`` of each format, raw reads;
+6. readers: a minimal hand-written tf.data pipeline (and the same with a hand-written shuffle), ``load()`` of
+   each format, raw reads;
 7. float16 vs float32 store of log-mel and CQT in dB: bytes and the largest difference.
 
 Every figure goes into the markdown written to ``--markdown`` and, with ``--update FILE``, into
@@ -75,6 +76,9 @@ EQUAL_FILES, EQUAL_SECONDS = 160, 30
 #: time the same, the host half idle, no steal; 6 of 16 timings in one process), and a best of 4
 #: could be such a timing (the minimal pipeline's best of 4 was ~20.5k ex/s in 1 process of 10).
 READER_ROUNDS = 12
+#: Buffer of the hand-written shuffle beside the minimal pipeline: load()'s default (min(records, 2048)).
+HAND_SHUFFLE = 2048
+HAND_SHUFFLED = f"hand-written: the minimal pipeline + shuffle({HAND_SHUFFLE}) before the batch"
 
 
 def parse_args(argv):
@@ -321,16 +325,22 @@ def readers(work: Path, quick: bool) -> list[tuple]:
     files = {fmt: shard_paths(store, read_manifest(store), "train") for fmt, store in stores.items()}
     description = {"logmel": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
 
+    def minimal_parse(serialized):
+        example = tf.io.parse_example(serialized, description)
+        x = tf.reshape(tf.io.decode_raw(example["logmel"], tf.float32), (-1, args.n_mels, args.frames))
+        return x, example["label"]
+
     def minimal(epochs):
-        def parse(serialized):
-            example = tf.io.parse_example(serialized, description)
-            x = tf.reshape(tf.io.decode_raw(example["logmel"], tf.float32), (-1, args.n_mels, args.frames))
-            return x, example["label"]
-
         ds = tf.data.TFRecordDataset([str(p) for p in files["tfrecord"]]).repeat(epochs).batch(32)
-        return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        return ds.map(minimal_parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
-    makers = [("minimal tf.data: TFRecordDataset -> batch -> parse_example -> decode_raw", "tfrecord", minimal)]
+    def hand_shuffled(epochs):  # the shuffle a user adds to the minimal pipeline: load()'s default buffer
+        ds = tf.data.TFRecordDataset([str(p) for p in files["tfrecord"]]).shuffle(HAND_SHUFFLE, seed=0)
+        ds = ds.repeat(epochs).batch(32)
+        return ds.map(minimal_parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    makers = [("minimal tf.data: TFRecordDataset -> batch -> parse_example -> decode_raw", "tfrecord", minimal),
+              (HAND_SHUFFLED, "tfrecord", hand_shuffled)]
     for fmt, store in stores.items():
         makers.append((f"load({fmt}), shuffle=False, no crop, standardise", fmt,
                        lambda e, store=store: data.load(store, "train", batch_size=32, shuffle=False, repeat=e)))
@@ -559,6 +569,9 @@ def reader_target_lines(r: dict) -> list[str]:
     lines.append(f"| the same once running: after the first batch (first batch {1e3 * min_first:.0f} ms vs "
                  f"{1e3 * crop_first:.0f} ms: the 2048-record shuffle buffer's fill) | {min_after:,.0f} ex/s | "
                  f"{crop_after:,.0f} ex/s | {crop_after / min_after:.3f}x | (for reference) | |")
+    hand = readers[HAND_SHUFFLED][1]
+    lines.append(f"| the same vs the hand-written pipeline with the same shuffle({HAND_SHUFFLE}) (no crop, no "
+                 f"standardise) | {hand:,.0f} ex/s | {tf_crop:,.0f} ex/s | {tf_crop / hand:.3f}x | (for reference) | |")
     tf_plain = readers["load(tfrecord), shuffle=False, no crop, standardise"][1]
     for fmt in ("hdf5", "parquet"):
         rate = readers[f"load({fmt}), shuffle=False, no crop, standardise"][1]

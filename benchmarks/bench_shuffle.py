@@ -4,7 +4,9 @@ The stores of ``make bench``'s reader step (``bench_read.build_stores``: 3200 re
 float32 in 4 shards), then every reader below timed over 2 epochs through one iterator, the readers
 alternated round after round (best of ``--rounds``): wall examples/s, process CPU time per record
 (all threads; more robust than wall time on a shared machine) and the median time to the first
-batch of a fresh iterator (the shuffle buffer's fill).
+batch of a fresh iterator (the shuffle buffer's fill). Besides ``load()`` in several settings: the
+minimal pipeline with a hand-written ``shuffle`` (what the shuffle alone costs), and the train
+input of ``mirdl train`` over 5 epochs, a new iterator per epoch against one streamed iterator.
 
 Usage::
 
@@ -67,6 +69,13 @@ def run(store: Path, rounds: int) -> int:
         ds = tf.data.TFRecordDataset(files).repeat(2).batch(32)
         return [ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)]
 
+    def minimal_shuffled(buffer: int):
+        """The minimal pipeline with the shuffle a user adds by hand: serialised records, before the batch."""
+        def make():
+            ds = tf.data.TFRecordDataset(files).shuffle(buffer, seed=0).repeat(2).batch(32)
+            return [ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)]
+        return make
+
     def load(epochs_as_iterators=False, **kwargs):
         def make():
             if epochs_as_iterators:  # as Keras fit iterates a finite dataset: a new iterator per epoch
@@ -75,15 +84,34 @@ def run(store: Path, rounds: int) -> int:
             return [data.load(store, "train", batch_size=32, seed=0, repeat=2, **kwargs)]
         return make
 
+    def train_input(streamed: bool, epochs: int = 5):
+        """The train batches of ``mirdl train`` (``mirdl_tf.train._datasets``) over ``epochs`` epochs,
+        as Keras ``fit`` consumes them: a new iterator per finite epoch, or ``steps`` batches an
+        epoch from one endless iterator (``stream_epochs``)."""
+        from mirdl_tf.train import TrainConfig, _datasets
+
+        config = TrainConfig.from_dict({"store": str(store), "model": {"name": "fcn"}, "batch_size": 32,
+                                        "patch_frames": 96, "valid_split": None, "seed": 0})
+        info = data.describe(store, patch_frames=96)
+
+        def make():
+            ds, _, steps = _datasets(config, info, epoch=0, stream_epochs=streamed)
+            return [ds.take(epochs * steps)] if streamed else [ds] * epochs
+        return make
+
     crop = {"patch_frames": 96}
     readers = {
         "minimal tf.data (TFRecordDataset -> repeat -> batch -> parse_example -> decode_raw)": minimal,
+        "the minimal pipeline + shuffle(2048), by hand (no crop, no standardise)": minimal_shuffled(2048),
+        "the minimal pipeline + shuffle(512), by hand": minimal_shuffled(512),
         "load(), crop 96 of 128 + shuffle + standardise": load(**crop),
         "load(), crop + standardise, shuffle=False": load(shuffle=False, **crop),
         "load(), crop + shuffle + standardise, shuffle_buffer=512": load(shuffle_buffer=512, **crop),
         "load(), shuffle=False, no crop, standardise": load(shuffle=False),
         "load(), crop + shuffle + standardise, the 2 epochs as 2 iterators (Keras fit)":
             load(epochs_as_iterators=True, **crop),
+        "mirdl train's input, 5 epochs, a new iterator per epoch (as before round 7)": train_input(False),
+        "mirdl train's input, 5 epochs streamed through one iterator (steps_per_epoch)": train_input(True),
     }
 
     def timed(make):
