@@ -332,12 +332,13 @@ def readers(work: Path, quick: bool) -> list[tuple]:
         x = tf.reshape(tf.io.decode_raw(example["logmel"], tf.float32), (-1, args.n_mels, args.frames))
         return x, example["label"]
 
-    def minimal(epochs):
-        ds = tf.data.TFRecordDataset([str(p) for p in files["tfrecord"]]).repeat(epochs).batch(32)
-        return ds.map(minimal_parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    tfrecords = [str(p) for p in files["tfrecord"]]
 
-    def hand_shuffled(epochs):  # the shuffle a user adds to the minimal pipeline: load()'s default buffer
-        ds = tf.data.TFRecordDataset([str(p) for p in files["tfrecord"]]).shuffle(HAND_SHUFFLE, seed=0)
+    def minimal(epochs, shuffle: int | None = None):
+        """The minimal pipeline; ``shuffle``: with the buffer a user adds by hand before the batch."""
+        ds = tf.data.TFRecordDataset(tfrecords)
+        if shuffle:
+            ds = ds.shuffle(shuffle, seed=0)
         ds = ds.repeat(epochs).batch(32)
         return ds.map(minimal_parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -350,12 +351,13 @@ def readers(work: Path, quick: bool) -> list[tuple]:
             x = tf.reshape(tf.io.decode_raw(record["logmel"], tf.float32), (args.n_mels, args.frames))
             return (tf.image.random_crop(x, (args.n_mels, 96)) - mean) / std, record["label"]
 
-        ds = tf.data.TFRecordDataset([str(p) for p in files["tfrecord"]]).shuffle(HAND_SHUFFLE, seed=0)
+        ds = tf.data.TFRecordDataset(tfrecords).shuffle(HAND_SHUFFLE, seed=0)
         ds = ds.repeat(epochs).map(example, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.batch(32).prefetch(tf.data.AUTOTUNE)
 
     makers = [("minimal tf.data: TFRecordDataset -> batch -> parse_example -> decode_raw", "tfrecord", minimal),
-              (HAND_SHUFFLED, "tfrecord", hand_shuffled), (HAND_WRITTEN, "tfrecord", hand_written)]
+              (HAND_SHUFFLED, "tfrecord", lambda e: minimal(e, shuffle=HAND_SHUFFLE)),
+              (HAND_WRITTEN, "tfrecord", hand_written)]
     for fmt, store in stores.items():
         makers.append((f"load({fmt}), shuffle=False, no crop, standardise", fmt,
                        lambda e, store=store: data.load(store, "train", batch_size=32, shuffle=False, repeat=e)))

@@ -65,14 +65,13 @@ def run(store: Path, rounds: int) -> int:
         example = tf.io.parse_example(serialized, description)
         return tf.reshape(tf.io.decode_raw(example["logmel"], tf.float32), (-1, 96, 128)), example["label"]
 
-    def minimal():
-        ds = tf.data.TFRecordDataset(files).repeat(2).batch(32)
-        return [ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)]
-
-    def minimal_shuffled(buffer: int):
-        """The minimal pipeline with the shuffle a user adds by hand: serialised records, before the batch."""
+    def minimal(shuffle: int | None = None):
+        """The minimal pipeline; ``shuffle``: with a buffer a user adds by hand, before the batch."""
         def make():
-            ds = tf.data.TFRecordDataset(files).shuffle(buffer, seed=0).repeat(2).batch(32)
+            ds = tf.data.TFRecordDataset(files)
+            if shuffle:
+                ds = ds.shuffle(shuffle, seed=0)
+            ds = ds.repeat(2).batch(32)
             return [ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)]
         return make
 
@@ -101,9 +100,9 @@ def run(store: Path, rounds: int) -> int:
 
     crop = {"patch_frames": 96}
     readers = {
-        "minimal tf.data (TFRecordDataset -> repeat -> batch -> parse_example -> decode_raw)": minimal,
-        "the minimal pipeline + shuffle(2048), by hand (no crop, no standardise)": minimal_shuffled(2048),
-        "the minimal pipeline + shuffle(512), by hand": minimal_shuffled(512),
+        "minimal tf.data (TFRecordDataset -> repeat -> batch -> parse_example -> decode_raw)": minimal(),
+        "the minimal pipeline + shuffle(2048), by hand (no crop, no standardise)": minimal(2048),
+        "the minimal pipeline + shuffle(512), by hand": minimal(512),
         "load(), crop 96 of 128 + shuffle + standardise": load(**crop),
         "load(), crop + standardise, shuffle=False": load(shuffle=False, **crop),
         "load(), crop + shuffle + standardise, shuffle_buffer=512": load(shuffle_buffer=512, **crop),
