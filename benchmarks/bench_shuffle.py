@@ -5,12 +5,15 @@ float32 in 4 shards), then every reader below timed over 2 epochs through one it
 alternated round after round (best of ``--rounds``): wall examples/s, process CPU time per record
 (all threads; more robust than wall time on a shared machine) and the median time to the first
 batch of a fresh iterator (the shuffle buffer's fill). Besides ``load()`` in several settings: the
-minimal pipeline with a hand-written ``shuffle`` (what the shuffle alone costs), and the train
-input of ``mirdl train`` over 5 epochs, a new iterator per epoch against one streamed iterator.
+minimal pipeline with a hand-written ``shuffle`` (what the shuffle alone costs), the train
+input of ``mirdl train`` over 5 epochs, a new iterator per epoch against one streamed iterator,
+``load()`` rebuilt from its pieces with the shuffle's fill spread differently (:func:`rebuilt`),
+and shuffles without a buffer: every epoch a permutation of the split's records, or of blocks of
+its records, each read at its byte offset (:func:`random_access`).
 
 Usage::
 
-    python benchmarks/bench_shuffle.py                 # ~3 minutes on 2 cores (stores built first)
+    python benchmarks/bench_shuffle.py                 # ~2 minutes on 2 cores (stores built first)
     python benchmarks/bench_shuffle.py --rounds 10 --work bench-cache/shuffle-stores   # keep the stores (git-ignored)
 """
 from __future__ import annotations
@@ -50,6 +53,155 @@ def main(argv=None) -> int:
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def record_spans(paths: list[str]) -> tuple[list[int], list[int], list[int]]:
+    """``(file, offset, length)`` of every record's data in TFRecord ``paths`` (uncompressed), from
+    the 12-byte record headers (each length's own CRC32C checked)."""
+    import struct
+
+    from mirdl.store.tfrecord import masked_crc32c
+
+    files, offsets, lengths = [], [], []
+    for index, path in enumerate(paths):
+        with open(path, "rb") as handle:
+            size, pos = os.fstat(handle.fileno()).st_size, 0
+            while pos < size:
+                handle.seek(pos)
+                header = handle.read(12)
+                (length,) = struct.unpack_from("<Q", header)
+                if struct.unpack_from("<I", header, 8)[0] != masked_crc32c(header[:8]):
+                    raise ValueError(f"{path}: length checksum does not match at byte {pos}")
+                files.append(index)
+                offsets.append(pos + 12)
+                lengths.append(length)
+                pos += 12 + length + 4
+    return files, offsets, lengths
+
+
+def random_access(store: Path, paths: list[str], *, read: str, epochs: int = 2, block: int = 64, cycle: int = 8):
+    """``load()``'s crop + standardise after a shuffle without a buffer: each epoch a permutation
+    (drawn in graph, anew every iteration) of the split's records, or of its blocks of ``block``
+    consecutive records, each read at its byte offset. ``read``:
+
+    - ``"python"``: batches of 32 record ids, one ``tf.numpy_function`` a batch that reads each
+      record (``os.pread``) and checks its data CRC32C, as ``TFRecordDataset`` does; then
+      ``load()``'s ``parse_example`` in the graph;
+    - ``"python-parsed"``: the same, the ``Example`` bytes parsed there too
+      (:func:`mirdl.store.tfrecord.parse_example`) into a batch of features;
+    - ``"blocks"``: a ``TFRecordDatasetV2`` op per block, started at the block's first byte
+      (its ``byte_offsets`` input; CRCs checked in C++), ``cycle`` blocks interleaved.
+    """
+    import tensorflow as tf
+
+    from mirdl.store.tfrecord import masked_crc32c, parse_example
+    from mirdl_tf import data
+
+    info = data._open_store(store, None)
+    _, parse = data._shard_reader(info, hdf5_backend="h5py", metadata=False)
+    mean, std = info.stats()
+    prepare = data._make_prepare(info, patch=96, crop="random", mean=mean, std=std, augment=None, fill=None,
+                                 with_metadata=False, parse=None if read == "python-parsed" else parse)
+    files, offsets, lengths = record_spans(paths)
+    descriptors = [os.open(path, os.O_RDONLY) for path in paths]
+    shape, name = info.feature_shape, info.layout(metadata=False).feature
+
+    def records(ids: np.ndarray) -> list[bytes]:
+        out = []
+        for i in ids.tolist():
+            fd, offset, length = descriptors[files[i]], offsets[i], lengths[i]
+            record, footer = os.pread(fd, length, offset), os.pread(fd, 4, offset + length)
+            if masked_crc32c(record) != int.from_bytes(footer, "little"):
+                raise ValueError(f"{paths[files[i]]}: data checksum does not match at byte {offset - 12}")
+            out.append(record)
+        return out
+
+    def serialised(ids):
+        return np.array(records(ids), dtype=object)
+
+    def parsed(ids):
+        examples = [parse_example(record) for record in records(ids)]
+        x = np.frombuffer(b"".join(e[name][1][0] for e in examples), "<f4").reshape(len(examples), *shape)
+        return x, np.concatenate([e["label"][1] for e in examples])
+
+    def read_ids(ids):
+        if read == "python":
+            batch = tf.numpy_function(serialised, [ids], tf.string, stateful=False)
+            batch.set_shape([None])
+            return batch
+        x, y = tf.numpy_function(parsed, [ids], [tf.float32, tf.int64], stateful=False)
+        x.set_shape((None, *shape))
+        y.set_shape([None])
+        return {"feature": x, "label": y}
+
+    # Blocks: the first record of every ``block`` records of each shard.
+    firsts, position = [], 0
+    for i in range(len(files)):
+        position = position + 1 if i and files[i] == files[i - 1] else 0
+        if position % block == 0:
+            firsts.append(i)
+    block_path = tf.constant([paths[files[i]] for i in firsts])
+    block_offset = tf.constant([offsets[i] - 12 for i in firsts], tf.int64)
+    block_size = tf.constant(np.diff(firsts + [len(files)]), tf.int64)
+
+    def read_block(path, offset, size):
+        variant = tf.raw_ops.TFRecordDatasetV2(filenames=tf.reshape(path, [1]), compression_type="",
+                                               buffer_size=tf.constant(1 << 18, tf.int64),
+                                               byte_offsets=tf.reshape(offset, [1]))
+        return tf.data.experimental.from_variant(variant, tf.TensorSpec([], tf.string)).take(size)
+
+    n = len(offsets) if read != "blocks" else len(firsts)
+
+    def permutation(value):
+        ids = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), tf.stack([value, 7]))
+        if read == "blocks":
+            return tf.data.Dataset.from_tensor_slices(
+                (tf.gather(block_path, ids), tf.gather(block_offset, ids), tf.gather(block_size, ids)))
+        return tf.data.Dataset.from_tensor_slices(ids)
+
+    def make():
+        order = tf.data.Dataset.random(seed=0, rerandomize_each_iteration=True).take(1).flat_map(permutation)
+        if read == "blocks":
+            batches = order.interleave(read_block, cycle_length=cycle, block_length=1).repeat(epochs).batch(32)
+        else:
+            batches = order.repeat(epochs).batch(32).map(read_ids)
+        randoms = tf.data.Dataset.random(seed=2, rerandomize_each_iteration=True).batch(32)
+        ds = tf.data.Dataset.zip((batches, randoms)).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        return [ds.prefetch(tf.data.AUTOTUNE)]
+    return make
+
+
+def rebuilt(store: Path, paths: list[str], *, variant: str, epochs: int = 2):
+    """``load()``'s crop + shuffle + standardise rebuilt from its own pieces, with one change:
+
+    - ``"parallel-read"``: the 4 shards read by 2 threads (``interleave(num_parallel_calls=2)``),
+      so that the buffer's fill runs on both cores;
+    - ``"parse-first"``: batches parsed, cropped and standardised before the shuffle (then
+      unbatched, shuffled as records and batched again), so that this work overlaps the fill.
+    """
+    import tensorflow as tf
+
+    from mirdl_tf import data
+
+    info = data._open_store(store, None)
+    read, parse = data._shard_reader(info, hdf5_backend="h5py", metadata=False)
+    mean, std = info.stats()
+    prepare = data._make_prepare(info, patch=96, crop="random", mean=mean, std=std, augment=None, fill=None,
+                                 with_metadata=False, parse=parse)
+
+    def make():
+        files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=0, reshuffle_each_iteration=True)
+        records = files.interleave(read, cycle_length=len(paths), block_length=1,
+                                   num_parallel_calls=2 if variant == "parallel-read" else None)
+        randoms = tf.data.Dataset.random(seed=2, rerandomize_each_iteration=True).batch(32)
+        if variant == "parse-first":
+            ds = tf.data.Dataset.zip((records.batch(32), randoms)).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+            ds = ds.unbatch().shuffle(2048, seed=0, reshuffle_each_iteration=True).repeat(epochs).batch(32)
+        else:
+            ds = records.shuffle(2048, seed=0, reshuffle_each_iteration=True).repeat(epochs).batch(32)
+            ds = tf.data.Dataset.zip((ds, randoms)).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        return [ds.prefetch(tf.data.AUTOTUNE)]
+    return make
 
 
 def run(store: Path, rounds: int) -> int:
@@ -111,6 +263,16 @@ def run(store: Path, rounds: int) -> int:
             load(epochs_as_iterators=True, **crop),
         "mirdl train's input, 5 epochs, a new iterator per epoch (as before round 7)": train_input(False),
         "mirdl train's input, 5 epochs streamed through one iterator (steps_per_epoch)": train_input(True),
+        "load()'s pieces, the shards read by 2 threads (the fill on both cores)":
+            rebuilt(store, files, variant="parallel-read"),
+        "load()'s pieces, parse + crop + standardise before the shuffle (unbatch, shuffle(2048), batch)":
+            rebuilt(store, files, variant="parse-first"),
+        "no buffer: a permutation of the records per epoch, each read at its offset (pread + CRC32C in "
+        "Python), then load()'s parse + crop + standardise": random_access(store, files, read="python"),
+        "the same, the Example bytes parsed in Python too": random_access(store, files, read="python-parsed"),
+        "no buffer: a permutation of blocks of 64 records per epoch, each block a TFRecordDatasetV2 from its "
+        "byte offset, 8 blocks interleaved, then load()'s parse + crop + standardise":
+            random_access(store, files, read="blocks"),
     }
 
     def timed(make):
