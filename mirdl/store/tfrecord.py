@@ -40,7 +40,8 @@ import numpy as np
 from mirdl.store.varint import read_varint
 
 __all__ = ["masked_crc32c", "frame", "example_bytes", "framed_example", "TFRecordFileWriter",
-           "crc32c_implementation", "CorruptRecord", "read_records", "parse_example"]
+           "crc32c_implementation", "CorruptRecord", "read_records", "record_offsets", "read_record_at",
+           "parse_example"]
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -347,12 +348,72 @@ def _framed_records(stream: BinaryIO, *, size: int | None, check: bool) -> Itera
             raise CorruptRecord(f"truncated record at byte {offset}")
         record = _read_exactly(stream, length)
         footer = stream.read(4)
-        if len(record) < length or len(footer) < 4:
-            raise CorruptRecord(f"truncated record at byte {offset}")
-        if check and struct.unpack_from("<I", footer)[0] != masked_crc32c(record):
-            raise CorruptRecord(f"data checksum does not match at byte {offset}")
-        yield record
+        yield _checked(record, footer, length=length, offset=offset, check=check)
         offset += 12 + length + 4
+
+
+def _checked(record: bytes, footer: bytes, *, length: int, offset: int, check: bool = True) -> bytes:
+    """``record``, the data of the record whose header is at byte ``offset``, once its size and
+    (``check``) its masked CRC32C (``footer``) are as framed."""
+    if len(record) < length or len(footer) < 4:
+        raise CorruptRecord(f"truncated record at byte {offset}")
+    if check and struct.unpack_from("<I", footer)[0] != masked_crc32c(record):
+        raise CorruptRecord(f"data checksum does not match at byte {offset}")
+    return record
+
+
+def record_offsets(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Where each record of an uncompressed TFRecord file starts (the byte of its 12-byte
+    header) and how many bytes of data it holds, both int64 ``(n_records,)``, from the headers
+    alone: one 12-byte read per record, each length checked against its own CRC32C.
+
+    With them :func:`read_record_at` reads any record alone, in any order. Raises
+    :class:`CorruptRecord` for a header that is truncated, fails its checksum or frames more
+    bytes than the file has.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "two.tfrecord"
+    >>> _ = path.write_bytes(frame(b"abc") + frame(b"de"))
+    >>> offsets, lengths = record_offsets(path)
+    >>> offsets.tolist(), lengths.tolist()
+    ([0, 19], [3, 2])
+    """
+    offsets, lengths = [], []
+    with open(path, "rb", buffering=0) as handle:
+        fd = handle.fileno()
+        size, offset = os.fstat(fd).st_size, 0
+        while offset < size:
+            header = os.pread(fd, 12, offset)
+            if len(header) < 12:
+                raise CorruptRecord(f"truncated record header at byte {offset}")
+            (length,) = struct.unpack_from("<Q", header)
+            if struct.unpack_from("<I", header, 8)[0] != masked_crc32c(header[:8]):
+                raise CorruptRecord(f"length checksum does not match at byte {offset}")
+            if size - offset - 12 < length + 4:
+                raise CorruptRecord(f"truncated record at byte {offset}")
+            offsets.append(offset)
+            lengths.append(length)
+            offset += 12 + length + 4
+    return np.asarray(offsets, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+
+
+def read_record_at(fd: int, offset: int, length: int) -> bytes:
+    """The data of the record whose header is at byte ``offset`` of the open file ``fd`` (as
+    :func:`record_offsets` gives them), its CRC32C checked: two ``os.pread`` calls, no seek, so
+    threads may share ``fd``. Raises :class:`CorruptRecord` as :func:`read_records` does.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "two.tfrecord"
+    >>> _ = path.write_bytes(frame(b"abc") + frame(b"de"))
+    >>> fd = os.open(path, os.O_RDONLY)
+    >>> read_record_at(fd, 19, 2)
+    b'de'
+    >>> os.close(fd)
+    """
+    record, footer = os.pread(fd, length, offset + 12), os.pread(fd, 4, offset + 12 + length)
+    if len(record) == length and masked_crc32c(record).to_bytes(4, "little") == footer:
+        return record
+    return _checked(record, footer, length=length, offset=offset)  # raises, saying why
 
 
 def _read_varint(view: memoryview, pos: int) -> tuple[int, int]:

@@ -26,7 +26,9 @@ from mirdl.store.tfrecord import (  # noqa: E402
     framed_example,
     masked_crc32c,
     parse_example,
+    read_record_at,
     read_records,
+    record_offsets,
 )
 
 
@@ -122,6 +124,48 @@ def test_read_records_refuses_what_tf_data_refuses(tmp_path, where):
         list(read_records(path))
     with pytest.raises(tf.errors.DataLossError):
         list(tf.data.TFRecordDataset([str(path)]))
+
+
+def test_records_read_at_their_offsets_are_the_records_in_any_order(tmp_path):
+    path = tmp_path / "three"
+    records = [b"a" * 70_000, b"", b"0123456789" * 3]
+    with TFRecordFileWriter(path) as writer:
+        writer.write_all(records)
+    offsets, lengths = record_offsets(path)
+    assert lengths.tolist() == [len(r) for r in records]
+    assert offsets.tolist() == [0, 70_016, 70_032]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert [read_record_at(fd, int(offsets[i]), int(lengths[i])) for i in (2, 0, 1, 2)] == \
+            [records[2], records[0], records[1], records[2]]
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("where", ["length", "length crc", "data", "data crc", "truncated"])
+def test_records_at_offsets_refuse_what_tf_data_refuses(tmp_path, where):
+    # The header scan catches a broken length or a truncated file; the read, a broken record.
+    path = tmp_path / "two"
+    with TFRecordFileWriter(path) as writer:
+        writer.write_all([b"0123456789" * 3, b"abcdef"])
+    raw = bytearray(path.read_bytes())
+    if where == "truncated":
+        raw = raw[:-3]
+    else:
+        raw[{"length": 0, "length crc": 9, "data": 15, "data crc": 44}[where]] ^= 0x10
+    path.write_bytes(bytes(raw))
+    if where in ("length", "length crc", "truncated"):
+        with pytest.raises(CorruptRecord, match="length checksum|truncated"):
+            record_offsets(path)
+        return
+    offsets, lengths = record_offsets(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert read_record_at(fd, int(offsets[1]), int(lengths[1])) == b"abcdef"
+        with pytest.raises(CorruptRecord, match="data checksum does not match at byte 0"):
+            read_record_at(fd, int(offsets[0]), int(lengths[0]))
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("where", ["member crc", "cut", "not gzip"])
