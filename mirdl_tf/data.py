@@ -53,6 +53,7 @@ TensorShape([32, 96, 128])
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ import tensorflow as tf
 from mirdl.errors import StoreError
 from mirdl.store import adapters
 from mirdl.store import format as store_format
+from mirdl.store import tfrecord
 from mirdl.store.catalog import resolve_store
 from mirdl.store.manifest import read_manifest, shard_entries, shard_paths
 from mirdl.store.verify import check_shards, find_corrupt_shard
@@ -89,7 +91,7 @@ BALANCE_MODES = ("none", "class", "track")
 #: Random crop + standardisation compiled by XLA where it compiles (see ``_crop_standardise``).
 _FUSED_CROP = True
 # Salts that make the stateless streams of one element independent of each other.
-_SALT_CROP, _SALT_FREQ, _SALT_TIME = 0, 1, 2
+_SALT_CROP, _SALT_FREQ, _SALT_TIME, _SALT_ORDER = 0, 1, 2, 3
 
 
 # --------------------------------------------------------------------------- manifest view
@@ -455,7 +457,11 @@ def load(
         :func:`mirdl.features.segment.center_crop`). For frame tasks the labels are cropped with
         the same offset. Default: the whole segment.
     shuffle : bool
-        Shuffle shard order and records (buffer of ``shuffle_buffer`` records) every epoch.
+        A new order of the records every epoch. A local, uncompressed TFRecord store (without
+        ``shuffle_buffer``, ``cache``, ``variants`` filtering or ``balance``) is read in a random
+        permutation of the whole split, each record at its byte offset (:func:`_permuted_records`);
+        other stores shuffle shard order, then records through a buffer of ``shuffle_buffer``
+        records (README "Shuffling").
     seed : int, optional
         Seed of every random choice; with ``deterministic=True`` two builds give the same batches.
     variants : "all", "clean" or list of int
@@ -500,7 +506,9 @@ def load(
         StoreError where tensorflow-io does not load, and for LZF-compressed stores, a filter
         only h5py has).
     shuffle_buffer : int, optional
-        Records in the shuffle buffer; default ``min(records in split, 2048)``.
+        Records in the shuffle buffer; default ``min(records in split, 2048)``. Given, a TFRecord
+        store is also read through the buffer, its shards streamed in order (for storage where
+        reads at random offsets are slow: network file systems, spinning disks).
     balance : {"none", "class", "track"}
         Balanced epochs (:mod:`mirdl_tf.balance`): every epoch first draws its sample plan from
         the split's record index (``"class"``: ``round(N / K)`` records of each of the ``K``
@@ -581,6 +589,12 @@ def load(
     # Serialised records (TFRecord) are shuffled as they are and parsed a whole batch at a time,
     # unless variants are filtered or records balanced, which needs each record's fields first.
     parse_late = parse is not None and not per_record
+    # A permutation of the whole split instead of a buffer: no fill, every epoch uniform (README
+    # "Shuffling"). Workers each take whole shards, as the buffer path does when it can.
+    permuted = (shuffle and shuffle_buffer is None and not per_record and not cache and info.format == "tfrecord"
+                and not info.remote and (info.manifest.get("compression") or "none") == "none"
+                and len(paths) >= num_workers)
+    read_ids = None
 
     if balance != "none":
         # ---- balance: each epoch's sample plan drawn from the shard index, then only the planned
@@ -591,6 +605,11 @@ def load(
             variants=selected,
             num_workers=num_workers, worker=worker, seed=_derived_seed(seed, 4), cache=cache,
             deterministic=deterministic)
+        batched = False
+    elif permuted:
+        # ---- a permutation of this worker's records every iteration; read (by id) after batching
+        ds, worker_records, read_ids = _permuted_records(paths[worker::num_workers], entries[worker::num_workers],
+                                                         seed=seed)
         batched = False
     else:
         # ---- list shards, [shard by files], interleave, [shard by records], parse
@@ -610,7 +629,7 @@ def load(
             ds = _choose_variant_per_epoch(ds, pool, seed=_derived_seed(seed, 1))
 
     # ---- shuffle, repeat
-    if shuffle:
+    if shuffle and not permuted:
         buffer = shuffle_buffer or max(1, min(worker_records, DEFAULT_SHUFFLE_BUFFER))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat is True:
@@ -629,16 +648,18 @@ def load(
                             batch_size=batch_size if drop_remainder else None)
     # ---- batch, then crop + standardise + SpecAugment on the whole batch (one parallel map);
     # each record keeps its own random value, so crops and masks are those of a per-record map.
+    batches = _batch(ds, batch_size, drop_remainder=drop_remainder, batched=batched)
+    if read_ids is not None:  # batches of record ids -> batches of serialised records
+        batches = batches.map(read_ids)
     if needs_random:
         # Batches of random values beside batches of records: the i-th record still gets the i-th
         # value (a last, shorter batch of records takes the first values of its random batch).
         randoms = tf.data.Dataset.random(seed=_derived_seed(seed, 2), rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((_batch(ds, batch_size, drop_remainder=drop_remainder, batched=batched),
-                                  randoms.batch(batch_size)))
+        ds = tf.data.Dataset.zip((batches, randoms.batch(batch_size)))
         ds = ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     else:
-        ds = _batch(ds, batch_size, drop_remainder=drop_remainder, batched=batched)
-        ds = ds.map(lambda records: prepare(records, None), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        ds = batches.map(lambda records: prepare(records, None), num_parallel_calls=AUTOTUNE,
+                         deterministic=deterministic)
 
     # ---- mixup, prefetch
     if mixup_alpha is not None:
@@ -753,6 +774,73 @@ def _read_records(paths: list[str], counts: list[int], *, read, parse, num_worke
         ds = ds.batch(adapters.READ_CHUNK).map(parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         ds = ds.unbatch()
     return ds, n_records, batched
+
+
+@functools.lru_cache(maxsize=64)
+def _record_offsets(path: str, sha256: str | None, size: int, mtime_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`mirdl.store.tfrecord.record_offsets` of a local shard, scanned once per process and
+    version of the shard (its manifest sha256, size and modification time are the key)."""
+    offsets, lengths = tfrecord.record_offsets(path)
+    offsets.flags.writeable = lengths.flags.writeable = False
+    return offsets, lengths
+
+
+def _permuted_records(paths: list[str], entries: list[dict[str, Any]], *,
+                      seed: int | None) -> tuple[tf.data.Dataset, int, Any]:
+    """Record ids of the TFRecord shards ``paths`` (local, uncompressed) in a new random order every
+    iteration (and every round of ``repeat``), how many there are, and ``read_ids``: a batch of ids
+    to the batch of their serialised records.
+
+    The order is a permutation of all the records (drawn in graph from ``seed``), so every epoch
+    is uniformly shuffled with no buffer to fill. Each record is read at its byte offset (the
+    shard's record headers are scanned once, :func:`_record_offsets`) with its CRC32C checked, as
+    ``TFRecordDataset`` checks it: one ``tf.numpy_function`` a batch, two ``os.pread`` a record.
+    """
+    shard, offsets, lengths = [], [], []
+    for index, (path, entry) in enumerate(zip(paths, entries)):
+        status = os.stat(path)
+        try:
+            starts, sizes = _record_offsets(path, entry.get("sha256"), status.st_size, status.st_mtime_ns)
+        except tfrecord.CorruptRecord as err:
+            raise StoreError(f"{path}: corrupt TFRecord shard ({err})") from None
+        if len(starts) != int(entry["records"]):
+            raise StoreError(f"{path}: {len(starts)} records, the manifest says {entry['records']}")
+        shard.append(np.full(len(starts), index, np.int64))
+        offsets.append(starts)
+        lengths.append(sizes)
+    shard, offsets, lengths = (np.concatenate(a) if a else np.zeros(0, np.int64) for a in (shard, offsets, lengths))
+    n_records = len(offsets)
+
+    def read(ids: np.ndarray) -> np.ndarray:
+        out = np.empty(len(ids), dtype=object)
+        descriptors: dict[int, int] = {}
+        try:
+            for j, (s, offset, length) in enumerate(zip(shard[ids].tolist(), offsets[ids].tolist(),
+                                                        lengths[ids].tolist())):
+                if s not in descriptors:
+                    descriptors[s] = os.open(paths[s], os.O_RDONLY)
+                try:
+                    out[j] = tfrecord.read_record_at(descriptors[s], offset, length)
+                except tfrecord.CorruptRecord as err:
+                    raise StoreError(f"{paths[s]}: corrupt TFRecord shard (record checksum or framing does not "
+                                     f"match: {err})") from None
+        finally:
+            for fd in descriptors.values():
+                os.close(fd)
+        return out
+
+    def read_ids(ids: tf.Tensor) -> tf.Tensor:
+        records = tf.numpy_function(read, [ids], tf.string, stateful=False)
+        records.set_shape([None])
+        return records
+
+    def permutation(value: tf.Tensor) -> tf.data.Dataset:
+        order = tf.random.experimental.stateless_shuffle(tf.range(n_records, dtype=tf.int64),
+                                                         _stateless_seed(value, _SALT_ORDER))
+        return tf.data.Dataset.from_tensor_slices(order)
+
+    ids = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(permutation)
+    return ids, n_records, read_ids
 
 
 def _choose_variant_per_epoch(ds: tf.data.Dataset, pool: list[int], *, seed: int | None) -> tf.data.Dataset:

@@ -43,6 +43,8 @@ Config (YAML; relative paths resolve against the YAML file's folder, as in ``mir
     augment: {variants: all, spec_augment: null, mixup_alpha: null}
     early_stopping: {monitor: val_loss, patience: 5, mode: auto}   # null: never stop early
     cache: false                   # cache parsed records in memory (small stores)
+    shuffle_buffer: null           # null: TFRecord read in a permutation of the split (README "Shuffling");
+                                   # N: shards streamed through a buffer of N records (slow-to-seek storage)
     balance: none                  # none | class (equal class rates) | track (patches_per_track per track)
     patches_per_track: null        # balance: track; null: the split's mean records per track
     class_weight: none             # none | balanced (loss weight N / (K n_c) per class; single label)
@@ -119,10 +121,10 @@ RUN_FILES = {
 #: Version of model_info.json / state.json written here.
 RUN_FORMAT_VERSION = 1
 _FIELDS = ("store", "feature", "model", "optimizer", "epochs", "batch_size", "patch_frames", "train_split",
-           "valid_split", "augment", "early_stopping", "cache", "balance", "patches_per_track", "class_weight",
-           "seed", "out")
+           "valid_split", "augment", "early_stopping", "cache", "shuffle_buffer", "balance", "patches_per_track",
+           "class_weight", "seed", "out")
 # Fields added after runs were fingerprinted without them: left out of the fingerprint at their default.
-_LATER_DEFAULTS = {"balance": "none", "patches_per_track": None, "class_weight": "none"}
+_LATER_DEFAULTS = {"balance": "none", "patches_per_track": None, "class_weight": "none", "shuffle_buffer": None}
 _SPEC_AUGMENT_KEYS = ("freq_masks", "freq_width", "time_masks", "time_width")
 
 
@@ -305,6 +307,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     cache: bool = False
+    shuffle_buffer: int | None = None
     balance: str = "none"
     patches_per_track: int | None = None
     class_weight: str = "none"
@@ -322,6 +325,9 @@ class TrainConfig:
             if getattr(self, key) is not None or key != "patch_frames":
                 object.__setattr__(self, key, checks.integer(getattr(self, key), name=key, minimum=minimum))
         checks.boolean(self.cache, name="cache")
+        if self.shuffle_buffer is not None:
+            object.__setattr__(self, "shuffle_buffer", checks.integer(self.shuffle_buffer, name="shuffle_buffer",
+                                                                      minimum=1))
         if self.optimizer.warmup_epochs >= self.epochs:
             raise ConfigError(f"optimizer.warmup_epochs={self.optimizer.warmup_epochs} must be < "
                               f"epochs={self.epochs}")
@@ -489,7 +495,8 @@ def _datasets(config: TrainConfig, info: Mapping[str, Any], *, epoch: int, worke
     train_args = {"shuffle": True, "seed": config.seed + epoch, "crop": "random",
                   "variants": config.augment.load_variants(), "spec_augment": config.augment.spec_augment,
                   "mixup_alpha": config.augment.mixup_alpha, "balance": config.balance,
-                  "patches_per_track": config.patches_per_track, **common, **sharding}
+                  "patches_per_track": config.patches_per_track, "shuffle_buffer": config.shuffle_buffer,
+                  **common, **sharding}
     steps = None
     try:
         train_ds = data.load(config.store, config.train_split, **train_args)

@@ -94,7 +94,7 @@ def test_balance_fields_are_checked_and_new_defaults_keep_old_fingerprints(tmp_p
     config = train_config("s", "o", balance="track", patches_per_track=4)
     assert TrainConfig.from_dict(config.to_dict()) == config
     plain = train_config("s", "o")
-    payload_keys = set(plain.to_dict()) - {"balance", "patches_per_track", "class_weight"}
+    payload_keys = set(plain.to_dict()) - {"balance", "patches_per_track", "class_weight", "shuffle_buffer"}
     from mirdl.features.spec import stable_hash
     from mirdl_tf.train import RUN_FORMAT_VERSION
 
@@ -103,6 +103,8 @@ def test_balance_fields_are_checked_and_new_defaults_keep_old_fingerprints(tmp_p
     old.update(store_fingerprint="f", run_format_version=RUN_FORMAT_VERSION)
     assert plain.fingerprint(store_fingerprint="f") == stable_hash(old)  # runs from before resume
     assert config.fingerprint(store_fingerprint="f") != plain.fingerprint(store_fingerprint="f")
+    buffered = train_config("s", "o", shuffle_buffer=16)
+    assert buffered.fingerprint(store_fingerprint="f") != plain.fingerprint(store_fingerprint="f")
     with pytest.raises(ConfigError, match="needs a single_label store"):
         from mirdl_tf.train import _class_weight
 

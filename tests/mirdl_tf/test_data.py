@@ -371,6 +371,65 @@ def test_shuffled_epochs_stay_whole_when_repeated(known_store, fmt):
     assert epochs[0] != epochs[1] != epochs[2]
 
 
+@pytest.fixture
+def permutations(monkeypatch):
+    """Calls of ``data._permuted_records`` (a permutation of the split instead of a buffer) made by ``load``."""
+    calls = []
+    real = data._permuted_records
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(data, "_permuted_records", spy)
+    return calls
+
+
+def test_tfrecord_epochs_are_permutations_of_the_whole_split(known_store, permutations):
+    """README "Shuffling": a local, uncompressed TFRecord store is read in a permutation of the whole
+    split every epoch, each record at its byte offset (no buffer to fill): every epoch each record
+    once in an order of its own, records of several shards from the first batch on, the same seed
+    the same order, and each record's numbers those it has unshuffled."""
+    store = known_store("tfrecord")
+    manifest = read_manifest(store)
+
+    def keys(seed):
+        ds = data.load(store, "train", batch_size=5, seed=seed, repeat=3, with_metadata=True)
+        return np.concatenate([meta["key"] for _, _, meta in ds.as_numpy_iterator()]).astype(str).tolist()
+
+    first = keys(6)
+    assert len(permutations) == 1
+    n = 24
+    epochs = [first[i * n:(i + 1) * n] for i in range(3)]
+    stored = read_raw_keys(store, manifest["splits"]["train"]["shards"])
+    assert sorted(epochs[0]) == sorted(epochs[1]) == sorted(epochs[2]) == sorted(stored)
+    assert len({tuple(epoch) for epoch in epochs + [stored]}) == 4
+    shard_of = {key: index for index, shard in enumerate(manifest["splits"]["train"]["shards"])
+                for key in read_raw_keys(store, [shard])}
+    assert len({shard_of[key] for key in first[:5]}) > 1
+    assert keys(6) == first
+    assert keys(7) != first
+    shuffled = records_of(data.load(store, "train", batch_size=5, seed=3, with_metadata=True))
+    plain = records_of(data.load(store, "train", batch_size=5, shuffle=False, with_metadata=True))
+    assert sorted(shuffled) == sorted(plain)
+    for key, (x, y, _) in plain.items():
+        np.testing.assert_array_equal(shuffled[key][0], x)
+        np.testing.assert_array_equal(shuffled[key][1], y)
+
+
+@pytest.mark.parametrize(("fmt", "kwargs"), [
+    ("tfrecord", {"shuffle_buffer": 8}), ("tfrecord", {"cache": True}), ("tfrecord", {"variants": [0]}),
+    ("tfrecord", {"balance": "track"}), ("tfrecord", {"shuffle": False}), ("tfrecord", {"compression": "gzip"}),
+    ("hdf5", {}), ("parquet", {})])
+def test_other_reads_shuffle_through_the_buffer(known_store, permutations, fmt, kwargs):
+    # A buffer where a permutation does not apply: asked for (shuffle_buffer, for storage slow to seek),
+    # records looked at one by one (variants, balance), a cache, GZIP shards (no offsets), HDF5, Parquet.
+    store = known_store(fmt, **({"compression": kwargs.pop("compression")} if "compression" in kwargs else {}))
+    ds = data.load(store, "train", batch_size=5, seed=1, **kwargs)
+    assert sum(int(x.shape[0]) for x, _ in ds) > 0
+    assert not permutations
+
+
 def test_a_new_iteration_is_a_new_epoch(known_store):
     # Keras fit iterates the dataset again each epoch (repeat=False): crops and order change.
     ds = data.load(known_store("parquet"), "train", batch_size=24, patch_frames=5, seed=4, with_metadata=True)
@@ -478,10 +537,11 @@ def test_checksum_mismatch_with_verify(known_store, store_copy):
         data.load(store, "train", batch_size=4, verify=True)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_corrupt_shard_read_by_load_is_a_store_error_naming_it(known_store, store_copy, fmt):
+@pytest.mark.parametrize(("fmt", "shuffle"), [(fmt, False) for fmt in FORMATS] + [("tfrecord", True)])
+def test_corrupt_shard_read_by_load_is_a_store_error_naming_it(known_store, store_copy, fmt, shuffle):
     """One flipped bit in a feature value: the format's checksum catches it on read (no verify=True),
-    and named_store_errors names the shard (TFRecord's DataLossError does not)."""
+    and named_store_errors names the shard (TFRecord's DataLossError does not; a TFRecord record read
+    at its offset, ``shuffle=True``, is checked as TFRecordDataset checks it)."""
     store = store_copy(known_store(fmt))
     manifest = read_manifest(store)
     victim = store / manifest["splits"]["train"]["shards"][1]["path"]
@@ -491,7 +551,7 @@ def test_corrupt_shard_read_by_load_is_a_store_error_naming_it(known_store, stor
     assert at >= 0
     raw[at + 2] ^= 0x10
     victim.write_bytes(bytes(raw))
-    dataset = data.load(store, "train", batch_size=4, shuffle=False)
+    dataset = data.load(store, "train", batch_size=4, shuffle=shuffle)
     with pytest.raises(StoreError, match=f"{victim.name}.*(corrupt|checksum)"):
         with data.named_store_errors(store, "train"):
             for _ in dataset:
@@ -594,7 +654,7 @@ def test_tfio_backend_is_deterministic_with_seed(known_store):
 
 
 def test_batched_read_paths_give_the_same_batches(known_store):
-    """TFRecord parsed a batch at a time (the default) and parsed before the variant filter
+    """TFRecord through the shuffle buffer parsed a batch at a time and parsed before the variant filter
     (``variants=[0, 1]`` keeps every record but takes the per-record path) give the same shuffled,
     cropped, standardised, masked batches; so do the two batch readers (HDF5, Parquet), whose shards
     interleave a read chunk at a time; all formats give every record the same numbers."""
@@ -602,7 +662,8 @@ def test_batched_read_paths_give_the_same_batches(known_store):
         return batches(data.load(known_store(fmt, task_type="multi_label"), "train", batch_size=5, patch_frames=9,
                                  seed=4, deterministic=True, spec_augment=SPEC_AUGMENT, repeat=2, **kwargs))
 
-    for reference, other in [(build("tfrecord"), build("tfrecord", variants=[0, 1])),
+    for reference, other in [(build("tfrecord", shuffle_buffer=data.DEFAULT_SHUFFLE_BUFFER),
+                              build("tfrecord", variants=[0, 1])),
                              (build("hdf5"), build("parquet"))]:
         assert len(reference) == len(other) == 10
         for (x1, y1), (x2, y2) in zip(reference, other):

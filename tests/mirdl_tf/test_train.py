@@ -100,6 +100,7 @@ def test_config_file_round_trip(tmp_path):
     ({"early_stopping": {"mode": "up"}}, "early_stopping.mode='up'"),
     ({"seed": -1}, "seed=-1"),
     ({"cache": "yes"}, "cache='yes'"),
+    ({"shuffle_buffer": 0}, "shuffle_buffer=0 must be an integer >= 1"),
 ])
 def test_bad_fields_name_the_field(changes, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
@@ -267,6 +268,15 @@ def test_epochs_stream_through_one_iterator_when_their_length_is_known(known_sto
     train(_known_config(store, tmp_path / "filtered", augment={"variants": [0]}), log=quiet)
     assert len(calls) == 1 and calls[0]["steps"] is None
     assert calls[0]["cardinality"] != int(tf.data.INFINITE_CARDINALITY)
+
+    calls.clear()  # shuffle_buffer: the train split read through the buffer (streamed as well)
+    loads = []
+    real_load = data.load
+    monkeypatch.setattr(data, "load", lambda *args, **kwargs: loads.append(kwargs) or real_load(*args, **kwargs))
+    train(_known_config(store, tmp_path / "buffered", shuffle_buffer=16), log=quiet)
+    assert {kwargs.get("shuffle_buffer") for kwargs in loads if kwargs.get("shuffle")} == {16}
+    assert calls == [{"cardinality": int(tf.data.INFINITE_CARDINALITY), "steps": -(-n_train // 8)}]
+    monkeypatch.setattr(data, "load", real_load)
 
     calls.clear()  # a balanced epoch is its plan: known ahead, streamed too
     train(_known_config(store, tmp_path / "balanced", augment={"variants": [0]}, balance="class"), log=quiet)
