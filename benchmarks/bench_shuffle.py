@@ -7,9 +7,9 @@ alternated round after round (best of ``--rounds``): wall examples/s, process CP
 batch of a fresh iterator (the shuffle buffer's fill). Besides ``load()`` in several settings: the
 minimal pipeline with a hand-written ``shuffle`` (what the shuffle alone costs), the train
 input of ``mirdl train`` over 5 epochs, a new iterator per epoch against one streamed iterator,
-``load()`` rebuilt from its pieces with the shuffle's fill spread differently (:func:`rebuilt`),
-and shuffles without a buffer: every epoch a permutation of the split's records, or of blocks of
-its records, each read at its byte offset (:func:`random_access`).
+``load()`` through a buffer (``shuffle_buffer``) and rebuilt from its pieces with the buffer's fill
+spread differently (:func:`rebuilt`), and shuffles without a buffer built other ways than ``load()``'s
+permutation of the split (:func:`random_access`).
 
 Usage::
 
@@ -55,94 +55,50 @@ def main(argv=None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def record_spans(paths: list[str]) -> tuple[list[int], list[int], list[int]]:
-    """``(file, offset, length)`` of every record's data in TFRecord ``paths`` (uncompressed), from
-    the 12-byte record headers (each length's own CRC32C checked)."""
-    import struct
-
-    from mirdl.store.tfrecord import masked_crc32c
-
-    files, offsets, lengths = [], [], []
-    for index, path in enumerate(paths):
-        with open(path, "rb") as handle:
-            size, pos = os.fstat(handle.fileno()).st_size, 0
-            while pos < size:
-                handle.seek(pos)
-                header = handle.read(12)
-                (length,) = struct.unpack_from("<Q", header)
-                if struct.unpack_from("<I", header, 8)[0] != masked_crc32c(header[:8]):
-                    raise ValueError(f"{path}: length checksum does not match at byte {pos}")
-                files.append(index)
-                offsets.append(pos + 12)
-                lengths.append(length)
-                pos += 12 + length + 4
-    return files, offsets, lengths
-
-
 def random_access(store: Path, paths: list[str], *, read: str, epochs: int = 2, block: int = 64, cycle: int = 8):
-    """``load()``'s crop + standardise after a shuffle without a buffer: each epoch a permutation
-    (drawn in graph, anew every iteration) of the split's records, or of its blocks of ``block``
-    consecutive records, each read at its byte offset. ``read``:
+    """``load()``'s crop + standardise after a shuffle without a buffer, built another way than
+    ``load()``'s own (a permutation of the records, each read at its offset by a
+    ``tf.numpy_function`` that checks its CRC32C, then ``parse_example`` in the graph). ``read``:
 
-    - ``"python"``: batches of 32 record ids, one ``tf.numpy_function`` a batch that reads each
-      record (``os.pread``) and checks its data CRC32C, as ``TFRecordDataset`` does; then
-      ``load()``'s ``parse_example`` in the graph;
-    - ``"python-parsed"``: the same, the ``Example`` bytes parsed there too
-      (:func:`mirdl.store.tfrecord.parse_example`) into a batch of features;
-    - ``"blocks"``: a ``TFRecordDatasetV2`` op per block, started at the block's first byte
-      (its ``byte_offsets`` input; CRCs checked in C++), ``cycle`` blocks interleaved.
+    - ``"python-parsed"``: the same permutation and reads, the ``Example`` bytes parsed in Python
+      too (:func:`mirdl.store.tfrecord.parse_example`) into a batch of features;
+    - ``"blocks"``: a permutation of blocks of ``block`` consecutive records, each block a
+      ``TFRecordDatasetV2`` op started at its first byte (its ``byte_offsets`` input; reads and CRCs
+      in C++), ``cycle`` blocks interleaved.
     """
     import tensorflow as tf
 
-    from mirdl.store.tfrecord import masked_crc32c, parse_example
+    from mirdl.store.tfrecord import parse_example, read_record_at, record_offsets
     from mirdl_tf import data
 
     info = data._open_store(store, None)
     _, parse = data._shard_reader(info, hdf5_backend="h5py", metadata=False)
     mean, std = info.stats()
     prepare = data._make_prepare(info, patch=96, crop="random", mean=mean, std=std, augment=None, fill=None,
-                                 with_metadata=False, parse=None if read == "python-parsed" else parse)
-    files, offsets, lengths = record_spans(paths)
-    descriptors = [os.open(path, os.O_RDONLY) for path in paths]
+                                 with_metadata=False, parse=parse if read == "blocks" else None)
+    spans = [record_offsets(path) for path in paths]
     shape, name = info.feature_shape, info.layout(metadata=False).feature
-
-    def records(ids: np.ndarray) -> list[bytes]:
-        out = []
-        for i in ids.tolist():
-            fd, offset, length = descriptors[files[i]], offsets[i], lengths[i]
-            record, footer = os.pread(fd, length, offset), os.pread(fd, 4, offset + length)
-            if masked_crc32c(record) != int.from_bytes(footer, "little"):
-                raise ValueError(f"{paths[files[i]]}: data checksum does not match at byte {offset - 12}")
-            out.append(record)
-        return out
-
-    def serialised(ids):
-        return np.array(records(ids), dtype=object)
+    files = np.concatenate([np.full(len(offsets), i) for i, (offsets, _) in enumerate(spans)])
+    offsets, lengths = (np.concatenate([span[k] for span in spans]) for k in (0, 1))
+    descriptors = [os.open(path, os.O_RDONLY) for path in paths]
 
     def parsed(ids):
-        examples = [parse_example(record) for record in records(ids)]
+        examples = [parse_example(read_record_at(descriptors[files[i]], int(offsets[i]), int(lengths[i])))
+                    for i in ids.tolist()]
         x = np.frombuffer(b"".join(e[name][1][0] for e in examples), "<f4").reshape(len(examples), *shape)
         return x, np.concatenate([e["label"][1] for e in examples])
 
     def read_ids(ids):
-        if read == "python":
-            batch = tf.numpy_function(serialised, [ids], tf.string, stateful=False)
-            batch.set_shape([None])
-            return batch
         x, y = tf.numpy_function(parsed, [ids], [tf.float32, tf.int64], stateful=False)
         x.set_shape((None, *shape))
         y.set_shape([None])
         return {"feature": x, "label": y}
 
-    # Blocks: the first record of every ``block`` records of each shard.
-    firsts, position = [], 0
-    for i in range(len(files)):
-        position = position + 1 if i and files[i] == files[i - 1] else 0
-        if position % block == 0:
-            firsts.append(i)
+    firsts = np.concatenate([np.flatnonzero(np.arange(len(span[0])) % block == 0) + len(files[files < i])
+                             for i, span in enumerate(spans)])
     block_path = tf.constant([paths[files[i]] for i in firsts])
-    block_offset = tf.constant([offsets[i] - 12 for i in firsts], tf.int64)
-    block_size = tf.constant(np.diff(firsts + [len(files)]), tf.int64)
+    block_offset = tf.constant(offsets[firsts], tf.int64)
+    block_size = tf.constant(np.diff(np.append(firsts, len(files))), tf.int64)
 
     def read_block(path, offset, size):
         variant = tf.raw_ops.TFRecordDatasetV2(filenames=tf.reshape(path, [1]), compression_type="",
@@ -235,14 +191,15 @@ def run(store: Path, rounds: int) -> int:
             return [data.load(store, "train", batch_size=32, seed=0, repeat=2, **kwargs)]
         return make
 
-    def train_input(streamed: bool, epochs: int = 5):
+    def train_input(streamed: bool, epochs: int = 5, shuffle_buffer: int | None = None):
         """The train batches of ``mirdl train`` (``mirdl_tf.train._datasets``) over ``epochs`` epochs,
         as Keras ``fit`` consumes them: a new iterator per finite epoch, or ``steps`` batches an
         epoch from one endless iterator (``stream_epochs``)."""
         from mirdl_tf.train import TrainConfig, _datasets
 
         config = TrainConfig.from_dict({"store": str(store), "model": {"name": "fcn"}, "batch_size": 32,
-                                        "patch_frames": 96, "valid_split": None, "seed": 0})
+                                        "patch_frames": 96, "valid_split": None, "seed": 0,
+                                        "shuffle_buffer": shuffle_buffer})
         info = data.describe(store, patch_frames=96)
 
         def make():
@@ -251,27 +208,33 @@ def run(store: Path, rounds: int) -> int:
         return make
 
     crop = {"patch_frames": 96}
+    buffer = {"shuffle_buffer": 2048}
     readers = {
         "minimal tf.data (TFRecordDataset -> repeat -> batch -> parse_example -> decode_raw)": minimal(),
         "the minimal pipeline + shuffle(2048), by hand (no crop, no standardise)": minimal(2048),
         "the minimal pipeline + shuffle(512), by hand": minimal(512),
-        "load(), crop 96 of 128 + shuffle + standardise": load(**crop),
+        "load(), crop 96 of 128 + shuffle + standardise (a permutation of the split, records read at their "
+        "offsets)": load(**crop),
+        "load(), the same through a buffer of 2048 records (shuffle_buffer=2048; the default before round 8)":
+            load(**crop, **buffer),
         "load(), crop + standardise, shuffle=False": load(shuffle=False, **crop),
         "load(), crop + shuffle + standardise, shuffle_buffer=512": load(shuffle_buffer=512, **crop),
         "load(), shuffle=False, no crop, standardise": load(shuffle=False),
         "load(), crop + shuffle + standardise, the 2 epochs as 2 iterators (Keras fit)":
             load(epochs_as_iterators=True, **crop),
-        "mirdl train's input, 5 epochs, a new iterator per epoch (as before round 7)": train_input(False),
+        "the same through a buffer of 2048 records": load(epochs_as_iterators=True, **crop, **buffer),
         "mirdl train's input, 5 epochs streamed through one iterator (steps_per_epoch)": train_input(True),
-        "load()'s pieces, the shards read by 2 threads (the fill on both cores)":
+        "mirdl train's input through a buffer of 2048 records (shuffle_buffer: 2048), 5 epochs, a new "
+        "iterator per epoch (as before round 7)": train_input(False, shuffle_buffer=2048),
+        "the same streamed through one iterator (round 7)": train_input(True, shuffle_buffer=2048),
+        "load()'s pieces, the shards read by 2 threads (the buffer's fill on both cores)":
             rebuilt(store, files, variant="parallel-read"),
-        "load()'s pieces, parse + crop + standardise before the shuffle (unbatch, shuffle(2048), batch)":
+        "load()'s pieces, parse + crop + standardise before the buffer (unbatch, shuffle(2048), batch)":
             rebuilt(store, files, variant="parse-first"),
-        "no buffer: a permutation of the records per epoch, each read at its offset (pread + CRC32C in "
-        "Python), then load()'s parse + crop + standardise": random_access(store, files, read="python"),
-        "the same, the Example bytes parsed in Python too": random_access(store, files, read="python-parsed"),
-        "no buffer: a permutation of blocks of 64 records per epoch, each block a TFRecordDatasetV2 from its "
-        "byte offset, 8 blocks interleaved, then load()'s parse + crop + standardise":
+        "a permutation of the split, the Example bytes parsed in Python too": random_access(store, files,
+                                                                                            read="python-parsed"),
+        "a permutation of blocks of 64 records per epoch, each block a TFRecordDatasetV2 from its byte offset "
+        "(C++ reads and CRCs), 8 blocks interleaved, then load()'s parse + crop + standardise":
             random_access(store, files, read="blocks"),
     }
 
