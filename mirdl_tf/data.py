@@ -82,6 +82,12 @@ STD_FLOOR = 1e-6
 SPEC_AUGMENT_DEFAULTS = {"freq_masks": 1, "freq_width": 8, "time_masks": 1, "time_width": 16}
 #: Records held by the shuffle buffer when ``shuffle_buffer`` is not given (capped by the split size).
 DEFAULT_SHUFFLE_BUFFER = 2048
+#: Largest TFRecord split (bytes of one worker's shards) that ``shuffle=True`` reads in a permutation of
+#: its records, each at its offset; a larger one streams its shards through the shuffle buffer. Reads at
+#: random offsets are fast from the page cache and local SSDs, slow from spinning disks and network file
+#: systems, and the offsets scan reads through a cold split once: a split up to this size is one a
+#: training machine keeps in its page cache. The same store takes the same path on every machine.
+PERMUTATION_MAX_BYTES = 16 * 2**30
 #: Shards read at the same time by the interleave.
 MAX_CYCLE_LENGTH = 8
 _HDF5_BACKENDS = ("h5py", "tfio")
@@ -457,11 +463,11 @@ def load(
         :func:`mirdl.features.segment.center_crop`). For frame tasks the labels are cropped with
         the same offset. Default: the whole segment.
     shuffle : bool
-        A new order of the records every epoch. A local, uncompressed TFRecord store (without
-        ``shuffle_buffer``, ``cache``, ``variants`` filtering or ``balance``) is read in a random
-        permutation of the whole split, each record at its byte offset (:func:`_permuted_records`);
-        other stores shuffle shard order, then records through a buffer of ``shuffle_buffer``
-        records (README "Shuffling").
+        A new order of the records every epoch. A local, uncompressed TFRecord split of at most
+        :data:`PERMUTATION_MAX_BYTES` (without ``shuffle_buffer``, ``cache``, ``variants``
+        filtering or ``balance``) is read in a random permutation of the whole split, each record
+        at its byte offset (:func:`_permuted_records`); other stores shuffle shard order, then
+        records through a buffer of ``shuffle_buffer`` records (README "Shuffling").
     seed : int, optional
         Seed of every random choice; with ``deterministic=True`` two builds give the same batches.
     variants : "all", "clean" or list of int
@@ -593,7 +599,8 @@ def load(
     # "Shuffling"). Workers each take whole shards, as the buffer path does when it can.
     permuted = (shuffle and shuffle_buffer is None and not per_record and not cache and info.format == "tfrecord"
                 and not info.remote and (info.manifest.get("compression") or "none") == "none"
-                and len(paths) >= num_workers)
+                and len(paths) >= num_workers
+                and sum(int(e["bytes"]) for e in entries[worker::num_workers]) <= PERMUTATION_MAX_BYTES)
     read_ids = None
 
     if balance != "none":

@@ -430,6 +430,17 @@ def test_other_reads_shuffle_through_the_buffer(known_store, permutations, fmt, 
     assert not permutations
 
 
+def test_a_split_larger_than_the_page_cache_streams_through_the_buffer(known_store, permutations, monkeypatch):
+    # Random offsets are for splits a machine keeps in its page cache; the cap is on this worker's shards.
+    store = known_store("tfrecord")
+    shards = read_manifest(store)["splits"]["train"]["shards"]
+    monkeypatch.setattr(data, "PERMUTATION_MAX_BYTES", sum(s["bytes"] for s in shards) - 1)
+    data.load(store, "train", batch_size=5, seed=1)
+    assert not permutations
+    data.load(store, "train", batch_size=5, seed=1, num_shards=2, shard_index=1)  # shard 1 alone fits
+    assert len(permutations) == 1
+
+
 def test_a_new_iteration_is_a_new_epoch(known_store):
     # Keras fit iterates the dataset again each epoch (repeat=False): crops and order change.
     ds = data.load(known_store("parquet"), "train", batch_size=24, patch_frames=5, seed=4, with_metadata=True)
