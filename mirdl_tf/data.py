@@ -16,7 +16,11 @@ stateless draws seeded by it): no per-record map, no unbatch and rebatch after t
 random crop of standardised features is one XLA-compiled gather (where XLA compiles).
 
 With ``balance`` the read differs: each epoch's records are planned from the shard index
-first and only those are read (:mod:`mirdl_tf.balance`).
+first and only those are read (:mod:`mirdl_tf.balance`). A shuffled local, uncompressed TFRecord
+split (up to :data:`PERMUTATION_MAX_BYTES`) differs too: instead of interleave -> shuffle buffer,
+each epoch is a permutation of its record ids, batched, each batch read at the records' byte
+offsets by one ``tf.numpy_function`` (:func:`_permuted_records`), then parsed as above: no
+buffer to fill, every epoch a uniform shuffle (measured faster on 2 cores: BENCHMARKS.md round 8).
 
 Only the per-shard reader differs between formats (each format's adapter in
 :mod:`mirdl.store.adapters`, which checks the format's own checksums); after it every
@@ -38,7 +42,7 @@ Examples are ``(features, labels)``:
   are cropped with the same offset as the features; with ``mixup_alpha`` single-label
   class indices become float32 one-hot vectors of length :func:`n_outputs`.
 
-Randomness (file order, shuffle buffer, crops, SpecAugment, mixup, variant choice) is drawn
+Randomness (file order, shuffle buffer or permutation, crops, SpecAugment, mixup, variant choice) is drawn
 from ``seed`` with stateless ops and ``Dataset.random``: two pipelines built with the same
 ``seed`` and ``deterministic=True`` give identical batches, while each new epoch (a new
 iteration, or the next round of ``repeat``) draws new crops and a new order.
