@@ -603,7 +603,7 @@ def load(
     # "Shuffling"). Workers each take whole shards, as the buffer path does when it can.
     permuted = (shuffle and shuffle_buffer is None and not per_record and not cache and info.format == "tfrecord"
                 and not info.remote and (info.manifest.get("compression") or "none") == "none"
-                and len(paths) >= num_workers
+                and hasattr(os, "pread") and len(paths) >= num_workers
                 and sum(int(e["bytes"]) for e in entries[worker::num_workers]) <= PERMUTATION_MAX_BYTES)
     read_ids = None
 

@@ -441,6 +441,12 @@ def test_a_split_larger_than_the_page_cache_streams_through_the_buffer(known_sto
     assert len(permutations) == 1
 
 
+def test_without_pread_the_split_streams_through_the_buffer(known_store, permutations, monkeypatch):
+    monkeypatch.delattr(os, "pread")  # Windows' os module has no pread
+    assert sum(int(x.shape[0]) for x, _ in data.load(known_store("tfrecord"), "train", batch_size=5, seed=1)) == 24
+    assert not permutations
+
+
 def test_a_new_iteration_is_a_new_epoch(known_store):
     # Keras fit iterates the dataset again each epoch (repeat=False): crops and order change.
     ds = data.load(known_store("parquet"), "train", batch_size=24, patch_frames=5, seed=4, with_metadata=True)
