@@ -410,10 +410,8 @@ def read_record_at(fd: int, offset: int, length: int) -> bytes:
     b'de'
     >>> os.close(fd)
     """
-    record, footer = os.pread(fd, length, offset + 12), os.pread(fd, 4, offset + 12 + length)
-    if len(record) == length and masked_crc32c(record).to_bytes(4, "little") == footer:
-        return record
-    return _checked(record, footer, length=length, offset=offset)  # raises, saying why
+    return _checked(os.pread(fd, length, offset + 12), os.pread(fd, 4, offset + 12 + length), length=length,
+                    offset=offset)
 
 
 def _read_varint(view: memoryview, pos: int) -> tuple[int, int]:
