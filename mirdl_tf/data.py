@@ -813,7 +813,7 @@ def _permuted_records(paths: list[str], entries: list[dict[str, Any]], *,
         try:
             starts, sizes = _record_offsets(path, entry.get("sha256"), status.st_size, status.st_mtime_ns)
         except tfrecord.CorruptRecord as err:
-            raise StoreError(f"{path}: corrupt TFRecord shard ({err})") from None
+            raise adapters.corrupt_tfrecord_shard(path, err) from None
         if len(starts) != int(entry["records"]):
             raise StoreError(f"{path}: {len(starts)} records, the manifest says {entry['records']}")
         shard.append(np.full(len(starts), index, np.int64))
@@ -833,8 +833,7 @@ def _permuted_records(paths: list[str], entries: list[dict[str, Any]], *,
                 try:
                     out[j] = tfrecord.read_record_at(descriptors[s], offset, length)
                 except tfrecord.CorruptRecord as err:
-                    raise StoreError(f"{paths[s]}: corrupt TFRecord shard (record checksum or framing does not "
-                                     f"match: {err})") from None
+                    raise adapters.corrupt_tfrecord_shard(paths[s], err) from None
         finally:
             for fd in descriptors.values():
                 os.close(fd)

@@ -69,6 +69,7 @@ __all__ = [
     "Layout",
     "ShardAdapter",
     "TFRecordAdapter",
+    "corrupt_tfrecord_shard",
     "HDF5Adapter",
     "ParquetAdapter",
     "ADAPTER_FOR_FORMAT",
@@ -375,6 +376,13 @@ def tfrecord_frame(record: Mapping[str, Any], *, features: Iterable[str], task: 
     return framed_example(columns)
 
 
+def corrupt_tfrecord_shard(path: str | os.PathLike, err: Exception) -> StoreError:
+    """The :class:`StoreError` of a TFRecord shard whose framing or a record checksum does not match
+    (``err``: the :class:`mirdl.store.tfrecord.CorruptRecord` saying where), for every reader of one."""
+    return StoreError(f"{os.fspath(path)}: corrupt TFRecord shard (record checksum or framing does not match: "
+                      f"{err})")
+
+
 class TFRecordAdapter(ShardAdapter):
     """``tf.train.Example`` per record, written by :mod:`mirdl.store.tfrecord` (no TensorFlow);
     TFRecord's CRC32C of every record is checked by TensorFlow on read."""
@@ -450,8 +458,7 @@ class TFRecordAdapter(ShardAdapter):
             if examples:
                 yield batch_of(examples)
         except CorruptRecord as err:
-            raise StoreError(f"{path}: corrupt TFRecord shard (record checksum or framing does not match: "
-                             f"{err})") from err
+            raise corrupt_tfrecord_shard(path, err) from err
         except (ValueError, UnicodeDecodeError) as err:  # a feature whose bytes do not fill the manifest's shape
             raise StoreError(f"{path}: a record does not match the manifest's shapes ({err})") from err
 
