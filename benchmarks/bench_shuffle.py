@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import mmap
 import os
 import shutil
 import sys
@@ -62,33 +63,58 @@ def random_access(store: Path, paths: list[str], *, read: str, epochs: int = 2, 
 
     - ``"python-parsed"``: the same permutation and reads, the ``Example`` bytes parsed in Python
       too (:func:`mirdl.store.tfrecord.parse_example`) into a batch of features;
+    - ``"pread"``: the same permutation, each record read by two ``os.pread`` (data, then its
+      CRC32C) from the shard opened for the batch, as ``load()`` read it in round 8, where it now
+      copies it out of the shard's memory map;
     - ``"blocks"``: a permutation of blocks of ``block`` consecutive records, each block a
       ``TFRecordDatasetV2`` op started at its first byte (its ``byte_offsets`` input; reads and CRCs
       in C++), ``cycle`` blocks interleaved.
     """
     import tensorflow as tf
 
-    from mirdl.store.tfrecord import parse_example, read_record_at, record_offsets
+    from mirdl.store.tfrecord import _checked, parse_example, record_at, record_offsets
     from mirdl_tf import data
 
     info = data._open_store(store, None)
     _, parse = data._shard_reader(info, hdf5_backend="h5py", metadata=False)
     mean, std = info.stats()
     prepare = data._make_prepare(info, patch=96, crop="random", mean=mean, std=std, augment=None, fill=None,
-                                 with_metadata=False, parse=parse if read == "blocks" else None)
+                                 with_metadata=False, parse=None if read == "python-parsed" else parse)
     spans = [record_offsets(path) for path in paths]
     shape, name = info.feature_shape, info.layout(metadata=False).feature
     files = np.concatenate([np.full(len(offsets), i) for i, (offsets, _) in enumerate(spans)])
     offsets, lengths = (np.concatenate([span[k] for span in spans]) for k in (0, 1))
-    descriptors = [os.open(path, os.O_RDONLY) for path in paths]
+    maps = []
+    for path in paths:
+        with open(path, "rb") as handle:
+            maps.append(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
 
     def parsed(ids):
-        examples = [parse_example(read_record_at(descriptors[files[i]], int(offsets[i]), int(lengths[i])))
+        examples = [parse_example(record_at(maps[files[i]], int(offsets[i]), int(lengths[i])))
                     for i in ids.tolist()]
         x = np.frombuffer(b"".join(e[name][1][0] for e in examples), "<f4").reshape(len(examples), *shape)
         return x, np.concatenate([e["label"][1] for e in examples])
 
+    def preads(ids):
+        out = np.empty(len(ids), dtype=object)
+        descriptors = {}
+        try:
+            for j, i in enumerate(ids.tolist()):
+                if files[i] not in descriptors:
+                    descriptors[files[i]] = os.open(paths[files[i]], os.O_RDONLY)
+                fd, start, length = descriptors[files[i]], int(offsets[i]) + 12, int(lengths[i])
+                out[j] = _checked(os.pread(fd, length, start), os.pread(fd, 4, start + length), length=length,
+                                  offset=start - 12)
+        finally:
+            for fd in descriptors.values():
+                os.close(fd)
+        return out
+
     def read_ids(ids):
+        if read == "pread":
+            records = tf.numpy_function(preads, [ids], tf.string, stateful=False)
+            records.set_shape([None])
+            return records
         x, y = tf.numpy_function(parsed, [ids], [tf.float32, tf.int64], stateful=False)
         x.set_shape((None, *shape))
         y.set_shape([None])
@@ -213,8 +239,8 @@ def run(store: Path, rounds: int) -> int:
         "minimal tf.data (TFRecordDataset -> repeat -> batch -> parse_example -> decode_raw)": minimal(),
         "the minimal pipeline + shuffle(2048), by hand (no crop, no standardise)": minimal(2048),
         "the minimal pipeline + shuffle(512), by hand": minimal(512),
-        "load(), crop 96 of 128 + shuffle + standardise (a permutation of the split, records read at their "
-        "offsets)": load(**crop),
+        "load(), crop 96 of 128 + shuffle + standardise (a permutation of the split, records copied out of "
+        "the shards' memory maps)": load(**crop),
         "load(), the same through a buffer of 2048 records (shuffle_buffer=2048; the default before round 8)":
             load(**crop, **buffer),
         "load(), crop + standardise, shuffle=False": load(shuffle=False, **crop),
@@ -231,6 +257,8 @@ def run(store: Path, rounds: int) -> int:
             rebuilt(store, files, variant="parallel-read"),
         "load()'s pieces, parse + crop + standardise before the buffer (unbatch, shuffle(2048), batch)":
             rebuilt(store, files, variant="parse-first"),
+        "the same permutation, each record read by two os.pread from the shard opened for the batch (round 8's "
+        "reads)": random_access(store, files, read="pread"),
         "a permutation of the split, the Example bytes parsed in Python too": random_access(store, files,
                                                                                             read="python-parsed"),
         "a permutation of blocks of 64 records per epoch, each block a TFRecordDatasetV2 from its byte offset "

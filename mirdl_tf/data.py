@@ -56,9 +56,12 @@ TensorShape([32, 96, 128])
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
+import mmap
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +95,9 @@ DEFAULT_SHUFFLE_BUFFER = 2048
 #: systems, and the offsets scan reads through a cold split once: a split up to this size is one a
 #: training machine keeps in its page cache. The same store takes the same path on every machine.
 PERMUTATION_MAX_BYTES = 16 * 2**30
+#: Shards of a permuted TFRecord read kept memory-mapped at once (the least recently used unmapped
+#: first; each mapping holds a file descriptor): 256 shards of the default 64 MB are a 16 GiB split.
+MAX_MAPPED_SHARDS = 256
 #: Shards read at the same time by the interleave.
 MAX_CYCLE_LENGTH = 8
 _HDF5_BACKENDS = ("h5py", "tfio")
@@ -796,6 +802,35 @@ def _record_offsets(path: str, sha256: str | None, size: int, mtime_ns: int) -> 
     return offsets, lengths
 
 
+class _MappedShards:
+    """Read-only memory maps of the shards ``paths`` (of ``sizes`` bytes when :func:`load` listed
+    them), each mapped when first read, at most ``limit`` at once (least recently used unmapped
+    first). Thread-safe; a map dropped while another thread reads it stays valid for that read."""
+
+    def __init__(self, paths: list[str], sizes: list[int], *, limit: int):
+        self._paths, self._sizes, self._limit = paths, sizes, limit
+        self._maps: collections.OrderedDict[int, mmap.mmap] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def checked(self, index: int) -> mmap.mmap:
+        """Shard ``index``'s map, once its file still has the size it had (a shard cut short under
+        a map would end the process with SIGBUS where a read at its offset raises)."""
+        with self._lock:
+            mapped = self._maps.get(index)
+            if mapped is None:
+                with open(self._paths[index], "rb") as handle:
+                    mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                self._maps[index] = mapped
+                if len(self._maps) > self._limit:
+                    self._maps.popitem(last=False)
+            else:
+                self._maps.move_to_end(index)
+        if mapped.size() != self._sizes[index]:
+            raise StoreError(f"{self._paths[index]}: {mapped.size()} bytes, {self._sizes[index]} when the store "
+                             "was opened: the shard changed while it was read")
+        return mapped
+
+
 def _permuted_records(paths: list[str], entries: list[dict[str, Any]], *,
                       seed: int | None) -> tuple[tf.data.Dataset, int, Any]:
     """Record ids of the TFRecord shards ``paths`` (local, uncompressed) in a new random order every
@@ -805,38 +840,38 @@ def _permuted_records(paths: list[str], entries: list[dict[str, Any]], *,
     The order is a permutation of all the records (drawn in graph from ``seed``), so every epoch
     is uniformly shuffled with no buffer to fill. Each record is read at its byte offset (the
     shard's record headers are scanned once, :func:`_record_offsets`) with its CRC32C checked, as
-    ``TFRecordDataset`` checks it: one ``tf.numpy_function`` a batch, two ``os.pread`` a record.
+    ``TFRecordDataset`` checks it: one ``tf.numpy_function`` a batch, the records copied out of the
+    shards' memory maps (:class:`_MappedShards`; each shard's size checked again every batch).
     """
-    shard, offsets, lengths = [], [], []
+    shard, offsets, lengths, sizes = [], [], [], []
     for index, (path, entry) in enumerate(zip(paths, entries)):
         status = os.stat(path)
         try:
-            starts, sizes = _record_offsets(path, entry.get("sha256"), status.st_size, status.st_mtime_ns)
+            starts, spans = _record_offsets(path, entry.get("sha256"), status.st_size, status.st_mtime_ns)
         except tfrecord.CorruptRecord as err:
             raise adapters.corrupt_tfrecord_shard(path, err) from None
         if len(starts) != int(entry["records"]):
             raise StoreError(f"{path}: {len(starts)} records, the manifest says {entry['records']}")
         shard.append(np.full(len(starts), index, np.int64))
         offsets.append(starts)
-        lengths.append(sizes)
+        lengths.append(spans)
+        sizes.append(status.st_size)
     shard, offsets, lengths = (np.concatenate(a) if a else np.zeros(0, np.int64) for a in (shard, offsets, lengths))
     n_records = len(offsets)
+    shards = _MappedShards(paths, sizes, limit=MAX_MAPPED_SHARDS)
 
     def read(ids: np.ndarray) -> np.ndarray:
         out = np.empty(len(ids), dtype=object)
-        descriptors: dict[int, int] = {}
-        try:
-            for j, (s, offset, length) in enumerate(zip(shard[ids].tolist(), offsets[ids].tolist(),
-                                                        lengths[ids].tolist())):
-                if s not in descriptors:
-                    descriptors[s] = os.open(paths[s], os.O_RDONLY)
-                try:
-                    out[j] = tfrecord.read_record_at(descriptors[s], offset, length)
-                except tfrecord.CorruptRecord as err:
-                    raise adapters.corrupt_tfrecord_shard(paths[s], err) from None
-        finally:
-            for fd in descriptors.values():
-                os.close(fd)
+        maps: dict[int, mmap.mmap] = {}  # this batch's shards, each checked once
+        for j, (s, offset, length) in enumerate(zip(shard[ids].tolist(), offsets[ids].tolist(),
+                                                    lengths[ids].tolist())):
+            mapped = maps.get(s)
+            if mapped is None:
+                mapped = maps[s] = shards.checked(s)
+            try:
+                out[j] = tfrecord.record_at(mapped, offset, length)
+            except tfrecord.CorruptRecord as err:
+                raise adapters.corrupt_tfrecord_shard(paths[s], err) from None
         return out
 
     def read_ids(ids: tf.Tensor) -> tf.Tensor:

@@ -40,7 +40,7 @@ import numpy as np
 from mirdl.store.varint import read_varint
 
 __all__ = ["masked_crc32c", "frame", "example_bytes", "framed_example", "TFRecordFileWriter",
-           "crc32c_implementation", "CorruptRecord", "read_records", "record_offsets", "read_record_at",
+           "crc32c_implementation", "CorruptRecord", "read_records", "record_offsets", "record_at",
            "parse_example"]
 
 _MASK_DELTA = 0xA282EAD8
@@ -367,7 +367,7 @@ def record_offsets(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     header) and how many bytes of data it holds, both int64 ``(n_records,)``, from the headers
     alone: one 12-byte read per record, each length checked against its own CRC32C.
 
-    With them :func:`read_record_at` reads any record alone, in any order. Raises
+    With them :func:`record_at` reads any record alone, in any order. Raises
     :class:`CorruptRecord` for a header that is truncated, fails its checksum or frames more
     bytes than the file has.
 
@@ -397,20 +397,17 @@ def record_offsets(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(offsets, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
 
 
-def read_record_at(fd: int, offset: int, length: int) -> bytes:
-    """The data of the record whose header is at byte ``offset`` of the open file ``fd`` (as
-    :func:`record_offsets` gives them), its CRC32C checked: two ``os.pread`` calls, no seek, so
-    threads may share ``fd``. Raises :class:`CorruptRecord` as :func:`read_records` does.
+def record_at(data, offset: int, length: int) -> bytes:
+    """The data of the record whose header is at byte ``offset`` of ``data`` (a file's bytes, or
+    its read-only ``mmap``; offsets and lengths as :func:`record_offsets` gives them), its CRC32C
+    checked. Only the record's bytes are copied out of ``data``. Raises :class:`CorruptRecord` as
+    :func:`read_records` does.
 
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "two.tfrecord"
-    >>> _ = path.write_bytes(frame(b"abc") + frame(b"de"))
-    >>> fd = os.open(path, os.O_RDONLY)
-    >>> read_record_at(fd, 19, 2)
+    >>> record_at(frame(b"abc") + frame(b"de"), 19, 2)
     b'de'
-    >>> os.close(fd)
     """
-    return _checked(os.pread(fd, length, offset + 12), os.pread(fd, 4, offset + 12 + length), length=length,
+    start = offset + 12
+    return _checked(data[start:start + length], data[start + length:start + length + 4], length=length,
                     offset=offset)
 
 

@@ -6,7 +6,9 @@ the very records plain h5py / pyarrow / TFRecordDataset code reads from the shar
 """
 from __future__ import annotations
 
+import itertools
 import json
+import mmap
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -439,6 +441,59 @@ def test_a_split_larger_than_the_page_cache_streams_through_the_buffer(known_sto
     assert not permutations
     data.load(store, "train", batch_size=5, seed=1, num_shards=2, shard_index=1)  # shard 1 alone fits
     assert len(permutations) == 1
+
+
+def test_a_permutation_maps_at_most_max_mapped_shards(known_store, monkeypatch):
+    """Shards are memory-mapped as they are first read, at most MAX_MAPPED_SHARDS at once (each map
+    holds a file descriptor): with one at a time, shards are mapped again and again, and the epochs
+    are the same records in the same order as with every shard mapped."""
+    store = known_store("tfrecord")
+    n_shards = len(read_manifest(store)["splits"]["train"]["shards"])
+    assert n_shards > 1
+    opened = []
+    real = mmap.mmap
+
+    def counted(*args, **kwargs):
+        opened.append(args[0])
+        return real(*args, **kwargs)
+
+    def epochs():
+        ds = data.load(store, "train", batch_size=5, seed=2, repeat=2, patch_frames=4, with_metadata=True)
+        return [(meta["key"].tolist(), x, y) for x, y, meta in ds.as_numpy_iterator()]
+
+    monkeypatch.setattr(mmap, "mmap", counted)
+    every = epochs()
+    assert len(opened) == n_shards
+    opened.clear()
+    monkeypatch.setattr(data, "MAX_MAPPED_SHARDS", 1)
+    one = epochs()
+    assert len(opened) > n_shards
+    assert [keys for keys, _, _ in one] == [keys for keys, _, _ in every]
+    for (_, x1, y1), (_, x2, y2) in zip(one, every):
+        np.testing.assert_allclose(x1, x2, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(y1, y2)
+
+
+@pytest.mark.parametrize("when", ["before the first batch", "between batches"])
+def test_a_shard_that_changes_while_read_is_a_store_error(known_store, store_copy, when):
+    """A shard's size is checked each batch before its records are copied out of its memory map:
+    a shard cut short under a map would end the process with SIGBUS. (The shard grows here, between
+    batches: cutting it while a prefetching thread reads its map would be that SIGBUS.)"""
+    store = store_copy(known_store("tfrecord"))
+    manifest = read_manifest(store)
+    victims = [store / shard["path"] for shard in manifest["splits"]["train"]["shards"]]
+    batches = iter(data.load(store, "train", batch_size=1, seed=5, repeat=True))
+    if when == "before the first batch":
+        os.truncate(victims[0], victims[0].stat().st_size // 2)
+    else:
+        next(batches)
+        for victim in victims:
+            with open(victim, "ab") as handle:
+                handle.write(b"\0" * 16)
+    with pytest.raises(StoreError, match="train.*bytes, .* when the store was opened: the shard changed"):
+        with data.named_store_errors(store, "train"):
+            for _ in itertools.islice(batches, 1000):  # more than any prefetch reads ahead
+                pass
 
 
 def test_without_pread_the_split_streams_through_the_buffer(known_store, permutations, monkeypatch):
