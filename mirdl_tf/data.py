@@ -16,11 +16,12 @@ stateless draws seeded by it): no per-record map, no unbatch and rebatch after t
 random crop of standardised features is one XLA-compiled gather (where XLA compiles).
 
 With ``balance`` the read differs: each epoch's records are planned from the shard index
-first and only those are read (:mod:`mirdl_tf.balance`). A shuffled local, uncompressed TFRecord
-split (up to :data:`PERMUTATION_MAX_BYTES`) differs too: instead of interleave -> shuffle buffer,
-each epoch is a permutation of its record ids, batched, each batch read at the records' byte
-offsets by one ``tf.numpy_function`` (:func:`_permuted_records`), then parsed as above: no
-buffer to fill, every epoch a uniform shuffle (measured faster on 2 cores: BENCHMARKS.md round 8).
+first and only those are read (:mod:`mirdl_tf.balance`). A local, uncompressed TFRecord split
+(up to :data:`PERMUTATION_MAX_BYTES`) differs too: its record ids are batched (shuffled: a
+permutation of the split every epoch, instead of interleave -> shuffle buffer; unshuffled: the
+interleave's order), each batch copied out of the shards' memory maps at the records' byte
+offsets by one ``tf.numpy_function`` (:func:`_records_at_offsets`), then parsed as above: no
+buffer to fill, every epoch a uniform shuffle (measured faster on 2 cores: BENCHMARKS.md rounds 8, 9).
 
 Only the per-shard reader differs between formats (each format's adapter in
 :mod:`mirdl.store.adapters`, which checks the format's own checksums); after it every
@@ -95,7 +96,7 @@ DEFAULT_SHUFFLE_BUFFER = 2048
 #: systems, and the offsets scan reads through a cold split once: a split up to this size is one a
 #: training machine keeps in its page cache. The same store takes the same path on every machine.
 PERMUTATION_MAX_BYTES = 16 * 2**30
-#: Shards of a permuted TFRecord read kept memory-mapped at once (the least recently used unmapped
+#: Shards of a TFRecord split read at offsets kept memory-mapped at once (the least recently used unmapped
 #: first; each mapping holds a file descriptor): 256 shards of the default 64 MB are a 16 GiB split.
 MAX_MAPPED_SHARDS = 256
 #: Shards read at the same time by the interleave.
@@ -476,8 +477,9 @@ def load(
         A new order of the records every epoch. A local, uncompressed TFRecord split of at most
         :data:`PERMUTATION_MAX_BYTES` (without ``shuffle_buffer``, ``cache``, ``variants``
         filtering or ``balance``) is read in a random permutation of the whole split, each record
-        at its byte offset (:func:`_permuted_records`); other stores shuffle shard order, then
-        records through a buffer of ``shuffle_buffer`` records (README "Shuffling").
+        at its byte offset (:func:`_records_at_offsets`; unshuffled, at its offset too, in the
+        order of the shards' interleave); other stores shuffle shard order, then records through
+        a buffer of ``shuffle_buffer`` records (README "Shuffling").
     seed : int, optional
         Seed of every random choice; with ``deterministic=True`` two builds give the same batches.
     variants : "all", "clean" or list of int
@@ -605,12 +607,13 @@ def load(
     # Serialised records (TFRecord) are shuffled as they are and parsed a whole batch at a time,
     # unless variants are filtered or records balanced, which needs each record's fields first.
     parse_late = parse is not None and not per_record
-    # A permutation of the whole split instead of a buffer: no fill, every epoch uniform (README
-    # "Shuffling"). Workers each take whole shards, as the buffer path does when it can.
-    permuted = (shuffle and shuffle_buffer is None and not per_record and not cache and info.format == "tfrecord"
-                and not info.remote and (info.manifest.get("compression") or "none") == "none"
-                and hasattr(os, "pread") and len(paths) >= num_workers
-                and sum(int(e["bytes"]) for e in entries[worker::num_workers]) <= PERMUTATION_MAX_BYTES)
+    # Records read at their offsets: shuffled, a permutation of the whole split instead of a buffer (no
+    # fill, every epoch uniform; README "Shuffling"); unshuffled, in the order of the shards' interleave.
+    # Workers each take whole shards, as the streamed path does when it can.
+    at_offsets = (shuffle_buffer is None and not per_record and not cache and info.format == "tfrecord"
+                  and not info.remote and (info.manifest.get("compression") or "none") == "none"
+                  and hasattr(os, "pread") and len(paths) >= num_workers
+                  and sum(int(e["bytes"]) for e in entries[worker::num_workers]) <= PERMUTATION_MAX_BYTES)
     read_ids = None
 
     if balance != "none":
@@ -623,10 +626,10 @@ def load(
             num_workers=num_workers, worker=worker, seed=_derived_seed(seed, 4), cache=cache,
             deterministic=deterministic)
         batched = False
-    elif permuted:
-        # ---- a permutation of this worker's records every iteration; read (by id) after batching
-        ds, worker_records, read_ids = _permuted_records(paths[worker::num_workers], entries[worker::num_workers],
-                                                         seed=seed)
+    elif at_offsets:
+        # ---- this worker's record ids (a permutation every iteration, or interleaved); read after batching
+        ds, worker_records, read_ids = _records_at_offsets(paths[worker::num_workers], entries[worker::num_workers],
+                                                           shuffle=shuffle, seed=seed)
         batched = False
     else:
         # ---- list shards, [shard by files], interleave, [shard by records], parse
@@ -646,7 +649,7 @@ def load(
             ds = _choose_variant_per_epoch(ds, pool, seed=_derived_seed(seed, 1))
 
     # ---- shuffle, repeat
-    if shuffle and not permuted:
+    if shuffle and not at_offsets:
         buffer = shuffle_buffer or max(1, min(worker_records, DEFAULT_SHUFFLE_BUFFER))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat is True:
@@ -831,14 +834,15 @@ class _MappedShards:
         return mapped
 
 
-def _permuted_records(paths: list[str], entries: list[dict[str, Any]], *,
-                      seed: int | None) -> tuple[tf.data.Dataset, int, Any]:
-    """Record ids of the TFRecord shards ``paths`` (local, uncompressed) in a new random order every
-    iteration (and every round of ``repeat``), how many there are, and ``read_ids``: a batch of ids
-    to the batch of their serialised records.
+def _records_at_offsets(paths: list[str], entries: list[dict[str, Any]], *, shuffle: bool,
+                        seed: int | None) -> tuple[tf.data.Dataset, int, Any]:
+    """Record ids of the TFRecord shards ``paths`` (local, uncompressed), how many there are, and
+    ``read_ids``: a batch of ids to the batch of their serialised records.
 
-    The order is a permutation of all the records (drawn in graph from ``seed``), so every epoch
-    is uniformly shuffled with no buffer to fill. Each record is read at its byte offset (the
+    ``shuffle``: a new random order every iteration (and every round of ``repeat``), a permutation of
+    all the records drawn in graph from ``seed``, so every epoch is uniformly shuffled with no buffer
+    to fill. Else the order :func:`_read_records` streams them in: the same ``interleave`` (cycle
+    ``MAX_CYCLE_LENGTH``, one record a shard in turn), over ranges of ids. Each record is read at its byte offset (the
     shard's record headers are scanned once, :func:`_record_offsets`) with its CRC32C checked, as
     ``TFRecordDataset`` checks it: one ``tf.numpy_function`` a batch, the records copied out of the
     shards' memory maps (:class:`_MappedShards`; each shard's size checked again every batch).
@@ -884,7 +888,14 @@ def _permuted_records(paths: list[str], entries: list[dict[str, Any]], *,
                                                          _stateless_seed(value, _SALT_ORDER))
         return tf.data.Dataset.from_tensor_slices(order)
 
-    ids = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(permutation)
+    if shuffle:
+        ids = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(permutation)
+    else:
+        counts = np.asarray([int(entry["records"]) for entry in entries], np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        ids = tf.data.Dataset.from_tensor_slices((starts, counts)).interleave(
+            lambda start, count: tf.data.Dataset.range(start, start + count),
+            cycle_length=max(1, min(len(paths), MAX_CYCLE_LENGTH)), block_length=1)
     return ids, n_records, read_ids
 
 

@@ -375,15 +375,16 @@ def test_shuffled_epochs_stay_whole_when_repeated(known_store, fmt):
 
 @pytest.fixture
 def permutations(monkeypatch):
-    """Calls of ``data._permuted_records`` (a permutation of the split instead of a buffer) made by ``load``."""
+    """Calls of ``data._records_at_offsets`` made by ``load``: ``True`` for a permutation of the split
+    (instead of a buffer), ``False`` for unshuffled records read at their offsets."""
     calls = []
-    real = data._permuted_records
+    real = data._records_at_offsets
 
     def spy(*args, **kwargs):
-        calls.append(args)
+        calls.append(kwargs["shuffle"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(data, "_permuted_records", spy)
+    monkeypatch.setattr(data, "_records_at_offsets", spy)
     return calls
 
 
@@ -400,7 +401,7 @@ def test_tfrecord_epochs_are_permutations_of_the_whole_split(known_store, permut
         return np.concatenate([meta["key"] for _, _, meta in ds.as_numpy_iterator()]).astype(str).tolist()
 
     first = keys(6)
-    assert len(permutations) == 1
+    assert permutations == [True]
     n = 24
     epochs = [first[i * n:(i + 1) * n] for i in range(3)]
     stored = read_raw_keys(store, manifest["splits"]["train"]["shards"])
@@ -421,7 +422,7 @@ def test_tfrecord_epochs_are_permutations_of_the_whole_split(known_store, permut
 
 @pytest.mark.parametrize(("fmt", "kwargs"), [
     ("tfrecord", {"shuffle_buffer": 8}), ("tfrecord", {"cache": True}), ("tfrecord", {"variants": [0]}),
-    ("tfrecord", {"balance": "track"}), ("tfrecord", {"shuffle": False}), ("tfrecord", {"compression": "gzip"}),
+    ("tfrecord", {"balance": "track"}), ("tfrecord", {"compression": "gzip"}),
     ("hdf5", {}), ("parquet", {})])
 def test_other_reads_shuffle_through_the_buffer(known_store, permutations, fmt, kwargs):
     # A buffer where a permutation does not apply: asked for (shuffle_buffer, for storage slow to seek),
@@ -440,7 +441,36 @@ def test_a_split_larger_than_the_page_cache_streams_through_the_buffer(known_sto
     data.load(store, "train", batch_size=5, seed=1)
     assert not permutations
     data.load(store, "train", batch_size=5, seed=1, num_shards=2, shard_index=1)  # shard 1 alone fits
-    assert len(permutations) == 1
+    assert permutations == [True]
+
+
+@pytest.mark.parametrize("workers", [{}, {"num_shards": 2, "shard_index": 1}])
+def test_unshuffled_tfrecord_reads_at_offsets_in_the_streamed_order(known_store, permutations, monkeypatch,
+                                                                     workers):
+    """``shuffle=False`` reads a TFRecord split at its records' offsets too, in the order the shards
+    stream in (``interleave``, one record a shard in turn, a shard's slot taken by the next shard
+    when it ends): the same batches as the streamed read. Five shards of unequal sizes, two read at
+    a time."""
+    store = known_store("tfrecord", n_shards=5)
+    counts = [shard["records"] for shard in read_manifest(store)["splits"]["train"]["shards"]]
+    assert len(set(counts)) > 1
+    monkeypatch.setattr(data, "MAX_CYCLE_LENGTH", 2)
+
+    def batches(**kwargs):
+        ds = data.load(store, "train", batch_size=5, shuffle=False, patch_frames=4, crop="center",
+                       with_metadata=True, **workers, **kwargs)
+        return [(meta["key"].tolist(), x, y) for x, y, meta in ds.as_numpy_iterator()]
+
+    at_offsets = batches()
+    assert permutations == [False]
+    streamed = batches(shuffle_buffer=8)  # a buffer asked for: the shards streamed (shuffle=False: unused)
+    assert permutations == [False]
+    assert [keys for keys, _, _ in at_offsets] == [keys for keys, _, _ in streamed]
+    assert len(sum((keys for keys, _, _ in at_offsets), [])) == sum(counts[workers.get("shard_index", 0)::
+                                                                         workers.get("num_shards", 1)])
+    for (_, x1, y1), (_, x2, y2) in zip(at_offsets, streamed):
+        np.testing.assert_allclose(x1, x2, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(y1, y2)
 
 
 def test_a_permutation_maps_at_most_max_mapped_shards(known_store, monkeypatch):
