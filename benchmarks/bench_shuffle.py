@@ -243,7 +243,10 @@ def run(store: Path, rounds: int) -> int:
         "the shards' memory maps)": load(**crop),
         "load(), the same through a buffer of 2048 records (shuffle_buffer=2048; the default before round 8)":
             load(**crop, **buffer),
-        "load(), crop + standardise, shuffle=False": load(shuffle=False, **crop),
+        "load(), crop + standardise, shuffle=False (records read at their offsets, in the shards' interleave "
+        "order)": load(shuffle=False, **crop),
+        "the same streamed by TFRecordDataset (shuffle_buffer given: round 8's unshuffled read)":
+            load(shuffle=False, **crop, **buffer),
         "load(), crop + shuffle + standardise, shuffle_buffer=512": load(shuffle_buffer=512, **crop),
         "load(), shuffle=False, no crop, standardise": load(shuffle=False),
         "load(), crop + shuffle + standardise, the 2 epochs as 2 iterators (Keras fit)":
