@@ -782,7 +782,10 @@ def _read_checked_chunks(dataset, start: int, stop: int, out: np.ndarray) -> boo
     zeros = (0,) * (len(chunks) - 1)
     for first in range(start - start % rows, stop, rows):
         with phil:  # HDF5 is not thread-safe: unlocked, concurrent chunk reads fail ("No vol object wrap context")
-            mask, raw = dataset.id.read_direct_chunk((first, *zeros))
+            try:
+                mask, raw = dataset.id.read_direct_chunk((first, *zeros))
+            except RuntimeError:  # a chunk never written has no storage: HDF5's own read gives its fill value
+                return False
         if mask:  # a filter skipped for this chunk: HDF5's own read knows what to do
             return False
         data = np.frombuffer(raw, np.uint8)

@@ -94,6 +94,23 @@ def test_hdf5_rows_read_from_checked_chunks_equal_hdf5s_read(tmp_path, monkeypat
             np.testing.assert_array_equal(adapters._read_rows(dataset, start, stop, "float32"), dataset[start:stop])
 
 
+def test_a_chunk_never_written_is_read_by_hdf5(tmp_path):
+    """A chunk HDF5 never stored (a file mirdl did not write) has no storage to read raw: the range is
+    read by HDF5 itself, which gives the fill value, where the raw read raised RuntimeError."""
+    path = tmp_path / "sparse.h5"
+    with h5py.File(path, "w") as h5:
+        dataset = h5.create_dataset("x", shape=(12, 4), dtype="<f4", chunks=(3, 4), fletcher32=True)
+        dataset[0:3] = 1.0
+        dataset[9:12] = 2.0
+    with h5py.File(path) as h5:
+        dataset = h5["x"]
+        out = adapters._aligned_empty((12, 4), np.dtype("float32"))
+        assert adapters._read_checked_chunks(dataset, 0, 3, out[:3]) is True
+        assert adapters._read_checked_chunks(dataset, 0, 12, out) is False
+        np.testing.assert_array_equal(adapters._read_rows(dataset, 0, 12, "float32"), dataset[...])
+        assert adapters._read_rows(dataset, 2, 10, "float32")[:, 0].tolist() == [1, 0, 0, 0, 0, 0, 0, 2]
+
+
 @pytest.mark.parametrize("fmt", ["hdf5", "parquet"])
 @pytest.mark.parametrize("n_records, group", [(0, 256), (1, 256), (40, 6), (41, 7), (300, 256), (300, 100)])
 @pytest.mark.parametrize("metadata", [True, False])
