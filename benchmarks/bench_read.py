@@ -14,6 +14,8 @@ iterator after a warm-up epoch):
 - ``load(<format>), no format checksums``: the same HDF5 and Parquet shards rewritten without
   their format's checksums (no fletcher32, no Parquet page CRCs, as format version 1 stored
   them), read the same way: the cost of checking the checksums on every read is the difference;
+- ``load(hdf5), h5py, a shard's ranges one after another``: the HDF5 store read as before round 9,
+  each shard's planned ranges in sequence instead of in parallel;
 - ``on the fly``: the tf.data pipeline that skips the store: read + ``tf.audio.decode_wav``
   each segment, batch, :class:`mirdl_tf.layers.LogMel` (same numbers as the store), standardise.
 
@@ -272,17 +274,25 @@ def run(argv: list[str] | None = None) -> int:
             print(f"# hdf5 tfio backend skipped: {str(err).split('.')[0]}", file=sys.stderr)
         unchecked = {fmt: without_checksums(stores[fmt], fmt) for fmt in ("hdf5", "parquet")}
         backends += [(fmt, "nochecksums") for fmt in unchecked]
+        backends.append(("hdf5", "sequential"))  # a shard's ranges one after another, as before round 9
         for fmt, backend in backends:
             store = unchecked[fmt] if backend == "nochecksums" else stores[fmt]
 
             def make(epochs, store=store, backend=backend):
-                return data.load(store, "train", batch_size=args.batch_size, shuffle=False,
-                                 repeat=epochs, hdf5_backend="tfio" if backend == "tfio" else "h5py")
+                parallel = adapters.HDF5Adapter.parallel_ranges
+                adapters.HDF5Adapter.parallel_ranges = backend != "sequential"  # read when load() builds
+                try:
+                    return data.load(store, "train", batch_size=args.batch_size, shuffle=False,
+                                     repeat=epochs, hdf5_backend="tfio" if backend == "tfio" else "h5py")
+                finally:
+                    adapters.HDF5Adapter.parallel_ranges = parallel
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the version-1 copies warn that they carry no checksums
                 seconds, n, first = time_dataset(make, args.passes, args.repeats)
-            name = f"load({fmt})" + {"tfio": ", tfio", "h5py": ", h5py", "nochecksums": ""}[backend] * (fmt == "hdf5")
+            name = f"load({fmt})" + {"tfio": ", tfio", "h5py": ", h5py", "nochecksums": "",
+                                     "sequential": ", h5py, a shard's ranges one after another (before round 9)"
+                                     }[backend] * (fmt == "hdf5")
             if backend == "nochecksums":
                 name += ", no format checksums"
             rows.append((name, fmt, seconds, n, args.passes * shard_bytes[fmt], first))
