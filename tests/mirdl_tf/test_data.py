@@ -512,10 +512,11 @@ def test_a_shard_that_changes_while_read_is_a_store_error(known_store, store_cop
     store = store_copy(known_store("tfrecord"))
     manifest = read_manifest(store)
     victims = [store / shard["path"] for shard in manifest["splits"]["train"]["shards"]]
-    batches = iter(data.load(store, "train", batch_size=1, seed=5, repeat=True))
-    if when == "before the first batch":
+    ds = data.load(store, "train", batch_size=1, seed=5, repeat=True)  # maps nothing yet
+    if when == "before the first batch":  # before any iterator, whose prefetch would start reading
         os.truncate(victims[0], victims[0].stat().st_size // 2)
-    else:
+    batches = iter(ds)
+    if when == "between batches":
         next(batches)
         for victim in victims:
             with open(victim, "ab") as handle:
