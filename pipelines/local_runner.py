@@ -31,15 +31,22 @@ pipeline options, so they log at INFO.
   ``--sdk_harness_log_level_overrides`` change them;
 - waited for when the run ends, also where Beam skips the wait (see :meth:`LocalRunner.run_pipeline`).
 
+And in this process (the driver's, whose worker threads run the bundles) the state sampler of
+every bundle samples every :data:`SAMPLING_PERIOD_MS` while the run lasts
+(:func:`state_sampling_period`): a bundle's end waits for its sampler's thread to wake up, up to
+a sampling period, and Beam's period (200 ms) is reached after ~1 s of a bundle.
+
 Elsewhere (Windows) the worker processes keep their stderr. Everything else is Beam's runner.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from apache_beam.options.pipeline_options import WorkerOptions
@@ -51,7 +58,8 @@ from apache_beam.runners.worker import sdk_worker, statesampler
 
 from mirdl.pipelines.failures import FAILURE_LOGGERS
 
-__all__ = ["WORKER_LOG_LEVELS", "LocalRunner", "WorkerStderrDropped", "beam_worker_command", "worker_command"]
+__all__ = ["SAMPLING_PERIOD_MS", "WORKER_LOG_LEVELS", "LocalRunner", "WorkerStderrDropped", "beam_worker_command",
+           "state_sampling_period", "worker_command"]
 
 _WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
 #: After a failed or interrupted run, how long to wait for worker threads still inside a bundle.
@@ -65,6 +73,54 @@ WORKER_LOG_LEVELS: dict[str, Any] = {
     "default_sdk_harness_log_level": "WARNING",
     "sdk_harness_log_level_overrides": {**{name: "CRITICAL" for name in FAILURE_LOGGERS}, "__main__": "ERROR"},
 }
+
+
+#: Milliseconds between two samples of a bundle's state sampler while a :class:`LocalRunner` runs
+#: (Beam's :data:`~apache_beam.runners.worker.statesampler.DEFAULT_SAMPLING_PERIOD_MS`: 200).
+#: The sampler's thread sleeps a period at a time, and the bundle's end joins it: with Beam's
+#: period the 7 bundles of a 1-worker `mirdl prepare` waited 126-199 ms in all for their samplers,
+#: 12-15 ms at 10 ms (BENCHMARKS.md, round 10). The thread only reads a counter when it wakes.
+SAMPLING_PERIOD_MS = 10
+
+_sampling_lock = threading.Lock()
+_sampling_runs = [0]  # runs inside state_sampling_period (the last one out restores Beam's default)
+
+
+@contextlib.contextmanager
+def state_sampling_period(ms: int = SAMPLING_PERIOD_MS) -> Iterator[None]:
+    """Inside, every state sampler Beam's workers make in this process samples every ``ms``
+    milliseconds; afterwards Beam's default again (concurrent runs: when the last one ends).
+
+    Beam has no option for it: the period is the default argument of
+    :class:`~apache_beam.runners.worker.statesampler.StateSampler`, which each bundle's processor
+    constructs without it. Where that default is not Beam's documented one (another Beam
+    version), nothing is changed.
+
+    Examples
+    --------
+    >>> from apache_beam.runners.worker import statesampler
+    >>> with state_sampling_period(10):
+    ...     statesampler.StateSampler("step", None).sampling_period_ms
+    10
+    >>> statesampler.StateSampler("step", None).sampling_period_ms
+    200
+    """
+    init = statesampler.StateSampler.__init__
+    default = (statesampler.DEFAULT_SAMPLING_PERIOD_MS,)
+    with _sampling_lock:
+        # Not the Beam this was written for (its sampler's default is another): left alone.
+        changed = _sampling_runs[0] > 0 or init.__defaults__ == default
+        if changed:
+            _sampling_runs[0] += 1
+            init.__defaults__ = (int(ms),)
+    try:
+        yield
+    finally:
+        if changed:
+            with _sampling_lock:
+                _sampling_runs[0] -= 1
+                if _sampling_runs[0] == 0:
+                    init.__defaults__ = default
 
 
 def beam_worker_command() -> str:
@@ -175,7 +231,8 @@ class LocalRunner(FnApiRunner):
         stderr = sys.stderr
         sys.stderr = WorkerStderrDropped(stderr)
         try:
-            return super().run_pipeline(pipeline, options)
+            with state_sampling_period(SAMPLING_PERIOD_MS):
+                return super().run_pipeline(pipeline, options)
         finally:
             # A worker thread may still be inside a bundle (the other worker's failure, or a
             # Ctrl-C, ended the run): it would go on writing spill files into the temporary store
