@@ -88,19 +88,27 @@ def test_collector_paused_restores_the_collector_state(monkeypatch):
         gc.enable()
 
 
-def test_the_prepare_command_imports_beam_without_pandas():
-    """``mirdl prepare``'s own process imports Beam with pandas hidden (Beam imports it, when
-    installed, only for DataFrame converters the job does not use), and pandas imports as usual
-    afterwards; a Python caller's ``import`` of the job gets Beam as it is."""
+@pytest.mark.parametrize("command", ["prepare", "merge"])
+def test_the_job_commands_import_beam_without_the_integrations_they_do_not_use(command):
+    """``mirdl prepare``'s and ``mirdl merge``'s own processes import Beam with
+    :data:`~mirdl.commands.BEAM_UNUSED` hidden (Beam imports them, when installed, only for
+    integrations the jobs do not use), silently, and each imports as usual afterwards (pyarrow
+    is what mirdl's Parquet stores are written with); a Python caller's ``import`` of the job
+    gets Beam as it is."""
     import subprocess
     import sys
 
+    from mirdl.commands import BEAM_UNUSED
+
     pytest.importorskip("pandas")
-    preloaded = ("import sys; import mirdl.commands.prepare as p; p.preload(); "
-                 "print('pandas' in sys.modules); import pandas; print(pandas.__name__)")
-    plain = "import sys; import mirdl.pipelines.precompute; print('pandas' in sys.modules)"
+    assert {"pandas", "bson", "pyarrow", "apache_beam.io.gcp.bigquery"} <= set(BEAM_UNUSED)
+    hidden = list(BEAM_UNUSED) + ["pymongo"]  # bson is pymongo's, imported first
+    preloaded = (f"import sys; import mirdl.commands.{command} as c; c.preload(); "
+                 f"print(*[name in sys.modules for name in {hidden!r}]); "
+                 "import pyarrow.parquet, pandas, bson; print(pyarrow.parquet.__name__, pandas.__name__, bson.__name__)")
+    plain = "import sys; import mirdl.pipelines.precompute; print('pandas' in sys.modules, 'pyarrow' in sys.modules)"
     outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
             for code in (preloaded, plain)]
-    assert outs[0].stdout.split() == ["False", "pandas"]
-    assert outs[0].stderr == ""  # Beam's "apitools" notice is dropped
-    assert outs[1].stdout.split() == ["True"]
+    assert outs[0].stdout.split() == ["False"] * len(hidden) + ["pyarrow.parquet", "pandas", "bson"]
+    assert outs[0].stderr == ""  # Beam's "apitools" and "bson" notices are dropped
+    assert outs[1].stdout.split() == ["True", "True"]

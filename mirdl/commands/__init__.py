@@ -3,16 +3,55 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from collections.abc import Iterable, Iterator
 
-__all__ = ["BEAM_UNUSED", "modules_hidden"]
+__all__ = ["BEAM_UNUSED", "beam_import_notices_dropped", "modules_hidden"]
 
-#: Installed packages that Beam imports, when they are there, only for integrations mirdl's jobs
-#: do not use: pandas for Beam's DataFrame batch converters (``apache_beam.typehints`` imports
-#: ``pandas_type_compatibility``), ~0.13 s of the ~0.8 s that importing Beam and the job's modules
-#: takes here. The ``mirdl prepare`` and ``mirdl merge`` commands import Beam without them.
-BEAM_UNUSED = ("pandas",)
+#: Modules that Beam imports, when they are there, only for integrations mirdl's jobs do not use.
+#: The ``mirdl prepare`` and ``mirdl merge`` commands import Beam without them (each import
+#: is inside a ``try`` of Beam's, which gives the integration up):
+#:
+#: - ``pandas``: Beam's DataFrame batch converters (``apache_beam.typehints``), ~0.13 s;
+#: - ``bson``: Beam's MongoDB IO (pymongo's ``bson`` is its first import), ~0.05 s;
+#: - ``pyarrow``: Beam's Arrow batch converters and its own Parquet IO (mirdl writes and reads
+#:   Parquet with pyarrow itself, imported when it is needed, after Beam), ~0.03 s;
+#: - ``apache_beam.io.gcp.bigquery``: Beam's BigQuery, Pub/Sub and cross-language IO names in
+#:   ``apache_beam.io`` (``gs://`` paths go through Beam's filesystems, which import their own), ~0.04 s.
+#:
+#: Measured with the collector paused: Beam and the job's modules import in 0.63-0.69 s without
+#: them all against 0.72-0.76 s without pandas alone (BENCHMARKS.md, round 10).
+BEAM_UNUSED = ("pandas", "bson", "pyarrow", "apache_beam.io.gcp.bigquery")
+
+#: What Beam logs while it is imported without its ``[gcp]`` extra or without :data:`BEAM_UNUSED`
+#: (logger name -> text of the message): noise before a command's first line.
+BEAM_IMPORT_NOTICES = {
+    "": "apitools not found",  # the root logger: "..., and bigquery client libraries are not available"
+    "apache_beam.io.mongodbio": "Could not find a compatible bson package",
+}
+
+
+class _Dropped(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+@contextlib.contextmanager
+def beam_import_notices_dropped() -> Iterator[None]:
+    """Inside, the log records of :data:`BEAM_IMPORT_NOTICES` are dropped."""
+    filters = [(logging.getLogger(name), _Dropped(text)) for name, text in BEAM_IMPORT_NOTICES.items()]
+    for logger, dropped in filters:
+        logger.addFilter(dropped)
+    try:
+        yield
+    finally:
+        for logger, dropped in filters:
+            logger.removeFilter(dropped)
 
 
 @contextlib.contextmanager

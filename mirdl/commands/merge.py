@@ -32,9 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def preload() -> None:
     """Import what :func:`run` needs: Beam among it, without the packages it would import only for
     integrations a merge does not use (:data:`mirdl.commands.BEAM_UNUSED`, as ``mirdl prepare``)."""
-    from mirdl.commands import BEAM_UNUSED, modules_hidden
+    from mirdl.commands import BEAM_UNUSED, beam_import_notices_dropped, modules_hidden
 
-    with modules_hidden(BEAM_UNUSED):
+    with beam_import_notices_dropped(), modules_hidden(BEAM_UNUSED):
         import mirdl.pipelines.merge  # noqa: F401
 
 

@@ -22,9 +22,8 @@ Examples
 from __future__ import annotations
 
 import argparse
-import logging
 
-from mirdl.commands import BEAM_UNUSED, modules_hidden
+from mirdl.commands import BEAM_UNUSED, beam_import_notices_dropped, modules_hidden
 from mirdl.pipelines.options import EXIT_STATUS, add_arguments
 
 __all__ = ["EXIT_STATUS", "configure", "preload", "run"]
@@ -45,28 +44,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.parse_known_args = keep_unknown
 
 
-def _drop_bigquery_warning(record: logging.LogRecord) -> bool:
-    # Importing Beam logs "apitools not found, and bigquery client libraries are not available"
-    # on the root logger without the [gcp] extra: noise before every local run's first line.
-    return "apitools not found" not in record.getMessage()
-
-
 def _import_job(*, hide: tuple[str, ...] = ()) -> None:
-    """Import the job's modules (Beam among them; Beam's bigquery notice dropped), with ``hide``
-    hidden from them (:func:`mirdl.commands.modules_hidden`)."""
-    logging.root.addFilter(_drop_bigquery_warning)
-    try:
-        with modules_hidden(hide):
-            import mirdl.pipelines.precompute  # noqa: F401
-    finally:
-        logging.root.removeFilter(_drop_bigquery_warning)
+    """Import the job's modules (Beam among them; its import notices dropped:
+    :func:`mirdl.commands.beam_import_notices_dropped`), with ``hide`` hidden from them
+    (:func:`mirdl.commands.modules_hidden`)."""
+    with beam_import_notices_dropped(), modules_hidden(hide):
+        import mirdl.pipelines.precompute  # noqa: F401
 
 
 def preload() -> None:
     """The ``mirdl prepare`` command's own process: import the job's modules, Beam without the
-    packages it would import only for integrations the job does not use
-    (:data:`mirdl.commands.BEAM_UNUSED`: pandas). Calls from Python (:func:`run`) import Beam as
-    it is."""
+    modules it would import only for integrations the job does not use
+    (:data:`mirdl.commands.BEAM_UNUSED`). Calls from Python (:func:`run`) import Beam as it is."""
     _import_job(hide=BEAM_UNUSED)
 
 
