@@ -143,6 +143,25 @@ def write_listing(root: Path, rows: list[dict], name: str) -> Path:
     return listing
 
 
+def compile_mirdl() -> bool:
+    """Byte-compile mirdl's modules where they are imported from (``__pycache__``), as pip does
+    when it installs a wheel and as Python does at a first import.
+
+    An editable install (``make venv``) has no bytecode until a module is first imported, and
+    with ``PYTHONDONTWRITEBYTECODE`` set, as on the machines `make bench` ran on, Python compiles
+    the modules again in every process: ~0.1 s of `mirdl prepare` (the job's modules) and ~0.03 s
+    of the bare loop (``mirdl.features``), a cost an installed mirdl does not have. True when
+    every module compiled.
+    """
+    import compileall
+    import importlib.util
+
+    roots = set()
+    for name in ("mirdl", "mirdl.features", "mirdl.pipelines", "mirdl_tf"):
+        roots.update(importlib.util.find_spec(name).submodule_search_locations)
+    return all([compileall.compile_dir(root, quiet=1) for root in sorted(roots)])
+
+
 # --------------------------------------------------------------------------- prepare
 def prepare_config(work: Path, listing: Path, *, tag: str, features: list[dict], fmt: str = "tfrecord",
                    patch_seconds: float = 3.0, decoder: str | None = None) -> Path:
@@ -471,7 +490,9 @@ def main(argv=None) -> int:
 
         # Every loop and every job runs as its own process, as a user runs a script or the command: wall
         # time from start to exit, imports included. The loops also time themselves (``inner``: imports
-        # excluded). Alternated, best of --rounds.
+        # excluded). Alternated, best of --rounds. mirdl's modules are byte-compiled first, as an
+        # installed package's are.
+        report["compiled"] = compile_mirdl()
         for i in range(args.rounds):
             step(f"round {i + 1}/{args.rounds}: naive loop, bare loop, prepare 1 worker (reference, fast decoder), "
                  "2 workers, equal-length files 1 and 2 workers")
@@ -679,7 +700,8 @@ def render(r: dict, rows: list[dict], args, argv) -> str:
         "wall seconds from start to exit, Python's start-up and imports included (the loops' imports: librosa or "
         "mirdl.features; the job's: Beam). In brackets, the ratio against the loop's own timing inside its process "
         f"(imports excluded), which is how `make bench` measured the loops before. Loops and jobs alternated, best of "
-        f"{r['rounds']} rounds; the four-spec pair one round.",
+        f"{r['rounds']} rounds; the four-spec pair one round. mirdl's modules were byte-compiled before the runs, as an "
+        "installed package's are" + ("" if r.get("compiled", True) else " (**some failed to compile**)") + ".",
         "",
         "| measure | baseline | mirdl | ratio (vs in-loop time) | target | |",
         "| --- | ---: | ---: | ---: | --- | --- |",
