@@ -892,8 +892,8 @@ def _records_at_offsets(paths: list[str], entries: list[dict[str, Any]], *, shuf
         ids = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(permutation)
     else:
         counts = np.asarray([int(entry["records"]) for entry in entries], np.int64)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        ids = tf.data.Dataset.from_tensor_slices((starts, counts)).interleave(
+        first_ids = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)  # each shard's first id
+        ids = tf.data.Dataset.from_tensor_slices((first_ids, counts)).interleave(
             lambda start, count: tf.data.Dataset.range(start, start + count),
             cycle_length=max(1, min(len(paths), MAX_CYCLE_LENGTH)), block_length=1)
     return ids, n_records, read_ids
