@@ -4,7 +4,7 @@
 
     list shards -> [shard by files] -> interleave(read shard, parallel) -> [shard by records]
     -> [parse -> select variants] -> cache (optional) -> shuffle -> repeat (optional)
-    -> batch -> [parse] + crop + standardise + SpecAugment (parallel map over batches)
+    -> batch -> [read at offsets, parse] + crop + standardise + SpecAugment (parallel map over batches)
     -> mixup (optional) -> prefetch
 
 TFRecord records are shuffled serialised and parsed a batch at a time (one ``parse_example``
@@ -20,8 +20,9 @@ first and only those are read (:mod:`mirdl_tf.balance`). A local, uncompressed T
 (up to :data:`PERMUTATION_MAX_BYTES`) differs too: its record ids are batched (shuffled: a
 permutation of the split every epoch, instead of interleave -> shuffle buffer; unshuffled: the
 interleave's order), each batch copied out of the shards' memory maps at the records' byte
-offsets by one ``tf.numpy_function`` (:func:`_records_at_offsets`), then parsed as above: no
-buffer to fill, every epoch a uniform shuffle (measured faster on 2 cores: BENCHMARKS.md rounds 8, 9).
+offsets by one ``tf.numpy_function`` (:func:`_records_at_offsets`) inside the parallel map, then
+parsed as above: no buffer to fill, every epoch a uniform shuffle (measured faster on 2 cores:
+BENCHMARKS.md rounds 8, 9, 11).
 
 Only the per-shard reader differs between formats (each format's adapter in
 :mod:`mirdl.store.adapters`, which checks the format's own checksums); after it every
@@ -663,14 +664,14 @@ def load(
     fill = None  # SpecAugment's mask value: the train mean (0 once standardised, or if unknown)
     if augment is not None and not standardize and info.feature_entry.get("stats"):
         fill = info.stats()[0]
+    if read_ids is not None:  # batches of record ids: read in the parallel map, then parsed
+        parse = _read_then_parse(read_ids, parse)
     prepare = _make_prepare(info, patch=patch, crop=crop, mean=mean, std=std, augment=augment, fill=fill,
                             with_metadata=with_metadata, parse=parse if parse_late else None,
                             batch_size=batch_size if drop_remainder else None)
-    # ---- batch, then crop + standardise + SpecAugment on the whole batch (one parallel map);
+    # ---- batch, then [read,] crop + standardise + SpecAugment on the whole batch (one parallel map);
     # each record keeps its own random value, so crops and masks are those of a per-record map.
     batches = _batch(ds, batch_size, drop_remainder=drop_remainder, batched=batched)
-    if read_ids is not None:  # batches of record ids -> batches of serialised records
-        batches = batches.map(read_ids)
     if needs_random:
         # Batches of random values beside batches of records: the i-th record still gets the i-th
         # value (a last, shorter batch of records takes the first values of its random batch).
@@ -897,6 +898,17 @@ def _records_at_offsets(paths: list[str], entries: list[dict[str, Any]], *, shuf
             lambda start, count: tf.data.Dataset.range(start, start + count),
             cycle_length=max(1, min(len(paths), MAX_CYCLE_LENGTH)), block_length=1)
     return ids, n_records, read_ids
+
+
+def _read_then_parse(read_ids, parse):
+    """``parse`` of the records ``read_ids`` reads: the read runs in the parallel map with the parse
+    and the crop, several batches' reads at once (a map of its own read one batch at a time, and each
+    map's function is instantiated, its graph optimised, every time an iterator is made)."""
+
+    def read_and_parse(ids: tf.Tensor):
+        return parse(read_ids(ids))
+
+    return read_and_parse
 
 
 def _choose_variant_per_epoch(ds: tf.data.Dataset, pool: list[int], *, seed: int | None) -> tf.data.Dataset:
