@@ -768,6 +768,13 @@ def _read_records(paths: list[str], counts: list[int], *, read, parse, num_worke
     or records are sharded between workers; the order of the records is the same either way.
     """
     by_files = len(paths) >= num_workers
+    if by_files and not shuffle and getattr(read, "plan", None) is not None:
+        # ---- a random-access format, in the shards' order: every range of every shard, one map
+        mine = paths[worker::num_workers]
+        ds = _planned_ranges(mine, read=read, cycle_length=min(len(mine), MAX_CYCLE_LENGTH))
+        if not keep_batches:
+            ds = ds.unbatch()
+        return ds, sum(counts[worker::num_workers]), keep_batches
     files = tf.data.Dataset.from_tensor_slices(paths)
     if num_workers > 1 and by_files:
         files = files.shard(num_workers, worker)
@@ -795,6 +802,50 @@ def _read_records(paths: list[str], counts: list[int], *, read, parse, num_worke
         ds = ds.batch(adapters.READ_CHUNK).map(parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         ds = ds.unbatch()
     return ds, n_records, batched
+
+
+def _interleave_order(lengths: Sequence[int], *, cycle_length: int) -> list[tuple[int, int]]:
+    """``(input, position)`` of each element of ``tf.data``'s sequential ``interleave`` with
+    ``cycle_length`` and ``block_length=1`` over inputs of ``lengths`` elements: a slot whose input
+    ends is passed over, and refilled with the next input when its turn comes again.
+
+    >>> _interleave_order([2, 1, 2], cycle_length=2)
+    [(0, 0), (1, 0), (0, 1), (2, 0), (2, 1)]
+    """
+    slots: list[list[int] | None] = [None] * max(1, cycle_length)  # [input, next position] per slot
+    following, order, index = 0, [], 0
+    while following < len(lengths) or any(slot is not None for slot in slots):
+        slot = slots[index]
+        if slot is None and following < len(lengths):
+            slot = slots[index] = [following, 0]
+            following += 1
+            continue  # the new input gives its first element at once, in the same slot
+        if slot is not None:
+            if slot[1] < lengths[slot[0]]:
+                order.append((slot[0], slot[1]))
+                slot[1] += 1
+            else:
+                slots[index] = None
+        index = (index + 1) % len(slots)
+    return order
+
+
+def _planned_ranges(paths: list[str], *, read, cycle_length: int) -> tf.data.Dataset:
+    """Batches of records of the shards ``paths`` of a random-access format (``read``: its planned
+    reader, :meth:`mirdl.store.adapters.RandomAccessAdapter._planned_reader`), in the order the
+    interleave of :func:`_read_records` streams them (:func:`_interleave_order` over the shards'
+    planned ranges). Every shard is planned here, once per :func:`load`; then one dataset of
+    ``(shard, start, stop)`` and one parallel map read them all: no interleave, no pipeline and no
+    plan call per shard at every epoch, and the first batch waits for one range, not one per shard."""
+    plans = [read.plan(path) for path in paths]
+    order = _interleave_order([len(starts) for starts, _ in plans], cycle_length=cycle_length)
+    shard = np.asarray([s for s, _ in order], np.int64)
+    starts = np.asarray([plans[s][0][k] for s, k in order], np.int64)
+    stops = np.asarray([plans[s][1][k] for s, k in order], np.int64)
+    table = tf.constant(paths)
+    ranges = tf.data.Dataset.from_tensor_slices((shard, starts, stops))
+    return ranges.map(lambda s, start, stop: read.read_range(tf.gather(table, s), start, stop),
+                      num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
 @functools.lru_cache(maxsize=64)

@@ -550,6 +550,10 @@ class RandomAccessAdapter(ShardAdapter):
                               deterministic=True)
 
         read.batched = True
+        # For a caller that plans every shard up front and reads all their ranges in one map
+        # (mirdl_tf.data): the plan of a path (Python), and one range of a path (in graph).
+        read.plan = plan
+        read.read_range = read_one
         return read
 
 

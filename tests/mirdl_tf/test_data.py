@@ -833,13 +833,66 @@ def test_record_columns_are_read_only_when_needed(known_store, fmt):
 
 
 def test_hdf5_shards_are_read_one_after_another_parquet_shards_in_parallel(known_store):
-    """h5py serialises every call behind one library-wide lock, so HDF5 shards are interleaved
-    sequentially (a parallel interleave only adds thread hand-offs); pyarrow decodes without the
-    GIL, so Parquet shards are read in parallel."""
+    """Shuffled, shards stream through an interleave: h5py serialises every call behind one
+    library-wide lock, so HDF5 shards are interleaved sequentially (a parallel interleave only adds
+    thread hand-offs); pyarrow decodes without the GIL, so Parquet shards are read in parallel."""
     def ops(fmt):
         return _dataset_ops(data.load(known_store(fmt, task_type="multi_label"), "train", batch_size=4,
-                                      shuffle=False))
+                                      shuffle=True, seed=0))
 
     hdf5, parquet = ops("hdf5"), ops("parquet")
     assert "InterleaveDataset" in hdf5 and "ParallelInterleaveDataset" not in hdf5
     assert "ParallelInterleaveDataset" in parquet
+
+
+@pytest.mark.parametrize("lengths, cycle_length", [([3, 1, 2], 2), ([0, 2, 0, 3, 1], 2), ([2, 2, 2], 8),
+                                                   ([1] * 11, 8), ([4, 0, 1, 3, 2, 5, 1, 0, 2, 3], 3), ([], 1)])
+def test_interleave_order_is_tf_datas(lengths, cycle_length):
+    """The order the planned read gives the shards' ranges is ``tf.data``'s own interleave order."""
+    first = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    streamed = tf.data.Dataset.from_tensor_slices((first[:-1], np.asarray(lengths, np.int64))).interleave(
+        lambda start, count: tf.data.Dataset.range(start, start + count), cycle_length=cycle_length, block_length=1)
+    planned = [int(first[shard] + position)
+               for shard, position in data._interleave_order(lengths, cycle_length=cycle_length)]
+    assert planned == [int(v) for v in streamed]
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "parquet"])
+def test_unshuffled_random_access_shards_are_planned_up_front_in_the_interleaves_order(known_store, monkeypatch,
+                                                                                     fmt):
+    """shuffle=False over HDF5/Parquet: every shard planned in load() and all their ranges read by
+    one map, no interleave; the batches are those the interleave of one pipeline per shard gives
+    (9 shards, more than the cycle of 8; HDF5 ranges of 2 records, several a shard), epoch after
+    epoch, with the last batch short."""
+    from mirdl.store import adapters
+
+    store = known_store(fmt, task_type="multi_label", n_shards=9)
+    adapter = type(adapters.adapter_for(fmt))
+    planned_by = adapter.read_plan
+    monkeypatch.setattr(adapter, "read_plan", lambda self, path, *, manifest, batch_size=2: planned_by(
+        self, path, manifest=manifest, batch_size=batch_size))
+
+    def build():
+        return data.load(store, "train", batch_size=5, shuffle=False, repeat=2, with_metadata=True)
+
+    planned = build()
+    shard_reader = data._shard_reader
+
+    def streamed_reader(*args, **kwargs):  # the same reader without its plan: a pipeline per shard
+        read, parse = shard_reader(*args, **kwargs)
+
+        def per_shard(path):
+            return read(path)
+
+        per_shard.batched = True
+        return per_shard, parse
+
+    monkeypatch.setattr(data, "_shard_reader", streamed_reader)
+    streamed = build()
+    assert "InterleaveDataset" not in _dataset_ops(planned) and "InterleaveDataset" in _dataset_ops(streamed)
+    got, want = list(planned.as_numpy_iterator()), list(streamed.as_numpy_iterator())
+    assert len(got) == len(want) == -(-2 * 24 // 5)
+    for (x, y, meta), (x_ref, y_ref, meta_ref) in zip(got, want):
+        assert meta["key"].tolist() == meta_ref["key"].tolist()
+        np.testing.assert_allclose(x, x_ref, rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(y, y_ref)
