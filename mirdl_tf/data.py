@@ -30,8 +30,10 @@ record is the same dict (``feature, label, key, track_id, variant, segment, star
 takes one code path. The record columns after ``label`` are read (TFRecord: parsed) only when
 ``with_metadata``, ``variants`` or ``balance`` need them; otherwise a record is ``feature,
 label``. HDF5 and Parquet shards are read a batch of records per Python call (a planned range per
-``tf.numpy_function``, in a parallel map); without shuffling
-those batches are ``rebatch``ed to ``batch_size`` (whole slices, same order), never unbatched. The manifest is the only source of shapes, dtypes, compression,
+``tf.numpy_function``, in a parallel map); without shuffling every shard is planned when
+:func:`load` is called and all the ranges go through one map in the interleave's order
+(:func:`_planned_ranges`), and those batches are ``rebatch``ed to ``batch_size`` (whole slices,
+same order), never unbatched. The manifest is the only source of shapes, dtypes, compression,
 normalisation statistics and the task; nothing is inferred from the shard files.
 
 Examples are ``(features, labels)``:
@@ -766,6 +768,8 @@ def _read_records(paths: list[str], counts: list[int], *, read, parse, num_worke
     the interleave deterministic, so that every worker sees the same stream). A reader that
     yields batches of records (HDF5, Parquet) is unbatched only if ``keep_batches`` is False
     or records are sharded between workers; the order of the records is the same either way.
+    Unshuffled, with whole files per worker, a reader with a plan (HDF5, Parquet, local) reads its
+    shards' planned ranges in that order without the interleave (:func:`_planned_ranges`).
     """
     by_files = len(paths) >= num_workers
     if by_files and not shuffle and getattr(read, "plan", None) is not None:

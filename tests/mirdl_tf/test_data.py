@@ -661,6 +661,22 @@ def test_corrupt_shard_read_by_load_is_a_store_error_naming_it(known_store, stor
                 pass
 
 
+@pytest.mark.parametrize("fmt", ["hdf5", "parquet"])
+def test_a_damaged_shard_of_an_unshuffled_split_is_a_store_error_from_load(known_store, store_copy, fmt):
+    """An unshuffled HDF5/Parquet split is planned in load(): a shard whose file structure is damaged
+    (HDF5's superblock, Parquet's footer; same size, so the size check passes) is a StoreError naming it
+    there, before any read."""
+    store = store_copy(known_store(fmt))
+    manifest = read_manifest(store)
+    victim = store / manifest["splits"]["train"]["shards"][1]["path"]
+    raw = bytearray(victim.read_bytes())
+    at = slice(0, 8) if fmt == "hdf5" else slice(len(raw) - 8, len(raw) - 4)  # the signature; the footer's length
+    raw[at] = bytes(len(raw[at]))
+    victim.write_bytes(bytes(raw))
+    with pytest.raises(StoreError, match=f"{victim.name}.*(corrupt|damaged)"):
+        data.load(store, "train", batch_size=4, shuffle=False)
+
+
 def test_unknown_format_version(known_store, store_copy):
     store = store_copy(known_store("tfrecord"))
     manifest = json.loads((store / "manifest.json").read_text())
