@@ -839,8 +839,9 @@ def _planned_ranges(paths: list[str], *, read, cycle_length: int) -> tf.data.Dat
     reader, :meth:`mirdl.store.adapters.RandomAccessAdapter._planned_reader`), in the order the
     interleave of :func:`_read_records` streams them (:func:`_interleave_order` over the shards'
     planned ranges). Every shard is planned here, once per :func:`load`; then one dataset of
-    ``(shard, start, stop)`` and one parallel map read them all: no interleave, no pipeline and no
-    plan call per shard at every epoch, and the first batch waits for one range, not one per shard."""
+    ``(shard, start, stop)`` and one map read them all (parallel where the format's ranges may be
+    read at once): no interleave, no pipeline and no plan call per shard at every epoch, and the
+    first batch waits for one range, not one per shard."""
     plans = [read.plan(path) for path in paths]
     order = _interleave_order([len(starts) for starts, _ in plans], cycle_length=cycle_length)
     shard = np.asarray([s for s, _ in order], np.int64)
@@ -848,8 +849,9 @@ def _planned_ranges(paths: list[str], *, read, cycle_length: int) -> tf.data.Dat
     stops = np.asarray([plans[s][1][k] for s, k in order], np.int64)
     table = tf.constant(paths)
     ranges = tf.data.Dataset.from_tensor_slices((shard, starts, stops))
+    parallel = AUTOTUNE if read.parallel_ranges else None
     return ranges.map(lambda s, start, stop: read.read_range(tf.gather(table, s), start, stop),
-                      num_parallel_calls=AUTOTUNE, deterministic=True)
+                      num_parallel_calls=parallel, deterministic=True if parallel else None)
 
 
 @functools.lru_cache(maxsize=64)

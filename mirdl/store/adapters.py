@@ -551,9 +551,11 @@ class RandomAccessAdapter(ShardAdapter):
 
         read.batched = True
         # For a caller that plans every shard up front and reads all their ranges in one map
-        # (mirdl_tf.data): the plan of a path (Python), and one range of a path (in graph).
+        # (mirdl_tf.data): the plan of a path (Python), one range of a path (in graph), and whether
+        # ranges may be read at the same time.
         read.plan = plan
         read.read_range = read_one
+        read.parallel_ranges = self.parallel_ranges
         return read
 
 

@@ -912,3 +912,7 @@ def test_unshuffled_random_access_shards_are_planned_up_front_in_the_interleaves
         assert meta["key"].tolist() == meta_ref["key"].tolist()
         np.testing.assert_allclose(x, x_ref, rtol=0, atol=1e-6)
         np.testing.assert_array_equal(y, y_ref)
+    monkeypatch.setattr(data, "_shard_reader", shard_reader)  # a format whose ranges are read one at a time
+    monkeypatch.setattr(adapter, "parallel_ranges", False)
+    one_at_a_time = list(build().as_numpy_iterator())
+    assert [meta["key"].tolist() for _, _, meta in one_at_a_time] == [meta["key"].tolist() for _, _, meta in want]
