@@ -296,6 +296,23 @@ def test_workers_shard_by_files_disjoint_and_complete(known_store):
     assert parts[0] | parts[1] == set(all_keys(store))
 
 
+@pytest.mark.parametrize("fmt", ["hdf5", "parquet"])
+def test_workers_of_an_unshuffled_planned_read_take_whole_shards(known_store, fmt):
+    """shuffle=False over HDF5/Parquet (the planned read), 2 workers, 3 shards: each worker reads its
+    own shards (every 2nd), whole; together every record once."""
+    store = known_store(fmt, task_type="multi_label")
+    shards = read_manifest(store)["splits"]["train"]["shards"]
+    parts = []
+    for worker in range(2):
+        ds = data.load(store, "train", batch_size=4, shuffle=False, num_shards=2, shard_index=worker,
+                       with_metadata=True)
+        keys = list(records_of(ds))
+        assert len(keys) == sum(int(entry["records"]) for entry in shards[worker::2])
+        parts.append(set(keys))
+    assert not parts[0] & parts[1]
+    assert parts[0] | parts[1] == set(all_keys(store))
+
+
 def read_raw_keys(store: Path, shards: list[dict]) -> list[str]:
     files = [str(store / s["path"]) for s in shards]
     return [tf.io.parse_single_example(s, {"key": tf.io.FixedLenFeature([], tf.string)})["key"].numpy().decode()
