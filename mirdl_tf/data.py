@@ -21,8 +21,8 @@ first and only those are read (:mod:`mirdl_tf.balance`). A local, uncompressed T
 permutation of the split every epoch, instead of interleave -> shuffle buffer; unshuffled: the
 interleave's order), each batch copied out of the shards' memory maps at the records' byte
 offsets by one ``tf.numpy_function`` (:func:`_records_at_offsets`) inside the parallel map, then
-parsed as above: no buffer to fill, every epoch a uniform shuffle (measured faster on 2 cores:
-BENCHMARKS.md rounds 8, 9, 11).
+parsed as above: no buffer to fill, every epoch a shuffle of the whole split (measured faster on 2
+cores: BENCHMARKS.md rounds 8, 9, 11, 12).
 
 Only the per-shard reader differs between formats (each format's adapter in
 :mod:`mirdl.store.adapters`, which checks the format's own checksums); after it every
@@ -82,6 +82,11 @@ from mirdl.store.catalog import resolve_store
 from mirdl.store.manifest import read_manifest, shard_entries, shard_paths
 from mirdl.store.verify import check_shards, find_corrupt_shard
 from mirdl_tf import balance as balance_module
+
+try:  # tf.data's buffer-free global shuffle (TensorFlow 2.17 and 2.21 have it; not yet a public name)
+    from tensorflow.python.data.experimental.ops.global_shuffle_op import _global_shuffle
+except ImportError:  # pragma: no cover - an older or newer TensorFlow: the flat_map permutation
+    _global_shuffle = None
 
 __all__ = ["STD_FLOOR", "SPEC_AUGMENT_DEFAULTS", "BALANCE_MODES", "load", "describe", "input_shape", "n_outputs",
            "named_store_errors", "iterate_named", "balance_rates"]
@@ -898,8 +903,8 @@ def _records_at_offsets(paths: list[str], entries: list[dict[str, Any]], *, shuf
     ``read_ids``: a batch of ids to the batch of their serialised records.
 
     ``shuffle``: a new random order every iteration (and every round of ``repeat``), a permutation of
-    all the records drawn in graph from ``seed``, so every epoch is uniformly shuffled with no buffer
-    to fill. Else the order :func:`_read_records` streams them in: the same ``interleave`` (cycle
+    all the records drawn in graph from ``seed`` (:func:`_permuted_ids`), so every epoch is shuffled
+    whole with no buffer to fill. Else the order :func:`_read_records` streams them in: the same ``interleave`` (cycle
     ``MAX_CYCLE_LENGTH``, one record a shard in turn), over ranges of ids. Each record is read at its byte offset (the
     shard's record headers are scanned once, :func:`_record_offsets`) with its CRC32C checked, as
     ``TFRecordDataset`` checks it: one ``tf.numpy_function`` a batch, the records copied out of the
@@ -941,13 +946,8 @@ def _records_at_offsets(paths: list[str], entries: list[dict[str, Any]], *, shuf
         records.set_shape([None])
         return records
 
-    def permutation(value: tf.Tensor) -> tf.data.Dataset:
-        order = tf.random.experimental.stateless_shuffle(tf.range(n_records, dtype=tf.int64),
-                                                         _stateless_seed(value, _SALT_ORDER))
-        return tf.data.Dataset.from_tensor_slices(order)
-
     if shuffle:
-        ids = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(permutation)
+        ids = _permuted_ids(n_records, seed=seed)
     else:
         counts = np.asarray([int(entry["records"]) for entry in entries], np.int64)
         first_ids = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)  # each shard's first id
@@ -955,6 +955,30 @@ def _records_at_offsets(paths: list[str], entries: list[dict[str, Any]], *, shuf
             lambda start, count: tf.data.Dataset.range(start, start + count),
             cycle_length=max(1, min(len(paths), MAX_CYCLE_LENGTH)), block_length=1)
     return ids, n_records, read_ids
+
+
+def _permuted_ids(n: int, *, seed: int | None) -> tf.data.Dataset:
+    """``0 .. n - 1`` in a new pseudo-random order every iteration and every round of ``repeat``
+    (the same orders for the same ``seed``).
+
+    tf.data's global shuffle where this TensorFlow has it: each position's id is computed as it is
+    taken (``random_index_shuffle``, a 4-round block cipher over the ids, keyed per iteration), so
+    the pipeline holds no permutation and has no function to instantiate at every iterator (the
+    ``flat_map`` below cost ~5 ms of each iterator's start; BENCHMARKS.md round 12). Else one
+    random value per iteration seeds a ``stateless_shuffle`` of all the ids (a uniform
+    permutation, ``n`` int64 held per epoch).
+    """
+    if n == 0:  # (the global shuffle refuses an empty input)
+        return tf.data.Dataset.range(0)
+    if _global_shuffle is not None:
+        return _global_shuffle(tf.data.Dataset.range(n), seed=seed, reshuffle_each_iteration=True)
+
+    def permutation(value: tf.Tensor) -> tf.data.Dataset:
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
+                                                         _stateless_seed(value, _SALT_ORDER))
+        return tf.data.Dataset.from_tensor_slices(order)
+
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(permutation)
 
 
 def _read_then_parse(read_ids, parse):

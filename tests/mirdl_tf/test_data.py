@@ -405,11 +405,17 @@ def permutations(monkeypatch):
     return calls
 
 
-def test_tfrecord_epochs_are_permutations_of_the_whole_split(known_store, permutations):
+@pytest.mark.parametrize("ids", ["global shuffle", "stateless_shuffle"])
+def test_tfrecord_epochs_are_permutations_of_the_whole_split(known_store, permutations, ids, monkeypatch):
     """README "Shuffling": a local, uncompressed TFRecord store is read in a permutation of the whole
     split every epoch, each record at its byte offset (no buffer to fill): every epoch each record
-    once in an order of its own, records of several shards from the first batch on, the same seed
-    the same order, and each record's numbers those it has unshuffled."""
+    once in an order of its own, records of several shards from the first batches on, the same seed
+    the same order, and each record's numbers those it has unshuffled. The same with tf.data's global
+    shuffle and with the permutation drawn per iteration where a TensorFlow has no global shuffle."""
+    if ids == "global shuffle" and data._global_shuffle is None:
+        pytest.skip("this TensorFlow has no global shuffle")
+    if ids == "stateless_shuffle":
+        monkeypatch.setattr(data, "_global_shuffle", None)
     store = known_store("tfrecord")
     manifest = read_manifest(store)
 
@@ -426,7 +432,7 @@ def test_tfrecord_epochs_are_permutations_of_the_whole_split(known_store, permut
     assert len({tuple(epoch) for epoch in epochs + [stored]}) == 4
     shard_of = {key: index for index, shard in enumerate(manifest["splits"]["train"]["shards"])
                 for key in read_raw_keys(store, [shard])}
-    assert len({shard_of[key] for key in first[:5]}) > 1
+    assert len({shard_of[key] for epoch in epochs for key in epoch[:5]}) > 1
     assert keys(6) == first
     assert keys(7) != first
     shuffled = records_of(data.load(store, "train", batch_size=5, seed=3, with_metadata=True))
@@ -876,6 +882,29 @@ def test_hdf5_shards_are_read_one_after_another_parquet_shards_in_parallel(known
     hdf5, parquet = ops("hdf5"), ops("parquet")
     assert "InterleaveDataset" in hdf5 and "ParallelInterleaveDataset" not in hdf5
     assert "ParallelInterleaveDataset" in parquet
+
+
+@pytest.mark.parametrize("ids", ["global shuffle", "stateless_shuffle"])
+@pytest.mark.parametrize("n", [0, 1, 2, 37])
+def test_permuted_ids_are_a_new_permutation_every_round_and_iteration(n, ids, monkeypatch):
+    """The shuffled record ids: every round of ``repeat`` and every new iterator a permutation of
+    ``0 .. n - 1``, the rounds in their own orders, the same seed the same orders (an empty split: no ids)."""
+    if ids == "global shuffle" and data._global_shuffle is None:
+        pytest.skip("this TensorFlow has no global shuffle")
+    if ids == "stateless_shuffle":
+        monkeypatch.setattr(data, "_global_shuffle", None)
+    ds = data._permuted_ids(n, seed=5).repeat(3)
+    first = [int(i) for i in ds]
+    rounds = [first[k * n:(k + 1) * n] for k in range(3)]
+    assert len(first) == 3 * n
+    assert all(sorted(r) == list(range(n)) for r in rounds)
+    again = [int(i) for i in ds]  # a second iterator of the same dataset
+    assert sorted(again) == sorted(first)
+    assert [int(i) for i in data._permuted_ids(n, seed=5).repeat(3)] == first
+    if n > 2:
+        assert len({tuple(r) for r in rounds}) == 3
+        assert again != first
+        assert [int(i) for i in data._permuted_ids(n, seed=6).repeat(3)] != first
 
 
 @pytest.mark.parametrize("lengths, cycle_length", [([3, 1, 2], 2), ([0, 2, 0, 3, 1], 2), ([2, 2, 2], 8),
