@@ -405,17 +405,23 @@ def permutations(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("ids", ["global shuffle", "stateless_shuffle"])
-def test_tfrecord_epochs_are_permutations_of_the_whole_split(known_store, permutations, ids, monkeypatch):
+@pytest.fixture(params=["global shuffle", "stateless_shuffle"])
+def id_source(request, monkeypatch):
+    """Where shuffled record ids come from: tf.data's global shuffle, or (as where a TensorFlow lacks
+    it) the permutation drawn per iteration."""
+    if request.param == "global shuffle" and data._global_shuffle is None:
+        pytest.skip("this TensorFlow has no global shuffle")
+    if request.param == "stateless_shuffle":
+        monkeypatch.setattr(data, "_global_shuffle", None)
+    return request.param
+
+
+def test_tfrecord_epochs_are_permutations_of_the_whole_split(known_store, permutations, id_source):
     """README "Shuffling": a local, uncompressed TFRecord store is read in a permutation of the whole
     split every epoch, each record at its byte offset (no buffer to fill): every epoch each record
     once in an order of its own, records of several shards from the first batches on, the same seed
     the same order, and each record's numbers those it has unshuffled. The same with tf.data's global
     shuffle and with the permutation drawn per iteration where a TensorFlow has no global shuffle."""
-    if ids == "global shuffle" and data._global_shuffle is None:
-        pytest.skip("this TensorFlow has no global shuffle")
-    if ids == "stateless_shuffle":
-        monkeypatch.setattr(data, "_global_shuffle", None)
     store = known_store("tfrecord")
     manifest = read_manifest(store)
 
@@ -884,15 +890,10 @@ def test_hdf5_shards_are_read_one_after_another_parquet_shards_in_parallel(known
     assert "ParallelInterleaveDataset" in parquet
 
 
-@pytest.mark.parametrize("ids", ["global shuffle", "stateless_shuffle"])
 @pytest.mark.parametrize("n", [0, 1, 2, 37])
-def test_permuted_ids_are_a_new_permutation_every_round_and_iteration(n, ids, monkeypatch):
+def test_permuted_ids_are_a_new_permutation_every_round_and_iteration(n, id_source):
     """The shuffled record ids: every round of ``repeat`` and every new iterator a permutation of
     ``0 .. n - 1``, the rounds in their own orders, the same seed the same orders (an empty split: no ids)."""
-    if ids == "global shuffle" and data._global_shuffle is None:
-        pytest.skip("this TensorFlow has no global shuffle")
-    if ids == "stateless_shuffle":
-        monkeypatch.setattr(data, "_global_shuffle", None)
     ds = data._permuted_ids(n, seed=5).repeat(3)
     first = [int(i) for i in ds]
     rounds = [first[k * n:(k + 1) * n] for k in range(3)]
