@@ -673,17 +673,28 @@ def load(
         fill = info.stats()[0]
     if read_ids is not None:  # batches of record ids: read in the parallel map, then parsed
         parse = _read_then_parse(read_ids, parse)
+    # An epoch's records are known unless variants are filtered record by record; a balanced
+    # epoch reads its plan, whose size is fixed (variants included). Batches run across epoch
+    # boundaries (repeat comes before batch), so only the last batch of a finite read can be short.
+    n_records = None
+    if (balance != "none" or (selected is None and variant_choice is None)) and repeat is not True:
+        n_records = worker_records * (1 if repeat is False else int(repeat))
     prepare = _make_prepare(info, patch=patch, crop=crop, mean=mean, std=std, augment=augment, fill=fill,
                             with_metadata=with_metadata, parse=parse if parse_late else None,
-                            batch_size=batch_size if drop_remainder else None)
+                            batch_size=batch_size if drop_remainder else None,
+                            sized_randoms=n_records is not None or repeat is True)
     # ---- batch, then [read,] crop + standardise + SpecAugment on the whole batch (one parallel map);
     # each record keeps its own random value, so crops and masks are those of a per-record map.
     batches = _batch(ds, batch_size, drop_remainder=drop_remainder, batched=batched)
     if needs_random:
-        # Batches of random values beside batches of records: the i-th record still gets the i-th
-        # value (a last, shorter batch of records takes the first values of its random batch).
+        # Batches of random values beside batches of records: the i-th record gets the i-th value.
+        # Where the records are counted (or endless), the random batches are cut to the same sizes,
+        # so a last, shorter batch of records meets a random batch of its size (the same values it
+        # took as the head of a full random batch, without a slice in the map: BENCHMARKS.md round 13).
         randoms = tf.data.Dataset.random(seed=_derived_seed(seed, 2), rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((batches, randoms.batch(batch_size)))
+        if n_records is not None:
+            randoms = randoms.take(n_records)
+        ds = tf.data.Dataset.zip((batches, randoms.batch(batch_size, drop_remainder=drop_remainder)))
         ds = ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     else:
         ds = batches.map(lambda records: prepare(records, None), num_parallel_calls=AUTOTUNE,
@@ -694,11 +705,7 @@ def load(
         ds = _apply_mixup(ds, alpha=float(mixup_alpha), n_classes=info.n_outputs(),
                           one_hot=info.task_type == "single_label",
                           seed=_derived_seed(seed, 3), with_metadata=with_metadata, deterministic=deterministic)
-    # An epoch's records are known unless variants are filtered record by record; a balanced
-    # epoch reads its plan, whose size is fixed (variants included).
-    if (balance != "none" or (selected is None and variant_choice is None)) and repeat is not True:
-        # Batches run across epoch boundaries (repeat comes before batch).
-        n_records = worker_records * (1 if repeat is False else int(repeat))
+    if n_records is not None:
         n_batches = n_records // batch_size if drop_remainder else -(-n_records // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
     ds = ds.prefetch(AUTOTUNE)
@@ -1009,7 +1016,7 @@ def _choose_variant_per_epoch(ds: tf.data.Dataset, pool: list[int], *, seed: int
 
 
 def _make_prepare(info: _Store, *, patch: int, crop: str, mean, std, augment, fill, with_metadata: bool,
-                  parse=None, batch_size: int | None = None):
+                  parse=None, batch_size: int | None = None, sized_randoms: bool = False):
     """The per-batch map: [parse], cast, crop (features and frame labels), standardise, SpecAugment.
 
     Takes ``(records, rnd)`` with a leading batch axis (``records`` serialised when ``parse`` is
@@ -1017,6 +1024,8 @@ def _make_prepare(info: _Store, *, patch: int, crop: str, mean, std, augment, fi
     ``rnd`` modulo the number of offsets; the masks stateless draws seeded by it, one record at
     a time) and applied to the whole batch at once. ``batch_size``
     (batches of a fixed size) is set as the static batch dimension of every output.
+    ``sized_randoms``: every batch of random values has its batch of records' size; else a batch
+    takes the head of its random values (a last, shorter batch).
     """
     n_frames = info.n_frames
     frame_task = info.is_frame_task
@@ -1026,6 +1035,8 @@ def _make_prepare(info: _Store, *, patch: int, crop: str, mean, std, augment, fi
              and _xla_works())
     if fused:
         mean, std = tf.constant(mean), tf.constant(std)
+    # The batch's size is needed to cut random values, for fixed offsets, and for SpecAugment's masks.
+    needs_size = not sized_randoms or patch == n_frames or crop == "center" or augment is not None
 
     def draw(rnd: tf.Tensor, fn, dtype) -> tf.Tensor:
         return tf.map_fn(fn, rnd, fn_output_signature=dtype)
@@ -1041,8 +1052,8 @@ def _make_prepare(info: _Store, *, patch: int, crop: str, mean, std, augment, fi
         record = parse(records) if parse is not None else records
         x = tf.cast(record["feature"], tf.float32)
         y = record["label"]
-        n = tf.shape(x)[0]
-        if rnd is not None:
+        n = tf.shape(x)[0] if needs_size else None  # (every op here is instantiated with each iterator)
+        if rnd is not None and not sized_randoms:
             rnd = rnd[:n]
         if patch == n_frames:
             offset = tf.zeros([n], tf.int32)

@@ -836,6 +836,30 @@ def test_batched_crop_is_a_slice_per_record(shape):
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("variants", ["all", [0, 1]])
+def test_each_record_gets_its_own_random_value_whatever_the_batch_size(known_store, fmt, variants):
+    """The i-th record of a seeded read gets the i-th random value (its crop offset, its masks),
+    across epochs and in a last, shorter batch: batches of 5 give every position the crop offset
+    and the features that batches of 1 give it. Where the records are counted the random batches
+    are cut to the record batches' sizes; with ``variants`` (filtered record by record, not
+    counted) a batch takes the head of its random batch."""
+    store = known_store(fmt)
+
+    def positions(batch_size):
+        ds = data.load(store, "train", batch_size=batch_size, patch_frames=N_FRAMES - 6, seed=3, repeat=2,
+                       variants=variants, spec_augment=SPEC_AUGMENT, with_metadata=True)
+        got = list(ds.as_numpy_iterator())
+        return got, [(k, int(o)) for _, _, meta in got for k, o in zip(meta["key"], meta["crop_offset"])]
+
+    fives, by_five = positions(5)
+    ones, by_one = positions(1)
+    assert by_five == by_one and len(by_one) == 2 * len(all_keys(store))
+    assert len(fives[-1][0]) < 5  # the last batch is short
+    assert len({offset for _, offset in by_one}) > 3  # and the offsets are drawn, not fixed
+    np.testing.assert_array_equal(np.concatenate([x for x, _, _ in fives]), np.concatenate([x for x, _, _ in ones]))
+
+
 def _dataset_ops(ds) -> str:
     """The serialised graph of a dataset, as text (op names and attributes)."""
     return ds._as_serialized_graph().numpy().decode("latin-1")
