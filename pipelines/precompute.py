@@ -15,8 +15,9 @@
         -> TooManyFailed --(side input)--> WriteShard
 
     (on Beam's local engine the listing file is read by a FlatMap after an Impulse, and there is
-    no Reshuffle with 1 worker; with N > 1 local workers, Reshuffle is BucketByAudio -> GroupBuckets
-    -> Unbucket: one bucket of about equal audio per worker, see balance_tracks)
+    no Reshuffle with 1 worker; with N > 1 local workers, Reshuffle is ToEveryWorker -> GroupCopies
+    -> ClaimTracks: a copy of the listing per worker, each track computed by the worker that claims
+    it first, costliest first, see claimed_tracks)
 
 The driver holds the listing (paths and labels) only: audio and features live in the
 workers. Records do not go through the runner's shuffle: each one is appended to a spill
@@ -68,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -126,7 +128,8 @@ from mirdl.store.remote import upload_store
 from mirdl.store.verify import check_shards
 
 __all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "EXIT_DISK_FULL", "EXIT_TIMEOUT", "run", "prepare",
-           "pipeline_options", "partial_store_path", "balance_tracks", "PROBE_LIMIT", "DECODE_COST"]
+           "pipeline_options", "partial_store_path", "balance_tracks", "claim_order", "claimed_tracks", "PROBE_LIMIT",
+           "DECODE_COST"]
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 3
@@ -638,7 +641,7 @@ def _save_errors(errors: list[ErrorRecord], *, path: str) -> dict[str, Any]:
     return error_summary(write_error_records(path, errors))
 
 
-#: Up to this many tracks, :func:`balance_tracks` reads each file's header for its duration
+#: Up to this many tracks, :func:`track_costs` reads each file's header for its duration
 #: (a few ms per file); beyond, file sizes stand in for it.
 PROBE_LIMIT = 5000
 #: CPU per second of audio of a codec (libsndfile subtype, else container format) relative to
@@ -649,22 +652,10 @@ PROBE_LIMIT = 5000
 DECODE_COST = {"OPUS": 8.3, "VORBIS": 2.6, "FLAC": 2.0}
 
 
-def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
-    """``track_id -> bucket`` in ``range(n_buckets)``, buckets of about equal work.
-
-    Costliest first into the bucket with the least work so far (LPT scheduling: within 4/3 of the
-    best split). A track's work is its duration from the file header
-    (:func:`mirdl.features.audio.probe`) times its codec's :data:`DECODE_COST` (Opus costs ~8x
-    PCM WAV per second, FLAC 2x) for up to :data:`PROBE_LIMIT` tracks, else the file size; a file that cannot
-    be probed counts as its size in bytes over 16 kB/s (its decode fails or is short anyway).
-
-    Examples
-    --------
-    >>> from mirdl.pipelines.corpus import Track
-    >>> tracks = [Track(track_id=f"t{i}", path=f"/nonexistent/t{i}.wav") for i in range(4)]
-    >>> sorted(balance_tracks(tracks, 2).values())
-    [0, 0, 1, 1]
-    """
+def track_costs(tracks: list[Track]) -> dict[str, float]:
+    """``track_id -> work``: the duration from the file header (:func:`mirdl.features.audio.probe`)
+    times its codec's :data:`DECODE_COST` for up to :data:`PROBE_LIMIT` tracks, else the file size
+    over 16 kB/s; a file that cannot be probed counts as its size (its decode fails or is short anyway)."""
     costs = {}
     for track in tracks:
         cost = None
@@ -681,6 +672,23 @@ def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
             except OSError:
                 cost = 0.0
         costs[track.track_id] = float(cost)
+    return costs
+
+
+def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
+    """``track_id -> bucket`` in ``range(n_buckets)``, buckets of about equal work.
+
+    Costliest first into the bucket with the least work so far (LPT scheduling: within 4/3 of the
+    best split). A track's work is :func:`track_costs`'s (Opus costs ~8x PCM WAV per second, FLAC 2x).
+
+    Examples
+    --------
+    >>> from mirdl.pipelines.corpus import Track
+    >>> tracks = [Track(track_id=f"t{i}", path=f"/nonexistent/t{i}.wav") for i in range(4)]
+    >>> sorted(balance_tracks(tracks, 2).values())
+    [0, 0, 1, 1]
+    """
+    costs = track_costs(tracks)
     loads, counts = [0.0] * n_buckets, [0] * n_buckets
     bucket_of = {}
     for track_id in sorted(costs, key=lambda track_id: (-costs[track_id], track_id)):
@@ -689,6 +697,43 @@ def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
         loads[bucket] += costs[track_id]
         counts[bucket] += 1
     return bucket_of
+
+
+def claim_order(tracks: list[Track]) -> dict[str, int]:
+    """``track_id -> rank``: the costliest track (:func:`track_costs`) first, ties by id.
+
+    >>> from mirdl.pipelines.corpus import Track
+    >>> claim_order([Track(track_id=f"t{i}", path=f"/nonexistent/t{i}.wav") for i in range(3)])
+    {'t0': 0, 't1': 1, 't2': 2}
+    """
+    costs = track_costs(tracks)
+    return {track_id: rank for rank, track_id in enumerate(sorted(costs, key=lambda t: (-costs[t], t)))}
+
+
+def claimed_tracks(copy: tuple[Any, Any], *, rank: Mapping[str, int], claims: str) -> Iterator[Track]:
+    """The tracks of a worker's copy of the listing that this worker claims first, in ``rank``'s order.
+
+    A claim is a file named after the track (sha256 of its id) created with ``O_EXCL`` in ``claims``:
+    of every worker that tries, exactly one creates it, threads and processes alike. A generator: the
+    next track is claimed only once the job has computed the previous one, so every worker takes
+    the next unclaimed track as it becomes free (list scheduling, costliest first).
+
+    >>> import tempfile
+    >>> from mirdl.pipelines.corpus import Track
+    >>> tracks = [Track(track_id=f"t{i}", path=f"/t{i}.wav") for i in range(3)]
+    >>> folder = tempfile.mkdtemp()
+    >>> a = claimed_tracks((0, tracks), rank={"t0": 0, "t1": 1, "t2": 2}, claims=folder)
+    >>> b = claimed_tracks((1, tracks), rank={"t0": 0, "t1": 1, "t2": 2}, claims=folder)
+    >>> next(a).track_id, next(b).track_id, next(b).track_id, next(a, None)
+    ('t0', 't1', 't2', None)
+    """
+    for track in sorted(copy[1], key=lambda track: (rank.get(track.track_id, len(rank)), track.track_id)):
+        name = hashlib.sha256(track.track_id.encode("utf-8")).hexdigest()
+        try:
+            os.close(os.open(os.path.join(claims, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            continue  # another worker has it
+        yield track
 
 
 def _local_workers(options: PipelineOptions) -> int:
@@ -705,11 +750,12 @@ def _build(pipeline: beam.Pipeline, *, config: PrepareConfig, layout: RecordLayo
            max_error_rate: float | None, stats_split: str, local_workers: int = 0) -> None:
     """Add the job's steps to ``pipeline`` (see the module docstring for the graph).
 
-    With ``local_workers`` > 1 (Beam's local engine with worker threads or processes) the tracks
-    go to the workers in buckets of equal audio (:func:`balance_tracks`) instead of a random
-    reshuffle: in both modes that engine hands each worker a fixed share of a stage's input
-    (``ParallelBundleManager``, no dynamic splitting), so one worker could get the long tracks
-    while the other idles.
+    With ``local_workers`` > 1 (Beam's local engine with worker threads or processes) every worker
+    gets a copy of the listing and computes the tracks it claims first (:func:`claimed_tracks`)
+    instead of a random reshuffle: in both modes that engine hands each worker a fixed share of a
+    stage's input (``ParallelBundleManager``, no dynamic splitting), so a fixed share left one
+    worker with the long tracks while the other idled, and buckets of estimated equal work
+    (:func:`balance_tracks`, round 4) still ended apart by the estimate's error.
     """
     # The listing goes through a file, not beam.Create: the pipeline graph stays small and the
     # runner splits the reading, however many tracks there are.
@@ -731,12 +777,16 @@ def _build(pipeline: beam.Pipeline, *, config: PrepareConfig, layout: RecordLayo
         listing = parsed
     elif local_workers > 1:
         # One key per worker: the local engine gives the i-th key of a grouped stage to worker
-        # i mod n, so each worker gets exactly one bucket.
-        bucket_of = balance_tracks(tracks, local_workers)
+        # i mod n, so each worker gets one copy of the whole listing. Each computes, costliest
+        # first, the tracks it claims before the others do (claimed_tracks): the work is shared as
+        # it goes, where fixed buckets of estimated equal work ended apart by the estimate's error.
+        rank = claim_order(tracks)
+        claims = work / "claims"
+        claims.mkdir()
         listing = (parsed
-                   | "BucketByAudio" >> beam.Map(lambda track: (bucket_of.get(track.track_id, 0), track))
-                   | "GroupBuckets" >> beam.GroupByKey()
-                   | "Unbucket" >> beam.FlatMap(lambda bucket: sorted(bucket[1], key=lambda track: track.track_id)))
+                   | "ToEveryWorker" >> beam.FlatMap(lambda track: [(copy, track) for copy in range(local_workers)])
+                   | "GroupCopies" >> beam.GroupByKey()
+                   | "ClaimTracks" >> beam.FlatMap(claimed_tracks, rank=rank, claims=str(claims)))
     else:
         listing = parsed | "Reshuffle" >> beam.Reshuffle()
     computed = listing | "ComputeRecords" >> ComputeRecords(config=config, layout=layout,

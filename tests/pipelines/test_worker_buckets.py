@@ -62,3 +62,42 @@ def test_flac_weighs_twice_wav(tmp_path):
         tracks.append(Track(track_id=f"w{i}", path=str(path)))
     bucket_of = balance_tracks(tracks, 2)
     assert sorted(t for t in bucket_of if bucket_of[t] == bucket_of["flac"]) == ["flac"]
+
+
+def test_workers_claim_each_track_once_costliest_first_and_share_as_they_go(tmp_path):
+    """Each worker gets a copy of the listing and computes the tracks it claims first
+    (`claimed_tracks`): every track once, in the costliest-first order, and a worker held up on a
+    long track leaves the rest to the other (fixed buckets made it wait for the slow one)."""
+    import threading
+
+    from mirdl.pipelines.precompute import claim_order, claimed_tracks
+
+    durations = [36, 3, 18, 4.5, 3, 9]
+    tracks = []
+    for i, seconds in enumerate(durations):
+        path = tmp_path / f"t{i}.wav"
+        sf.write(path, np.zeros(int(seconds * SR), np.float32), SR)
+        tracks.append(Track(track_id=f"t{i}", path=str(path)))
+    rank = claim_order(tracks)
+    assert sorted(rank, key=rank.get) == ["t0", "t2", "t5", "t3", "t1", "t4"]  # longest first, ties by id
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    done = {0: [], 1: []}
+    first_taken, rest_taken = threading.Event(), threading.Event()
+
+    def worker(copy):
+        for track in claimed_tracks((copy, list(reversed(tracks))), rank=rank, claims=str(claims)):
+            done[copy].append(track.track_id)
+            if copy == 0:  # the long track: the other worker computes everything else meanwhile
+                first_taken.set()
+                assert rest_taken.wait(timeout=30)
+        if copy == 1:
+            rest_taken.set()
+
+    slow = threading.Thread(target=worker, args=(0,))
+    slow.start()
+    assert first_taken.wait(timeout=30)
+    worker(1)
+    slow.join(timeout=30)
+    assert done == {0: ["t0"], 1: ["t2", "t5", "t3", "t1", "t4"]}
+    assert len(list(claims.iterdir())) == len(tracks)  # one claim a track
