@@ -691,7 +691,7 @@ def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
     costs = track_costs(tracks)
     loads, counts = [0.0] * n_buckets, [0] * n_buckets
     bucket_of = {}
-    for track_id in sorted(costs, key=lambda track_id: (-costs[track_id], track_id)):
+    for track_id in _costliest_first(costs):
         bucket = min(range(n_buckets), key=lambda b: (loads[b], counts[b], b))  # ties: fewest tracks
         bucket_of[track_id] = bucket
         loads[bucket] += costs[track_id]
@@ -706,8 +706,12 @@ def claim_order(tracks: list[Track]) -> dict[str, int]:
     >>> claim_order([Track(track_id=f"t{i}", path=f"/nonexistent/t{i}.wav") for i in range(3)])
     {'t0': 0, 't1': 1, 't2': 2}
     """
-    costs = track_costs(tracks)
-    return {track_id: rank for rank, track_id in enumerate(sorted(costs, key=lambda t: (-costs[t], t)))}
+    return {track_id: rank for rank, track_id in enumerate(_costliest_first(track_costs(tracks)))}
+
+
+def _costliest_first(costs: Mapping[str, float]) -> list[str]:
+    """The track ids of ``costs``, costliest first, ties by id."""
+    return sorted(costs, key=lambda track_id: (-costs[track_id], track_id))
 
 
 def claimed_tracks(copy: tuple[Any, Any], *, rank: Mapping[str, int], claims: str) -> Iterator[Track]:
@@ -727,7 +731,7 @@ def claimed_tracks(copy: tuple[Any, Any], *, rank: Mapping[str, int], claims: st
     >>> next(a).track_id, next(b).track_id, next(b).track_id, next(a, None)
     ('t0', 't1', 't2', None)
     """
-    for track in sorted(copy[1], key=lambda track: (rank.get(track.track_id, len(rank)), track.track_id)):
+    for track in sorted(copy[1], key=lambda track: rank[track.track_id]):
         name = hashlib.sha256(track.track_id.encode("utf-8")).hexdigest()
         try:
             os.close(os.open(os.path.join(claims, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
