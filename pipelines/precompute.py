@@ -128,7 +128,7 @@ from mirdl.store.remote import upload_store
 from mirdl.store.verify import check_shards
 
 __all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_ABORTED", "EXIT_DISK_FULL", "EXIT_TIMEOUT", "run", "prepare",
-           "pipeline_options", "partial_store_path", "balance_tracks", "claim_order", "claimed_tracks", "PROBE_LIMIT",
+           "pipeline_options", "partial_store_path", "claim_order", "claimed_tracks", "PROBE_LIMIT",
            "DECODE_COST"]
 
 EXIT_OK = 0
@@ -648,7 +648,7 @@ PROBE_LIMIT = 5000
 #: PCM WAV, decode + resample + log-mel at 22.05 kHz: 6.13 (Opus), 1.89 (Vorbis), 1.49 (FLAC) and
 #: 0.74 (WAV) ms per second of stereo 44.1/48 kHz audio on the ``make bench`` corpus (least of two
 #: passes, process CPU; BENCHMARKS.md "make bench", round 4). Equal durations are not equal work:
-#: with FLAC counted as WAV, the bench's 2 buckets came out 0.3 s of CPU apart, 0.06 s with it.
+#: with FLAC counted as WAV, round 4's 2 buckets of tracks came out 0.3 s of CPU apart, 0.06 s with it.
 DECODE_COST = {"OPUS": 8.3, "VORBIS": 2.6, "FLAC": 2.0}
 
 
@@ -675,30 +675,6 @@ def track_costs(tracks: list[Track]) -> dict[str, float]:
     return costs
 
 
-def balance_tracks(tracks: list[Track], n_buckets: int) -> dict[str, int]:
-    """``track_id -> bucket`` in ``range(n_buckets)``, buckets of about equal work.
-
-    Costliest first into the bucket with the least work so far (LPT scheduling: within 4/3 of the
-    best split). A track's work is :func:`track_costs`'s (Opus costs ~8x PCM WAV per second, FLAC 2x).
-
-    Examples
-    --------
-    >>> from mirdl.pipelines.corpus import Track
-    >>> tracks = [Track(track_id=f"t{i}", path=f"/nonexistent/t{i}.wav") for i in range(4)]
-    >>> sorted(balance_tracks(tracks, 2).values())
-    [0, 0, 1, 1]
-    """
-    costs = track_costs(tracks)
-    loads, counts = [0.0] * n_buckets, [0] * n_buckets
-    bucket_of = {}
-    for track_id in _costliest_first(costs):
-        bucket = min(range(n_buckets), key=lambda b: (loads[b], counts[b], b))  # ties: fewest tracks
-        bucket_of[track_id] = bucket
-        loads[bucket] += costs[track_id]
-        counts[bucket] += 1
-    return bucket_of
-
-
 def claim_order(tracks: list[Track]) -> dict[str, int]:
     """``track_id -> rank``: the costliest track (:func:`track_costs`) first, ties by id.
 
@@ -706,12 +682,9 @@ def claim_order(tracks: list[Track]) -> dict[str, int]:
     >>> claim_order([Track(track_id=f"t{i}", path=f"/nonexistent/t{i}.wav") for i in range(3)])
     {'t0': 0, 't1': 1, 't2': 2}
     """
-    return {track_id: rank for rank, track_id in enumerate(_costliest_first(track_costs(tracks)))}
-
-
-def _costliest_first(costs: Mapping[str, float]) -> list[str]:
-    """The track ids of ``costs``, costliest first, ties by id."""
-    return sorted(costs, key=lambda track_id: (-costs[track_id], track_id))
+    costs = track_costs(tracks)
+    costliest_first = sorted(costs, key=lambda track_id: (-costs[track_id], track_id))
+    return {track_id: rank for rank, track_id in enumerate(costliest_first)}
 
 
 def claimed_tracks(copy: tuple[Any, Any], *, rank: Mapping[str, int], claims: str) -> Iterator[Track]:
@@ -759,7 +732,7 @@ def _build(pipeline: beam.Pipeline, *, config: PrepareConfig, layout: RecordLayo
     instead of a random reshuffle: in both modes that engine hands each worker a fixed share of a
     stage's input (``ParallelBundleManager``, no dynamic splitting), so a fixed share left one
     worker with the long tracks while the other idled, and buckets of estimated equal work
-    (:func:`balance_tracks`, round 4) still ended apart by the estimate's error.
+    (round 4 to 12) still ended apart by the estimate's error.
     """
     # The listing goes through a file, not beam.Create: the pipeline graph stays small and the
     # runner splits the reading, however many tracks there are.
