@@ -517,7 +517,8 @@ def main(argv=None) -> int:
         report["four_minutes"] = sum(r["seconds"] for r in four_rows) / 60
         report["rounds"] = args.rounds
 
-        def keep(name, result):  # the best (least wall time) of the alternated rounds
+        def keep(name, result):  # the best (least wall time) of the alternated rounds; every round's too
+            report.setdefault("per_round", {}).setdefault(name, []).append(result["seconds"])
             if name not in report or result["seconds"] < report[name]["seconds"]:
                 report[name] = result
 
@@ -703,6 +704,22 @@ def update_section(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def per_round_lines(per_round: dict[str, list[float]]) -> list[str]:
+    """Each round's ratio of the rows measured in rounds (the table gives the ratio of the bests):
+    the run-to-run spread of a row, from pairs measured next to each other."""
+    pairs = [("prepare 1 worker vs naive loop", "naive", "prepare1"),  # (row, baseline, measured)
+             ("framework overhead: prepare 1 worker vs bare loop", "bare", "prepare1"),
+             ("2 workers vs 1, mixed lengths", "prepare1", "prepare2"),
+             ("2 workers vs 1, equal lengths", "equal1", "equal2")]
+    lines = []
+    for label, baseline, measured in pairs:
+        if baseline in per_round and measured in per_round:
+            ratios = [b / m for b, m in zip(per_round[baseline], per_round[measured])]
+            lines.append(f"- {label}, round by round: " + ", ".join(f"{x:.3f}x" for x in ratios)
+                         + f" (median {float(np.median(ratios)):.3f}x).")
+    return lines
+
+
 def render(r: dict, rows: list[dict], args, argv) -> str:
     minutes = sum(row["seconds"] for row in rows) / 60
     kinds = {}
@@ -796,6 +813,7 @@ def render(r: dict, rows: list[dict], args, argv) -> str:
         f"prepare 1 worker {p1['cpu']:.1f}, 2 workers {p2['cpu']:.1f}; four specs: naive {r['four_naive']['cpu']:.1f}, "
         f"prepare {r['four_prepare']['cpu']:.1f}.",
         f"- Prepare peak RSS: 1 worker {p1['rss'] / 2**20:.0f} MB.",
+        *per_round_lines(r.get("per_round", {})),
         "",
         "Features only (alternated, best of 7 on 30 s and of 3 on 6 min, same decoded audio; difference = "
         "max |mirdl - librosa|, dB or linear):",
