@@ -13,6 +13,16 @@ from mirdl.pipelines.precompute import claim_order, claimed_tracks
 SR = 8000
 
 
+def _silent_wavs(folder, durations, *, digits):
+    """One silent WAV track per duration (seconds), ids ``t0``, ``t1``, ... (``digits`` wide)."""
+    tracks = []
+    for i, seconds in enumerate(durations):
+        path = folder / f"t{i:0{digits}d}.wav"
+        sf.write(path, np.zeros(int(seconds * SR), np.float32), SR)
+        tracks.append(Track(track_id=path.stem, path=str(path)))
+    return tracks
+
+
 def _order(tracks):
     rank = claim_order(tracks)
     return sorted(rank, key=rank.get)
@@ -21,11 +31,7 @@ def _order(tracks):
 def test_the_longest_tracks_come_first_whatever_the_listing_order(tmp_path):
     # The listing order that gave 2 workers 1.46x: short and long files alternating, the longest last.
     durations = [3, 4.5, 3, 6, 3, 4, 9, 3, 5, 18, 3, 36]
-    tracks = []
-    for i, seconds in enumerate(durations):
-        path = tmp_path / f"t{i:02d}.wav"
-        sf.write(path, np.zeros(int(seconds * SR), np.float32), SR)
-        tracks.append(Track(track_id=f"t{i:02d}", path=str(path)))
+    tracks = _silent_wavs(tmp_path, durations, digits=2)
     order = _order(tracks)
     assert sorted(order) == [track.track_id for track in tracks]
     assert [durations[int(track_id[1:])] for track_id in order] == sorted(durations, reverse=True)
@@ -72,12 +78,7 @@ def test_workers_claim_each_track_once_costliest_first_and_share_as_they_go(tmp_
     """Each worker gets a copy of the listing and computes the tracks it claims first
     (`claimed_tracks`): every track once, in the costliest-first order, and a worker held up on a
     long track leaves the rest to the other (fixed buckets made it wait for the slow one)."""
-    durations = [36, 3, 18, 4.5, 3, 9]
-    tracks = []
-    for i, seconds in enumerate(durations):
-        path = tmp_path / f"t{i}.wav"
-        sf.write(path, np.zeros(int(seconds * SR), np.float32), SR)
-        tracks.append(Track(track_id=f"t{i}", path=str(path)))
+    tracks = _silent_wavs(tmp_path, [36, 3, 18, 4.5, 3, 9], digits=1)
     rank = claim_order(tracks)
     assert sorted(rank, key=rank.get) == ["t0", "t2", "t5", "t3", "t1", "t4"]  # longest first, ties by id
     claims = tmp_path / "claims"
